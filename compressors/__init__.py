@@ -1,0 +1,16 @@
+"""Compressor plugins: each is a name, a frozen config and one ``apply(model, ctx)`` transform.
+
+Knows nothing of Optuna, Ray or MLflow. Third-party compressors register under the ``squeezer.compressors``
+entry-point group.
+"""
+
+from compressors.base import Compressor, CompressorConfig, InvalidConfig, TrialContext
+from compressors.distill import Distill, DistillConfig, kd_loss
+from compressors.prune import Prune, PruneConfig
+from compressors.quantize import Quantize, QuantizeConfig
+from compressors.registry import UnknownCompressor, available, get, register
+
+__all__ = [
+    "Compressor", "CompressorConfig", "Distill", "DistillConfig", "InvalidConfig", "Prune", "PruneConfig",
+    "Quantize", "QuantizeConfig", "TrialContext", "UnknownCompressor", "available", "get", "kd_loss", "register",
+]

@@ -1,0 +1,96 @@
+"""The compressor interface: a frozen, validated config plus one method that transforms a model.
+
+Knows nothing of Optuna, Ray or MLflow: whatever drives a compressor hands it a ``TrialContext``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Mapping
+
+import torch
+from torch import nn
+
+Report = Callable[[int, Mapping[str, float]], None]
+
+
+class InvalidConfig(ValueError):
+    """A compressor config value breaks a rule; the message names the field, the rule and the value."""
+
+    def __init__(self, field_name: str, rule: str, value: Any) -> None:
+        self.field, self.rule, self.value = field_name, rule, value
+        super().__init__(f"{field_name}: {rule}, but got {value!r}")
+
+
+@dataclass(frozen=True)
+class CompressorConfig:
+    """Base of every compressor's config: frozen, checked on construction, round-trips through a dict."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``InvalidConfig`` for a value out of its domain."""
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "CompressorConfig":
+        """Build from a mapping; unknown keys are an error that lists the known ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InvalidConfig(unknown[0], f"unknown setting; known settings are {sorted(known)}", values[unknown[0]])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrialContext:
+    """What a compressor may use: the teacher, the data, the seed and a hook to report progress."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    teacher: nn.Module | None = None
+    teacher_logits: torch.Tensor | None = None  # the teacher's outputs on train_x, computed once per study
+    seed: int = 0
+    batch_size: int = 128
+    report: Report = field(default=lambda step, metrics: None)
+
+    def generator(self, salt: int = 0) -> torch.Generator:
+        """A generator seeded from the trial seed, so a stage repeats exactly under the same seed."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + salt)
+
+
+class Compressor(ABC):
+    """A named model transform with its own config class.
+
+    Subclasses set ``name`` and ``Config`` and implement ``apply``, which must leave its input model untouched.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type[CompressorConfig]]
+
+    def __init__(self, config: CompressorConfig | Mapping[str, Any] | None = None) -> None:
+        if config is None or isinstance(config, Mapping):
+            config = self.Config.from_dict(config or {})
+        if not isinstance(config, self.Config):
+            raise TypeError(f"{self.name} takes a {self.Config.__name__}, not {type(config).__name__}")
+        self.config = config
+
+    @abstractmethod
+    def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
+        """Return a compressed copy of ``model``."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config})"
+
+
+def check(ok: bool, field_name: str, rule: str, value: Any) -> None:
+    """Raise ``InvalidConfig`` unless ``ok``: the one way configs validate (asserts vanish under -O)."""
+    if not ok:
+        raise InvalidConfig(field_name, rule, value)

@@ -1,0 +1,105 @@
+"""The ``squeezer`` command: ``search`` runs a study, ``pareto`` prints a study's front, ``ui`` opens MLflow."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+EXIT_BAD_INPUT = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("\nsqueezer: interrupted; finished trials are kept — run the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as err:
+        from search.errors import ConfigError  # imported late: `squeezer --help` should not load torch
+
+        if isinstance(err, ConfigError):
+            print(f"squeezer: error: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        raise
+
+
+def _search(args: argparse.Namespace) -> int:
+    from search.config import load_config
+    from search.study import run_study
+
+    if args.trials is not None and args.trials < 1:
+        from search.errors import ConfigError
+
+        raise ConfigError("--trials", "must be >= 1", args.trials)
+    config = load_config(args.config)
+    run_study(config, trials=args.trials, study_name=args.study_name, storage=args.storage,
+              tracking_uri=args.tracking_uri, seed=args.seed, out=lambda line: print(line, flush=True))
+    print(f"\nreview the runs: squeezer ui --tracking-uri {args.tracking_uri}")
+    return 0
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    import optuna
+
+    from search import report
+    from search.errors import ConfigError
+    from search.study import pareto_trials
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=args.study_name, storage=args.storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(args.storage)]
+        raise ConfigError("--study-name", f"no such study in {args.storage}; studies there: {names}",
+                          args.study_name) from None
+    front = pareto_trials(study, study.user_attrs["objectives"])
+    print(f"Pareto front of {args.study_name!r} ({len(front)} trials):")
+    print(report.front_table(front))
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", args.tracking_uri,
+               "--host", args.host, "--port", str(args.port)]
+    print(f"MLflow UI on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    os.execv(sys.executable, command)
+    return 0  # not reached
+
+
+def _parser() -> argparse.ArgumentParser:
+    from search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+
+    parser = argparse.ArgumentParser(prog="squeezer", description="AutoML for model compression.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    search = commands.add_parser("search", help="run (or resume) a compression search from a YAML config")
+    search.add_argument("config", help="experiment YAML file, e.g. experiments/digits.yaml")
+    search.add_argument("--trials", type=int, help="finish with this many trials in the study (default: config)")
+    search.add_argument("--study-name", help="study name (default: the config's name); an existing one resumes")
+    search.add_argument("--seed", type=int, help="sampler and trial seed (default: the config's seed)")
+    search.set_defaults(handler=_search)
+
+    pareto = commands.add_parser("pareto", help="print the Pareto front of a study")
+    pareto.add_argument("--study-name", required=True)
+    pareto.set_defaults(handler=_pareto)
+
+    for sub in (search, pareto):
+        sub.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna storage URL (default: {DEFAULT_STORAGE})")
+    for sub in (search,):
+        sub.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
+                         help=f"MLflow tracking URI (default: {DEFAULT_TRACKING_URI})")
+
+    ui = commands.add_parser("ui", help="open the MLflow UI on the tracking store")
+    ui.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI)
+    ui.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(handler=_ui)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

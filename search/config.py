@@ -1,0 +1,203 @@
+"""Read and validate an experiment YAML file into an ``ExperimentConfig``; every mistake is one ``ConfigError``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+import compressors
+from search.errors import ConfigError
+from search.objectives import METRICS, Constraint, parse_constraints, parse_objectives
+from spaces import Space, SpaceError, boundary_points, parse_space
+
+DEFAULT_PIPELINE = ("distill", "prune", "quantize")
+SAMPLERS = ("nsga2", "tpe", "random")
+TOP_LEVEL = {"name", "seed", "data", "teacher", "student", "pipeline", "objectives", "constraints", "search",
+             "measure", "training"}
+DATA_KEYS = {"name", "path", "test_path", "dir", "val_fraction", "test_fraction", "train_size"}
+TEACHER_KEYS = {"family", "arch", "path", "epochs", "lr"}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One pipeline stage: a registered compressor and the space of its config."""
+
+    name: str
+    space: Space
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    sampler: str = "nsga2"
+    trials: int = 20
+    population_size: int = 8
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How latency is measured: single-threaded by default so trials running side by side do not skew it."""
+
+    threads: int = 1
+    warmup: int = 10
+    repeats: int = 50
+    batch: int = 64
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    seed: int
+    data: dict[str, Any]
+    teacher: dict[str, Any]
+    student: Space
+    pipeline: tuple[Step, ...]
+    objectives: dict[str, str]
+    constraints: tuple[Constraint, ...]
+    search: SearchSettings
+    measure: MeasureSettings
+    batch_size: int
+    raw: dict[str, Any] = field(repr=False, hash=False, compare=False)
+
+    def digest(self) -> str:
+        """A hash of what the trials depend on, to refuse resuming a study under a changed config."""
+        relevant = {k: v for k, v in self.raw.items() if k not in ("search", "name")}
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Parse and validate the experiment file at ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), "config file not found; pass the path of an experiment YAML file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(str(path), f"is not valid YAML ({err})".replace("\n", " ")) from None
+    return parse_config(raw, base_dir=path.parent)
+
+
+def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
+    """Validate an already-loaded config mapping; relative file paths resolve against ``base_dir``."""
+    if not isinstance(raw, dict):
+        raise ConfigError("<config>", "must be a YAML mapping of sections", type(raw).__name__)
+    _only(raw, TOP_LEVEL, "<config>")
+    if not isinstance(raw.get("name"), str) or not raw["name"]:
+        raise ConfigError("name", "is required: a non-empty string naming the experiment", raw.get("name"))
+    try:
+        return ExperimentConfig(
+            name=raw["name"], seed=_int(raw.get("seed", 0), "seed"),
+            data=_data(raw.get("data"), base_dir), teacher=_teacher(raw.get("teacher"), base_dir),
+            student=_student(raw.get("student")), pipeline=_pipeline(raw.get("pipeline", list(DEFAULT_PIPELINE))),
+            objectives=parse_objectives(raw.get("objectives")), constraints=parse_constraints(raw.get("constraints")),
+            search=_settings(SearchSettings, raw.get("search"), "search"),
+            measure=_settings(MeasureSettings, raw.get("measure"), "measure"),
+            batch_size=_int(dict(raw.get("training") or {}).get("batch_size", 128), "training.batch_size"), raw=raw)
+    except SpaceError as err:
+        raise ConfigError(err.knob, err.rule, err.value) from None
+
+
+def _data(raw: Any, base_dir: Path) -> dict[str, Any]:
+    data = _section(raw, "data", DATA_KEYS)
+    if not data.get("name") and not data.get("path"):
+        raise ConfigError("data", "needs `name` (digits or fashion_mnist) or `path` (an .npz with X and y)")
+    for key in ("path", "test_path", "dir"):
+        if data.get(key):
+            data[key] = str((base_dir / str(data[key])).resolve())
+    for key in ("val_fraction", "test_fraction"):
+        if key in data and not (isinstance(data[key], (int, float)) and 0 < data[key] < 1):
+            raise ConfigError(f"data.{key}", "must be a number in (0, 1)", data[key])
+    return data
+
+
+def _teacher(raw: Any, base_dir: Path) -> dict[str, Any]:
+    teacher = _section(raw, "teacher", TEACHER_KEYS)
+    if not teacher.get("family"):
+        raise ConfigError("teacher.family", "is required (e.g. mlp or cnn) to build or load the teacher")
+    if teacher.get("path"):
+        teacher["path"] = str((base_dir / str(teacher["path"])).resolve())
+        if not Path(teacher["path"]).is_file():
+            raise ConfigError("teacher.path", "file not found; give a state-dict checkpoint, or remove `path` to "
+                              "train the teacher from the config", teacher["path"])
+    teacher.setdefault("arch", {})
+    if not isinstance(teacher["arch"], dict):
+        raise ConfigError("teacher.arch", "must be a mapping of the family's settings", teacher["arch"])
+    return teacher
+
+
+def _student(raw: Any) -> Space:
+    if not isinstance(raw, dict) or "family" not in raw:
+        raise ConfigError("student", "needs a `family` (e.g. mlp, or {choice: {mlp: {...}, cnn: {...}}})", raw)
+    return parse_space(raw, "student")
+
+
+def _pipeline(raw: Any) -> tuple[Step, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("pipeline", "must be a non-empty list of compressor steps, e.g. [distill, prune, quantize]",
+                          raw)
+    steps = tuple(_step(item, i) for i, item in enumerate(raw))
+    names = [s.name for s in steps]
+    if len(set(names)) != len(names):
+        raise ConfigError("pipeline", "each compressor may appear once", names)
+    return steps
+
+
+def _step(item: Any, index: int) -> Step:
+    if isinstance(item, str):
+        item = {item: {}}
+    if not isinstance(item, dict) or len(item) != 1:
+        raise ConfigError(f"pipeline[{index}]", "must be a compressor name or {name: {settings}}", item)
+    (name, settings), = item.items()
+    try:
+        compressor = compressors.get(name)
+    except compressors.UnknownCompressor as err:
+        raise ConfigError(f"pipeline[{index}]", str(err)) from None
+    space = parse_space(settings or {}, name)
+    for point in boundary_points(space):
+        try:
+            compressor.Config.from_dict(point)
+        except compressors.InvalidConfig as err:
+            raise ConfigError(f"{name}.{err.field}", err.rule, err.value) from None
+        except TypeError as err:
+            raise ConfigError(name, f"a setting has the wrong type ({err})", point) from None
+    return Step(name, space)
+
+
+def _settings(cls: type, raw: Any, key: str) -> Any:
+    values = _section(raw or {}, key, set(cls.__dataclass_fields__))
+    for name, value in values.items():
+        default = cls.__dataclass_fields__[name].default
+        if isinstance(default, int) and not isinstance(default, bool):
+            values[name] = _int(value, f"{key}.{name}", minimum=1)
+    if values.get("sampler", SAMPLERS[0]) not in SAMPLERS:
+        raise ConfigError(f"{key}.sampler", f"must be one of {list(SAMPLERS)}", values["sampler"])
+    return cls(**values)
+
+
+def _section(raw: Any, key: str, allowed: set[str]) -> dict[str, Any]:
+    if raw is None:
+        raise ConfigError(key, "section is required")
+    if not isinstance(raw, dict):
+        raise ConfigError(key, "must be a mapping", raw)
+    _only(raw, allowed, key)
+    return dict(raw)
+
+
+def _only(raw: Mapping[str, Any], allowed: set[str], key: str) -> None:
+    unknown = sorted(set(map(str, raw)) - allowed)
+    if unknown:
+        raise ConfigError(f"{key}", f"unknown key {unknown[0]!r}; allowed keys are {sorted(allowed)}")
+
+
+def _int(value: Any, key: str, minimum: int = 0) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(key, f"must be an integer >= {minimum}", value)
+    return value
+
+
+__all__ = ["ExperimentConfig", "MeasureSettings", "METRICS", "SearchSettings", "Step", "load_config", "parse_config"]

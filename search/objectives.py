@@ -1,0 +1,75 @@
+"""The metrics a trial measures, which of them the study optimises (name -> direction), and hard budgets."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from search.errors import ConfigError
+
+#: Every metric a trial reports, with the direction that is better.
+METRICS: dict[str, str] = {
+    "accuracy": "maximize",        # on the validation split, which no trial trains on
+    "size_bytes": "minimize",      # bytes of the compressed model's state dict as saved
+    "latency_ms": "minimize",      # median batch-1 latency after warm-up
+    "latency_p90_ms": "minimize",
+    "throughput": "maximize",      # samples per second at the measurement batch size
+    "params": "minimize",
+}
+DEFAULT_OBJECTIVES = {"accuracy": "maximize", "size_bytes": "minimize", "latency_ms": "minimize"}
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A hard budget such as ``size_bytes <= 200000``; trials that break it never enter the Pareto front."""
+
+    metric: str
+    bound: float
+    upper: bool = True  # True: metric <= bound; False: metric >= bound
+
+    def violation(self, metrics: Mapping[str, float]) -> float:
+        """How far ``metrics`` are over the budget; <= 0 means satisfied (Optuna's convention)."""
+        value = metrics[self.metric]
+        return value - self.bound if self.upper else self.bound - value
+
+    def __str__(self) -> str:
+        return f"{self.metric} {'<=' if self.upper else '>='} {self.bound:g}"
+
+
+def parse_objectives(raw: Any) -> dict[str, str]:
+    """``{metric: maximize|minimize}``; by default accuracy against size and latency."""
+    if raw is None:
+        return dict(DEFAULT_OBJECTIVES)
+    if isinstance(raw, list):  # a list of names takes each metric's natural direction
+        raw = {name: METRICS.get(name) for name in raw}
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError("objectives", "must map metric names to maximize/minimize", raw)
+    for name, direction in raw.items():
+        _known(name, "objectives")
+        if direction not in ("maximize", "minimize"):
+            raise ConfigError(f"objectives.{name}", "must be maximize or minimize", direction)
+    return dict(raw)
+
+
+def parse_constraints(raw: Any) -> tuple[Constraint, ...]:
+    """``{metric: {max: v}}`` or ``{metric: {min: v}}`` budgets."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise ConfigError("constraints", "must map metric names to {max: value} or {min: value}", raw)
+    found = []
+    for name, bound in raw.items():
+        _known(name, "constraints")
+        if not isinstance(bound, dict) or len(bound) != 1 or set(bound) - {"max", "min"}:
+            raise ConfigError(f"constraints.{name}", "must be {max: value} or {min: value}", bound)
+        (kind, value), = bound.items()
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise ConfigError(f"constraints.{name}.{kind}", "must be a finite number", value)
+        found.append(Constraint(name, float(value), upper=kind == "max"))
+    return tuple(found)
+
+
+def _known(name: str, key: str) -> None:
+    if name not in METRICS:
+        raise ConfigError(f"{key}.{name}", f"unknown metric; known metrics are {list(METRICS)}")

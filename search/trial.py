@@ -1,0 +1,68 @@
+"""One trial, the same for every search backend: build the student, run the pipeline, measure the result."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+import compressors
+from compressors.base import Report, TrialContext
+from search import data, models
+from search.config import ExperimentConfig
+from search.metrics import measure
+from search.teacher import get_teacher, teacher_logits
+from spaces import boundary_points
+
+
+class TrialFailed(RuntimeError):
+    """The trial ran but its result is unusable (e.g. a NaN metric)."""
+
+
+@dataclass
+class Workbench:
+    """What every trial of a study shares, prepared once: the data, the teacher and its logits."""
+
+    config: ExperimentConfig
+    splits: data.Splits
+    teacher: nn.Module
+    teacher_logits: torch.Tensor
+
+
+def prepare(config: ExperimentConfig) -> Workbench:
+    """Load the data and the teacher, and check that every student the space allows can be built."""
+    splits = data.load(config.data, config.seed)
+    for arch in boundary_points(config.student):
+        models.build(arch, splits.input_shape, splits.num_classes)
+    teacher = get_teacher(config.teacher, splits, config.seed, config.batch_size)
+    return Workbench(config, splits, teacher, teacher_logits(teacher, splits.train_x))
+
+
+def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: int, workdir: Path,
+              report: Report = lambda step, metrics: None) -> dict[str, float]:
+    """Build the student from ``params['student']``, apply each pipeline step with its params, measure it.
+
+    The compressed model's state dict is saved as ``workdir/model.pt``; its size is the ``size_bytes`` metric.
+    """
+    torch.manual_seed(seed)
+    s = bench.splits
+    model = models.build(dict(params["student"]), s.input_shape, s.num_classes)
+    ctx = TrialContext(s.train_x, s.train_y, s.val_x, s.val_y, teacher=bench.teacher,
+                       teacher_logits=bench.teacher_logits, seed=seed, batch_size=bench.config.batch_size,
+                       report=report)
+    for step in bench.config.pipeline:
+        model = compressors.get(step.name)(dict(params.get(step.name, {}))).apply(model, ctx)
+    metrics = measure(model, s.val_x, s.val_y, bench.config.measure, workdir / "model.pt")
+    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        raise TrialFailed(f"non-finite metrics {bad}")
+    return metrics
+
+
+def flatten(params: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """``{'prune': {'ratio': 0.3}}`` -> ``{'prune.ratio': 0.3}``: the names MLflow and the tables show."""
+    return {f"{section}.{key}": value for section, values in params.items() for key, value in values.items()}
