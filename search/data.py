@@ -106,8 +106,10 @@ def _npz(path: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
     if len(x) != len(y) or x.ndim not in (2, 3, 4):
         raise ConfigError(key, "X must be (N, features), (N, H, W) or (N, C, H, W) with len(X) == len(y)",
                           f"X{x.shape}, y{y.shape}")
-    _, labels = np.unique(y, return_inverse=True)
-    return (x[:, None] if x.ndim == 3 else x), labels.astype(np.int64)
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+        raise ConfigError(key, "y must hold integer class indices 0..K-1 (map string labels to ints first)",
+                          f"y of dtype {y.dtype}, min {y.min()}")
+    return (x[:, None] if x.ndim == 3 else x), y.astype(np.int64)
 
 
 def _split(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray] | None,

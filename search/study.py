@@ -106,7 +106,7 @@ def _one_trial(study: optuna.Study, bench: Workbench, tracker: Tracker, parent: 
         except Exception as err:  # a broken trial is recorded and the study goes on
             reason = f"{type(err).__name__}: {err}"
             _fail(study, trial, tracker, run_id, reason + "\n" + traceback.format_exc())
-            out(f"{position} FAILED {reason} | {report.recipe(flatten(params))}")
+            out(f"{position} FAILED {reason} | {report.recipe(trial.params)}")
             return
         trial.set_user_attr("metrics", metrics)
         trial.set_user_attr("constraints", [c.violation(metrics) for c in config.constraints])
@@ -114,7 +114,7 @@ def _one_trial(study: optuna.Study, bench: Workbench, tracker: Tracker, parent: 
         tracker.end_trial(run_id, metrics, model_file=model_file)
     front = len(pareto_trials(study, config))
     out(f"{position} {report.metrics_line(metrics)} | pareto {front} | {time.monotonic() - started:.1f}s | "
-        f"{report.recipe(flatten(params))}")
+        f"{report.recipe(trial.params)}")
 
 
 def _fail(study: optuna.Study, trial: optuna.Trial, tracker: Tracker, run_id: str, reason: str,

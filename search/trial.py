@@ -12,6 +12,7 @@ from torch import nn
 
 import compressors
 from compressors.base import Report, TrialContext
+from compressors.training import predict
 from search import data, models
 from search.config import ExperimentConfig
 from search.metrics import measure
@@ -56,6 +57,8 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
                        report=report)
     for step in bench.config.pipeline:
         model = compressors.get(step.name)(dict(params.get(step.name, {}))).apply(model, ctx)
+    if not torch.isfinite(predict(model, s.val_x[:256])).all():
+        raise TrialFailed("the compressed model outputs NaN or inf")
     metrics = measure(model, s.val_x, s.val_y, bench.config.measure, workdir / "model.pt")
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:

@@ -1,0 +1,35 @@
+# Two entry points on a fresh machine: `make demo` (install + demo study) and `make test` (install + tests).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install data demo test test-all ui clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+# Fashion-MNIST ships as a Debian package (the original IDX files); nothing is downloaded at run time.
+data:
+	@[ -d $(FASHION_MNIST) ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; }
+
+demo: install data
+	$(BIN)/squeezer search experiments/fashion_mnist.yaml
+
+test: install
+	$(BIN)/python -m pytest -q
+
+# Everything, the slow end-to-end studies included.
+test-all: install data
+	$(BIN)/python -m pytest -q -m ""
+
+ui: install
+	$(BIN)/squeezer ui
+
+clean:
+	rm -rf $(VENV) *.egg-info mlflow.db squeezer.db mlartifacts mlruns

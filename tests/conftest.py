@@ -1,0 +1,51 @@
+"""Shared fixtures: real digits data, a real trained teacher, real MLflow and Optuna stores in a temp dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from compressors import TrialContext
+from compressors.training import predict
+from search import data, models
+from search.teacher import train
+
+REPO = Path(__file__).resolve().parents[1]
+DIGITS_YAML = REPO / "experiments" / "digits.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in its own directory with its own teacher cache, so nothing leaks between tests."""
+    monkeypatch.setenv("SQUEEZER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def digits() -> data.Splits:
+    return data.load({"name": "digits", "val_fraction": 0.2, "test_fraction": 0.2}, seed=0)
+
+
+@pytest.fixture(scope="session")
+def teacher(digits: data.Splits) -> torch.nn.Module:
+    model = models.build({"family": "mlp", "depth": 2, "width": 128}, digits.input_shape, digits.num_classes)
+    return train(model, {"epochs": 15, "lr": 3e-3}, digits, seed=0, batch_size=64)
+
+
+@pytest.fixture
+def ctx(digits: data.Splits, teacher: torch.nn.Module) -> TrialContext:
+    return TrialContext(digits.train_x, digits.train_y, digits.val_x, digits.val_y, teacher=teacher,
+                        teacher_logits=predict(teacher, digits.train_x), seed=0, batch_size=64)
+
+
+def mlp_student(splits: data.Splits, width: int = 64, depth: int = 2) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return models.build({"family": "mlp", "depth": depth, "width": width}, splits.input_shape, splits.num_classes)
+
+
+def cnn_student(splits: data.Splits, channels: int = 8, hidden: int = 32) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return models.build({"family": "cnn", "depth": 2, "channels": channels, "hidden": hidden}, splits.input_shape,
+                        splits.num_classes)

@@ -1,0 +1,151 @@
+"""Every compressor obeys one contract; the built-ins do what their names promise."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import compressors
+from compressors import Compressor, CompressorConfig, InvalidConfig, TrialContext, kd_loss
+from compressors.training import accuracy
+
+from conftest import mlp_student
+
+
+class CompressorContract:
+    """The conformance suite: subclass it with a compressor and a config to run every check on it."""
+
+    compressor: type[Compressor]
+    settings: dict = {}
+
+    def make(self) -> Compressor:
+        return self.compressor(self.settings)
+
+    def test_input_model_is_untouched(self, ctx: TrialContext, digits) -> None:
+        model = mlp_student(digits)
+        before = copy.deepcopy(model.state_dict())
+        self.make().apply(model, ctx)
+        after = model.state_dict()
+        assert before.keys() == after.keys()
+        assert all(torch.equal(before[k], after[k]) for k in before)
+
+    def test_output_runs_with_the_same_output_shape(self, ctx: TrialContext, digits) -> None:
+        out = self.make().apply(mlp_student(digits), ctx)
+        assert out(ctx.val_x[:5]).shape == (5, 10)
+
+    def test_results_repeat_under_a_seed(self, ctx: TrialContext, digits) -> None:
+        first = self.make().apply(mlp_student(digits), ctx)(ctx.val_x)
+        second = self.make().apply(mlp_student(digits), ctx)(ctx.val_x)
+        assert torch.allclose(first, second)
+
+    def test_config_round_trips_through_a_dict(self) -> None:
+        config = self.make().config
+        assert type(config).from_dict(config.to_dict()) == config
+
+    def test_is_registered_by_name(self) -> None:
+        assert compressors.get(self.compressor.name) is self.compressor
+
+
+class TestDistillContract(CompressorContract):
+    compressor = compressors.Distill
+    settings = {"epochs": 2}
+
+
+class TestStructuredPruneContract(CompressorContract):
+    compressor = compressors.Prune
+    settings = {"ratio": 0.5, "structured": True, "finetune_epochs": 1}
+
+
+class TestUnstructuredPruneContract(CompressorContract):
+    compressor = compressors.Prune
+    settings = {"ratio": 0.5, "structured": False, "finetune_epochs": 1}
+
+
+class TestInt8Contract(CompressorContract):
+    compressor = compressors.Quantize
+    settings = {"bits": 8}
+
+
+class TestHalfContract(CompressorContract):
+    compressor = compressors.Quantize
+    settings = {"bits": 16, "half": "bf16"}
+
+
+def test_kd_loss_equals_its_formula() -> None:
+    s = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+    t = torch.tensor([[1.0, 1.5, 0.0], [3.0, -2.0, 0.5]])
+    y = torch.tensor([0, 2])
+    T, alpha = 3.0, 0.25
+    p_t, p_s = F.softmax(t / T, 1), F.softmax(s / T, 1)
+    kl = (p_t * (p_t.log() - p_s.log())).sum(1).mean()
+    ce = -F.log_softmax(s, 1)[torch.arange(2), y].mean()
+    assert kd_loss(s, t, y, T, alpha).item() == pytest.approx((alpha * T**2 * kl + (1 - alpha) * ce).item(), rel=1e-6)
+
+
+def test_kd_with_alpha_zero_is_plain_cross_entropy() -> None:
+    s, t, y = torch.randn(4, 5), torch.randn(4, 5), torch.tensor([0, 1, 2, 3])
+    assert kd_loss(s, t, y, 4.0, 0.0).item() == pytest.approx(F.cross_entropy(s, y).item())
+
+
+def test_distillation_teaches_the_student(ctx: TrialContext, digits) -> None:
+    student = mlp_student(digits, width=32)
+    trained = compressors.Distill({"epochs": 8, "lr": 3e-3}).apply(student, ctx)
+    assert accuracy(student, ctx.val_x, ctx.val_y) < 0.3  # untrained
+    assert accuracy(trained, ctx.val_x, ctx.val_y) > 0.9
+
+
+def test_distill_reports_per_epoch_curves(ctx: TrialContext, digits) -> None:
+    seen = []
+    ctx.report = lambda step, metrics: seen.append((step, dict(metrics)))
+    compressors.Distill({"epochs": 3}).apply(mlp_student(digits), ctx)
+    assert [step for step, _ in seen] == [0, 1, 2]
+    assert set(seen[0][1]) == {"distill.loss", "distill.val_accuracy"}
+
+
+@pytest.mark.parametrize("cls, settings, message", [
+    (compressors.Distill, {"temperature": 0}, "temperature: must be > 0, but got 0"),
+    (compressors.Distill, {"alpha": 1.5}, "alpha: must be in [0, 1], but got 1.5"),
+    (compressors.Prune, {"ratio": 1.0}, "ratio: must be in [0, 1), but got 1.0"),
+    (compressors.Quantize, {"bits": 4}, "bits: must be one of [32, 16, 8], but got 4"),
+    (compressors.Quantize, {"bitz": 8}, "bitz: unknown setting; known settings are"),
+])
+def test_configs_are_validated_on_construction(cls, settings: dict, message: str) -> None:
+    with pytest.raises(InvalidConfig) as err:
+        cls(settings)
+    assert str(err.value).startswith(message)
+
+
+def test_configs_are_frozen() -> None:
+    config = compressors.DistillConfig()
+    with pytest.raises(Exception):
+        config.alpha = 0.1  # type: ignore[misc]
+
+
+def test_unknown_compressor_lists_the_known_ones() -> None:
+    with pytest.raises(compressors.UnknownCompressor) as err:
+        compressors.get("sqeeze")
+    assert "'sqeeze'" in str(err.value) and "['distill', 'prune', 'quantize']" in str(err.value)
+
+
+def test_a_plugin_registers_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compressors.registry, "_REGISTRY", dict(compressors.registry._REGISTRY))
+
+    @dataclass(frozen=True)
+    class ScaleConfig(CompressorConfig):
+        factor: float = 1.0
+
+    @compressors.register
+    class Scale(Compressor):
+        name = "test-scale"
+        Config = ScaleConfig
+
+        def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
+            return nn.Sequential(copy.deepcopy(model), nn.Identity())
+
+    assert compressors.get("test-scale") is Scale
+    assert "test-scale" in compressors.available()

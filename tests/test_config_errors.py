@@ -1,0 +1,78 @@
+"""Bad input gets one clear message naming the problem, exit code 2, and nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from search.cli import main
+from search.config import load_config
+
+from conftest import DIGITS_YAML
+
+
+def digits_config() -> dict:
+    return yaml.safe_load(DIGITS_YAML.read_text())
+
+
+def write(tmp_path: Path, config: dict | str) -> Path:
+    path = tmp_path / "experiment.yaml"
+    path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
+    return path
+
+
+def mutate(change) -> dict:
+    config = digits_config()
+    change(config)
+    return config
+
+
+BAD = {
+    "malformed yaml": ("name: [unclosed", "is not valid YAML"),
+    "not a mapping": ("- just\n- a list\n", "<config>: must be a YAML mapping"),
+    "unknown top-level key": (mutate(lambda c: c.update(studnet={})), "unknown key 'studnet'"),
+    "inverted range": (mutate(lambda c: c["student"].update(depth={"int": [3, 1]})),
+                       "student.depth: `low <= high` must hold, but got '(low=3, high=1)'"),
+    "range outside the compressor's domain": (
+        mutate(lambda c: c["pipeline"][1]["prune"].update(ratio={"float": [0.5, 1.5]})),
+        "prune.ratio: must be in [0, 1), but got 1.5"),
+    "unknown compressor": (mutate(lambda c: c["pipeline"].append({"sqeeze": {}})),
+                           "unknown compressor 'sqeeze'; known compressors are ['distill', 'prune', 'quantize']"),
+    "unknown compressor setting": (mutate(lambda c: c["pipeline"][2]["quantize"].update(bitz=8)),
+                                   "quantize.bitz: unknown setting"),
+    "unknown student setting": (mutate(lambda c: c["student"].update(heads=4)),
+                                "student.heads: is not a setting of family 'mlp'"),
+    "missing data file": (mutate(lambda c: c.update(data={"path": "nowhere.npz"})),
+                          "data.path: file not found"),
+    "missing teacher file": (mutate(lambda c: c["teacher"].update(path="teacher.pt")),
+                             "teacher.path: file not found"),
+    "unknown objective": (mutate(lambda c: c.update(objectives={"acc": "maximize"})),
+                          "objectives.acc: unknown metric"),
+    "bad sampler": (mutate(lambda c: c["search"].update(sampler="grid")),
+                    "search.sampler: must be one of ['nsga2', 'tpe', 'random']"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_config_exits_2_with_a_clear_message_and_writes_nothing(case: str, tmp_path: Path, capsys) -> None:
+    config, message = BAD[case]
+    path = write(tmp_path, config)
+    before = set(tmp_path.iterdir())
+    assert main(["search", str(path), "--trials", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("squeezer: error: ") and message in err
+    assert len(err.strip().splitlines()) == 1
+    assert set(tmp_path.iterdir()) == before  # no mlflow.db, no squeezer.db, no artifacts
+
+
+def test_missing_config_file(tmp_path: Path, capsys) -> None:
+    assert main(["search", str(tmp_path / "nope.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_the_shipped_experiments_are_valid() -> None:
+    for path in sorted((DIGITS_YAML.parent).glob("*.yaml")):
+        config = load_config(path)
+        assert config.name and config.pipeline

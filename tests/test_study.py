@@ -1,0 +1,135 @@
+"""End to end: one config -> an Optuna study -> MLflow parent and child runs -> the Pareto front."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+from torch import nn
+
+import compressors
+from compressors import Compressor, CompressorConfig, TrialContext
+from search.cli import main
+
+from conftest import DIGITS_YAML
+
+
+def stores(tmp_path: Path) -> tuple[str, str]:
+    return f"sqlite:///{tmp_path}/mlflow.db", f"sqlite:///{tmp_path}/optuna.db"
+
+
+def search(config: Path, tmp_path: Path, trials: int, *extra: str) -> int:
+    tracking, storage = stores(tmp_path)
+    return main(["search", str(config), "--trials", str(trials), "--tracking-uri", tracking, "--storage", storage,
+                 *extra])
+
+
+def runs(tmp_path: Path, role: str, study: str = "digits") -> list:
+    client = MlflowClient(stores(tmp_path)[0])
+    experiment = client.get_experiment_by_name("squeezer-digits")
+    return client.search_runs([experiment.experiment_id],
+                              filter_string=f"tags.`squeezer.study` = '{study}' and tags.`squeezer.role` = '{role}'")
+
+
+def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_path: Path, capsys) -> None:
+    assert search(DIGITS_YAML, tmp_path, 4) == 0
+    out = capsys.readouterr().out
+    assert "[trial 4/4]" in out and "Pareto front" in out
+
+    (parent,), children = runs(tmp_path, "study"), runs(tmp_path, "trial")
+    assert len(children) == 4
+    client = MlflowClient(stores(tmp_path)[0])
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert {"accuracy", "size_bytes", "latency_ms", "latency_p90_ms", "throughput", "params"} <= set(
+            child.data.metrics)
+        assert {"student.width", "distill.temperature", "prune.ratio", "quantize.bits"} <= set(child.data.params)
+        assert child.data.tags["pareto"] in ("true", "false")
+        assert len(client.get_metric_history(child.info.run_id, "distill.loss")) == 15  # one point per epoch
+        model_file = Path(client.download_artifacts(child.info.run_id, "model.pt", str(tmp_path / child.info.run_id)))
+        assert model_file.stat().st_size == child.data.metrics["size_bytes"]  # size is the saved file's size
+    assert any(c.data.tags["pareto"] == "true" for c in children)
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"pareto.csv", "pareto.png", "config.yaml"}
+    assert parent.info.status == "FINISHED"
+
+    # `squeezer pareto` prints the same front that the tags record.
+    assert main(["pareto", "--study-name", "digits", "--storage", stores(tmp_path)[1]]) == 0
+    table = capsys.readouterr().out.splitlines()[2:]
+    on_front = {int(c.data.tags["squeezer.trial"]) for c in children if c.data.tags["pareto"] == "true"}
+    assert {int(line.split()[0]) for line in table} == on_front
+
+
+def test_a_stopped_study_resumes_without_losing_finished_trials(tmp_path: Path, capsys) -> None:
+    assert search(DIGITS_YAML, tmp_path, 2) == 0
+    first = {r.info.run_id: r.data.metrics["accuracy"] for r in runs(tmp_path, "trial")}
+    assert search(DIGITS_YAML, tmp_path, 3) == 0
+    assert "2/3 trials done" in capsys.readouterr().out
+    after = {r.info.run_id: r.data.metrics["accuracy"] for r in runs(tmp_path, "trial")}
+    assert len(after) == 3 and all(after[k] == v for k, v in first.items())
+    assert len(runs(tmp_path, "study")) == 1
+    study = optuna.load_study(study_name="digits", storage=stores(tmp_path)[1])
+    assert len(study.trials) == 3
+
+
+def test_interrupted_trials_are_closed_as_failed_on_resume(tmp_path: Path, capsys) -> None:
+    assert search(DIGITS_YAML, tmp_path, 1) == 0
+    study = optuna.load_study(study_name="digits", storage=stores(tmp_path)[1])
+    study.ask()  # a trial the killed process never told
+    assert search(DIGITS_YAML, tmp_path, 2) == 0
+    states = [t.state for t in optuna.load_study(study_name="digits", storage=stores(tmp_path)[1]).trials]
+    assert states.count(optuna.trial.TrialState.FAIL) == 1 and "interrupted" in capsys.readouterr().out
+
+
+def test_resuming_with_a_changed_config_is_refused(tmp_path: Path, capsys) -> None:
+    assert search(DIGITS_YAML, tmp_path, 1) == 0
+    config = yaml.safe_load(DIGITS_YAML.read_text())
+    config["student"]["depth"] = 3
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    assert search(changed, tmp_path, 2) == 2
+    assert "was run with a different config" in capsys.readouterr().err
+
+
+@dataclass(frozen=True)
+class BreakConfig(CompressorConfig):
+    how: str = "raise"
+
+
+class Break(Compressor):
+    """Breaks every trial with an even seed, by raising or by poisoning the weights with NaN."""
+
+    name = "test-break"
+    Config = BreakConfig
+
+    def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
+        if ctx.seed % 2:
+            return model
+        if self.config.how == "raise":
+            raise RuntimeError("boom")
+        broken = copy.deepcopy(model)
+        with torch.no_grad():
+            next(broken.parameters()).fill_(float("nan"))
+        return broken
+
+
+@pytest.mark.parametrize("how, reason", [("raise", "RuntimeError: boom"), ("nan", "outputs NaN or inf")])
+def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, how: str, reason: str) -> None:
+    monkeypatch.setattr(compressors.registry, "_REGISTRY", {**compressors.registry._REGISTRY, "test-break": Break})
+    config = yaml.safe_load(DIGITS_YAML.read_text())
+    config["pipeline"] = [{"distill": {"epochs": 2}}, {"quantize": {"bits": 32}}, {"test-break": {"how": how}}]
+    path = tmp_path / "breaking.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert search(path, tmp_path, 4) == 0
+    study = optuna.load_study(study_name="digits", storage=stores(tmp_path)[1])
+    states = [t.state.name for t in study.trials]
+    assert states.count("FAIL") == 2 and states.count("COMPLETE") == 2
+    failed = [r for r in runs(tmp_path, "trial") if r.info.status == "FAILED"]
+    assert len(failed) == 2 and all(reason in r.data.tags["squeezer.error"] for r in failed)
+    assert reason in capsys.readouterr().out
