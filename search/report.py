@@ -8,6 +8,8 @@ from typing import Any, Mapping, Sequence
 
 from optuna.trial import FrozenTrial
 
+from spaces import plain_names
+
 COLUMNS = ("accuracy", "size_bytes", "latency_ms", "latency_p90_ms", "throughput", "params")
 
 
@@ -24,7 +26,7 @@ def metrics_line(metrics: Mapping[str, float]) -> str:
 
 def recipe(params: Mapping[str, Any]) -> str:
     """The trial's choices in one short string, e.g. ``student.family=mlp prune.ratio=0.31 quantize.bits=8``."""
-    return " ".join(f"{k}={fmt(v)}" for k, v in params.items())
+    return " ".join(f"{k}={fmt(v)}" for k, v in plain_names(params).items())
 
 
 def human_bytes(n: float) -> str:
@@ -62,7 +64,8 @@ def front_table(front: Sequence[FrozenTrial]) -> str:
     return "\n".join(lines)
 
 
-def front_figure(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial]) -> Any:
+def front_figure(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial],
+                 teacher: Mapping[str, float] | None = None) -> Any:
     """Accuracy against size and against latency; every completed trial in grey, the front in colour."""
     if not completed:
         return None
@@ -81,6 +84,8 @@ def front_figure(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial])
             xs = [t.user_attrs["metrics"][metric] for t in subset]
             ys = [t.user_attrs["metrics"]["accuracy"] for t in subset]
             ax.scatter(xs, ys, **style)
+        if teacher:
+            ax.scatter([teacher[metric]], [teacher["accuracy"]], marker="*", s=160, c="k", label="teacher")
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)

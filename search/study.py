@@ -18,7 +18,7 @@ from search.errors import ConfigError
 from search.pareto import pareto_mask
 from search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from search.tracking import Tracker
-from search.trial import Workbench, flatten, prepare, run_trial
+from search.trial import Workbench, baseline, flatten, prepare, run_trial
 from spaces.optuna import suggest
 
 Print = Callable[[str], None]
@@ -41,6 +41,9 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
     study = open_study(config, name, storage, seed)
     tracker = Tracker(tracking_uri, f"squeezer-{config.name}")
     parent = tracker.study_run(name, config.raw)
+    teacher = baseline(bench)
+    tracker.log_metrics(parent, {f"teacher.{k}": v for k, v in teacher.items()})
+    out(f"teacher: {report.metrics_line(teacher)} test_accuracy={teacher['test_accuracy']:.4f}")
     _close_interrupted(study, tracker, name, out)
     done = len(_finished(study))
     out(f"study {name!r}: {done}/{target} trials done; objectives {config.objectives}; storage {storage}")
@@ -50,7 +53,7 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
             out(f"timeout of {config.search.timeout_s}s reached")
             break
         _one_trial(study, bench, tracker, parent, name, seed, target, out)
-    front = finish(study, tracker, parent, config, out)
+    front = finish(study, tracker, parent, config, out, teacher)
     return StudyResult(study, front, parent)
 
 
@@ -71,14 +74,12 @@ def open_study(config: ExperimentConfig, name: str, storage: str, seed: int) -> 
 
 
 def make_sampler(config: ExperimentConfig, seed: int) -> optuna.samplers.BaseSampler:
-    """NSGA-II by default; TPE or random on request. Budgets go to the sampler as constraints."""
-    constraints = (lambda t: t.user_attrs["constraints"]) if config.constraints else None
+    """NSGA-II by default; TPE or random on request. Budgets reach them through each trial's constraints."""
     if config.search.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, constraints_func=constraints)
+        return optuna.samplers.TPESampler(seed=seed)
     if config.search.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.NSGAIISampler(population_size=config.search.population_size, seed=seed,
-                                         constraints_func=constraints)
+    return optuna.samplers.NSGAIISampler(population_size=config.search.population_size, seed=seed)
 
 
 def suggest_params(trial: optuna.trial.BaseTrial, config: ExperimentConfig) -> dict[str, dict[str, Any]]:
@@ -109,7 +110,8 @@ def _one_trial(study: optuna.Study, bench: Workbench, tracker: Tracker, parent: 
             out(f"{position} FAILED {reason} | {report.recipe(trial.params)}")
             return
         trial.set_user_attr("metrics", metrics)
-        trial.set_user_attr("constraints", [c.violation(metrics) for c in config.constraints])
+        for constraint in config.constraints:
+            trial.set_constraint(str(constraint), constraint.violation(metrics))
         study.tell(trial, [metrics[k] for k in config.objectives])
         tracker.end_trial(run_id, metrics, model_file=model_file)
     front = len(pareto_trials(study, config))
@@ -144,24 +146,26 @@ def pareto_trials(study: optuna.Study, config_objectives: ExperimentConfig | dic
     if not done:
         return []
     values = np.array([t.values for t in done])
-    feasible = np.array([all(v <= 0 for v in t.user_attrs.get("constraints", [])) for t in done])
+    feasible = np.array([all(v <= 0 for v in t.constraints.values()) for t in done])
     mask = pareto_mask(values, list(objectives.values()), feasible)
-    return [t for t, on in zip(done, mask) if on]
+    return [t for t, on in zip(done, mask, strict=True) if on]
 
 
 def finish(study: optuna.Study, tracker: Tracker, parent: str, config: ExperimentConfig,
-           out: Print) -> list[optuna.trial.FrozenTrial]:
+           out: Print, teacher: dict[str, float] | None = None) -> list[optuna.trial.FrozenTrial]:
     """Tag trial runs with their Pareto membership, attach the table and plot, print the table."""
     front = pareto_trials(study, config)
     members = {t.number for t in front}
     runs = {t.user_attrs["mlflow_run_id"]: t.number in members
             for t in study.get_trials(deepcopy=False) if "mlflow_run_id" in t.user_attrs}
     completed = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
-    figure = report.front_figure(completed, front)
+    figure = report.front_figure(completed, front, teacher)
     tracker.finish_study(parent, runs, report.front_csv(front), figure)
     report.close(figure)
     out(f"\nPareto front ({len(front)} of {len(completed)} completed trials):")
     out(report.front_table(front))
+    if teacher:
+        out(f"teacher (reference): {report.metrics_line(teacher)}")
     return front
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -12,7 +13,7 @@ from torch import nn
 
 import compressors
 from compressors.base import Report, TrialContext
-from compressors.training import predict
+from compressors.training import accuracy, predict
 from search import data, models
 from search.config import ExperimentConfig
 from search.metrics import measure
@@ -32,6 +33,14 @@ class Workbench:
     splits: data.Splits
     teacher: nn.Module
     teacher_logits: torch.Tensor
+
+
+def baseline(bench: Workbench) -> dict[str, float]:
+    """The teacher measured like a trial (plus its test accuracy): the reference every student is compared with."""
+    s = bench.splits
+    with tempfile.TemporaryDirectory(prefix="squeezer-") as workdir:
+        metrics = measure(bench.teacher, s.val_x, s.val_y, bench.config.measure, Path(workdir) / "teacher.pt")
+    return {**metrics, "test_accuracy": accuracy(bench.teacher, s.test_x, s.test_y)}
 
 
 def prepare(config: ExperimentConfig) -> Workbench:

@@ -5,9 +5,9 @@ This package knows nothing of torch: a space is plain data.
 
 from spaces.errors import SpaceError
 from spaces.knobs import Branch, Choice, Fixed, Float, Int, Knob, Space, parse_knob, parse_space
-from spaces.sampling import boundary_points, leaves, sample
+from spaces.sampling import boundary_points, leaves, plain_names, sample
 
 __all__ = [
     "Branch", "Choice", "Fixed", "Float", "Int", "Knob", "Space", "SpaceError",
-    "boundary_points", "leaves", "parse_knob", "parse_space", "sample",
+    "boundary_points", "leaves", "parse_knob", "parse_space", "plain_names", "sample",
 ]

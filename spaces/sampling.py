@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from spaces.knobs import Branch, Fixed, Knob, Space
 
@@ -50,3 +50,19 @@ def boundary_points(space: Space) -> list[dict[str, Any]]:
             else:
                 points.append({**base, name: value})
     return points or [{}]
+
+
+def plain_names(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop the Branch segment from flat names for display.
+
+    ``{'student.family': 'cnn', 'student.family.cnn.depth': 2}`` -> ``{'student.family': 'cnn', 'student.depth': 2}``
+    """
+    renamed = {}
+    for name, value in params.items():
+        for branch, option in params.items():
+            prefix = f"{branch}.{option}."
+            if name.startswith(prefix):
+                name = f"{branch.rpartition('.')[0]}.{name[len(prefix):]}".lstrip(".")
+                break
+        renamed[name] = value
+    return renamed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
@@ -122,7 +123,7 @@ def test_configs_are_validated_on_construction(cls, settings: dict, message: str
 
 def test_configs_are_frozen() -> None:
     config = compressors.DistillConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         config.alpha = 0.1  # type: ignore[misc]
 
 

@@ -3,7 +3,7 @@
 import optuna
 import pytest
 
-from spaces import Branch, Choice, Fixed, Float, Int, SpaceError, boundary_points, leaves, parse_space
+from spaces import Branch, Choice, Fixed, Float, Int, SpaceError, boundary_points, leaves, parse_space, plain_names
 from spaces.optuna import distributions, from_distribution, suggest, to_distribution
 
 
@@ -67,3 +67,8 @@ def test_boundary_points_reach_every_extreme() -> None:
     assert {p["a"] for p in points} == {1, 5} and {p["b"] for p in points} == {"x", "y"}
     assert all(p["c"] == 7 for p in points)
     assert set(leaves(space)) == {"a", "b"}
+
+
+def test_plain_names_drop_the_branch_segment() -> None:
+    params = {"student.family": "cnn", "student.family.cnn.depth": 2, "prune.ratio": 0.3}
+    assert plain_names(params) == {"student.family": "cnn", "student.depth": 2, "prune.ratio": 0.3}

@@ -65,6 +65,19 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
     assert {int(line.split()[0]) for line in table} == on_front
 
 
+def test_trials_over_budget_never_enter_the_front(tmp_path: Path) -> None:
+    config = yaml.safe_load(DIGITS_YAML.read_text())
+    config["constraints"] = {"size_bytes": {"max": 12000}}
+    path = tmp_path / "budget.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert search(path, tmp_path, 6) == 0
+    children = runs(tmp_path, "trial")
+    assert any(c.data.metrics["size_bytes"] > 12000 for c in children)  # the budget did bind
+    assert all(c.data.metrics["size_bytes"] <= 12000 for c in children if c.data.tags["pareto"] == "true")
+    study = optuna.load_study(study_name="digits", storage=stores(tmp_path)[1])
+    assert all(set(t.constraints) == {"size_bytes <= 12000"} for t in study.trials)
+
+
 def test_a_stopped_study_resumes_without_losing_finished_trials(tmp_path: Path, capsys) -> None:
     assert search(DIGITS_YAML, tmp_path, 2) == 0
     first = {r.info.run_id: r.data.metrics["accuracy"] for r in runs(tmp_path, "trial")}
