@@ -49,6 +49,10 @@ def _pareto(args: argparse.Namespace) -> int:
     from search.study import pareto_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    database = args.storage.removeprefix("sqlite:///")
+    if args.storage.startswith("sqlite:///") and not os.path.isfile(database):
+        raise ConfigError("--storage", "no such study database; run `squeezer search` first or point --storage at it",
+                          args.storage)
     try:
         study = optuna.load_study(study_name=args.study_name, storage=args.storage)
     except KeyError:

@@ -90,6 +90,7 @@ def front_figure(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial],
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("validation accuracy")
+    fig.suptitle("Pareto front over all objectives (each panel is a 2-D view of it)", fontsize=10)
     axes[1].legend(loc="lower right")
     fig.tight_layout()
     return fig

@@ -150,3 +150,18 @@ def test_a_plugin_registers_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert compressors.get("test-scale") is Scale
     assert "test-scale" in compressors.available()
+
+
+def test_a_third_party_plugin_is_found_through_its_entry_point(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compressors.registry, "_REGISTRY", dict(compressors.registry._REGISTRY))
+    (tmp_path / "squeezer_plugin_demo.py").write_text(
+        "from compressors import Distill\n"
+        "class Gentle(Distill):\n"
+        "    name = 'gentle'\n")
+    dist = tmp_path / "squeezer_plugin_demo-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: squeezer-plugin-demo\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[squeezer.compressors]\ngentle = squeezer_plugin_demo:Gentle\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert compressors.get("gentle").__name__ == "Gentle"
+    assert "gentle" in compressors.available()

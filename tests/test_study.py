@@ -78,6 +78,16 @@ def test_trials_over_budget_never_enter_the_front(tmp_path: Path) -> None:
     assert all(set(t.constraints) == {"size_bytes <= 12000"} for t in study.trials)
 
 
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_other_samplers_run_the_same_study(tmp_path: Path, sampler: str) -> None:
+    config = yaml.safe_load(DIGITS_YAML.read_text())
+    config["search"]["sampler"] = sampler
+    path = tmp_path / f"{sampler}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert search(path, tmp_path, 3) == 0
+    assert len(runs(tmp_path, "trial")) == 3
+
+
 def test_a_stopped_study_resumes_without_losing_finished_trials(tmp_path: Path, capsys) -> None:
     assert search(DIGITS_YAML, tmp_path, 2) == 0
     first = {r.info.run_id: r.data.metrics["accuracy"] for r in runs(tmp_path, "trial")}
