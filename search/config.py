@@ -97,7 +97,8 @@ def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
             objectives=parse_objectives(raw.get("objectives")), constraints=parse_constraints(raw.get("constraints")),
             search=_settings(SearchSettings, raw.get("search"), "search"),
             measure=_settings(MeasureSettings, raw.get("measure"), "measure"),
-            batch_size=_int(dict(raw.get("training") or {}).get("batch_size", 128), "training.batch_size"), raw=raw)
+            batch_size=_int(_section(raw.get("training") or {}, "training", {"batch_size"}).get("batch_size", 128),
+                            "training.batch_size", minimum=1), raw=raw)
     except SpaceError as err:
         raise ConfigError(err.knob, err.rule, err.value) from None
 

@@ -22,6 +22,7 @@ from search.trial import Workbench, baseline, flatten, prepare, run_trial
 from spaces.optuna import suggest
 
 Print = Callable[[str], None]
+INTERRUPTED = "interrupted"
 
 
 @dataclass
@@ -48,11 +49,15 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
     done = len(_finished(study))
     out(f"study {name!r}: {done}/{target} trials done; objectives {config.objectives}; storage {storage}")
     started = time.monotonic()
-    while len(_finished(study)) < target:
-        if config.search.timeout_s and time.monotonic() - started > config.search.timeout_s:
-            out(f"timeout of {config.search.timeout_s}s reached")
-            break
-        _one_trial(study, bench, tracker, parent, name, seed, target, out)
+    try:
+        while len(_finished(study)) < target:
+            if config.search.timeout_s and time.monotonic() - started > config.search.timeout_s:
+                out(f"timeout of {config.search.timeout_s}s reached")
+                break
+            _one_trial(study, bench, tracker, parent, name, seed, target, out)
+    except KeyboardInterrupt:
+        tracker.client.set_terminated(parent, status="KILLED")
+        raise
     front = finish(study, tracker, parent, config, out, teacher)
     return StudyResult(study, front, parent)
 
@@ -102,7 +107,7 @@ def _one_trial(study: optuna.Study, bench: Workbench, tracker: Tracker, parent: 
             metrics = run_trial(bench, params, seed + trial.number, Path(workdir),
                                 report=lambda step, m: tracker.log_metrics(run_id, m, step))
         except KeyboardInterrupt:
-            _fail(study, trial, tracker, run_id, "interrupted by the user", status="KILLED")
+            _fail(study, trial, tracker, run_id, f"{INTERRUPTED} by the user", status="KILLED")
             raise
         except Exception as err:  # a broken trial is recorded and the study goes on
             reason = f"{type(err).__name__}: {err}"
@@ -135,7 +140,13 @@ def _close_interrupted(study: optuna.Study, tracker: Tracker, name: str, out: Pr
 
 
 def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL])
+    """Trials that ran to an outcome: completed, or failed with a reason. Interrupted ones are run again."""
+    trials = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL])
+    return [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE or _ran_and_failed(t)]
+
+
+def _ran_and_failed(trial: optuna.trial.FrozenTrial) -> bool:
+    return not trial.user_attrs.get("fail_reason", INTERRUPTED).startswith(INTERRUPTED)
 
 
 def pareto_trials(study: optuna.Study, config_objectives: ExperimentConfig | dict[str, str]

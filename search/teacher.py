@@ -32,7 +32,7 @@ def get_teacher(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int
                          key="teacher.arch")
     if spec.get("path"):
         return _load(model, Path(spec["path"]))
-    path = cache_dir() / "teachers" / f"{teacher_key(spec, splits, seed)}.pt"
+    path = cache_dir() / "teachers" / f"{teacher_key(spec, splits, seed, batch_size)}.pt"
     if path.is_file():
         print(f"teacher: loaded from cache {path}", file=sys.stderr)
         return _load(model, path)
@@ -41,10 +41,10 @@ def get_teacher(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int
     return model.eval()
 
 
-def teacher_key(spec: dict[str, Any], splits: Splits, seed: int) -> str:
-    """The cache key: the teacher's settings, the training data and the seed."""
+def teacher_key(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int) -> str:
+    """The cache key: everything the trained weights depend on (settings, training data, seed, batch size)."""
     settings = json.dumps({k: v for k, v in spec.items() if k != "path"}, sort_keys=True)
-    return hashlib.sha256(f"{settings}|{splits.fingerprint()}|{seed}".encode()).hexdigest()[:20]
+    return hashlib.sha256(f"{settings}|{splits.fingerprint()}|{seed}|{batch_size}".encode()).hexdigest()[:20]
 
 
 def train(model: nn.Module, spec: dict[str, Any], splits: Splits, seed: int, batch_size: int) -> nn.Module:

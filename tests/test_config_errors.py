@@ -50,6 +50,10 @@ BAD = {
                              "teacher.path: file not found"),
     "unknown objective": (mutate(lambda c: c.update(objectives={"acc": "maximize"})),
                           "objectives.acc: unknown metric"),
+    "unknown training key": (mutate(lambda c: c.update(training={"batchsize": 64})),
+                             "training: unknown key 'batchsize'"),
+    "zero batch size": (mutate(lambda c: c.update(training={"batch_size": 0})),
+                        "training.batch_size: must be an integer >= 1, but got 0"),
     "bad sampler": (mutate(lambda c: c["search"].update(sampler="grid")),
                     "search.sampler: must be one of ['nsga2', 'tpe', 'random']"),
 }

@@ -156,3 +156,36 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(
     failed = [r for r in runs(tmp_path, "trial") if r.info.status == "FAILED"]
     assert len(failed) == 2 and all(reason in r.data.tags["squeezer.error"] for r in failed)
     assert reason in capsys.readouterr().out
+
+
+class Interrupt(Compressor):
+    """Plays the user pressing Ctrl-C during the second trial, while `armed` is set."""
+
+    name = "test-interrupt"
+    Config = BreakConfig
+    armed = True
+
+    def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
+        if Interrupt.armed and ctx.seed == 1:
+            raise KeyboardInterrupt
+        return model
+
+
+def test_ctrl_c_stops_cleanly_and_the_study_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setattr(compressors.registry, "_REGISTRY",
+                        {**compressors.registry._REGISTRY, "test-interrupt": Interrupt})
+    config = yaml.safe_load(DIGITS_YAML.read_text())
+    config["pipeline"] = [{"distill": {"epochs": 2}}, "test-interrupt", "quantize"]
+    path = tmp_path / "interrupt.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    assert search(path, tmp_path, 3) == 130
+    assert "run the same command to resume" in capsys.readouterr().err
+    assert sorted(r.info.status for r in runs(tmp_path, "trial")) == ["FINISHED", "KILLED"]
+    assert runs(tmp_path, "study")[0].info.status == "KILLED"
+
+    monkeypatch.setattr(Interrupt, "armed", False)
+    assert search(path, tmp_path, 3) == 0
+    states = [t.state.name for t in optuna.load_study(study_name="digits", storage=stores(tmp_path)[1]).trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert runs(tmp_path, "study")[0].info.status == "FINISHED"
