@@ -5,9 +5,9 @@ from __future__ import annotations
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import optuna
@@ -36,30 +36,13 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
               storage: str = DEFAULT_STORAGE, tracking_uri: str = DEFAULT_TRACKING_URI, seed: int | None = None,
               out: Print = print) -> StudyResult:
     """Run (or resume) the study until it holds ``trials`` finished trials, then record the Pareto front."""
-    name, target = study_name or config.name, trials or config.search.trials
-    seed = config.seed if seed is None else seed
+    name, seed = study_name or config.name, config.seed if seed is None else seed
     bench = prepare(config)  # every input error surfaces here, before a study or run exists
     study = open_study(config, name, storage, seed)
     tracker = Tracker(tracking_uri, f"squeezer-{config.name}")
-    parent = tracker.study_run(name, config.raw)
-    teacher = baseline(bench)
-    tracker.log_metrics(parent, {f"teacher.{k}": v for k, v in teacher.items()})
-    out(f"teacher: {report.metrics_line(teacher)} test_accuracy={teacher['test_accuracy']:.4f}")
-    _close_interrupted(study, tracker, name, out)
-    done = len(_finished(study))
-    out(f"study {name!r}: {done}/{target} trials done; objectives {config.objectives}; storage {storage}")
-    started = time.monotonic()
-    try:
-        while len(_finished(study)) < target:
-            if config.search.timeout_s and time.monotonic() - started > config.search.timeout_s:
-                out(f"timeout of {config.search.timeout_s}s reached")
-                break
-            _one_trial(study, bench, tracker, parent, name, seed, target, out)
-    except KeyboardInterrupt:
-        tracker.client.set_terminated(parent, status="KILLED")
-        raise
-    front = finish(study, tracker, parent, config, out, teacher)
-    return StudyResult(study, front, parent)
+    session = _Session(study, bench, tracker, tracker.study_run(name, config.raw), name, seed, out)
+    session.start(trials or config.search.trials)
+    return StudyResult(study, session.finish(), session.parent)
 
 
 def open_study(config: ExperimentConfig, name: str, storage: str, seed: int) -> optuna.Study:
@@ -94,49 +77,98 @@ def suggest_params(trial: optuna.trial.BaseTrial, config: ExperimentConfig) -> d
     return params
 
 
-def _one_trial(study: optuna.Study, bench: Workbench, tracker: Tracker, parent: str, name: str, seed: int,
-               target: int, out: Print) -> None:
-    config, trial, started = bench.config, study.ask(), time.monotonic()
-    params = suggest_params(trial, config)
-    run_id = tracker.trial_run(parent, name, trial.number, flatten(params))
-    trial.set_user_attr("mlflow_run_id", run_id)
-    position = f"[trial {len(_finished(study)) + 1}/{target}]"
-    with tempfile.TemporaryDirectory(prefix="squeezer-") as workdir:
-        model_file = Path(workdir) / "model.pt"
+@dataclass
+class _Session:
+    """One run of ``squeezer search`` over a (new or resumed) study."""
+
+    study: optuna.Study
+    bench: Workbench
+    tracker: Tracker
+    parent: str
+    name: str
+    seed: int
+    out: Print
+    teacher: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def config(self) -> ExperimentConfig:
+        return self.bench.config
+
+    def start(self, target: int) -> None:
+        """Record the teacher's baseline, close what a killed run left open, then run trials up to ``target``."""
+        self.teacher = baseline(self.bench)
+        self.tracker.log_metrics(self.parent, {f"teacher.{k}": v for k, v in self.teacher.items()})
+        self.out(f"teacher: {report.metrics_line(self.teacher)} test_accuracy={self.teacher['test_accuracy']:.4f}")
+        self._close_interrupted()
+        self.out(f"study {self.name!r}: {len(_finished(self.study))}/{target} trials done; "
+                 f"objectives {self.config.objectives}")
+        started, timeout = time.monotonic(), self.config.search.timeout_s
         try:
-            metrics = run_trial(bench, params, seed + trial.number, Path(workdir),
-                                report=lambda step, m: tracker.log_metrics(run_id, m, step))
+            while len(_finished(self.study)) < target:
+                if timeout and time.monotonic() - started > timeout:
+                    self.out(f"timeout of {timeout}s reached")
+                    break
+                self.one_trial(f"[trial {len(_finished(self.study)) + 1}/{target}]")
         except KeyboardInterrupt:
-            _fail(study, trial, tracker, run_id, f"{INTERRUPTED} by the user", status="KILLED")
+            self.tracker.client.set_terminated(self.parent, status="KILLED")
             raise
-        except Exception as err:  # a broken trial is recorded and the study goes on
-            reason = f"{type(err).__name__}: {err}"
-            _fail(study, trial, tracker, run_id, reason + "\n" + traceback.format_exc())
-            out(f"{position} FAILED {reason} | {report.recipe(trial.params)}")
-            return
+
+    def one_trial(self, position: str) -> None:
+        """Ask, run and tell one trial; a broken trial is recorded as failed and the study goes on."""
+        trial, started = self.study.ask(), time.monotonic()
+        params = suggest_params(trial, self.config)
+        run_id = self.tracker.trial_run(self.parent, self.name, trial.number, flatten(params))
+        trial.set_user_attr("mlflow_run_id", run_id)
+        with tempfile.TemporaryDirectory(prefix="squeezer-") as workdir:
+            try:
+                metrics = run_trial(self.bench, params, self.seed + trial.number, Path(workdir),
+                                    report=lambda step, m: self.tracker.log_metrics(run_id, m, step))
+            except KeyboardInterrupt:
+                self._fail(trial, run_id, f"{INTERRUPTED} by the user", status="KILLED")
+                raise
+            except Exception as err:
+                reason = f"{type(err).__name__}: {err}"
+                self._fail(trial, run_id, reason + "\n" + traceback.format_exc())
+                self.out(f"{position} FAILED {reason} | {report.recipe(trial.params)}")
+                return
+            self._tell(trial, metrics)
+            self.tracker.end_trial(run_id, metrics, model_file=Path(workdir) / "model.pt")
+        front = len(pareto_trials(self.study, self.config.objectives))
+        self.out(f"{position} {report.metrics_line(metrics)} | pareto {front} | {time.monotonic() - started:.1f}s"
+                 f" | {report.recipe(trial.params)}")
+
+    def finish(self) -> list[optuna.trial.FrozenTrial]:
+        """Tag trial runs with their Pareto membership, attach the table and plot, print the table."""
+        front = pareto_trials(self.study, self.config.objectives)
+        members = {t.number for t in front}
+        trials = self.study.get_trials(deepcopy=False)
+        runs = {t.user_attrs["mlflow_run_id"]: t.number in members for t in trials if "mlflow_run_id" in t.user_attrs}
+        completed = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        figure = report.front_figure(completed, front, self.teacher)
+        self.tracker.finish_study(self.parent, runs, report.front_csv(front), figure)
+        report.close(figure)
+        self.out(f"\nPareto front ({len(front)} of {len(completed)} completed trials):")
+        self.out(report.front_table(front))
+        self.out(f"teacher (reference): {report.metrics_line(self.teacher)}")
+        return front
+
+    def _tell(self, trial: optuna.Trial, metrics: dict[str, float]) -> None:
         trial.set_user_attr("metrics", metrics)
-        for constraint in config.constraints:
+        for constraint in self.config.constraints:
             trial.set_constraint(str(constraint), constraint.violation(metrics))
-        study.tell(trial, [metrics[k] for k in config.objectives])
-        tracker.end_trial(run_id, metrics, model_file=model_file)
-    front = len(pareto_trials(study, config))
-    out(f"{position} {report.metrics_line(metrics)} | pareto {front} | {time.monotonic() - started:.1f}s | "
-        f"{report.recipe(trial.params)}")
+        self.study.tell(trial, [metrics[k] for k in self.config.objectives])
 
+    def _fail(self, trial: optuna.Trial, run_id: str, reason: str, status: str = "FAILED") -> None:
+        trial.set_user_attr("fail_reason", reason[:2000])
+        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        self.tracker.end_trial(run_id, None, error=reason, status=status)
 
-def _fail(study: optuna.Study, trial: optuna.Trial, tracker: Tracker, run_id: str, reason: str,
-          status: str = "FAILED") -> None:
-    trial.set_user_attr("fail_reason", reason[:2000])
-    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    tracker.end_trial(run_id, None, error=reason, status=status)
-
-
-def _close_interrupted(study: optuna.Study, tracker: Tracker, name: str, out: Print) -> None:
-    stale = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING])
-    for t in stale:  # their MLflow runs carry the reason
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-    if tracker.close_interrupted(name) or stale:
-        out(f"marked {len(stale)} interrupted trial(s) of the previous run as failed")
+    def _close_interrupted(self) -> None:
+        stale = self.study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING])
+        for t in stale:  # their MLflow runs carry the reason
+            self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        if self.tracker.close_interrupted(self.name) or stale:
+            self.out(f"marked {len(stale)} interrupted trial(s) of the previous run as failed")
 
 
 def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -149,10 +181,8 @@ def _ran_and_failed(trial: optuna.trial.FrozenTrial) -> bool:
     return not trial.user_attrs.get("fail_reason", INTERRUPTED).startswith(INTERRUPTED)
 
 
-def pareto_trials(study: optuna.Study, config_objectives: ExperimentConfig | dict[str, str]
-                  ) -> list[optuna.trial.FrozenTrial]:
-    """The completed, feasible, non-dominated trials of ``study``."""
-    objectives = getattr(config_objectives, "objectives", config_objectives)
+def pareto_trials(study: optuna.Study, objectives: Mapping[str, str]) -> list[optuna.trial.FrozenTrial]:
+    """The completed, feasible, non-dominated trials of ``study`` under ``objectives`` (name -> direction)."""
     done = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
     if not done:
         return []
@@ -162,23 +192,5 @@ def pareto_trials(study: optuna.Study, config_objectives: ExperimentConfig | dic
     return [t for t, on in zip(done, mask, strict=True) if on]
 
 
-def finish(study: optuna.Study, tracker: Tracker, parent: str, config: ExperimentConfig,
-           out: Print, teacher: dict[str, float] | None = None) -> list[optuna.trial.FrozenTrial]:
-    """Tag trial runs with their Pareto membership, attach the table and plot, print the table."""
-    front = pareto_trials(study, config)
-    members = {t.number for t in front}
-    runs = {t.user_attrs["mlflow_run_id"]: t.number in members
-            for t in study.get_trials(deepcopy=False) if "mlflow_run_id" in t.user_attrs}
-    completed = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
-    figure = report.front_figure(completed, front, teacher)
-    tracker.finish_study(parent, runs, report.front_csv(front), figure)
-    report.close(figure)
-    out(f"\nPareto front ({len(front)} of {len(completed)} completed trials):")
-    out(report.front_table(front))
-    if teacher:
-        out(f"teacher (reference): {report.metrics_line(teacher)}")
-    return front
-
-
-__all__ = ["DEFAULT_STORAGE", "StudyResult", "finish", "make_sampler", "open_study", "pareto_trials", "run_study",
+__all__ = ["DEFAULT_STORAGE", "StudyResult", "make_sampler", "open_study", "pareto_trials", "run_study",
            "suggest_params"]

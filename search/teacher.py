@@ -28,6 +28,7 @@ def cache_dir() -> Path:
 
 def get_teacher(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int) -> nn.Module:
     """The teacher in eval mode: from ``spec['path']``, else from the cache, else trained now and cached."""
+    torch.manual_seed(seed)  # the initial weights too depend only on the cache key
     model = models.build({"family": spec["family"], **spec["arch"]}, splits.input_shape, splits.num_classes,
                          key="teacher.arch")
     if spec.get("path"):
