@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -170,9 +171,10 @@ def _step(item: Any, index: int) -> Step:
 
 
 def _settings(cls: type, raw: Any, key: str) -> Any:
-    values = _section(raw or {}, key, set(cls.__dataclass_fields__))
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    values = _section(raw or {}, key, set(defaults))
     for name, value in values.items():
-        default = cls.__dataclass_fields__[name].default
+        default = defaults[name]
         if isinstance(default, int) and not isinstance(default, bool):
             values[name] = _int(value, f"{key}.{name}", minimum=1)
     if values.get("sampler", SAMPLERS[0]) not in SAMPLERS:

@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import optuna
+from optuna.study import StudyDirection
 
 from search import report
 from search.config import ExperimentConfig
@@ -49,7 +50,8 @@ def open_study(config: ExperimentConfig, name: str, storage: str, seed: int) -> 
     """Create the study, or load it by name to resume; a changed config is refused."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
-                                directions=list(config.objectives.values()), sampler=make_sampler(config, seed))
+                                directions=[StudyDirection[d.upper()] for d in config.objectives.values()],
+                                sampler=make_sampler(config, seed))
     digest = study.user_attrs.get("config_digest")
     if digest is None:
         study.set_user_attr("config_digest", config.digest())

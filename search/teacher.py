@@ -8,7 +8,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +52,7 @@ def train(model: nn.Module, spec: dict[str, Any], splits: Splits, seed: int, bat
     """Train the teacher on hard labels, printing one line per epoch."""
     epochs = int(spec.get("epochs", 10))
 
-    def report(step: int, metrics: dict[str, float]) -> None:
+    def report(step: int, metrics: Mapping[str, float]) -> None:
         print(f"teacher: epoch {step + 1}/{epochs} loss={metrics['teacher.loss']:.4f} "
               f"val_accuracy={metrics['teacher.val_accuracy']:.4f}", file=sys.stderr, flush=True)
 

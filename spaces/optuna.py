@@ -55,6 +55,6 @@ def _suggest_one(trial: BaseTrial, name: str, knob: Knob) -> Any:
         return trial.suggest_int(name, knob.low, knob.high, step=knob.step, log=knob.log)
     if isinstance(knob, Float):
         return trial.suggest_float(name, knob.low, knob.high, log=knob.log)
-    if isinstance(knob, Choice):
+    if isinstance(knob, (Choice, Branch)):
         return trial.suggest_categorical(name, list(knob.options))
-    return trial.suggest_categorical(name, list(knob.options))
+    raise TypeError(f"a {type(knob).__name__} knob is not searched")
