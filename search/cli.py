@@ -27,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from search.config import load_config
+    from search.config import check_name, load_config
     from search.study import run_study
 
     if args.trials is not None and args.trials < 1:
@@ -35,6 +35,8 @@ def _search(args: argparse.Namespace) -> int:
 
         raise ConfigError("--trials", "must be >= 1", args.trials)
     config = load_config(args.config)
+    if args.study_name is not None:
+        check_name(args.study_name, "--study-name")
     run_study(config, trials=args.trials, study_name=args.study_name, storage=args.storage,
               tracking_uri=args.tracking_uri, seed=args.seed, out=lambda line: print(line, flush=True))
     print(f"\nreview the runs: squeezer ui --tracking-uri {args.tracking_uri}")

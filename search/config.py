@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -16,6 +17,7 @@ from search.errors import ConfigError
 from search.objectives import METRICS, Constraint, parse_constraints, parse_objectives
 from spaces import Space, SpaceError, boundary_points, parse_space
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 DEFAULT_PIPELINE = ("distill", "prune", "quantize")
 SAMPLERS = ("nsga2", "tpe", "random")
 TOP_LEVEL = {"name", "seed", "data", "teacher", "student", "pipeline", "objectives", "constraints", "search",
@@ -88,8 +90,7 @@ def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
     if not isinstance(raw, dict):
         raise ConfigError("<config>", "must be a YAML mapping of sections", type(raw).__name__)
     _only(raw, TOP_LEVEL, "<config>")
-    if not isinstance(raw.get("name"), str) or not raw["name"]:
-        raise ConfigError("name", "is required: a non-empty string naming the experiment", raw.get("name"))
+    check_name(raw.get("name"), "name")
     try:
         return ExperimentConfig(
             name=raw["name"], seed=_int(raw.get("seed", 0), "seed"),
@@ -102,6 +103,12 @@ def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
                             "training.batch_size", minimum=1), raw=raw)
     except SpaceError as err:
         raise ConfigError(err.knob, err.rule, err.value) from None
+
+
+def check_name(name: Any, key: str) -> None:
+    """Experiment and study names: letters, digits, '_', '-', '.' (they appear in MLflow filters and file names)."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise ConfigError(key, "is required: letters, digits, '_', '-' or '.', starting with a letter or digit", name)
 
 
 def _data(raw: Any, base_dir: Path) -> dict[str, Any]:

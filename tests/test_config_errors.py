@@ -54,6 +54,7 @@ BAD = {
                              "training: unknown key 'batchsize'"),
     "zero batch size": (mutate(lambda c: c.update(training={"batch_size": 0})),
                         "training.batch_size: must be an integer >= 1, but got 0"),
+    "quote in the name": (mutate(lambda c: c.update(name="it's")), "name: is required: letters, digits"),
     "bad sampler": (mutate(lambda c: c["search"].update(sampler="grid")),
                     "search.sampler: must be one of ['nsga2', 'tpe', 'random']"),
 }
@@ -86,3 +87,9 @@ def test_pareto_of_a_missing_study_database_creates_nothing(tmp_path: Path, caps
     assert main(["pareto", "--study-name", "digits", "--storage", f"sqlite:///{tmp_path}/none.db"]) == 2
     assert "no such study database" in capsys.readouterr().err
     assert not (tmp_path / "none.db").exists()
+
+
+def test_a_study_name_with_odd_characters_is_refused(tmp_path: Path, capsys) -> None:
+    assert main(["search", str(DIGITS_YAML), "--study-name", "a'b", "--trials", "1"]) == 2
+    assert "--study-name: is required: letters, digits" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
