@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from compressors import TrialContext
 from compressors.training import predict
@@ -14,6 +15,18 @@ from search.teacher import train
 
 REPO = Path(__file__).resolve().parents[1]
 DIGITS_YAML = REPO / "experiments" / "digits.yaml"
+
+
+def digits_config() -> dict:
+    """The shipped digits experiment as a mapping, for tests to vary."""
+    return yaml.safe_load(DIGITS_YAML.read_text())
+
+
+def write_config(tmp_path: Path, config: dict | str) -> Path:
+    """Write an experiment (a mapping, or raw YAML text) where the CLI can read it."""
+    path = tmp_path / "experiment.yaml"
+    path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
+    return path
 
 
 @pytest.fixture(autouse=True)

@@ -5,22 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from search.cli import main
 from search.config import load_config
 
-from conftest import DIGITS_YAML
-
-
-def digits_config() -> dict:
-    return yaml.safe_load(DIGITS_YAML.read_text())
-
-
-def write(tmp_path: Path, config: dict | str) -> Path:
-    path = tmp_path / "experiment.yaml"
-    path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
-    return path
+from conftest import DIGITS_YAML, digits_config, write_config
 
 
 def mutate(change) -> dict:
@@ -63,7 +52,7 @@ BAD = {
 @pytest.mark.parametrize("case", BAD)
 def test_bad_config_exits_2_with_a_clear_message_and_writes_nothing(case: str, tmp_path: Path, capsys) -> None:
     config, message = BAD[case]
-    path = write(tmp_path, config)
+    path = write_config(tmp_path, config)
     before = set(tmp_path.iterdir())
     assert main(["search", str(path), "--trials", "1"]) == 2
     err = capsys.readouterr().err

@@ -9,7 +9,6 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-import yaml
 from mlflow.tracking import MlflowClient
 from torch import nn
 
@@ -17,7 +16,7 @@ import compressors
 from compressors import Compressor, CompressorConfig, TrialContext
 from search.cli import main
 
-from conftest import DIGITS_YAML
+from conftest import DIGITS_YAML, digits_config, write_config
 
 
 def stores(tmp_path: Path) -> tuple[str, str]:
@@ -66,10 +65,9 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
 
 
 def test_trials_over_budget_never_enter_the_front(tmp_path: Path) -> None:
-    config = yaml.safe_load(DIGITS_YAML.read_text())
+    config = digits_config()
     config["constraints"] = {"size_bytes": {"max": 12000}}
-    path = tmp_path / "budget.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_config(tmp_path, config)
     assert search(path, tmp_path, 6) == 0
     children = runs(tmp_path, "trial")
     assert any(c.data.metrics["size_bytes"] > 12000 for c in children)  # the budget did bind
@@ -80,11 +78,9 @@ def test_trials_over_budget_never_enter_the_front(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sampler", ["tpe", "random"])
 def test_other_samplers_run_the_same_study(tmp_path: Path, sampler: str) -> None:
-    config = yaml.safe_load(DIGITS_YAML.read_text())
+    config = digits_config()
     config["search"]["sampler"] = sampler
-    path = tmp_path / f"{sampler}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert search(path, tmp_path, 3) == 0
+    assert search(write_config(tmp_path, config), tmp_path, 3) == 0
     assert len(runs(tmp_path, "trial")) == 3
 
 
@@ -111,10 +107,9 @@ def test_interrupted_trials_are_closed_as_failed_on_resume(tmp_path: Path, capsy
 
 def test_resuming_with_a_changed_config_is_refused(tmp_path: Path, capsys) -> None:
     assert search(DIGITS_YAML, tmp_path, 1) == 0
-    config = yaml.safe_load(DIGITS_YAML.read_text())
+    config = digits_config()
     config["student"]["depth"] = 3
-    changed = tmp_path / "changed.yaml"
-    changed.write_text(yaml.safe_dump(config))
+    changed = write_config(tmp_path, config)
     assert search(changed, tmp_path, 2) == 2
     assert "was run with a different config" in capsys.readouterr().err
 
@@ -145,10 +140,9 @@ class Break(Compressor):
 def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, how: str, reason: str) -> None:
     monkeypatch.setattr(compressors.registry, "_REGISTRY", {**compressors.registry._REGISTRY, "test-break": Break})
-    config = yaml.safe_load(DIGITS_YAML.read_text())
+    config = digits_config()
     config["pipeline"] = [{"distill": {"epochs": 2}}, {"quantize": {"bits": 32}}, {"test-break": {"how": how}}]
-    path = tmp_path / "breaking.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_config(tmp_path, config)
     assert search(path, tmp_path, 4) == 0
     study = optuna.load_study(study_name="digits", storage=stores(tmp_path)[1])
     states = [t.state.name for t in study.trials]
@@ -174,10 +168,9 @@ class Interrupt(Compressor):
 def test_ctrl_c_stops_cleanly_and_the_study_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.setattr(compressors.registry, "_REGISTRY",
                         {**compressors.registry._REGISTRY, "test-interrupt": Interrupt})
-    config = yaml.safe_load(DIGITS_YAML.read_text())
+    config = digits_config()
     config["pipeline"] = [{"distill": {"epochs": 2}}, "test-interrupt", "quantize"]
-    path = tmp_path / "interrupt.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_config(tmp_path, config)
 
     assert search(path, tmp_path, 3) == 130
     assert "run the same command to resume" in capsys.readouterr().err
