@@ -4,11 +4,11 @@ Knows nothing of Optuna, Ray or MLflow. Third-party compressors register under t
 entry-point group.
 """
 
-from compressors.base import Compressor, CompressorConfig, InvalidConfig, TrialContext
-from compressors.distill import Distill, DistillConfig, kd_loss
-from compressors.prune import Prune, PruneConfig
-from compressors.quantize import Quantize, QuantizeConfig
-from compressors.registry import UnknownCompressor, available, get, register
+from squeezer.compressors.base import Compressor, CompressorConfig, InvalidConfig, TrialContext
+from squeezer.compressors.distill import Distill, DistillConfig, kd_loss
+from squeezer.compressors.prune import Prune, PruneConfig
+from squeezer.compressors.quantize import Quantize, QuantizeConfig
+from squeezer.compressors.registry import UnknownCompressor, available, get, register
 
 __all__ = [
     "Compressor", "CompressorConfig", "Distill", "DistillConfig", "InvalidConfig", "Prune", "PruneConfig",

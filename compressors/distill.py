@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compressors.base import Compressor, CompressorConfig, TrialContext, check
-from compressors.registry import register
-from compressors.training import fit
+from squeezer.compressors.base import Compressor, CompressorConfig, TrialContext, check
+from squeezer.compressors.registry import register
+from squeezer.compressors.training import fit
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from compressors.base import Compressor, CompressorConfig, TrialContext, check
-from compressors.registry import register
-from compressors.training import fit
+from squeezer.compressors.base import Compressor, CompressorConfig, TrialContext, check
+from squeezer.compressors.registry import register
+from squeezer.compressors.training import fit
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 

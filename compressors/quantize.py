@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from compressors.base import Compressor, CompressorConfig, TrialContext, check
-from compressors.registry import register
+from squeezer.compressors.base import Compressor, CompressorConfig, TrialContext, check
+from squeezer.compressors.registry import register
 
 HALF_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 INT8_MODES = ("auto", "dynamic", "static")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-from compressors.base import Compressor
+from squeezer.compressors.base import Compressor
 
 ENTRY_POINT_GROUP = "squeezer.compressors"
 _REGISTRY: dict[str, type[Compressor]] = {}

@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from compressors.base import TrialContext
+from squeezer.compressors.base import TrialContext
 
 #: ``loss(student_logits, labels, teacher_logits_or_None) -> scalar``
 LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]

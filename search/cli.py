@@ -18,7 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nsqueezer: interrupted; finished trials are kept — run the same command to resume", file=sys.stderr)
         return 130
     except Exception as err:
-        from search.errors import ConfigError  # imported late: `squeezer --help` should not load torch
+        from squeezer.search.errors import ConfigError  # imported late: `squeezer --help` should not load torch
 
         if isinstance(err, ConfigError):
             print(f"squeezer: error: {err}", file=sys.stderr)
@@ -27,11 +27,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from search.config import check_name, load_config
-    from search.study import run_study
+    from squeezer.search.config import check_name, load_config
+    from squeezer.search.study import run_study
 
     if args.trials is not None and args.trials < 1:
-        from search.errors import ConfigError
+        from squeezer.search.errors import ConfigError
 
         raise ConfigError("--trials", "must be >= 1", args.trials)
     config = load_config(args.config)
@@ -46,9 +46,9 @@ def _search(args: argparse.Namespace) -> int:
 def _pareto(args: argparse.Namespace) -> int:
     import optuna
 
-    from search import report
-    from search.errors import ConfigError
-    from search.study import pareto_trials
+    from squeezer.search import report
+    from squeezer.search.errors import ConfigError
+    from squeezer.search.study import pareto_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     database = args.storage.removeprefix("sqlite:///")
@@ -77,7 +77,7 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+    from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 
     parser = argparse.ArgumentParser(prog="squeezer", description="AutoML for model compression.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")

@@ -12,10 +12,10 @@ from typing import Any, Mapping
 
 import yaml
 
-import compressors
-from search.errors import ConfigError
-from search.objectives import METRICS, Constraint, parse_constraints, parse_objectives
-from spaces import Space, SpaceError, boundary_points, parse_space
+from squeezer import compressors
+from squeezer.search.errors import ConfigError
+from squeezer.search.objectives import METRICS, Constraint, parse_constraints, parse_objectives
+from squeezer.spaces import Space, SpaceError, boundary_points, parse_space
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 DEFAULT_PIPELINE = ("distill", "prune", "quantize")

@@ -11,8 +11,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from compressors.training import accuracy
-from search.config import MeasureSettings
+from squeezer.compressors.training import accuracy
+from squeezer.search.config import MeasureSettings
 
 _NOT_WEIGHTS = ("running_mean", "running_var", "num_batches_tracked", "scale", "zero_point")
 

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from search.errors import ConfigError
+from squeezer.search.errors import ConfigError
 
 Family = Callable[..., nn.Sequential]
 

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from search.errors import ConfigError
+from squeezer.search.errors import ConfigError
 
 #: Every metric a trial reports, with the direction that is better.
 METRICS: dict[str, str] = {

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from optuna.trial import FrozenTrial
 
-from spaces import plain_names
+from squeezer.spaces import plain_names
 
 COLUMNS = ("accuracy", "size_bytes", "latency_ms", "latency_p90_ms", "throughput", "params")
 

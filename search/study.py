@@ -13,14 +13,14 @@ import numpy as np
 import optuna
 from optuna.study import StudyDirection
 
-from search import report
-from search.config import ExperimentConfig
-from search.errors import ConfigError
-from search.pareto import pareto_mask
-from search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
-from search.tracking import Tracker
-from search.trial import Workbench, baseline, flatten, prepare, run_trial
-from spaces.optuna import suggest
+from squeezer.search import report
+from squeezer.search.config import ExperimentConfig
+from squeezer.search.errors import ConfigError
+from squeezer.search.pareto import pareto_mask
+from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+from squeezer.search.tracking import Tracker
+from squeezer.search.trial import Workbench, baseline, flatten, prepare, run_trial
+from squeezer.spaces.optuna import suggest
 
 Print = Callable[[str], None]
 INTERRUPTED = "interrupted"

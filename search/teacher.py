@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compressors.base import TrialContext
-from compressors.training import fit, predict
-from search import models
-from search.data import Splits
-from search.errors import ConfigError
+from squeezer.compressors.base import TrialContext
+from squeezer.compressors.training import fit, predict
+from squeezer.search import models
+from squeezer.search.data import Splits
+from squeezer.search.errors import ConfigError
 
 
 def cache_dir() -> Path:

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from search.defaults import DEFAULT_TRACKING_URI  # noqa: F401  (re-exported)
+from squeezer.search.defaults import DEFAULT_TRACKING_URI  # noqa: F401  (re-exported)
 
 STUDY_TAG = "squeezer.study"
 ROLE_TAG = "squeezer.role"

@@ -11,14 +11,14 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-import compressors
-from compressors.base import Report, TrialContext
-from compressors.training import accuracy, predict
-from search import data, models
-from search.config import ExperimentConfig
-from search.metrics import measure
-from search.teacher import get_teacher, teacher_logits
-from spaces import boundary_points
+from squeezer import compressors
+from squeezer.compressors.base import Report, TrialContext
+from squeezer.compressors.training import accuracy, predict
+from squeezer.search import data, models
+from squeezer.search.config import ExperimentConfig
+from squeezer.search.metrics import measure
+from squeezer.search.teacher import get_teacher, teacher_logits
+from squeezer.spaces import boundary_points
 
 
 class TrialFailed(RuntimeError):

@@ -3,9 +3,9 @@
 This package knows nothing of torch: a space is plain data.
 """
 
-from spaces.errors import SpaceError
-from spaces.knobs import Branch, Choice, Fixed, Float, Int, Knob, Space, parse_knob, parse_space
-from spaces.sampling import boundary_points, leaves, plain_names, sample
+from squeezer.spaces.errors import SpaceError
+from squeezer.spaces.knobs import Branch, Choice, Fixed, Float, Int, Knob, Space, parse_knob, parse_space
+from squeezer.spaces.sampling import boundary_points, leaves, plain_names, sample
 
 __all__ = [
     "Branch", "Choice", "Fixed", "Float", "Int", "Knob", "Space", "SpaceError",

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from spaces.errors import SpaceError
+from squeezer.spaces.errors import SpaceError
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from optuna.distributions import (
 )
 from optuna.trial import BaseTrial
 
-from spaces.knobs import Branch, Choice, Float, Int, Knob, Space
-from spaces.sampling import leaves, sample
+from squeezer.spaces.knobs import Branch, Choice, Float, Int, Knob, Space
+from squeezer.spaces.sampling import leaves, sample
 
 
 def to_distribution(knob: Knob) -> BaseDistribution:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from spaces.knobs import Branch, Fixed, Knob, Space
+from squeezer.spaces.knobs import Branch, Fixed, Knob, Space
 
 #: ``suggest(name, knob) -> value`` for every searched leaf knob (Int, Float, Choice, or a Branch's option).
 Suggest = Callable[[str, Knob], Any]

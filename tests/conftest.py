@@ -8,10 +8,10 @@ import pytest
 import torch
 import yaml
 
-from compressors import TrialContext
-from compressors.training import predict
-from search import data, models
-from search.teacher import train
+from squeezer.compressors import TrialContext
+from squeezer.compressors.training import predict
+from squeezer.search import data, models
+from squeezer.search.teacher import train
 
 REPO = Path(__file__).resolve().parents[1]
 DIGITS_YAML = REPO / "experiments" / "digits.yaml"

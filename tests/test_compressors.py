@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import compressors
-from compressors import Compressor, CompressorConfig, InvalidConfig, TrialContext, kd_loss
-from compressors.training import accuracy
+from squeezer import compressors
+from squeezer.compressors import Compressor, CompressorConfig, InvalidConfig, TrialContext, kd_loss
+from squeezer.compressors.training import accuracy
 
 from conftest import mlp_student
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from search.cli import main
-from search.config import load_config
+from squeezer.search.cli import main
+from squeezer.search.config import load_config
 
 from conftest import DIGITS_YAML, digits_config, write_config
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from search import data
-from search.errors import ConfigError
-from search.teacher import cache_dir, get_teacher
+from squeezer.search import data
+from squeezer.search.errors import ConfigError
+from squeezer.search.teacher import cache_dir, get_teacher
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-import compressors
-from compressors.prune import sparsity
-from compressors.training import accuracy
-from search.metrics import count_params, saved_size
+from squeezer import compressors
+from squeezer.compressors.prune import sparsity
+from squeezer.compressors.training import accuracy
+from squeezer.search.metrics import count_params, saved_size
 
 from conftest import cnn_student, mlp_student
 

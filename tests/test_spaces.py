@@ -3,8 +3,8 @@
 import optuna
 import pytest
 
-from spaces import Branch, Choice, Fixed, Float, Int, SpaceError, boundary_points, leaves, parse_space, plain_names
-from spaces.optuna import distributions, from_distribution, suggest, to_distribution
+from squeezer.spaces import Branch, Choice, Fixed, Float, Int, SpaceError, boundary_points, leaves, parse_space, plain_names
+from squeezer.spaces.optuna import distributions, from_distribution, suggest, to_distribution
 
 
 def test_every_knob_form_parses() -> None:

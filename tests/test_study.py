@@ -12,9 +12,9 @@ import torch
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-import compressors
-from compressors import Compressor, CompressorConfig, TrialContext
-from search.cli import main
+from squeezer import compressors
+from squeezer.compressors import Compressor, CompressorConfig, TrialContext
+from squeezer.search.cli import main
 
 from conftest import DIGITS_YAML, digits_config, write_config
 

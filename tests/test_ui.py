@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from search.cli import main
+from squeezer.search.cli import main
 
 from conftest import DIGITS_YAML
 
@@ -31,7 +31,7 @@ def test_ui_shows_the_runs(tmp_path: Path) -> None:
     assert main(["search", str(DIGITS_YAML), "--trials", "2", "--tracking-uri", tracking,
                  "--storage", f"sqlite:///{tmp_path}/optuna.db"]) == 0
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "search.cli", "ui", "--tracking-uri", tracking,
+    server = subprocess.Popen([sys.executable, "-m", "squeezer.search.cli", "ui", "--tracking-uri", tracking,
                                "--port", str(port)], start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
