@@ -27,14 +27,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from squeezer.search.config import check_name, load_config
+    from squeezer.search.config import check_name, load_config, with_search
     from squeezer.search.study import run_study
 
     if args.trials is not None and args.trials < 1:
         from squeezer.search.errors import ConfigError
 
         raise ConfigError("--trials", "must be >= 1", args.trials)
-    config = load_config(args.config)
+    config = with_search(load_config(args.config), backend=args.backend, address=args.address,
+                         max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial)
     if args.study_name is not None:
         check_name(args.study_name, "--study-name")
     run_study(config, trials=args.trials, study_name=args.study_name, storage=args.storage,
@@ -87,6 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--trials", type=int, help="finish with this many trials in the study (default: config)")
     search.add_argument("--study-name", help="study name (default: the config's name); an existing one resumes")
     search.add_argument("--seed", type=int, help="sampler and trial seed (default: the config's seed)")
+    search.add_argument("--backend", choices=["optuna", "ray"], help="who runs the trials (default: config, optuna)")
+    search.add_argument("--address", help="ray: join this running cluster (default: start a local Ray)")
+    search.add_argument("--max-concurrent", type=int, help="ray: trials at once (default: one per free CPU slot)")
+    search.add_argument("--cpus-per-trial", type=float, help="ray: CPUs per trial (default: 1)")
     search.set_defaults(handler=_search)
 
     pareto = commands.add_parser("pareto", help="print the Pareto front of a study")

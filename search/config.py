@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +35,21 @@ class Step:
     space: Space
 
 
+BACKENDS = ("optuna", "ray")
+SCHEDULERS = ("none", "asha")
+
+
 @dataclass(frozen=True)
 class SearchSettings:
     sampler: str = "nsga2"
     trials: int = 20
     population_size: int = 8
     timeout_s: float | None = None
+    backend: str = "optuna"
+    address: str | None = None          # ray: a running cluster to join; default: start a local Ray
+    max_concurrent: int | None = None   # ray: trials at once; default: as many as the CPUs allow
+    cpus_per_trial: float = 1.0         # ray: CPUs reserved per trial (and torch threads in it)
+    scheduler: str = "none"             # ray: asha stops trials early on per-epoch validation accuracy
 
 
 @dataclass(frozen=True)
@@ -178,15 +188,37 @@ def _step(item: Any, index: int) -> Step:
 
 
 def _settings(cls: type, raw: Any, key: str) -> Any:
-    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-    values = _section(raw or {}, key, set(defaults))
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = _section(raw or {}, key, set(fields))
     for name, value in values.items():
-        default = defaults[name]
-        if isinstance(default, int) and not isinstance(default, bool):
+        kind = str(fields[name].type)
+        if value is None and "None" in kind:
+            continue
+        if kind.startswith("int"):
             values[name] = _int(value, f"{key}.{name}", minimum=1)
-    if values.get("sampler", SAMPLERS[0]) not in SAMPLERS:
-        raise ConfigError(f"{key}.sampler", f"must be one of {list(SAMPLERS)}", values["sampler"])
+        elif kind.startswith("float"):
+            values[name] = _positive(value, f"{key}.{name}")
+        elif kind.startswith("str") and not isinstance(value, str):
+            raise ConfigError(f"{key}.{name}", "must be a string", value)
+    for name, allowed in (("sampler", SAMPLERS), ("backend", BACKENDS), ("scheduler", SCHEDULERS)):
+        if name in fields and values.get(name, fields[name].default) not in allowed:
+            raise ConfigError(f"{key}.{name}", f"must be one of {list(allowed)}", values[name])
     return cls(**values)
+
+
+def with_search(config: ExperimentConfig, **overrides: Any) -> ExperimentConfig:
+    """``config`` with command-line overrides of its ``search`` section, validated like the file's own values."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not given:
+        return config
+    raw_search = {**(config.raw.get("search") or {}), **given}
+    return dataclasses.replace(config, search=_settings(SearchSettings, raw_search, "search"))
+
+
+def _positive(value: Any, key: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(key, "must be a finite number > 0", value)
+    return float(value)
 
 
 def _section(raw: Any, key: str, allowed: set[str]) -> dict[str, Any]:
@@ -210,4 +242,5 @@ def _int(value: Any, key: str, minimum: int = 0) -> int:
     return value
 
 
-__all__ = ["ExperimentConfig", "MeasureSettings", "METRICS", "SearchSettings", "Step", "load_config", "parse_config"]
+__all__ = ["ExperimentConfig", "MeasureSettings", "METRICS", "SearchSettings", "Step", "load_config", "parse_config",
+           "with_search"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 from typing import Any, Callable
 
 import torch
@@ -71,6 +72,39 @@ def build(arch: dict[str, Any], input_shape: tuple[int, ...], num_classes: int, 
         raise ConfigError(f"{key}.{err.key}", err.rule, err.value) from None
     except TypeError as err:  # a value of the wrong type, e.g. a string depth
         raise ConfigError(key, f"family {family!r} rejected its settings ({err})", arch) from None
+
+
+def check_fits(arch: dict[str, Any], input_shape: tuple[int, ...], num_classes: int, batch_size: int,
+               key: str = "student") -> None:
+    """Refuse a model whose training would not fit in the memory available, before allocating any of it.
+
+    The model is built on the meta device (shapes only); training needs its weights four times (weights, gradients,
+    Adam's two moments) plus about three copies of one batch's activations.
+    """
+    with torch.device("meta"):
+        model = build(arch, input_shape, num_classes, key=key)
+        activations = [0]
+        hooks = [m.register_forward_hook(lambda _m, _i, out: activations.__setitem__(0, activations[0] + out.numel()))
+                 for m in model.modules() if not list(m.children())]
+        model(torch.empty(batch_size, *input_shape))
+        for hook in hooks:
+            hook.remove()
+    needed = 4 * (4 * sum(p.numel() for p in model.parameters()) + 3 * activations[0])
+    available = available_memory()
+    if needed > available:
+        raise ConfigError(key, f"needs about {needed / 2**30:.1f} GiB to train, more than the "
+                          f"{available / 2**30:.1f} GiB of memory available", arch)
+
+
+def available_memory() -> int:
+    """Bytes of memory this process may still allocate (MemAvailable on Linux)."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
 def _check(ok: bool, key: str, rule: str, value: Any) -> None:

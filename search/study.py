@@ -1,66 +1,112 @@
-"""The Optuna study: sample the joint space, run trials, record them in MLflow, finish with the Pareto front."""
+"""A study: its record in the Optuna storage (the source of truth), its MLflow mirror, and its Pareto front.
+
+Every backend runs trials through one ``Session``: it opens (or resumes) the study, reconciles MLflow with the storage
+after a crash, and finishes with the front. Backends only decide how trials are scheduled.
+"""
 
 from __future__ import annotations
 
-import tempfile
+import os
+import socket
 import time
-import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import optuna
 from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
 
 from squeezer.search import report
 from squeezer.search.config import ExperimentConfig
+from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from squeezer.search.errors import ConfigError
 from squeezer.search.pareto import pareto_mask
-from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
-from squeezer.search.tracking import Tracker
-from squeezer.search.trial import Workbench, baseline, flatten, prepare, run_trial
+from squeezer.search.tracking import TRIAL_TAG, Tracker
+from squeezer.search.trial import Outcome, Workbench, baseline, prepare
 from squeezer.spaces.optuna import suggest
 
 Print = Callable[[str], None]
 INTERRUPTED = "interrupted"
+STOPPED = f"{INTERRUPTED}: the study process stopped"
+OWNER = "owner"  # user attribute: "host:pid" of the process running the trial
+PARENT_WAIT_S = 60.0
 
 
 @dataclass
 class StudyResult:
     study: optuna.Study
-    front: list[optuna.trial.FrozenTrial]
+    front: list[FrozenTrial]
     parent_run_id: str
 
 
 def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name: str | None = None,
               storage: str = DEFAULT_STORAGE, tracking_uri: str = DEFAULT_TRACKING_URI, seed: int | None = None,
               out: Print = print) -> StudyResult:
-    """Run (or resume) the study until it holds ``trials`` finished trials, then record the Pareto front."""
+    """Run (or resume) the study until it holds ``trials`` finished trials, then record the Pareto front.
+
+    The backend (``config.search.backend``) schedules the trials: ``optuna`` in this process, ``ray`` on a Ray cluster.
+    """
+    from squeezer.search import backends
+
     name, seed = study_name or config.name, config.seed if seed is None else seed
+    backend = backends.load(config.search.backend)  # a missing extra is bad input too: nothing written yet
     bench = prepare(config)  # every input error surfaces here, before a study or run exists
-    study = open_study(config, name, storage, seed)
+    study, created = open_study(config, name, storage, seed)
     tracker = Tracker(tracking_uri, f"squeezer-{config.name}")
-    session = _Session(study, bench, tracker, tracker.study_run(name, config.raw), name, seed, out)
-    session.start(trials or config.search.trials)
+    session = Session(study, bench, tracker, _parent_run(tracker, study, name, config, created), name, seed, out)
+    session.begin()
+    try:
+        backend.run(session, trials or config.search.trials)
+    except KeyboardInterrupt:
+        tracker.end(session.parent, "KILLED")
+        raise
     return StudyResult(study, session.finish(), session.parent)
 
 
-def open_study(config: ExperimentConfig, name: str, storage: str, seed: int) -> optuna.Study:
-    """Create the study, or load it by name to resume; a changed config is refused."""
+def open_study(config: ExperimentConfig, name: str, storage: str, seed: int) -> tuple[optuna.Study, bool]:
+    """Create the study (returns ``created=True``), or load it by name to resume or join; a changed config is refused.
+
+    Creating without ``load_if_exists`` is atomic in the storage, so of several processes started on one study
+    exactly one is its creator.
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
-                                directions=[StudyDirection[d.upper()] for d in config.objectives.values()],
-                                sampler=make_sampler(config, seed))
-    digest = study.user_attrs.get("config_digest")
-    if digest is None:
-        study.set_user_attr("config_digest", config.digest())
-        study.set_user_attr("objectives", config.objectives)
-        study.set_user_attr("constraints", [str(c) for c in config.constraints])
-    elif digest != config.digest() or study.user_attrs.get("objectives") != config.objectives:
+    directions = [StudyDirection[d.upper()] for d in config.objectives.values()]
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, directions=directions,
+                                    sampler=make_sampler(config, seed))
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(config, seed))
+        _check_same_config(study, config, name, storage)
+        return study, False
+    study.set_user_attr("objectives", config.objectives)
+    study.set_user_attr("constraints", [str(c) for c in config.constraints])
+    study.set_user_attr("config_digest", config.digest())  # last: joiners wait for it
+    return study, True
+
+
+def _check_same_config(study: optuna.Study, config: ExperimentConfig, name: str, storage: str) -> None:
+    digest = _wait_for(lambda: study.user_attrs.get("config_digest"))
+    if digest is not None and (digest != config.digest() or study.user_attrs.get("objectives") != config.objectives):
         raise ConfigError("--study-name", f"study {name!r} in {storage} was run with a different config; "
                           "pick a new --study-name to start a fresh study")
-    return study
+
+
+def _parent_run(tracker: Tracker, study: optuna.Study, name: str, config: ExperimentConfig, created: bool) -> str:
+    """The study's one parent run: made by the study's creator, found (or, after a crash, made) by the others."""
+    run_id = None if created else _wait_for(lambda: tracker.find_study_run(name))
+    if run_id is None:
+        run_id = tracker.create_study_run(name, config.raw)
+    tracker.reopen(run_id)
+    return run_id
+
+
+def _wait_for(get: Callable[[], Any], timeout: float = PARENT_WAIT_S) -> Any:
+    """Poll ``get`` until it returns something: another process may be creating it right now."""
+    deadline = time.monotonic() + timeout
+    while (value := get()) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return value
 
 
 def make_sampler(config: ExperimentConfig, seed: int) -> optuna.samplers.BaseSampler:
@@ -80,8 +126,8 @@ def suggest_params(trial: optuna.trial.BaseTrial, config: ExperimentConfig) -> d
 
 
 @dataclass
-class _Session:
-    """One run of ``squeezer search`` over a (new or resumed) study."""
+class Session:
+    """One run of ``squeezer search`` over a (new, resumed or shared) study."""
 
     study: optuna.Study
     bench: Workbench
@@ -91,101 +137,135 @@ class _Session:
     seed: int
     out: Print
     teacher: dict[str, float] = field(default_factory=dict)
+    me: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     @property
     def config(self) -> ExperimentConfig:
         return self.bench.config
 
-    def start(self, target: int) -> None:
-        """Record the teacher's baseline, close what a killed run left open, then run trials up to ``target``."""
+    def begin(self) -> None:
+        """Record the teacher's baseline and make MLflow agree with the storage about what a crash left open."""
         self.teacher = baseline(self.bench)
         self.tracker.log_metrics(self.parent, {f"teacher.{k}": v for k, v in self.teacher.items()})
         self.out(f"teacher: {report.metrics_line(self.teacher)} test_accuracy={self.teacher['test_accuracy']:.4f}")
-        self._close_interrupted()
-        self.out(f"study {self.name!r}: {len(_finished(self.study))}/{target} trials done; "
-                 f"objectives {self.config.objectives}")
-        started, timeout = time.monotonic(), self.config.search.timeout_s
-        try:
-            while len(_finished(self.study)) < target:
-                if timeout and time.monotonic() - started > timeout:
-                    self.out(f"timeout of {timeout}s reached")
-                    break
-                self.one_trial(f"[trial {len(_finished(self.study)) + 1}/{target}]")
-        except KeyboardInterrupt:
-            self.tracker.client.set_terminated(self.parent, status="KILLED")
-            raise
+        fixed = self.reconcile()
+        if fixed:
+            self.out(f"reconciled {fixed} trial run(s) left open by a stopped process with the study storage")
 
-    def one_trial(self, position: str) -> None:
-        """Ask, run and tell one trial; a broken trial is recorded as failed and the study goes on."""
-        trial, started = self.study.ask(), time.monotonic()
-        params = suggest_params(trial, self.config)
-        run_id = self.tracker.trial_run(self.parent, self.name, trial.number, flatten(params))
-        trial.set_user_attr("mlflow_run_id", run_id)
-        with tempfile.TemporaryDirectory(prefix="squeezer-") as workdir:
-            try:
-                metrics = run_trial(self.bench, params, self.seed + trial.number, Path(workdir),
-                                    report=lambda step, m: self.tracker.log_metrics(run_id, m, step))
-            except KeyboardInterrupt:
-                self._fail(trial, run_id, f"{INTERRUPTED} by the user", status="KILLED")
-                raise
-            except Exception as err:
-                reason = f"{type(err).__name__}: {err}"
-                self._fail(trial, run_id, reason + "\n" + traceback.format_exc())
-                self.out(f"{position} FAILED {reason} | {report.recipe(trial.params)}")
-                return
-            self._tell(trial, metrics)
-            self.tracker.end_trial(run_id, metrics, model_file=Path(workdir) / "model.pt")
-        front = len(pareto_trials(self.study, self.config.objectives))
-        self.out(f"{position} {report.metrics_line(metrics)} | pareto {front} | {time.monotonic() - started:.1f}s"
-                 f" | {report.recipe(trial.params)}")
+    def finished(self) -> list[FrozenTrial]:
+        return finished(self.study)
 
-    def finish(self) -> list[optuna.trial.FrozenTrial]:
-        """Tag trial runs with their Pareto membership, attach the table and plot, print the table."""
-        front = pareto_trials(self.study, self.config.objectives)
-        members = {t.number for t in front}
-        trials = self.study.get_trials(deepcopy=False)
-        runs = {t.user_attrs["mlflow_run_id"]: t.number in members for t in trials if "mlflow_run_id" in t.user_attrs}
-        completed = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-        figure = report.front_figure(completed, front, self.teacher)
-        self.tracker.finish_study(self.parent, runs, report.front_csv(front), figure)
-        report.close(figure)
-        self.out(f"\nPareto front ({len(front)} of {len(completed)} completed trials):")
-        self.out(report.front_table(front))
-        self.out(f"teacher (reference): {report.metrics_line(self.teacher)}")
-        return front
+    def running_elsewhere(self) -> list[FrozenTrial]:
+        """Trials that another live process is running right now."""
+        return [t for t in self.study.get_trials(deepcopy=False, states=[TrialState.RUNNING]) if not self._stale(t)]
 
-    def _tell(self, trial: optuna.Trial, metrics: dict[str, float]) -> None:
-        trial.set_user_attr("metrics", metrics)
+    def claim(self, trial: optuna.Trial) -> None:
+        trial.set_user_attr(OWNER, self.me)
+
+    def close_stale_trials(self) -> int:
+        """Fail the trials whose process died; they are run again as new trials."""
+        stale = [t for t in self.study.get_trials(deepcopy=False, states=[TrialState.RUNNING]) if self._stale(t)]
+        for t in stale:  # no fail_reason: counted as interrupted, not as a trial that ran and failed
+            self.study.tell(t.number, state=TrialState.FAIL)
+        if stale:
+            self.out(f"marked {len(stale)} interrupted trial(s) of a stopped process as failed")
+        return len(stale)
+
+    def reconcile(self) -> int:
+        """End every trial run left RUNNING as the storage says: FINISHED, FAILED, or KILLED if it did not finish."""
+        trials = {t.number: t for t in self.study.get_trials(deepcopy=False)}
+        fixed = 0
+        for run in self.tracker.trial_runs(self.name, status="RUNNING"):
+            trial = trials.get(int(run.data.tags[TRIAL_TAG]))
+            if trial is not None and trial.state == TrialState.RUNNING and not self._stale(trial):
+                continue  # another live process is running it
+            run_id, fixed = run.info.run_id, fixed + 1
+            if trial is not None and trial.state == TrialState.COMPLETE:
+                self.tracker.log_result(run_id, trial.user_attrs.get("metrics"))
+                self.tracker.end(run_id, "FINISHED")
+            elif trial is not None and _ran_and_failed(trial):
+                self.tracker.log_result(run_id, None, error=trial.user_attrs["fail_reason"])
+                self.tracker.end(run_id, "FAILED")
+            else:
+                self.tracker.kill(run_id, STOPPED)
+        return fixed
+
+    def record(self, trial: optuna.Trial, run_id: str, outcome: Outcome, position: str, **artifacts: Any) -> None:
+        """Write the outcome to MLflow, tell the storage, then end the run (a crash between the two is reconciled)."""
+        self.tracker.log_result(run_id, outcome.metrics, outcome.curves, error=outcome.error, **artifacts)
+        if outcome.metrics is None:
+            trial.set_user_attr("fail_reason", (outcome.error or "")[:2000])
+            self.study.tell(trial, state=TrialState.FAIL)
+        else:
+            self.tell(trial, outcome.metrics)
+        self.tracker.end(run_id, "FAILED" if outcome.metrics is None else "FINISHED")
+        self.progress(position, trial.params, outcome)
+
+    def tell(self, trial: optuna.Trial, metrics: Mapping[str, float]) -> None:
+        trial.set_user_attr("metrics", dict(metrics))
         for constraint in self.config.constraints:
             trial.set_constraint(str(constraint), constraint.violation(metrics))
         self.study.tell(trial, [metrics[k] for k in self.config.objectives])
 
-    def _fail(self, trial: optuna.Trial, run_id: str, reason: str, status: str = "FAILED") -> None:
-        trial.set_user_attr("fail_reason", reason[:2000])
-        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        self.tracker.end_trial(run_id, None, error=reason, status=status)
+    def progress(self, position: str, params: Mapping[str, Any], outcome: Outcome) -> None:
+        recipe = report.recipe(params)
+        if outcome.metrics is None:
+            self.out(f"{position} FAILED {outcome.reason} | {recipe}")
+            return
+        front = len(pareto_trials(self.study, self.config.objectives))
+        self.out(f"{position} {report.metrics_line(outcome.metrics)} | pareto {front} | {outcome.seconds:.1f}s"
+                 f" | {recipe}")
 
-    def _close_interrupted(self) -> None:
-        stale = self.study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING])
-        for t in stale:  # their MLflow runs carry the reason
-            self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-        if self.tracker.close_interrupted(self.name) or stale:
-            self.out(f"marked {len(stale)} interrupted trial(s) of the previous run as failed")
+    def finish(self) -> list[FrozenTrial]:
+        """Tag trial runs with their Pareto membership, attach the table and plot, print the table and counts."""
+        front = pareto_trials(self.study, self.config.objectives)
+        trials = self.study.get_trials(deepcopy=False)
+        completed = [t for t in trials if t.state == TrialState.COMPLETE]
+        failed = [t for t in trials if t.state == TrialState.FAIL and _ran_and_failed(t)]
+        figure = report.front_figure(completed, front, self.teacher)
+        summary = {"trials.completed": len(completed), "trials.failed": len(failed), "pareto.size": len(front)}
+        self.tracker.finish_study(self.parent, self.name, {t.number for t in front}, report.front_csv(front), figure,
+                                  summary)
+        report.close(figure)
+        self.out(f"\nPareto front ({len(front)} of {len(completed)} completed trials; {len(failed)} failed):")
+        self.out(report.front_table(front))
+        self.out(f"teacher (reference): {report.metrics_line(self.teacher)}")
+        return front
+
+    def _stale(self, trial: FrozenTrial) -> bool:
+        """Whether a RUNNING trial's process is gone: on this host we can tell; another host's trials are left be."""
+        host, _, pid = str(trial.user_attrs.get(OWNER, "")).rpartition(":")
+        if not host:
+            return True  # never claimed: its process died between ask and claim (or Tune asked for it)
+        if host != socket.gethostname():
+            return False
+        return int(pid) == os.getpid() or not _alive(int(pid))  # our own pid before we ran anything: a past life
 
 
-def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def finished(study: optuna.Study) -> list[FrozenTrial]:
     """Trials that ran to an outcome: completed, or failed with a reason. Interrupted ones are run again."""
-    trials = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL])
-    return [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE or _ran_and_failed(t)]
+    trials = study.get_trials(deepcopy=False, states=[TrialState.COMPLETE, TrialState.FAIL])
+    return [t for t in trials if t.state == TrialState.COMPLETE or _ran_and_failed(t)]
 
 
-def _ran_and_failed(trial: optuna.trial.FrozenTrial) -> bool:
-    return not trial.user_attrs.get("fail_reason", INTERRUPTED).startswith(INTERRUPTED)
+def _ran_and_failed(trial: FrozenTrial) -> bool:
+    return trial.state == TrialState.FAIL and not trial.user_attrs.get("fail_reason", INTERRUPTED).startswith(
+        INTERRUPTED)
 
 
-def pareto_trials(study: optuna.Study, objectives: Mapping[str, str]) -> list[optuna.trial.FrozenTrial]:
+def pareto_trials(study: optuna.Study, objectives: Mapping[str, str]) -> list[FrozenTrial]:
     """The completed, feasible, non-dominated trials of ``study`` under ``objectives`` (name -> direction)."""
-    done = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+    done = study.get_trials(deepcopy=False, states=[TrialState.COMPLETE])
     if not done:
         return []
     values = np.array([t.values for t in done])
@@ -194,5 +274,5 @@ def pareto_trials(study: optuna.Study, objectives: Mapping[str, str]) -> list[op
     return [t for t, on in zip(done, mask, strict=True) if on]
 
 
-__all__ = ["DEFAULT_STORAGE", "StudyResult", "make_sampler", "open_study", "pareto_trials", "run_study",
-           "suggest_params"]
+__all__ = ["DEFAULT_STORAGE", "Session", "StudyResult", "finished", "make_sampler", "open_study", "pareto_trials",
+           "run_study", "suggest_params"]

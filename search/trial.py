@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import tempfile
-from dataclasses import dataclass
+import time
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,7 +24,22 @@ from squeezer.spaces import boundary_points
 
 
 class TrialFailed(RuntimeError):
-    """The trial ran but its result is unusable (e.g. a NaN metric)."""
+    """The trial ran but its result is unusable (e.g. a NaN metric), or it was refused before it ran."""
+
+
+@dataclass
+class Outcome:
+    """What one trial attempt produced: its metrics, or the reason it failed; and its per-epoch curves."""
+
+    metrics: dict[str, float] | None
+    error: str | None = None
+    curves: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def reason(self) -> str:
+        """The first line of the error: what the progress line and the summary show."""
+        return (self.error or "").splitlines()[0] if self.error else ""
 
 
 @dataclass
@@ -46,8 +63,10 @@ def baseline(bench: Workbench) -> dict[str, float]:
 def prepare(config: ExperimentConfig) -> Workbench:
     """Load the data and the teacher, and check that every student the space allows can be built."""
     splits = data.load(config.data, config.seed)
-    for arch in boundary_points(config.student):
-        models.build(arch, splits.input_shape, splits.num_classes)
+    for arch in boundary_points(config.student):  # on the meta device: an absurd width allocates nothing
+        models.check_fits(arch, splits.input_shape, splits.num_classes, config.batch_size)
+    teacher_arch = {"family": config.teacher["family"], **config.teacher["arch"]}
+    models.check_fits(teacher_arch, splits.input_shape, splits.num_classes, config.batch_size, key="teacher.arch")
     teacher = get_teacher(config.teacher, splits, config.seed, config.batch_size)
     return Workbench(config, splits, teacher, teacher_logits(teacher, splits.train_x))
 
@@ -58,8 +77,9 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
 
     The compressed model's state dict is saved as ``workdir/model.pt``; its size is the ``size_bytes`` metric.
     """
-    torch.manual_seed(seed)
     s = bench.splits
+    models.check_fits(dict(params["student"]), s.input_shape, s.num_classes, bench.config.batch_size)
+    torch.manual_seed(seed)
     model = models.build(dict(params["student"]), s.input_shape, s.num_classes)
     ctx = TrialContext(s.train_x, s.train_y, s.val_x, s.val_y, teacher=bench.teacher,
                        teacher_logits=bench.teacher_logits, seed=seed, batch_size=bench.config.batch_size,
@@ -73,6 +93,28 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
     if bad:
         raise TrialFailed(f"non-finite metrics {bad}")
     return metrics
+
+
+def attempt(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: int, workdir: Path,
+            report: Report = lambda step, metrics: None) -> Outcome:
+    """``run_trial`` that never raises for a broken trial: a failure (MemoryError included) becomes its reason.
+
+    Per-epoch metrics are buffered in the outcome, so trackers write them in one batch instead of a round trip
+    per epoch. ``KeyboardInterrupt`` still propagates: the user stops the study, not the trial.
+    """
+    curves: list[tuple[int, dict[str, float]]] = []
+
+    def buffer(step: int, metrics: Mapping[str, float]) -> None:
+        curves.append((step, dict(metrics)))
+        report(step, metrics)
+
+    started = time.monotonic()
+    try:
+        metrics = run_trial(bench, params, seed, workdir, report=buffer)
+        return Outcome(metrics, None, curves, time.monotonic() - started)
+    except Exception as err:  # noqa: BLE001 - any failure of one trial is recorded, and the study goes on
+        error = f"{type(err).__name__}: {err}\n{traceback.format_exc()}"
+        return Outcome(None, error, curves, time.monotonic() - started)
 
 
 def flatten(params: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

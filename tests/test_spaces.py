@@ -3,7 +3,8 @@
 import optuna
 import pytest
 
-from squeezer.spaces import Branch, Choice, Fixed, Float, Int, SpaceError, boundary_points, leaves, parse_space, plain_names
+from squeezer.spaces import (Branch, Choice, Fixed, Float, Int, SpaceError, boundary_points, leaves, parse_space,
+                             plain_names)
 from squeezer.spaces.optuna import distributions, from_distribution, suggest, to_distribution
 
 

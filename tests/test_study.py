@@ -130,13 +130,16 @@ class Break(Compressor):
             return model
         if self.config.how == "raise":
             raise RuntimeError("boom")
+        if self.config.how == "memory":
+            raise MemoryError("cannot allocate the student")
         broken = copy.deepcopy(model)
         with torch.no_grad():
             next(broken.parameters()).fill_(float("nan"))
         return broken
 
 
-@pytest.mark.parametrize("how, reason", [("raise", "RuntimeError: boom"), ("nan", "outputs NaN or inf")])
+@pytest.mark.parametrize("how, reason", [("raise", "RuntimeError: boom"), ("nan", "outputs NaN or inf"),
+                                         ("memory", "MemoryError: cannot allocate")])
 def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, how: str, reason: str) -> None:
     monkeypatch.setattr(compressors.registry, "_REGISTRY", {**compressors.registry._REGISTRY, "test-break": Break})
@@ -149,7 +152,10 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(
     assert states.count("FAIL") == 2 and states.count("COMPLETE") == 2
     failed = [r for r in runs(tmp_path, "trial") if r.info.status == "FAILED"]
     assert len(failed) == 2 and all(reason in r.data.tags["squeezer.error"] for r in failed)
-    assert reason in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert reason in out and "2 completed trials; 2 failed" in out
+    (parent,) = runs(tmp_path, "study")
+    assert parent.data.metrics["trials.failed"] == 2
 
 
 class Interrupt(Compressor):

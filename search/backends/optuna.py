@@ -1,0 +1,61 @@
+"""The Optuna backend: ask, run and tell trials in this process.
+
+Several processes given the same ``--study-name`` and one shared storage cooperate on one study: each asks for
+trials until the study holds the target, counting the trials the others are running.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+
+from squeezer.search.study import INTERRUPTED, Session, suggest_params
+from squeezer.search.trial import attempt, flatten
+
+POLL_S = 0.5
+
+
+def run(session: Session, target: int) -> None:
+    """Run trials until the study holds ``target`` finished ones (or ``search.timeout_s`` passes)."""
+    session.close_stale_trials()
+    session.out(f"study {session.name!r}: {len(session.finished())}/{target} trials done; "
+                f"objectives {session.config.objectives}")
+    started, timeout = time.monotonic(), session.config.search.timeout_s
+    while (done := len(session.finished())) < target:
+        if timeout and time.monotonic() - started > timeout:
+            session.out(f"timeout of {timeout}s reached")
+            return
+        if done + len(session.running_elsewhere()) >= target:
+            time.sleep(POLL_S)  # the other processes' trials will reach the target, or fail and leave room
+            continue
+        trial = session.study.ask()
+        session.claim(trial)
+        rank = _rank(session, trial.number)
+        if rank >= target:  # another process asked at the same moment and took the last place
+            trial.set_user_attr("fail_reason", f"{INTERRUPTED}: the target was reached by another process")
+            session.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        one_trial(session, trial, f"[trial {rank + 1}/{target}]")
+
+
+def one_trial(session: Session, trial: optuna.Trial, position: str) -> None:
+    """Run one asked trial; a broken trial is recorded as failed and the study goes on."""
+    params = suggest_params(trial, session.config)
+    run_id = session.tracker.trial_run(session.parent, session.name, trial.number, flatten(params))
+    with tempfile.TemporaryDirectory(prefix="squeezer-") as workdir:
+        try:
+            outcome = attempt(session.bench, params, session.seed + trial.number, Path(workdir))
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", f"{INTERRUPTED} by the user")
+            session.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            session.tracker.kill(run_id, f"{INTERRUPTED} by the user")
+            raise
+        session.record(trial, run_id, outcome, position, model_file=Path(workdir) / "model.pt")
+
+
+def _rank(session: Session, number: int) -> int:
+    """How many trials before this one finished or are running: its place towards the target."""
+    return sum(t.number < number for t in session.finished() + session.running_elsewhere())
