@@ -24,6 +24,7 @@ from squeezer.search.errors import ConfigError
 from squeezer.search.pareto import pareto_mask
 from squeezer.search.tracking import TRIAL_TAG, Tracker
 from squeezer.search.trial import Outcome, Workbench, baseline, prepare
+from squeezer.spaces import Space, sample
 from squeezer.spaces.optuna import suggest
 
 Print = Callable[[str], None]
@@ -120,8 +121,17 @@ def make_sampler(config: ExperimentConfig, seed: int) -> optuna.samplers.BaseSam
 
 def suggest_params(trial: optuna.trial.BaseTrial, config: ExperimentConfig) -> dict[str, dict[str, Any]]:
     """Sample the joint space: the student's architecture and every pipeline step's settings."""
-    params = {"student": suggest(trial, config.student, "student.")}
-    params.update({step.name: suggest(trial, step.space, f"{step.name}.") for step in config.pipeline})
+    return _joint(config, lambda space, prefix: suggest(trial, space, prefix))
+
+
+def replay_params(config: ExperimentConfig, values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The nested params that flat sampled ``values`` (``{'student.width': 64, ...}``) stand for."""
+    return _joint(config, lambda space, prefix: sample(space, lambda name, knob: values[name], prefix))
+
+
+def _joint(config: ExperimentConfig, pick: Callable[[Space, str], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    params = {"student": pick(config.student, "student.")}
+    params.update({step.name: pick(step.space, f"{step.name}.") for step in config.pipeline})
     return params
 
 
@@ -275,4 +285,4 @@ def pareto_trials(study: optuna.Study, objectives: Mapping[str, str]) -> list[Fr
 
 
 __all__ = ["DEFAULT_STORAGE", "Session", "StudyResult", "finished", "make_sampler", "open_study", "pareto_trials",
-           "run_study", "suggest_params"]
+           "replay_params", "run_study", "suggest_params"]

@@ -1,0 +1,222 @@
+"""The Ray Tune backend: the same trials, scheduled by Tune on a Ray cluster.
+
+Tune's ``OptunaSearch`` samples the same space (define-by-run, conditional knobs included) with the configured
+sampler into the same Optuna storage, so the study record, the Pareto front and the resume rules are the Optuna
+backend's. The data and the teacher reach the workers once, through Ray's object store (``tune.with_parameters``).
+MLflow is written by the driver only, from Tune's callbacks, so workers need no access to the tracking store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import ray
+import torch
+from ray import tune
+from ray.tune.search.optuna import OptunaSearch
+
+from squeezer.search.config import ExperimentConfig
+from squeezer.search.objectives import METRICS
+from squeezer.search.study import Session, make_sampler, replay_params, suggest_params
+from squeezer.search.trial import Outcome, Workbench, attempt, flatten
+
+NUMBER = "squeezer.trial"     # the Optuna trial number, put into each Tune trial's config
+SEED = "squeezer.seed"        # the study seed; a trial's seed is this plus its number, as in the Optuna backend
+ERROR = "squeezer.error"      # a trial that ran and failed reports its reason under this key
+CURVES = "squeezer.curves"    # per-epoch metrics, as JSON, in the final result
+NODE = "squeezer.node"        # the Ray node that ran the trial
+SECONDS = "squeezer.seconds"  # the trial's own run time on the worker
+EPOCH_METRIC = "val_accuracy"  # what ASHA watches, epoch by epoch
+
+_session: Session | None = None  # the driver's session, for the callback (Tune pickles callbacks with its state)
+
+
+def run(session: Session, target: int) -> None:
+    """Run the study on Ray until ``target`` trials finished; a killed driver resumes from Tune's saved state."""
+    global _session
+    settings = session.config.search
+    started_ray = _connect(settings.address)
+    _session = session
+    experiment = results_dir() / session.name
+    trainable = tune.with_resources(tune.with_parameters(_trainable, bench=session.bench),
+                                    {"cpu": settings.cpus_per_trial})
+    try:
+        if tune.Tuner.can_restore(str(experiment)):
+            session.out(f"study {session.name!r}: resuming the Ray Tune experiment in {experiment}")
+            tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True)
+        else:
+            remaining = target - len(session.finished())
+            session.out(f"study {session.name!r}: {target - remaining}/{target} trials done; running the rest on "
+                        f"Ray ({ray.cluster_resources().get('CPU', 0):g} CPUs, {len(ray.nodes())} node(s))")
+            if remaining <= 0:
+                return
+            tuner = _new_tuner(session, trainable, remaining, experiment.parent)
+        tuner.fit()
+    finally:
+        _session = None
+        if started_ray:
+            ray.shutdown()
+    session.close_stale_trials()  # trials Tune asked for but never ran to an end
+
+
+def results_dir() -> Path:
+    """Where Tune keeps its experiments (one per study): ``$SQUEEZER_RAY_RESULTS`` or ./ray_results."""
+    return Path(os.environ.get("SQUEEZER_RAY_RESULTS", "ray_results")).resolve()
+
+
+def _connect(address: str | None) -> bool:
+    """Join the cluster at ``address``, or start a private local Ray; True when this call started Ray."""
+    if ray.is_initialized():
+        return False
+    for name, value in _QUIET.items():
+        os.environ.setdefault(name, value)
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    if address:
+        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    else:  # bounded CPUs, no dashboard, loopback only
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1",
+                 logging_level="WARNING", log_to_driver=False)
+    return True
+
+
+_QUIET = {
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # results go to MLflow, not to per-trial CSV/JSON files
+    "TUNE_GLOBAL_CHECKPOINT_S": "1",  # save Tune's state often: less to redo after a crash
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # ... which is what we want, without a warning
+    "RAY_AIR_NEW_OUTPUT": "0",  # our progress lines, not Tune's tables
+    "RAY_DEDUP_LOGS": "0",
+}
+
+
+def _new_tuner(session: Session, trainable: Any, samples: int, storage: Path) -> tune.Tuner:
+    config, settings = session.config, session.config.search
+    searcher = _Searcher(
+        config, space=_Space(config, session.seed), metric=list(config.objectives),
+        mode=[d[:3] for d in config.objectives.values()], sampler=make_sampler(config, session.seed),
+        study_name=session.study.study_name, storage=session.study._storage)
+    cpus = ray.cluster_resources().get("CPU", 1)
+    concurrent = settings.max_concurrent or max(1, int(cpus // settings.cpus_per_trial))
+    scheduler = None
+    if settings.scheduler == "asha":
+        scheduler = tune.schedulers.ASHAScheduler(metric=EPOCH_METRIC, mode="max", grace_period=2)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=samples,
+                                    max_concurrent_trials=concurrent, reuse_actors=True),
+        run_config=tune.RunConfig(name=session.name, storage_path=str(storage), callbacks=[_Mirror(samples)],
+                                  verbose=0,
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+
+
+class _Space:
+    """Tune's define-by-run space: the joint space sampled by the shared walk; Tune captures values by name."""
+
+    def __init__(self, config: ExperimentConfig, seed: int) -> None:
+        self.config, self.seed = config, seed
+
+    def __call__(self, trial: Any) -> dict[str, int]:
+        suggest_params(trial, self.config)
+        return {NUMBER: trial.number, SEED: self.seed}
+
+
+class _Searcher(OptunaSearch):
+    """OptunaSearch that also records what Squeezer's study keeps: metrics, budgets and failure reasons."""
+
+    def __init__(self, config: ExperimentConfig, **options: Any) -> None:
+        super().__init__(**options)
+        self.constraints, self.objectives = config.constraints, list(config.objectives)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        trial = self._ot_trials.get(trial_id)
+        if trial is not None and result and trial_id not in self._completed_trials:
+            if result.get(ERROR):
+                trial.set_user_attr("fail_reason", str(result[ERROR])[:2000])
+                result, error = None, True
+            elif all(k in result for k in self.objectives):
+                metrics = _metrics(result)
+                trial.set_user_attr("metrics", metrics)
+                for constraint in self.constraints:
+                    trial.set_constraint(str(constraint), constraint.violation(metrics))
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+
+class _Mirror(tune.Callback):
+    """Mirrors Tune's trials into MLflow from the driver: one nested run per trial, like the Optuna backend."""
+
+    def __init__(self, target: int) -> None:
+        self.target, self.runs = target, {}  # runs: Tune trial id -> MLflow run id
+
+    def __reduce__(self) -> tuple:  # Tune saves callbacks with its state; the session is the driver's
+        return _Mirror, (self.target,)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        s = _active()
+        params = flatten(replay_params(s.config, trial.config))
+        self.runs[trial.trial_id] = s.tracker.trial_run(s.parent, s.name, trial.config[NUMBER], params,
+                                                        tags={"squeezer.tune_trial": trial.trial_id})
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if CURVES not in result:
+            return  # a per-epoch report, for the scheduler
+        s, run_id = _active(), self.runs[trial.trial_id]
+        s.tracker.client.set_tag(run_id, NODE, result[NODE])
+        curves = [(step, values) for step, values in json.loads(result[CURVES])]
+        s.tracker.log_result(run_id, _metrics(result), curves, error=result.get(ERROR) or None)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        s, run_id = _active(), self.runs.pop(trial.trial_id)
+        result = trial.last_result or {}
+        failed = bool(result.get(ERROR)) or CURVES not in result
+        if trial.checkpoint is not None and not failed:
+            s.tracker.log_result(run_id, None, model_file=Path(trial.checkpoint.path) / "model.pt")
+        if CURVES not in result:  # stopped early by the scheduler
+            s.tracker.kill(run_id, "stopped early by the scheduler")
+        else:
+            s.tracker.end(run_id, "FAILED" if failed else "FINISHED")
+        outcome = Outcome(None if failed else _metrics(result), str(result.get(ERROR) or "stopped early"),
+                          seconds=float(result.get(SECONDS, 0)))
+        s.progress(f"[trial {len(s.finished())}/{self.target}]", flatten(replay_params(s.config, trial.config)),
+                   outcome)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        s, run_id = _active(), self.runs.pop(trial.trial_id, None)
+        if run_id is not None:
+            s.tracker.kill(run_id, f"the Ray worker died: {trial.error_file or 'no error file'}")
+
+
+def _active() -> Session:
+    if _session is None:
+        raise RuntimeError("the Ray backend's callback ran outside a study")
+    return _session
+
+
+def _trainable(config: Mapping[str, Any], bench: Workbench) -> None:
+    """One trial on a Ray worker: the same ``attempt`` the Optuna backend runs, reported to Tune."""
+    torch.set_num_threads(max(1, int(tune.get_context().get_trial_resources().required_resources.get("CPU", 1))))
+    number, asha = int(config[NUMBER]), bench.config.search.scheduler == "asha"
+
+    def per_epoch(step: int, metrics: Mapping[str, float]) -> None:
+        accuracy = next((v for k, v in metrics.items() if k.endswith(".val_accuracy")), None)
+        if asha and accuracy is not None:
+            tune.report({EPOCH_METRIC: accuracy})
+
+    with tempfile.TemporaryDirectory(prefix="squeezer-") as workdir:
+        outcome = attempt(bench, replay_params(bench.config, config), int(config[SEED]) + number, Path(workdir),
+                          report=per_epoch)
+        nan = float("nan")
+        final = {**{k: nan for k in bench.config.objectives}, **(outcome.metrics or {}),
+                 EPOCH_METRIC: (outcome.metrics or {}).get("accuracy", nan), ERROR: outcome.error or "",
+                 CURVES: json.dumps(outcome.curves), SECONDS: outcome.seconds,
+                 NODE: ray.get_runtime_context().get_node_id(), "squeezer.host": socket.gethostname()}
+        checkpoint = tune.Checkpoint.from_directory(workdir) if outcome.metrics else None
+        tune.report(final, checkpoint=checkpoint)
+
+
+def _metrics(result: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(result[k]) for k in METRICS if k in result}
