@@ -1,0 +1,88 @@
+"""The Ray Tune backend runs the same study as the Optuna backend and lands in MLflow the same way."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from squeezer.search.cli import main
+
+from conftest import DIGITS_YAML, digits_config, write_config
+from test_study import runs, stores
+
+RAY = Path(sys.executable).parent / "ray"
+
+
+def test_the_ray_backend_records_trials_like_the_optuna_backend(tmp_path: Path) -> None:
+    tracking, storage = stores(tmp_path)
+    assert main(["search", str(DIGITS_YAML), "--backend", "ray", "--trials", "3", "--tracking-uri", tracking,
+                 "--storage", storage]) == 0
+    (parent,), children = runs(tmp_path, "study"), runs(tmp_path, "trial")
+    assert len(children) == 3 and parent.info.status == "FINISHED"
+    client = MlflowClient(tracking)
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert {"accuracy", "size_bytes", "latency_ms"} <= set(child.data.metrics)
+        assert {"student.width", "distill.temperature", "prune.ratio", "quantize.bits"} <= set(child.data.params)
+        assert child.data.tags["pareto"] in ("true", "false") and child.data.tags["squeezer.node"]
+        assert len(client.get_metric_history(child.info.run_id, "distill.loss")) == 15
+        model = Path(client.download_artifacts(child.info.run_id, "model.pt", str(tmp_path / child.info.run_id)))
+        assert model.stat().st_size == child.data.metrics["size_bytes"]
+    study = optuna.load_study(study_name="digits", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert {"pareto.csv", "pareto.png", "config.yaml"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+
+def test_a_failing_trial_on_ray_is_failed_with_its_reason(tmp_path: Path) -> None:
+    config = digits_config()
+    # An absurd learning rate makes distillation diverge inside the trial; the sane one trains.
+    config["pipeline"] = [{"distill": {"epochs": 1, "lr": {"choice": [0.003, 1e30]}}}, "quantize"]
+    config["search"]["sampler"] = "random"
+    tracking, storage = stores(tmp_path)
+    assert main(["search", str(write_config(tmp_path, config)), "--backend", "ray", "--trials", "4",
+                 "--tracking-uri", tracking, "--storage", storage]) == 0
+    failed = [r for r in runs(tmp_path, "trial") if r.info.status == "FAILED"]
+    study = optuna.load_study(study_name="digits", storage=storage)
+    fails = [t for t in study.trials if t.state.name == "FAIL"]
+    assert 0 < len(failed) == len(fails) < 4
+    assert {r.data.params["distill.lr"] for r in failed} == {"1e+30"}
+    assert all(t.user_attrs["fail_reason"].startswith("DivergedError: distill: training loss became nan")
+               for t in fails)
+    assert all(r.data.tags["squeezer.error"].startswith("DivergedError") for r in failed)
+
+
+@pytest.fixture
+def two_node_cluster(tmp_path: Path):
+    """A real Ray cluster on loopback: a head and a second node, one CPU each, with its own auth token."""
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    port = str(6400 + secrets.randbelow(1000))
+    common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
+    try:
+        subprocess.run([RAY, "start", "--head", "--port", port, "--include-dashboard", "false", *common], env=env,
+                       check=True, capture_output=True, timeout=120)
+        subprocess.run([RAY, "start", "--address", f"127.0.0.1:{port}", *common], env=env, check=True,
+                       capture_output=True, timeout=120)
+        yield f"127.0.0.1:{port}", env
+    finally:
+        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_a_study_runs_across_a_two_node_ray_cluster(tmp_path: Path, two_node_cluster) -> None:
+    address, env = two_node_cluster
+    tracking, storage = stores(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "squeezer.search.cli", "search", str(DIGITS_YAML), "--backend",
+                           "ray", "--address", address, "--trials", "4", "--tracking-uri", tracking, "--storage",
+                           storage], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    children = runs(tmp_path, "trial")
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+    assert len({c.data.tags["squeezer.node"] for c in children}) == 2  # both nodes ran trials
