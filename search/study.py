@@ -21,6 +21,7 @@ from squeezer.search import report
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from squeezer.search.errors import ConfigError
+from squeezer.search.locking import sqlite_lock
 from squeezer.search.pareto import pareto_mask
 from squeezer.search.tracking import TRIAL_TAG, Tracker
 from squeezer.search.trial import Outcome, Workbench, baseline, prepare
@@ -74,8 +75,9 @@ def open_study(config: ExperimentConfig, name: str, storage: str, seed: int) -> 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = [StudyDirection[d.upper()] for d in config.objectives.values()]
     try:
-        study = optuna.create_study(study_name=name, storage=storage, directions=directions,
-                                    sampler=make_sampler(config, seed))
+        with sqlite_lock(storage):
+            study = optuna.create_study(study_name=name, storage=storage, directions=directions,
+                                        sampler=make_sampler(config, seed))
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(config, seed))
         _check_same_config(study, config, name, storage)

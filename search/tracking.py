@@ -6,15 +6,15 @@ round trips (create, params, one batch of metrics and curves, artifact, end), ne
 
 from __future__ import annotations
 
-import fcntl
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+
+from squeezer.search.locking import sqlite_lock
 
 STUDY_TAG = "squeezer.study"
 ROLE_TAG = "squeezer.role"
@@ -25,28 +25,11 @@ _BATCH = 1000  # MLflow's limit of metrics per log_batch call
 Curves = Iterable[tuple[int, Mapping[str, float]]]
 
 
-@contextmanager
-def _creation_lock(tracking_uri: str) -> Iterator[None]:
-    """Serialise opening a local SQLite store: MLflow's first-use schema migration is not safe to run twice at once
-    (several processes of one study start together)."""
-    if not tracking_uri.startswith("sqlite:///"):
-        yield
-        return
-    lock = Path(tracking_uri.removeprefix("sqlite:///")).with_suffix(".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 class Tracker:
     """Writes a study to an MLflow tracking store through the client API (safe to use without a global run)."""
 
     def __init__(self, tracking_uri: str, experiment: str) -> None:
-        with _creation_lock(tracking_uri):
+        with sqlite_lock(tracking_uri):
             self.client = MlflowClient(tracking_uri)
             self.experiment_id = self._experiment(tracking_uri, experiment)
 
