@@ -6,6 +6,7 @@ Knows nothing of Optuna, Ray or MLflow: whatever drives a compressor hands it a 
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
@@ -29,6 +30,10 @@ class CompressorConfig:
     """Base of every compressor's config: frozen, checked on construction, round-trips through a dict."""
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InvalidConfig(f.name, "must be a finite number", value)
         self.validate()
 
     def validate(self) -> None:
@@ -74,6 +79,8 @@ class Compressor(ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type[CompressorConfig]]
+    #: A final compressor's output cannot be trained or compressed further: it must be the pipeline's last step.
+    final: ClassVar[bool] = False
 
     def __init__(self, config: CompressorConfig | Mapping[str, Any] | None = None) -> None:
         if config is None or isinstance(config, Mapping):

@@ -47,6 +47,7 @@ class Quantize(Compressor):
 
     name = "quantize"
     Config = QuantizeConfig
+    final = True
     config: QuantizeConfig
 
     def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:

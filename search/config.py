@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from squeezer import compressors
 from squeezer.search.errors import ConfigError
+from squeezer.search.yamlfile import read_yaml
 from squeezer.search.objectives import METRICS, Constraint, parse_constraints, parse_objectives
 from squeezer.spaces import Space, SpaceError, boundary_points, parse_space
 
@@ -35,6 +34,12 @@ class Step:
     space: Space
 
 
+MAX_SEED = 2**31 - 1 - 10**6  # trial seeds are the seed plus the trial number; NumPy takes 32 bits
+#: Upper bounds on sizes: beyond them a value is a typo, and would exhaust memory or time before saying so.
+LIMITS = {"search.trials": 10**6, "search.population_size": 10**4, "search.max_concurrent": 10**4,
+          "measure.threads": 1024, "measure.warmup": 10**5, "measure.repeats": 10**5, "measure.batch": 1 << 16,
+          "training.batch_size": 1 << 20, "epochs": 10**5}
+MINIMA = {"search.population_size": 2, "measure.repeats": 2, "measure.warmup": 0}  # NSGA-II breeds pairs; p90 needs 2
 BACKENDS = ("optuna", "ray")
 SCHEDULERS = ("none", "asha")
 
@@ -86,13 +91,7 @@ class ExperimentConfig:
 def load_config(path: str | Path) -> ExperimentConfig:
     """Parse and validate the experiment file at ``path``."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(str(path), "config file not found; pass the path of an experiment YAML file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(str(path), f"is not valid YAML ({err})".replace("\n", " ")) from None
-    return parse_config(raw, base_dir=path.parent)
+    return parse_config(read_yaml(path), base_dir=path.parent)
 
 
 def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
@@ -103,14 +102,14 @@ def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
     check_name(raw.get("name"), "name")
     try:
         return ExperimentConfig(
-            name=raw["name"], seed=_int(raw.get("seed", 0), "seed"),
+            name=raw["name"], seed=_int(raw.get("seed", 0), "seed", maximum=MAX_SEED),
             data=_data(raw.get("data"), base_dir), teacher=_teacher(raw.get("teacher"), base_dir),
             student=_student(raw.get("student")), pipeline=_pipeline(raw.get("pipeline", list(DEFAULT_PIPELINE))),
             objectives=parse_objectives(raw.get("objectives")), constraints=parse_constraints(raw.get("constraints")),
             search=_settings(SearchSettings, raw.get("search"), "search"),
             measure=_settings(MeasureSettings, raw.get("measure"), "measure"),
             batch_size=_int(_section(raw.get("training") or {}, "training", {"batch_size"}).get("batch_size", 128),
-                            "training.batch_size", minimum=1), raw=raw)
+                            "training.batch_size", minimum=1, maximum=LIMITS["training.batch_size"]), raw=raw)
     except SpaceError as err:
         raise ConfigError(err.knob, err.rule, err.value) from None
 
@@ -128,9 +127,19 @@ def _data(raw: Any, base_dir: Path) -> dict[str, Any]:
     for key in ("path", "test_path", "dir"):
         if data.get(key):
             data[key] = str((base_dir / str(data[key])).resolve())
+    for key in ("name", "path", "test_path", "dir"):
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(f"data.{key}", "must be a string", data[key])
     for key in ("val_fraction", "test_fraction"):
-        if key in data and not (isinstance(data[key], (int, float)) and 0 < data[key] < 1):
+        if key in data and not (_is_number(data[key]) and 0 < data[key] < 1):
             raise ConfigError(f"data.{key}", "must be a number in (0, 1)", data[key])
+    held_out = data.get("val_fraction", 0.1) + (0 if data.get("test_path") else data.get("test_fraction", 0.2))
+    if held_out > 0.9:
+        fractions = f"val {data.get('val_fraction', 0.1)} + test {data.get('test_fraction', 0.2)}"
+        raise ConfigError("data.val_fraction", "together with data.test_fraction must leave at least 10% of the data "
+                          "for training", fractions)
+    if "train_size" in data:
+        _int(data["train_size"], "data.train_size", minimum=1)
     return data
 
 
@@ -143,6 +152,10 @@ def _teacher(raw: Any, base_dir: Path) -> dict[str, Any]:
         if not Path(teacher["path"]).is_file():
             raise ConfigError("teacher.path", "file not found; give a state-dict checkpoint, or remove `path` to "
                               "train the teacher from the config", teacher["path"])
+    if "epochs" in teacher:
+        _int(teacher["epochs"], "teacher.epochs", minimum=1, maximum=LIMITS["epochs"])
+    if "lr" in teacher:
+        _positive(teacher["lr"], "teacher.lr")
     teacher.setdefault("arch", {})
     if not isinstance(teacher["arch"], dict):
         raise ConfigError("teacher.arch", "must be a mapping of the family's settings", teacher["arch"])
@@ -163,6 +176,10 @@ def _pipeline(raw: Any) -> tuple[Step, ...]:
     names = [s.name for s in steps]
     if len(set(names)) != len(names):
         raise ConfigError("pipeline", "each compressor may appear once", names)
+    for step in steps[:-1]:
+        if compressors.get(step.name).final:
+            raise ConfigError("pipeline", f"{step.name!r} must be the last step (its output cannot be trained or "
+                              "compressed further)", names)
     return steps
 
 
@@ -195,7 +212,8 @@ def _settings(cls: type, raw: Any, key: str) -> Any:
         if value is None and "None" in kind:
             continue
         if kind.startswith("int"):
-            values[name] = _int(value, f"{key}.{name}", minimum=1)
+            values[name] = _int(value, f"{key}.{name}", minimum=MINIMA.get(f"{key}.{name}", 1),
+                                maximum=LIMITS.get(f"{key}.{name}"))
         elif kind.startswith("float"):
             values[name] = _positive(value, f"{key}.{name}")
         elif kind.startswith("str") and not isinstance(value, str):
@@ -203,7 +221,14 @@ def _settings(cls: type, raw: Any, key: str) -> Any:
     for name, allowed in (("sampler", SAMPLERS), ("backend", BACKENDS), ("scheduler", SCHEDULERS)):
         if name in fields and values.get(name, fields[name].default) not in allowed:
             raise ConfigError(f"{key}.{name}", f"must be one of {list(allowed)}", values[name])
-    return cls(**values)
+    settings = cls(**values)
+    if "population_size" in values and settings.sampler != "nsga2":
+        raise ConfigError(f"{key}.population_size", f"is a setting of sampler nsga2, not of {settings.sampler!r}",
+                          values["population_size"])
+    if getattr(settings, "scheduler", "none") != "none" and settings.backend != "ray":
+        raise ConfigError(f"{key}.scheduler", "needs backend ray (Optuna cannot stop multi-objective trials early)",
+                          settings.scheduler)
+    return settings
 
 
 def with_search(config: ExperimentConfig, **overrides: Any) -> ExperimentConfig:
@@ -216,7 +241,7 @@ def with_search(config: ExperimentConfig, **overrides: Any) -> ExperimentConfig:
 
 
 def _positive(value: Any, key: str) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+    if not _is_number(value) or value <= 0:
         raise ConfigError(key, "must be a finite number > 0", value)
     return float(value)
 
@@ -236,10 +261,16 @@ def _only(raw: Mapping[str, Any], allowed: set[str], key: str) -> None:
         raise ConfigError(f"{key}", f"unknown key {unknown[0]!r}; allowed keys are {sorted(allowed)}")
 
 
-def _int(value: Any, key: str, minimum: int = 0) -> int:
+def _int(value: Any, key: str, minimum: int = 0, maximum: int | None = None) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ConfigError(key, f"must be an integer >= {minimum}", value)
+    if maximum is not None and value > maximum:
+        raise ConfigError(key, f"must be an integer <= {maximum}", value)
     return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 __all__ = ["ExperimentConfig", "MeasureSettings", "METRICS", "SearchSettings", "Step", "load_config", "parse_config",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -50,6 +51,8 @@ def load(spec: Mapping[str, Any], seed: int) -> Splits:
         train, test = _npz(Path(spec["path"]), "data.path"), None
         if spec.get("test_path"):
             test = _npz(Path(spec["test_path"]), "data.test_path")
+        train_y, test_y = _class_indices(train[1], None if test is None else test[1])
+        train, test = (train[0], train_y), None if test is None else (test[0], test_y)
     elif spec.get("name") == "digits":
         train, test = _digits(), None
     elif spec.get("name") == "fashion_mnist":
@@ -87,29 +90,84 @@ def _find(directory: Path, stem: str) -> Path:
 
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (the MNIST format), gzipped or not."""
-    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    try:
+        raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    except (OSError, EOFError) as err:
+        raise ConfigError("data", f"cannot read the IDX file ({err})", str(path)) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise ConfigError("data", "is not an IDX file (bad magic number)", str(path))
     ndim = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(raw, dtype=_IDX_DTYPES[raw[2]], offset=4 + 4 * ndim).reshape(shape)
+    try:
+        return np.frombuffer(raw, dtype=_IDX_DTYPES[raw[2]], offset=4 + 4 * ndim).reshape(shape)
+    except ValueError:
+        raise ConfigError("data", f"IDX file is truncated or corrupt: its header says shape {shape}",
+                          str(path)) from None
 
 
 def _npz(path: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise ConfigError(key, "file not found; give the path of an .npz with arrays X and y", str(path))
-    with np.load(path, allow_pickle=False) as arrays:
-        missing = sorted({"X", "y"} - set(arrays.files))
-        if missing:
-            raise ConfigError(key, f"the .npz must hold arrays X and y; missing {missing}", str(path))
-        x, y = arrays["X"].astype(np.float32), arrays["y"]
-    if len(x) != len(y) or x.ndim not in (2, 3, 4):
-        raise ConfigError(key, "X must be (N, features), (N, H, W) or (N, C, H, W) with len(X) == len(y)",
-                          f"X{x.shape}, y{y.shape}")
-    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
-        raise ConfigError(key, "y must hold integer class indices 0..K-1 (map string labels to ints first)",
-                          f"y of dtype {y.dtype}, min {y.min()}")
-    return (x[:, None] if x.ndim == 3 else x), y.astype(np.int64)
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            missing = sorted({"X", "y"} - set(arrays.files))
+            if missing:
+                raise ConfigError(key, f"the .npz must hold arrays X and y; missing {missing}", str(path))
+            x, y = arrays["X"], arrays["y"]
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - not a zip, truncated, pickled objects, ...: all unreadable input
+        raise ConfigError(key, f"is not a readable .npz of arrays X and y ({type(err).__name__}: {err})",
+                          str(path)) from None
+    if y.ndim != 1 or len(y) != len(x):
+        raise ConfigError(key, "y must be one label per row of X", f"y{y.shape} for X{x.shape} in {path}")
+    return _features(x, key, path), y
+
+
+def _features(x: np.ndarray, key: str, path: Path) -> np.ndarray:
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool) or x.ndim not in (2, 3, 4) or len(x) == 0:
+        raise ConfigError(key, "X must be a non-empty numeric array (N, features), (N, H, W) or (N, C, H, W)",
+                          f"X{x.shape} of dtype {x.dtype} in {path}")
+    x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise ConfigError(key, "X must hold finite numbers only", f"{int((~np.isfinite(x)).sum())} NaN/inf values in "
+                          f"{path}")
+    return x[:, None] if x.ndim == 3 else x
+
+
+def _class_indices(train_y: np.ndarray, test_y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labels as class indices 0..K-1. Class names (strings) map to indices in sorted order, the same for the train
+    and test files, and the mapping is reported; whole-number floats become integers."""
+    both = train_y if test_y is None else np.concatenate([train_y, test_y])
+    if both.dtype.kind in "US":
+        names, indices = np.unique(both, return_inverse=True)
+        print(f"data: mapped class names to indices {dict(zip(names.tolist(), range(len(names)), strict=True))}",
+              file=sys.stderr)
+        indices = indices.astype(np.int64)
+        return indices[: len(train_y)], None if test_y is None else indices[len(train_y):]
+    if both.dtype.kind == "f" and np.isfinite(both).all() and (both == np.round(both)).all():
+        both = both.astype(np.int64)  # whole-number floats, as some tools save labels
+    if both.dtype.kind not in "iu" or both.min() < 0:
+        raise ConfigError("data.path", "y must hold class indices 0..K-1 (integers) or class names (strings)",
+                          f"y of dtype {both.dtype}, min {both.min()}")
+    both = both.astype(np.int64)
+    return both[: len(train_y)], None if test_y is None else both[len(train_y):]
+
+
+def _check_splits(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
+                  test: tuple[np.ndarray, np.ndarray]) -> None:
+    """Refuse data no study can learn from or score on: one class, or a split too small to mean anything."""
+    classes = len(np.unique(y[train_idx]))
+    if classes < 2:
+        raise ConfigError("data", "the training split must hold at least two classes", f"{classes} class(es)")
+    for name, size, least in (("training", len(train_idx), 2 * classes), ("validation", len(val_idx), classes),
+                              ("test", len(test[0]), 1)):
+        if size < least:
+            raise ConfigError("data", f"the {name} split needs at least {least} samples; use more data or change "
+                              "data.val_fraction / data.test_fraction", f"{size} samples")
+    if test[0].shape[1:] != x.shape[1:]:
+        raise ConfigError("data.test_path", "its X must have the training data's sample shape",
+                          f"{test[0].shape[1:]} vs {x.shape[1:]}")
 
 
 def _split(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray] | None,
@@ -122,6 +180,7 @@ def _split(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndar
     if train_size:
         train_idx = train_idx[: int(train_size)]
     test = test if test is not None else (x[test_idx], y[test_idx])
+    _check_splits(x, y, train_idx, val_idx, test)
     mean, std = x[train_idx].mean(), x[train_idx].std() + 1e-8
     tensor = lambda a: torch.from_numpy(np.ascontiguousarray((a - mean) / std, dtype=np.float32))  # noqa: E731
     return Splits(tensor(x[train_idx]), torch.from_numpy(y[train_idx]), tensor(x[val_idx]),

@@ -87,5 +87,14 @@ def test_a_users_teacher_checkpoint_loads_with_weights_only(digits: data.Splits,
 
 def test_npz_labels_must_be_class_indices(tmp_path: Path) -> None:
     np.savez(tmp_path / "bad.npz", X=np.zeros((4, 2)), y=np.array([0.5, 1.0, 2.0, 0.0]))
-    with pytest.raises(ConfigError, match="y must hold integer class indices"):
+    with pytest.raises(ConfigError, match=r"y must hold class indices 0..K-1 \(integers\) or class names"):
         data.load({"path": str(tmp_path / "bad.npz")}, seed=0)
+
+
+def test_class_names_map_to_the_same_indices_in_the_train_and_test_files(tmp_path: Path, capsys) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "train.npz", X=rng.normal(size=(60, 3)), y=np.array(["cat", "dog", "emu"] * 20))
+    np.savez(tmp_path / "test.npz", X=rng.normal(size=(4, 3)), y=np.array(["emu", "dog", "emu", "cat"]))
+    splits = data.load({"path": str(tmp_path / "train.npz"), "test_path": str(tmp_path / "test.npz")}, seed=0)
+    assert splits.test_y.tolist() == [2, 1, 2, 0] and splits.num_classes == 3
+    assert "{'cat': 0, 'dog': 1, 'emu': 2}" in capsys.readouterr().err

@@ -45,7 +45,7 @@ def test_a_failing_trial_on_ray_is_failed_with_its_reason(tmp_path: Path) -> Non
     config = digits_config()
     # An absurd learning rate makes distillation diverge inside the trial; the sane one trains.
     config["pipeline"] = [{"distill": {"epochs": 1, "lr": {"choice": [0.003, 1e30]}}}, "quantize"]
-    config["search"]["sampler"] = "random"
+    config["search"] = {"sampler": "random"}
     tracking, storage = stores(tmp_path)
     assert main(["search", str(write_config(tmp_path, config)), "--backend", "ray", "--trials", "4",
                  "--tracking-uri", tracking, "--storage", storage]) == 0

@@ -79,7 +79,7 @@ def test_trials_over_budget_never_enter_the_front(tmp_path: Path) -> None:
 @pytest.mark.parametrize("sampler", ["tpe", "random"])
 def test_other_samplers_run_the_same_study(tmp_path: Path, sampler: str) -> None:
     config = digits_config()
-    config["search"]["sampler"] = sampler
+    config["search"] = {"sampler": sampler}  # population_size belongs to nsga2 alone
     assert search(write_config(tmp_path, config), tmp_path, 3) == 0
     assert len(runs(tmp_path, "trial")) == 3
 
@@ -144,7 +144,7 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, how: str, reason: str) -> None:
     monkeypatch.setattr(compressors.registry, "_REGISTRY", {**compressors.registry._REGISTRY, "test-break": Break})
     config = digits_config()
-    config["pipeline"] = [{"distill": {"epochs": 2}}, {"quantize": {"bits": 32}}, {"test-break": {"how": how}}]
+    config["pipeline"] = [{"distill": {"epochs": 2}}, {"test-break": {"how": how}}, {"quantize": {"bits": 32}}]
     path = write_config(tmp_path, config)
     assert search(path, tmp_path, 4) == 0
     study = optuna.load_study(study_name="digits", storage=stores(tmp_path)[1])
