@@ -38,7 +38,7 @@ MAX_SEED = 2**31 - 1 - 10**6  # trial seeds are the seed plus the trial number; 
 #: Upper bounds on sizes: beyond them a value is a typo, and would exhaust memory or time before saying so.
 LIMITS = {"search.trials": 10**6, "search.population_size": 10**4, "search.max_concurrent": 10**4,
           "measure.threads": 1024, "measure.warmup": 10**5, "measure.repeats": 10**5, "measure.batch": 1 << 16,
-          "training.batch_size": 1 << 20, "epochs": 10**5}
+          "training.batch_size": 1 << 20, "epochs": 10**5, "data.train_size": 10**9}
 MINIMA = {"search.population_size": 2, "measure.repeats": 2, "measure.warmup": 0}  # NSGA-II breeds pairs; p90 needs 2
 BACKENDS = ("optuna", "ray")
 SCHEDULERS = ("none", "asha")
@@ -139,7 +139,7 @@ def _data(raw: Any, base_dir: Path) -> dict[str, Any]:
         raise ConfigError("data.val_fraction", "together with data.test_fraction must leave at least 10% of the data "
                           "for training", fractions)
     if "train_size" in data:
-        _int(data["train_size"], "data.train_size", minimum=1)
+        _int(data["train_size"], "data.train_size", minimum=1, maximum=LIMITS["data.train_size"])
     return data
 
 

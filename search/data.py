@@ -125,7 +125,7 @@ def _npz(path: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _features(x: np.ndarray, key: str, path: Path) -> np.ndarray:
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool) or x.ndim not in (2, 3, 4) or len(x) == 0:
+    if x.dtype.kind not in "biuf" or x.ndim not in (2, 3, 4) or len(x) == 0:
         raise ConfigError(key, "X must be a non-empty numeric array (N, features), (N, H, W) or (N, C, H, W)",
                           f"X{x.shape} of dtype {x.dtype} in {path}")
     x = x.astype(np.float32)

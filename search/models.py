@@ -13,12 +13,13 @@ from torch import nn
 from squeezer.search.errors import ConfigError
 
 Family = Callable[..., nn.Sequential]
+MAX_DEPTH = 1000  # deeper plain stacks do not train; the bound also keeps a typo from building a million layers
 
 
 def mlp(input_shape: tuple[int, ...], num_classes: int, depth: int = 2, width: int = 128,
         taper: float = 1.0, dropout: float = 0.0) -> nn.Sequential:
     """Flatten, then ``depth`` hidden Linear+ReLU layers of ``width``, each ``taper`` times the one before."""
-    _check(depth >= 0, "depth", "must be >= 0", depth)
+    _check(0 <= depth <= MAX_DEPTH, "depth", f"must be in [0, {MAX_DEPTH}]", depth)
     _check(width >= 1, "width", "must be >= 1", width)
     _check(0 < taper <= 1, "taper", "must be in (0, 1]", taper)
     _check(0 <= dropout < 1, "dropout", "must be in [0, 1)", dropout)
@@ -82,7 +83,10 @@ def check_fits(arch: dict[str, Any], input_shape: tuple[int, ...], num_classes: 
     Adam's two moments) plus about three copies of one batch's activations.
     """
     with torch.device("meta"):
-        model = build(arch, input_shape, num_classes, key=key)
+        try:
+            model = build(arch, input_shape, num_classes, key=key)
+        except RuntimeError as err:  # e.g. a weight tensor whose size overflows 64 bits
+            raise ConfigError(key, f"is too large to build ({str(err).splitlines()[0]})", arch) from None
         activations = [0]
         hooks = [m.register_forward_hook(lambda _m, _i, out: activations.__setitem__(0, activations[0] + out.numel()))
                  for m in model.modules() if not list(m.children())]

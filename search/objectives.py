@@ -17,6 +17,7 @@ METRICS: dict[str, str] = {
     "throughput": "maximize",      # samples per second at the measurement batch size
     "params": "minimize",
 }
+METRIC_RANGES = {"accuracy": (0.0, 1.0)}  # the others lie in [0, inf)
 DEFAULT_OBJECTIVES = {"accuracy": "maximize", "size_bytes": "minimize", "latency_ms": "minimize"}
 
 
@@ -66,6 +67,10 @@ def parse_constraints(raw: Any) -> tuple[Constraint, ...]:
         (kind, value), = bound.items()
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             raise ConfigError(f"constraints.{name}.{kind}", "must be a finite number", value)
+        low, high = METRIC_RANGES.get(name, (0.0, math.inf))
+        if (kind == "max" and value <= low) or (kind == "min" and value > high):
+            raise ConfigError(f"constraints.{name}.{kind}", f"no model can meet it: {name} lies in [{low}, {high}]",
+                              value)
         found.append(Constraint(name, float(value), upper=kind == "max"))
     return tuple(found)
 

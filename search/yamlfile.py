@@ -35,7 +35,10 @@ def read_yaml(path: Path) -> Any:
     if expanded > MAX_NODES:
         raise ConfigError(where, f"expands to more than {MAX_NODES} YAML nodes through aliases", expanded)
     _no_duplicate_keys(root, where)
-    return yaml.SafeLoader(text).get_single_data()
+    try:
+        return yaml.SafeLoader(text).get_single_data()
+    except yaml.YAMLError as err:  # e.g. a tag that would construct a Python object
+        raise ConfigError(where, f"is not valid YAML ({err})".replace("\n", " ")) from None
 
 
 def _expanded_size(node: yaml.Node, seen: dict[int, int]) -> int:

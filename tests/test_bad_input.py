@@ -1,0 +1,268 @@
+"""Hundreds of malformed configs and data files: each gets exit 2, one line naming the setting or file, no traceback,
+and nothing written (no study, no run, no cached teacher)."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import yaml
+
+from squeezer.search.cli import main
+
+from conftest import digits_config
+
+NAN, INF = float("nan"), float("inf")
+
+
+@dataclass
+class Case:
+    name: str
+    key: str                                   # the setting or file the message must name
+    config: Any = None                         # a mapping (or raw text) written as experiment.yaml
+    files: Callable[[Path], None] | None = None  # writes data files beside it
+
+    def write(self, where: Path) -> Path:
+        if self.files:
+            self.files(where)
+        path = where / "experiment.yaml"
+        if isinstance(self.config, bytes):
+            path.write_bytes(self.config)
+        else:
+            path.write_text(self.config if isinstance(self.config, str) else yaml.safe_dump(self.config))
+        return path
+
+
+def changed(path: str, value: Any, base: dict | None = None) -> dict:
+    """The digits experiment with the setting at dotted ``path`` set to ``value`` (a `pipeline.<step>` path
+    reaches into that step; DELETE removes the setting)."""
+    config = copy.deepcopy(base or digits_config())
+    *parents, last = path.split(".")
+    node = config
+    for part in parents:
+        if isinstance(node, list):  # pipeline: find the step by name
+            node = next(step[part] for step in node if isinstance(step, dict) and part in step)
+        else:
+            node = node.setdefault(part, {})
+    if value is DELETE:
+        node.pop(last, None)
+    else:
+        node[last] = value
+    return config
+
+
+DELETE = object()
+SECTIONS = {section: (7, "text", [1, 2], True) for section in ("data", "teacher", "student", "pipeline", "objectives",
+                                                               "constraints", "search", "measure", "training")}
+SECTIONS |= {"name": (7, "two words", [1, 2], True), "seed": ("text", [1, 2], True, -3)}
+INTEGERS = ["search.trials", "search.population_size", "search.max_concurrent", "measure.threads", "measure.warmup",
+            "measure.repeats", "measure.batch", "training.batch_size", "seed", "teacher.epochs", "data.train_size"]
+FLOATS = ["search.timeout_s", "search.cpus_per_trial", "teacher.lr", "data.val_fraction", "data.test_fraction"]
+ENUMS = ["search.sampler", "search.backend", "search.scheduler", "data.name", "teacher.family", "student.family"]
+BAD_SPECS = [{"int": [3, 1]}, {"int": ["a", 5]}, {"int": [1, 5], "step": 0}, {"int": [0, 5], "log": True},
+             {"float": [NAN, 1]}, {"float": [0, INF]}, {"float": [1]}, {"choice": []}, {"choice": [1, 1]},
+             {"int": [1, 5], "bogus": 1}, {"choice": [[1], [2]]}]
+BAD_STEP_SETTINGS = [
+    ("distill", "temperature", -1), ("distill", "temperature", 0), ("distill", "temperature", "hot"),
+    ("distill", "temperature", NAN), ("distill", "alpha", 1.5), ("distill", "alpha", -0.1), ("distill", "alpha", NAN),
+    ("distill", "epochs", 0), ("distill", "epochs", 2.5), ("distill", "lr", 0), ("distill", "lr", INF),
+    ("distill", "weight_decay", -1), ("prune", "ratio", 1.0), ("prune", "ratio", -0.1), ("prune", "ratio", INF),
+    ("prune", "structured", "yes"), ("prune", "finetune_epochs", -1), ("quantize", "bits", 7),
+    ("quantize", "bits", "8"), ("quantize", "half", "fp8"), ("quantize", "int8_mode", "magic"),
+    ("quantize", "calibration_samples", 0)]
+
+
+def cases() -> list[Case]:
+    found = [Case(f"section {s} = {v!r}", s, changed(s, v)) for s, values in SECTIONS.items() for v in values]
+    found += [Case(f"missing {s}", s, changed(s, DELETE)) for s in ("name", "data", "teacher", "student")]
+    for key in INTEGERS:
+        for value in (-1, 1.5, "3", True, NAN, INF, 10**30, [], *(() if key in ("seed", "measure.warmup") else (0,))):
+            found.append(Case(f"{key} = {value!r}", key, changed(key, value)))
+    found += [Case(f"{key} = {value!r}", key, changed(key, value)) for key in FLOATS
+              for value in (0, -1, NAN, INF, "x", True)]
+    found += [Case(f"{key} = {value!r}", key.split(".")[0], changed(key, value)) for key in ENUMS
+              for value in ("bogus", 3)]
+    for knob in ("student.width", "pipeline.distill.temperature", "pipeline.prune.ratio"):
+        found += [Case(f"{knob} = {spec}", knob.removeprefix("pipeline."), changed(knob, spec)) for spec in BAD_SPECS]
+    found += [Case(f"{step}.{key} = {value!r}", step, changed(f"pipeline.{step}.{key}", value))
+              for step, key, value in BAD_STEP_SETTINGS]
+    return found + unknown_names() + inconsistent() + absurd_sizes() + yaml_files() + data_files()
+
+
+def unknown_names() -> list[Case]:
+    return [
+        Case("unknown top-level key", "<config>", changed("studnet", {})),
+        Case("unknown data key", "data", changed("data.pth", "x.npz")),
+        Case("unknown teacher key", "teacher", changed("teacher.width", 3)),
+        Case("unknown student knob", "student.heads", changed("student.heads", 4)),
+        Case("unknown compressor", "pipeline", changed("pipeline", [{"sqeeze": {}}])),
+        Case("unknown compressor setting", "quantize.bitz", changed("pipeline.quantize.bitz", 8)),
+        Case("unknown objective", "objectives.acc", changed("objectives", {"acc": "maximize"})),
+        Case("unknown constraint metric", "constraints.acc", changed("constraints", {"acc": {"min": 0.5}})),
+        Case("unknown direction", "objectives.accuracy", changed("objectives", {"accuracy": "up"})),
+        Case("unknown bound kind", "constraints.size_bytes", changed("constraints", {"size_bytes": {"between": 1}})),
+        Case("unknown search key", "search", changed("search.sampelr", "tpe")),
+        Case("unknown measure key", "measure", changed("measure.thread", 2)),
+        Case("unknown training key", "training", changed("training.batchsize", 64)),
+        Case("unknown teacher arch setting", "teacher.arch.heads", changed("teacher.arch.heads", 2)),
+    ]
+
+
+def inconsistent() -> list[Case]:
+    digits = digits_config()
+    return [
+        Case("fractions leave no training data", "data.val_fraction",
+             changed("data.test_fraction", 0.45, changed("data.val_fraction", 0.5))),
+        Case("population_size with tpe", "search.population_size", changed("search.sampler", "tpe")),
+        Case("population_size with random", "search.population_size", changed("search.sampler", "random")),
+        Case("asha without ray", "search.scheduler", changed("search.scheduler", "asha")),
+        Case("quantize before prune", "pipeline", changed("pipeline", [digits["pipeline"][0], digits["pipeline"][2],
+                                                                        digits["pipeline"][1]])),
+        Case("a compressor twice", "pipeline", changed("pipeline", ["distill", "distill", "quantize"])),
+        Case("cnn deeper than the image allows", "student.depth",
+             changed("student", {"family": "cnn", "depth": 4, "channels": 4})),
+        Case("cnn teacher deeper than the image allows", "teacher.arch.depth",
+             changed("teacher.arch", {"depth": 5}, changed("teacher.family", "cnn"))),
+        budget("size budget below zero", "size_bytes", "max", -5),
+        budget("accuracy floor above one", "accuracy", "min", 1.5),
+        budget("latency budget of zero", "latency_ms", "max", 0),
+        budget("non-finite budget", "size_bytes", "max", INF),
+        Case("empty pipeline", "pipeline", changed("pipeline", [])),
+        Case("no data source", "data", changed("data", {"val_fraction": 0.2})),
+    ]
+
+
+def budget(name: str, metric: str, kind: str, value: float) -> Case:
+    return Case(name, f"constraints.{metric}.{kind}", changed("constraints", {metric: {kind: value}}))
+
+
+def absurd_sizes() -> list[Case]:
+    return [
+        Case("student width up to 1e12", "student", changed("student.width", {"int": [16, 10**12]})),
+        Case("fixed student width 1e10", "student", changed("student.width", 10**10)),
+        Case("student depth 1e6", "student.depth", changed("student.depth", 10**6)),
+        Case("teacher width 1e9", "teacher.arch", changed("teacher.arch.width", 10**9)),
+        Case("cnn student with 1e9 channels", "student",
+             changed("student", {"family": "cnn", "depth": 2, "channels": 10**9})),
+        Case("measure batch 1e9", "measure.batch", changed("measure.batch", 10**9)),
+        Case("training batch 1e12", "training.batch_size", changed("training.batch_size", 10**12)),
+    ]
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefg", "bcdefgh", strict=True))
+
+
+def yaml_files() -> list[Case]:
+    valid = yaml.safe_dump(digits_config())
+    return [
+        Case("YAML bomb", "expands to more than", BOMB),
+        Case("duplicate top-level key", "repeats the key 'seed'", valid + "seed: 3\n"),
+        Case("duplicate nested key", "repeats the key 'name'", "data:\n  name: digits\n  name: fashion_mnist\n"),
+        Case("not UTF-8", "is not UTF-8 text", b"\xff\xfe\x00binary\x9c"),
+        Case("oversized file", "is larger than an experiment file can be", valid + "#" * (1 << 20)),
+        Case("empty file", "<config>", ""),
+        Case("a list", "<config>", "- a\n- b\n"),
+        Case("a scalar", "<config>", "42\n"),
+        Case("malformed YAML", "is not valid YAML", "name: [unclosed"),
+        Case("tab indentation", "is not valid YAML", "data:\n\tname: digits\n"),
+        Case("python object tag", "is not valid YAML", "name: !!python/object/apply:os.system ['true']\n"),
+    ]
+
+
+def npz(**arrays: Any) -> Callable[[Path], None]:
+    return lambda where: np.savez(where / "d.npz", **arrays)
+
+
+def raw_file(name: str, content: bytes) -> Callable[[Path], None]:
+    return lambda where: (where / name).write_bytes(content)
+
+
+def _truncate(path: Path, size: int) -> None:
+    path.write_bytes(path.read_bytes()[:size])
+
+
+def idx_dir(images: bytes, labels: bytes) -> Callable[[Path], None]:
+    def write(where: Path) -> None:
+        (where / "idx").mkdir()
+        for prefix in ("train", "t10k"):
+            (where / "idx" / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(images))
+            (where / "idx" / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(labels))
+    return write
+
+
+def data_files() -> list[Case]:
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(200, 8)).astype(np.float32), np.arange(200) % 3
+    with_nan, with_inf = x.copy(), x.copy()
+    with_nan[3, 2], with_inf[5, 1] = NAN, INF
+    npz_config = changed("data", {"path": "d.npz", "val_fraction": 0.2})
+    npz_config["student"] = {"family": "mlp", "depth": 1, "width": 16}
+    npz_config["teacher"]["arch"] = {"depth": 1, "width": 16}
+    both = changed("data.test_path", "t.npz", npz_config)
+
+    def case(name: str, files: Callable[[Path], None], config: dict = npz_config, key: str = "data") -> Case:
+        return Case(name, key, config, files)
+
+    return [
+        case("garbage bytes", raw_file("d.npz", b"this is not a zip file")),
+        case("empty file", raw_file("d.npz", b"")),
+        case("truncated npz", lambda w: (npz(X=x, y=y)(w), _truncate(w / "d.npz", 300))),
+        case("no y", npz(X=x)),
+        case("no X", npz(y=y)),
+        case("X of strings", npz(X=np.array([["a"] * 8] * 200), y=y)),
+        case("X of objects", npz(X=np.array([{"a": 1}] * 200, dtype=object), y=y)),
+        case("complex X", npz(X=x.astype(np.complex64), y=y)),
+        case("NaN in X", npz(X=with_nan, y=y)),
+        case("inf in X", npz(X=with_inf, y=y)),
+        case("1-D X", npz(X=x[:, 0], y=y)),
+        case("5-D X", npz(X=x.reshape(200, 1, 2, 2, 2), y=y)),
+        case("no rows", npz(X=x[:0], y=y[:0])),
+        case("length mismatch", npz(X=x, y=y[:150])),
+        case("2-D y", npz(X=x, y=np.stack([y, y], 1))),
+        case("fractional labels", npz(X=x, y=y + 0.5)),
+        case("negative labels", npz(X=x, y=y - 1)),
+        case("NaN labels", npz(X=x, y=np.where(y == 0, NAN, y))),
+        case("one class", npz(X=x, y=np.zeros(200, dtype=int))),
+        case("too few samples", npz(X=x[:5], y=y[:5])),
+        case("data path is a directory", lambda w: (w / "d.npz").mkdir()),
+        case("missing data file", lambda w: None, key="data.path"),
+        case("test file of another shape", lambda w: (npz(X=x, y=y)(w), np.savez(w / "t.npz", X=x[:, :5], y=y)),
+             both, key="data.test_path"),
+        case("test file unreadable", lambda w: (npz(X=x, y=y)(w), (w / "t.npz").write_bytes(b"junk")), both),
+        case("idx with a bad magic number", idx_dir(b"\x01\x02\x03\x04", b"\x00\x00\x08\x01"),
+             changed("data", {"name": "fashion_mnist", "dir": "idx"})),
+        case("truncated idx", idx_dir(bytes([0, 0, 8, 3]) + (100).to_bytes(4, "big") * 3 + b"\x00" * 50,
+                                      bytes([0, 0, 8, 1]) + (100).to_bytes(4, "big") + b"\x00" * 100),
+             changed("data", {"name": "fashion_mnist", "dir": "idx"})),
+        case("idx dir missing files", lambda w: (w / "idx").mkdir(),
+             changed("data", {"name": "fashion_mnist", "dir": "idx"}), key="data.dir"),
+    ]
+
+
+CASES = cases()
+
+
+def test_there_are_at_least_two_hundred_cases() -> None:
+    assert len(CASES) >= 200
+
+
+def snapshot(where: Path) -> dict[str, int]:
+    return {str(p.relative_to(where)): p.stat().st_size for p in where.rglob("*")}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(case: Case, tmp_path: Path, capsys) -> None:
+    config = case.write(tmp_path)
+    before = snapshot(tmp_path)
+    assert main(["search", str(config), "--trials", "1"]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("squeezer: error: "), err[-2000:]
+    assert case.key in lines[0] and "Traceback" not in err
+    assert snapshot(tmp_path) == before  # no squeezer.db, mlflow.db, artifacts or cached teacher
