@@ -234,12 +234,15 @@ class Session:
         trials = self.study.get_trials(deepcopy=False)
         completed = [t for t in trials if t.state == TrialState.COMPLETE]
         failed = [t for t in trials if t.state == TrialState.FAIL and _ran_and_failed(t)]
+        stopped = [t for t in trials if t.state == TrialState.PRUNED]
         figure = report.front_figure(completed, front, self.teacher)
-        summary = {"trials.completed": len(completed), "trials.failed": len(failed), "pareto.size": len(front)}
+        summary = {"trials.completed": len(completed), "trials.failed": len(failed),
+                   "trials.stopped_early": len(stopped), "pareto.size": len(front)}
         self.tracker.finish_study(self.parent, self.name, {t.number for t in front}, report.front_csv(front), figure,
                                   summary)
         report.close(figure)
-        self.out(f"\nPareto front ({len(front)} of {len(completed)} completed trials; {len(failed)} failed):")
+        early = f", {len(stopped)} stopped early" if stopped else ""
+        self.out(f"\nPareto front ({len(front)} of {len(completed)} completed trials; {len(failed)} failed{early}):")
         self.out(report.front_table(front))
         self.out(f"teacher (reference): {report.metrics_line(self.teacher)}")
         return front
@@ -265,9 +268,10 @@ def _alive(pid: int) -> bool:
 
 
 def finished(study: optuna.Study) -> list[FrozenTrial]:
-    """Trials that ran to an outcome: completed, or failed with a reason. Interrupted ones are run again."""
-    trials = study.get_trials(deepcopy=False, states=[TrialState.COMPLETE, TrialState.FAIL])
-    return [t for t in trials if t.state == TrialState.COMPLETE or _ran_and_failed(t)]
+    """Trials that ran to an outcome: completed, stopped early (pruned), or failed with a reason.
+    Interrupted ones are run again."""
+    trials = study.get_trials(deepcopy=False, states=[TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL])
+    return [t for t in trials if t.state != TrialState.FAIL or _ran_and_failed(t)]
 
 
 def _ran_and_failed(trial: FrozenTrial) -> bool:

@@ -86,3 +86,19 @@ def test_a_study_runs_across_a_two_node_ray_cluster(tmp_path: Path, two_node_clu
     children = runs(tmp_path, "trial")
     assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
     assert len({c.data.tags["squeezer.node"] for c in children}) == 2  # both nodes ran trials
+
+
+def test_asha_stops_weak_trials_early_on_ray(tmp_path: Path) -> None:
+    config = digits_config()
+    config["pipeline"][0]["distill"]["lr"] = {"float": [1e-4, 1e-2], "log": True}  # some learn far slower
+    config["search"] = {"sampler": "random", "backend": "ray", "scheduler": "asha"}
+    tracking, storage = stores(tmp_path)
+    assert main(["search", str(write_config(tmp_path, config)), "--trials", "8", "--tracking-uri", tracking,
+                 "--storage", storage]) == 0
+    study = optuna.load_study(study_name="digits", storage=storage)
+    states = [t.state.name for t in study.trials]
+    assert "PRUNED" in states and "COMPLETE" in states and len(states) == 8
+    stopped = [r for r in runs(tmp_path, "trial") if r.info.status == "KILLED"]
+    assert len(stopped) == states.count("PRUNED")
+    assert all(r.data.tags["squeezer.error"].startswith("stopped early by the scheduler") for r in stopped)
+    assert runs(tmp_path, "study")[0].data.metrics["trials.stopped_early"] == states.count("PRUNED")

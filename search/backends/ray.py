@@ -23,6 +23,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.objectives import METRICS
+from squeezer.search import report
 from squeezer.search.study import Session, make_sampler, replay_params, suggest_params
 from squeezer.search.trial import Outcome, Workbench, attempt, flatten
 
@@ -135,7 +136,9 @@ class _Searcher(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         trial = self._ot_trials.get(trial_id)
         if trial is not None and result and trial_id not in self._completed_trials:
-            if result.get(ERROR):
+            if CURVES not in result:  # stopped early by the scheduler: PRUNED, as Optuna calls it
+                result = None
+            elif result.get(ERROR):
                 trial.set_user_attr("fail_reason", str(result[ERROR])[:2000])
                 result, error = None, True
             elif all(k in result for k in self.objectives):
@@ -172,17 +175,19 @@ class _Mirror(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         s, run_id = _active(), self.runs.pop(trial.trial_id)
         result = trial.last_result or {}
-        failed = bool(result.get(ERROR)) or CURVES not in result
+        params = flatten(replay_params(s.config, trial.config))
+        position = f"[trial {len(s.finished())}/{self.target}]"
+        if CURVES not in result:
+            epochs = result.get("training_iteration", 0)
+            s.tracker.kill(run_id, f"stopped early by the scheduler after {epochs} epoch(s)")
+            s.out(f"{position} stopped early by the scheduler after {epochs} epoch(s) | {report.recipe(params)}")
+            return
+        failed = bool(result.get(ERROR))
         if trial.checkpoint is not None and not failed:
             s.tracker.log_result(run_id, None, model_file=Path(trial.checkpoint.path) / "model.pt")
-        if CURVES not in result:  # stopped early by the scheduler
-            s.tracker.kill(run_id, "stopped early by the scheduler")
-        else:
-            s.tracker.end(run_id, "FAILED" if failed else "FINISHED")
-        outcome = Outcome(None if failed else _metrics(result), str(result.get(ERROR) or "stopped early"),
-                          seconds=float(result.get(SECONDS, 0)))
-        s.progress(f"[trial {len(s.finished())}/{self.target}]", flatten(replay_params(s.config, trial.config)),
-                   outcome)
+        s.tracker.end(run_id, "FAILED" if failed else "FINISHED")
+        s.progress(position, params, Outcome(None if failed else _metrics(result), str(result.get(ERROR)),
+                                             seconds=float(result.get(SECONDS, 0))))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         s, run_id = _active(), self.runs.pop(trial.trial_id, None)
@@ -200,17 +205,18 @@ def _trainable(config: Mapping[str, Any], bench: Workbench) -> None:
     """One trial on a Ray worker: the same ``attempt`` the Optuna backend runs, reported to Tune."""
     torch.set_num_threads(max(1, int(tune.get_context().get_trial_resources().required_resources.get("CPU", 1))))
     number, asha = int(config[NUMBER]), bench.config.search.scheduler == "asha"
+    nan = float("nan")
+    unknown = {k: nan for k in bench.config.objectives}  # Tune wants the search metrics in every result
 
     def per_epoch(step: int, metrics: Mapping[str, float]) -> None:
         accuracy = next((v for k, v in metrics.items() if k.endswith(".val_accuracy")), None)
         if asha and accuracy is not None:
-            tune.report({EPOCH_METRIC: accuracy})
+            tune.report({**unknown, EPOCH_METRIC: accuracy})
 
     with tempfile.TemporaryDirectory(prefix="squeezer-") as workdir:
         outcome = attempt(bench, replay_params(bench.config, config), int(config[SEED]) + number, Path(workdir),
                           report=per_epoch)
-        nan = float("nan")
-        final = {**{k: nan for k in bench.config.objectives}, **(outcome.metrics or {}),
+        final = {**unknown, **(outcome.metrics or {}),
                  EPOCH_METRIC: (outcome.metrics or {}).get("accuracy", nan), ERROR: outcome.error or "",
                  CURVES: json.dumps(outcome.curves), SECONDS: outcome.seconds,
                  NODE: ray.get_runtime_context().get_node_id(), "squeezer.host": socket.gethostname()}
