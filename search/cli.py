@@ -47,19 +47,19 @@ def _search(args: argparse.Namespace) -> int:
 def _pareto(args: argparse.Namespace) -> int:
     import optuna
 
-    from squeezer.search import report
+    from squeezer.search import report, storage
     from squeezer.search.errors import ConfigError
     from squeezer.search.study import pareto_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    database = args.storage.removeprefix("sqlite:///")
-    if args.storage.startswith("sqlite:///") and not os.path.isfile(database):
+    if not storage.exists(args.storage):
         raise ConfigError("--storage", "no such study database; run `squeezer search` first or point --storage at it",
                           args.storage)
+    backend = storage.open_storage(args.storage)
     try:
-        study = optuna.load_study(study_name=args.study_name, storage=args.storage)
+        study = optuna.load_study(study_name=args.study_name, storage=backend)
     except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(args.storage)]
+        names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
         raise ConfigError("--study-name", f"no such study in {args.storage}; studies there: {names}",
                           args.study_name) from None
     front = pareto_trials(study, study.user_attrs["objectives"])
@@ -99,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     pareto.set_defaults(handler=_pareto)
 
     for sub in (search, pareto):
-        sub.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna storage URL (default: {DEFAULT_STORAGE})")
+        sub.add_argument("--storage", default=DEFAULT_STORAGE,
+                         help=f"Optuna storage: a database URL or journal:PATH (default: {DEFAULT_STORAGE})")
     for sub in (search,):
         sub.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
                          help=f"MLflow tracking URI (default: {DEFAULT_TRACKING_URI})")

@@ -48,9 +48,8 @@ def cnn(input_shape: tuple[int, ...], num_classes: int, depth: int = 2, channels
         layers += [nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2), nn.BatchNorm2d(c_out), nn.ReLU(),
                    nn.MaxPool2d(2)]
         c_in = c_out
-    features = nn.Sequential(*layers)
-    with torch.no_grad():
-        flat = features(torch.zeros(1, *input_shape)).numel()
+    # Odd kernels with padding k // 2 keep the size; each pooling halves it (rounding down).
+    flat = c_in * (input_shape[1] // 2**depth) * (input_shape[2] // 2**depth)
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
 
 
@@ -79,21 +78,19 @@ def check_fits(arch: dict[str, Any], input_shape: tuple[int, ...], num_classes: 
                key: str = "student") -> None:
     """Refuse a model whose training would not fit in the memory available, before allocating any of it.
 
-    The model is built on the meta device (shapes only); training needs its weights four times (weights, gradients,
-    Adam's two moments) plus about three copies of one batch's activations.
+    The model is built on the meta device (shapes only). Training needs its weights four times (weights, gradients,
+    Adam's two moments) plus about three copies of a batch's activations, bounded from above by each layer's
+    output size at the input's resolution (no forward pass: on the meta device that costs more than the check).
     """
     with torch.device("meta"):
         try:
             model = build(arch, input_shape, num_classes, key=key)
         except RuntimeError as err:  # e.g. a weight tensor whose size overflows 64 bits
             raise ConfigError(key, f"is too large to build ({str(err).splitlines()[0]})", arch) from None
-        activations = [0]
-        hooks = [m.register_forward_hook(lambda _m, _i, out: activations.__setitem__(0, activations[0] + out.numel()))
-                 for m in model.modules() if not list(m.children())]
-        model(torch.empty(batch_size, *input_shape))
-        for hook in hooks:
-            hook.remove()
-    needed = 4 * (4 * sum(p.numel() for p in model.parameters()) + 3 * activations[0])
+    pixels = math.prod(input_shape[1:]) if len(input_shape) == 3 else 1
+    per_sample = sum(m.out_features if isinstance(m, nn.Linear) else m.out_channels * pixels
+                     for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+    needed = 4 * (4 * sum(p.numel() for p in model.parameters()) + 3 * batch_size * per_sample)
     available = available_memory()
     if needed > available:
         raise ConfigError(key, f"needs about {needed / 2**30:.1f} GiB to train, more than the "

@@ -21,10 +21,10 @@ from squeezer.search import report
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from squeezer.search.errors import ConfigError
-from squeezer.search.locking import sqlite_lock
+from squeezer.search.storage import open_storage
 from squeezer.search.pareto import pareto_mask
-from squeezer.search.tracking import TRIAL_TAG, Tracker
-from squeezer.search.trial import Outcome, Workbench, baseline, prepare
+from squeezer.search.tracking import TRIAL_TAG, RunId, Tracker
+from squeezer.search.trial import Outcome, Workbench, baseline, flatten, prepare
 from squeezer.spaces import Space, sample
 from squeezer.spaces.optuna import suggest
 
@@ -57,13 +57,16 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
     study, created = open_study(config, name, storage, seed)
     tracker = Tracker(tracking_uri, f"squeezer-{config.name}")
     session = Session(study, bench, tracker, _parent_run(tracker, study, name, config, created), name, seed, out)
-    session.begin()
     try:
+        session.begin()
         backend.run(session, trials or config.search.trials)
+        front = session.finish()
     except KeyboardInterrupt:
         tracker.end(session.parent, "KILLED")
         raise
-    return StudyResult(study, session.finish(), session.parent)
+    finally:
+        tracker.close()
+    return StudyResult(study, front, session.parent)
 
 
 def open_study(config: ExperimentConfig, name: str, storage: str, seed: int) -> tuple[optuna.Study, bool]:
@@ -74,12 +77,12 @@ def open_study(config: ExperimentConfig, name: str, storage: str, seed: int) -> 
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = [StudyDirection[d.upper()] for d in config.objectives.values()]
+    backend = open_storage(storage)
     try:
-        with sqlite_lock(storage):
-            study = optuna.create_study(study_name=name, storage=storage, directions=directions,
-                                        sampler=make_sampler(config, seed))
+        study = optuna.create_study(study_name=name, storage=backend, directions=directions,
+                                    sampler=make_sampler(config, seed))
     except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(config, seed))
+        study = optuna.load_study(study_name=name, storage=backend, sampler=make_sampler(config, seed))
         _check_same_config(study, config, name, storage)
         return study, False
     study.set_user_attr("objectives", config.objectives)
@@ -164,12 +167,13 @@ class Session:
         if fixed:
             self.out(f"reconciled {fixed} trial run(s) left open by a stopped process with the study storage")
 
-    def finished(self) -> list[FrozenTrial]:
-        return finished(self.study)
+    def finished(self, trials: list[FrozenTrial] | None = None) -> list[FrozenTrial]:
+        return finished(self.study, trials)
 
-    def running_elsewhere(self) -> list[FrozenTrial]:
-        """Trials that another live process is running right now."""
-        return [t for t in self.study.get_trials(deepcopy=False, states=[TrialState.RUNNING]) if not self._stale(t)]
+    def running_elsewhere(self, trials: list[FrozenTrial] | None = None) -> list[FrozenTrial]:
+        """Trials that another live process is running right now (from ``trials``, else read from the storage)."""
+        trials = self.study.get_trials(deepcopy=False) if trials is None else trials
+        return [t for t in trials if t.state == TrialState.RUNNING and not self._stale(t)]
 
     def claim(self, trial: optuna.Trial) -> None:
         trial.set_user_attr(OWNER, self.me)
@@ -184,25 +188,41 @@ class Session:
         return len(stale)
 
     def reconcile(self) -> int:
-        """End every trial run left RUNNING as the storage says: FINISHED, FAILED, or KILLED if it did not finish."""
+        """Make MLflow say what the storage says after a crash: a trial run left RUNNING ends FINISHED or FAILED
+        with the stored result, or KILLED if its trial did not finish; a finished trial whose run was never
+        written gets one."""
         trials = {t.number: t for t in self.study.get_trials(deepcopy=False)}
+        runs = self.tracker.trial_runs(self.name)
         fixed = 0
-        for run in self.tracker.trial_runs(self.name, status="RUNNING"):
+        for run in (r for r in runs if r.info.status == "RUNNING"):
             trial = trials.get(int(run.data.tags[TRIAL_TAG]))
             if trial is not None and trial.state == TrialState.RUNNING and not self._stale(trial):
                 continue  # another live process is running it
-            run_id, fixed = run.info.run_id, fixed + 1
-            if trial is not None and trial.state == TrialState.COMPLETE:
-                self.tracker.log_result(run_id, trial.user_attrs.get("metrics"))
-                self.tracker.end(run_id, "FINISHED")
-            elif trial is not None and _ran_and_failed(trial):
-                self.tracker.log_result(run_id, None, error=trial.user_attrs["fail_reason"])
-                self.tracker.end(run_id, "FAILED")
-            else:
-                self.tracker.kill(run_id, STOPPED)
+            fixed += 1
+            if trial is None or not self._end_as_stored(run.info.run_id, trial):
+                self.tracker.kill(run.info.run_id, STOPPED)
+        recorded = {int(r.data.tags[TRIAL_TAG]) for r in runs}
+        for trial in trials.values():
+            if trial.number not in recorded and (trial.state == TrialState.COMPLETE or _ran_and_failed(trial)):
+                params = flatten(replay_params(self.config, trial.params))
+                self._end_as_stored(self.tracker.trial_run(self.parent, self.name, trial.number, params), trial)
+                fixed += 1
+        self.tracker.flush()
         return fixed
 
-    def record(self, trial: optuna.Trial, run_id: str, outcome: Outcome, position: str, **artifacts: Any) -> None:
+    def _end_as_stored(self, run_id: RunId, trial: FrozenTrial) -> bool:
+        """End ``run_id`` with the stored outcome of ``trial``; False when the trial has none."""
+        if trial.state == TrialState.COMPLETE:
+            self.tracker.log_result(run_id, trial.user_attrs.get("metrics"))
+            self.tracker.end(run_id, "FINISHED")
+        elif _ran_and_failed(trial):
+            self.tracker.log_result(run_id, None, error=trial.user_attrs["fail_reason"])
+            self.tracker.end(run_id, "FAILED")
+        else:
+            return False
+        return True
+
+    def record(self, trial: optuna.Trial, run_id: RunId, outcome: Outcome, position: str, **artifacts: Any) -> None:
         """Write the outcome to MLflow, tell the storage, then end the run (a crash between the two is reconciled)."""
         self.tracker.log_result(run_id, outcome.metrics, outcome.curves, error=outcome.error, **artifacts)
         if outcome.metrics is None:
@@ -267,11 +287,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def finished(study: optuna.Study) -> list[FrozenTrial]:
+def finished(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> list[FrozenTrial]:
     """Trials that ran to an outcome: completed, stopped early (pruned), or failed with a reason.
-    Interrupted ones are run again."""
-    trials = study.get_trials(deepcopy=False, states=[TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL])
-    return [t for t in trials if t.state != TrialState.FAIL or _ran_and_failed(t)]
+    Interrupted ones are run again. ``trials``: a snapshot already read from ``study``."""
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or _ran_and_failed(t)]
 
 
 def _ran_and_failed(trial: FrozenTrial) -> bool:

@@ -1,14 +1,21 @@
 """MLflow tracking: one parent run per study, one nested child run per trial, Pareto tags and artifacts.
 
-MLflow mirrors the study storage; it never decides whether a trial finished. Each trial costs a fixed handful of
-round trips (create, params, one batch of metrics and curves, artifact, end), never one per epoch.
+MLflow mirrors the study storage; it never decides whether a trial finished. A trial's writes (create, params, one
+batch of metrics and curves, artifact, end; never one per epoch) go through one writer thread in order, so trials do
+not wait for the tracking store. Reading methods flush the queue first. Writes lost to a crash are redone from the
+study storage on resume (``Session.reconcile``).
 """
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
+import sys
+import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Union
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
@@ -23,6 +30,11 @@ ERROR_TAG = "squeezer.error"
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
 
 Curves = Iterable[tuple[int, Mapping[str, float]]]
+RunId = Union[str, "Future[str]"]  # a run id, or the promise of one from a queued ``trial_run``
+
+
+def _resolve(run_id: RunId) -> str:
+    return run_id.result() if isinstance(run_id, Future) else run_id
 
 
 class Tracker:
@@ -32,6 +44,30 @@ class Tracker:
         with sqlite_lock(tracking_uri):
             self.client = MlflowClient(tracking_uri)
             self.experiment_id = self._experiment(tracking_uri, experiment)
+            if tracking_uri.startswith("sqlite:///"):  # readers stop blocking the writer; the mode stays with the file
+                with sqlite3.connect(tracking_uri.removeprefix("sqlite:///")) as connection:
+                    connection.execute("PRAGMA journal_mode=WAL")
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="squeezer-mlflow")
+        self._queued: list[Future[Any]] = []
+        self._staging = Path(tempfile.mkdtemp(prefix="squeezer-mlflow-"))
+
+    def _defer(self, write: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+        future = self._writer.submit(write, *args, **kwargs)
+        self._queued.append(future)
+        return future
+
+    def flush(self) -> None:
+        """Wait for every queued write; a failed write is reported once (the storage still has the trial)."""
+        queued, self._queued = self._queued, []
+        errors = [f.exception() for f in queued if f.exception() is not None]
+        if errors:
+            print(f"squeezer: warning: {len(errors)} MLflow write(s) failed; the study storage keeps the results and "
+                  f"the next resume reconciles MLflow. First: {errors[0]!r}", file=sys.stderr)
+
+    def close(self) -> None:
+        self.flush()
+        self._writer.shutdown()
+        shutil.rmtree(self._staging, ignore_errors=True)
 
     def _experiment(self, tracking_uri: str, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
@@ -47,6 +83,7 @@ class Tracker:
             return self.client.get_experiment_by_name(name).experiment_id
 
     def find_study_run(self, study: str) -> str | None:
+        self.flush()
         runs = self.client.search_runs([self.experiment_id], max_results=1,
                                        filter_string=f"tags.`{STUDY_TAG}` = '{study}' and tags.`{ROLE_TAG}` = 'study'")
         return runs[0].info.run_id if runs else None
@@ -60,35 +97,55 @@ class Tracker:
         self.client.update_run(run_id, status="RUNNING")
 
     def trial_run(self, parent: str, study: str, number: int, params: Mapping[str, Any],
-                  tags: Mapping[str, str] | None = None) -> str:
-        """A nested child run holding the trial's flattened parameters."""
+                  tags: Mapping[str, str] | None = None) -> Future[str]:
+        """A nested child run holding the trial's flattened parameters (queued: returns the future run id)."""
         all_tags = {"mlflow.parentRunId": parent, STUDY_TAG: study, ROLE_TAG: "trial", TRIAL_TAG: str(number),
                     **(tags or {})}
-        run = self.client.create_run(self.experiment_id, run_name=f"{study}-trial-{number}", tags=all_tags)
+        return self._defer(self._trial_run, f"{study}-trial-{number}", all_tags, dict(params))
+
+    def _trial_run(self, name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         return run.info.run_id
 
-    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
-        self.log_result(run_id, metrics, curves=(), model_file=None)
+    def log_metrics(self, run_id: RunId, metrics: Mapping[str, float]) -> None:
+        self.log_result(run_id, metrics)
 
-    def log_result(self, run_id: str, metrics: Mapping[str, float] | None, curves: Curves = (),
+    def log_result(self, run_id: RunId, metrics: Mapping[str, float] | None, curves: Curves = (),
                    model_file: Path | None = None, error: str | None = None) -> None:
-        """Everything a trial produced, in one batch (final metrics at step 0, curves at their epochs)."""
+        """Everything a trial produced, in one batch (final metrics at step 0, curves at their epochs); queued.
+
+        ``model_file`` is copied aside first: the caller may delete it as soon as this returns.
+        """
+        staged = None
+        if model_file is not None and model_file.is_file():
+            staged = Path(tempfile.mkdtemp(dir=self._staging)) / model_file.name
+            shutil.copyfile(model_file, staged)
+        self._defer(self._log_result, run_id, dict(metrics or {}), [(s, dict(v)) for s, v in curves], staged, error)
+
+    def _log_result(self, run_id: RunId, metrics: dict[str, float], curves: list[tuple[int, dict[str, float]]],
+                    model_file: Path | None, error: str | None) -> None:
+        run_id = _resolve(run_id)
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for step, values in curves for k, v in values.items()]
-        batch += [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()]
+        batch += [Metric(k, float(v), now, 0) for k, v in metrics.items()]
         tags = [RunTag(ERROR_TAG, error[:5000])] if error else []
         for start in range(0, max(len(batch), 1), _BATCH):
             self.client.log_batch(run_id, metrics=batch[start:start + _BATCH], tags=tags if start == 0 else [])
-        if model_file is not None and model_file.is_file():
+        if model_file is not None:
             self.client.log_artifact(run_id, str(model_file))
+            shutil.rmtree(model_file.parent, ignore_errors=True)
 
-    def end(self, run_id: str, status: str) -> None:
-        """Close a run: FINISHED, FAILED or KILLED."""
-        self.client.set_terminated(run_id, status=status)
+    def end(self, run_id: RunId, status: str) -> None:
+        """Close a run: FINISHED, FAILED or KILLED (queued)."""
+        self._defer(lambda: self.client.set_terminated(_resolve(run_id), status=status))
+
+    def set_tag(self, run_id: RunId, key: str, value: str) -> None:
+        self._defer(lambda: self.client.set_tag(_resolve(run_id), key, value))
 
     def trial_runs(self, study: str, status: str | None = None) -> list[Any]:
         """The study's trial runs (all pages), optionally only those with ``status`` (e.g. RUNNING)."""
+        self.flush()
         query = f"tags.`{STUDY_TAG}` = '{study}' and tags.`{ROLE_TAG}` = 'trial'"
         query += f" and status = '{status}'" if status else ""
         runs, token = [], None
@@ -100,8 +157,8 @@ class Tracker:
             if not token:
                 return runs
 
-    def kill(self, run_id: str, reason: str) -> None:
-        self.client.set_tag(run_id, ERROR_TAG, reason)
+    def kill(self, run_id: RunId, reason: str) -> None:
+        self.set_tag(run_id, ERROR_TAG, reason)
         self.end(run_id, RunStatus.to_string(RunStatus.KILLED))
 
     def finish_study(self, parent: str, study: str, members: set[int], table_csv: str, figure: Any,
@@ -111,6 +168,7 @@ class Tracker:
         ``members`` are the trial numbers on the front; only a FINISHED run can be one (a trial that was interrupted
         and run again keeps its KILLED run beside the finished one).
         """
+        self.flush()
         pareto_runs = {r.info.run_id: r.info.status == "FINISHED" and int(r.data.tags[TRIAL_TAG]) in members
                        for r in self.trial_runs(study)}
         for run_id, on_front in pareto_runs.items():
@@ -121,4 +179,4 @@ class Tracker:
         now = int(time.time() * 1000)
         self.client.log_batch(parent, metrics=[Metric(k, float(v), now, 0) for k, v in summary.items()],
                               tags=[RunTag("squeezer.pareto_size", str(sum(pareto_runs.values())))])
-        self.end(parent, "FINISHED")
+        self.client.set_terminated(parent, status="FINISHED")

@@ -41,6 +41,17 @@ def test_the_ray_backend_records_trials_like_the_optuna_backend(tmp_path: Path) 
     assert {"pareto.csv", "pareto.png", "config.yaml"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
 
 
+def test_a_ray_study_resumes_to_a_raised_target(tmp_path: Path) -> None:
+    tracking, storage = stores(tmp_path)
+    for trials in ("2", "3"):
+        assert main(["search", str(DIGITS_YAML), "--backend", "ray", "--trials", trials, "--tracking-uri", tracking,
+                     "--storage", storage]) == 0
+    study = optuna.load_study(study_name="digits", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert sorted(int(r.data.tags["squeezer.trial"]) for r in runs(tmp_path, "trial")) == [0, 1, 2]
+    assert len(runs(tmp_path, "study")) == 1
+
+
 def test_a_failing_trial_on_ray_is_failed_with_its_reason(tmp_path: Path) -> None:
     config = digits_config()
     # An absurd learning rate makes distillation diverge inside the trial; the sane one trains.

@@ -24,11 +24,15 @@ def run(session: Session, target: int) -> None:
     session.out(f"study {session.name!r}: {len(session.finished())}/{target} trials done; "
                 f"objectives {session.config.objectives}")
     started, timeout = time.monotonic(), session.config.search.timeout_s
-    while (done := len(session.finished())) < target:
+    while True:
+        trials = session.study.get_trials(deepcopy=False)  # one read of the storage per decision
+        done = len(session.finished(trials))
+        if done >= target:
+            return
         if timeout and time.monotonic() - started > timeout:
             session.out(f"timeout of {timeout}s reached")
             return
-        if done + len(session.running_elsewhere()) >= target:
+        if done + len(session.running_elsewhere(trials)) >= target:
             time.sleep(POLL_S)  # the other processes' trials will reach the target, or fail and leave room
             continue
         trial = session.study.ask()
@@ -58,4 +62,5 @@ def one_trial(session: Session, trial: optuna.Trial, position: str) -> None:
 
 def _rank(session: Session, number: int) -> int:
     """How many trials before this one finished or are running: its place towards the target."""
-    return sum(t.number < number for t in session.finished() + session.running_elsewhere())
+    trials = session.study.get_trials(deepcopy=False)
+    return sum(t.number < number for t in session.finished(trials) + session.running_elsewhere(trials))

@@ -44,21 +44,18 @@ def run(session: Session, target: int) -> None:
     settings = session.config.search
     started_ray = _connect(settings.address)
     _session = session
-    experiment = results_dir() / session.name
     trainable = tune.with_resources(tune.with_parameters(_trainable, bench=session.bench),
                                     {"cpu": settings.cpus_per_trial})
+    experiments = sorted(results_dir().glob(f"{session.name}.*"), key=lambda p: int(p.suffix[1:]))
     try:
-        if tune.Tuner.can_restore(str(experiment)):
-            session.out(f"study {session.name!r}: resuming the Ray Tune experiment in {experiment}")
-            tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True)
-        else:
-            remaining = target - len(session.finished())
-            session.out(f"study {session.name!r}: {target - remaining}/{target} trials done; running the rest on "
-                        f"Ray ({ray.cluster_resources().get('CPU', 0):g} CPUs, {len(ray.nodes())} node(s))")
-            if remaining <= 0:
-                return
-            tuner = _new_tuner(session, trainable, remaining, experiment.parent)
-        tuner.fit()
+        if experiments and tune.Tuner.can_restore(str(experiments[-1])):
+            session.out(f"study {session.name!r}: resuming the Ray Tune experiment in {experiments[-1]}")
+            tune.Tuner.restore(str(experiments[-1]), trainable=trainable, resume_unfinished=True).fit()
+        remaining = target - len(session.finished())
+        session.out(f"study {session.name!r}: {target - remaining}/{target} trials done; running the rest on Ray "
+                    f"({ray.cluster_resources().get('CPU', 0):g} CPUs, {len(ray.nodes())} node(s))")
+        if remaining > 0:  # a new Tune experiment for what is left (a raised target, or a first run)
+            _new_tuner(session, trainable, remaining, target, f"{session.name}.{len(experiments) + 1}").fit()
     finally:
         _session = None
         if started_ray:
@@ -67,7 +64,8 @@ def run(session: Session, target: int) -> None:
 
 
 def results_dir() -> Path:
-    """Where Tune keeps its experiments (one per study): ``$SQUEEZER_RAY_RESULTS`` or ./ray_results."""
+    """Where Tune keeps its experiments (``<study>.1``, ``<study>.2`` after a raised target, ...):
+    ``$SQUEEZER_RAY_RESULTS`` or ./ray_results."""
     return Path(os.environ.get("SQUEEZER_RAY_RESULTS", "ray_results")).resolve()
 
 
@@ -95,7 +93,7 @@ _QUIET = {
 }
 
 
-def _new_tuner(session: Session, trainable: Any, samples: int, storage: Path) -> tune.Tuner:
+def _new_tuner(session: Session, trainable: Any, samples: int, target: int, name: str) -> tune.Tuner:
     config, settings = session.config, session.config.search
     searcher = _Searcher(
         config, space=_Space(config, session.seed), metric=list(config.objectives),
@@ -110,7 +108,7 @@ def _new_tuner(session: Session, trainable: Any, samples: int, storage: Path) ->
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=samples,
                                     max_concurrent_trials=concurrent, reuse_actors=True),
-        run_config=tune.RunConfig(name=session.name, storage_path=str(storage), callbacks=[_Mirror(samples)],
+        run_config=tune.RunConfig(name=name, storage_path=str(results_dir()), callbacks=[_Mirror(target)],
                                   verbose=0,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
 
@@ -168,7 +166,7 @@ class _Mirror(tune.Callback):
         if CURVES not in result:
             return  # a per-epoch report, for the scheduler
         s, run_id = _active(), self.runs[trial.trial_id]
-        s.tracker.client.set_tag(run_id, NODE, result[NODE])
+        s.tracker.set_tag(run_id, NODE, result[NODE])
         curves = [(step, values) for step, values in json.loads(result[CURVES])]
         s.tracker.log_result(run_id, _metrics(result), curves, error=result.get(ERROR) or None)
 

@@ -1,0 +1,56 @@
+"""Open the study storage named by ``--storage``: an SQLAlchemy URL (SQLite, PostgreSQL, MySQL) or an Optuna journal.
+
+SQLite opens in WAL mode with ``synchronous=NORMAL``: a commit no longer waits for the disk, readers do not block
+the writer (several processes share one study), and a killed process loses nothing (only a power cut could lose the
+last commits). A ``journal:PATH`` storage is Optuna's append-only journal file: the cheapest per trial.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+
+from squeezer.search.locking import sqlite_lock
+
+JOURNAL = "journal:"
+
+
+def open_storage(url: str) -> BaseStorage:
+    """The Optuna storage at ``url``, created if it does not exist."""
+    if url.startswith(JOURNAL):
+        path = Path(url.removeprefix(JOURNAL).removeprefix("//"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if url.startswith("sqlite:///"):
+        database = url.removeprefix("sqlite:///")
+        with sqlite_lock(url):  # Optuna's schema set-up is not safe to run twice at once
+            return RDBStorage(url, engine_kwargs={"creator": _SQLite(database)})
+    return RDBStorage(url)
+
+
+def exists(url: str) -> bool:
+    """Whether a file-based storage's file is there (server storages always count as there)."""
+    for prefix in ("sqlite:///", JOURNAL):
+        if url.startswith(prefix):
+            return Path(url.removeprefix(prefix).removeprefix("//")).is_file()
+    return True
+
+
+class _SQLite:
+    """Opens connections to one SQLite file in WAL mode (a class, not a closure: Ray pickles the storage)."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+
+    def __call__(self) -> Any:
+        connection = sqlite3.connect(self.database, timeout=60, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+
+__all__ = ["JOURNAL", "exists", "open_storage"]
