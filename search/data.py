@@ -52,7 +52,9 @@ def load(spec: Mapping[str, Any], seed: int) -> Splits:
         if spec.get("test_path"):
             test = _npz(Path(spec["test_path"]), "data.test_path")
         train_y, test_y = _class_indices(train[1], None if test is None else test[1])
-        train, test = (train[0], train_y), None if test is None else (test[0], test_y)
+        train = (train[0], train_y)
+        if test is not None and test_y is not None:
+            test = (test[0], test_y)
     elif spec.get("name") == "digits":
         train, test = _digits(), None
     elif spec.get("name") == "fashion_mnist":

@@ -80,7 +80,10 @@ class Tracker:
         try:
             return self.client.create_experiment(name, artifact_location=location)
         except MlflowException:  # another process of the same study created it first
-            return self.client.get_experiment_by_name(name).experiment_id
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
 
     def find_study_run(self, study: str) -> str | None:
         self.flush()

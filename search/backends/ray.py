@@ -21,10 +21,11 @@ import torch
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
+from squeezer.search import report
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.objectives import METRICS
-from squeezer.search import report
 from squeezer.search.study import Session, make_sampler, replay_params, suggest_params
+from squeezer.search.tracking import RunId
 from squeezer.search.trial import Outcome, Workbench, attempt, flatten
 
 NUMBER = "squeezer.trial"     # the Optuna trial number, put into each Tune trial's config
@@ -77,10 +78,10 @@ def _connect(address: str | None) -> bool:
         os.environ.setdefault(name, value)
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
     if address:
-        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     else:  # bounded CPUs, no dashboard, loopback only
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1",
-                 logging_level="WARNING", log_to_driver=False)
+                 logging_level=logging.WARNING, log_to_driver=False)
     return True
 
 
@@ -151,7 +152,8 @@ class _Mirror(tune.Callback):
     """Mirrors Tune's trials into MLflow from the driver: one nested run per trial, like the Optuna backend."""
 
     def __init__(self, target: int) -> None:
-        self.target, self.runs = target, {}  # runs: Tune trial id -> MLflow run id
+        self.target = target
+        self.runs: dict[str, RunId] = {}  # Tune trial id -> MLflow run id
 
     def __reduce__(self) -> tuple:  # Tune saves callbacks with its state; the session is the driver's
         return _Mirror, (self.target,)
