@@ -32,4 +32,4 @@ ui: install
 	$(BIN)/squeezer ui
 
 clean:
-	rm -rf $(VENV) *.egg-info mlflow.db squeezer.db mlartifacts mlruns
+	rm -rf $(VENV) *.egg-info mlflow.db* squeezer.db* *.lock *.journal mlartifacts mlruns ray_results

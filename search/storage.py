@@ -14,7 +14,8 @@ from typing import Any
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
-from squeezer.search.locking import sqlite_lock
+from squeezer.search.locking import create_once
+
 
 JOURNAL = "journal:"
 
@@ -25,10 +26,11 @@ def open_storage(url: str) -> BaseStorage:
         path = Path(url.removeprefix(JOURNAL).removeprefix("//"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
-    if url.startswith("sqlite:///"):
-        database = url.removeprefix("sqlite:///")
-        with sqlite_lock(url):  # Optuna's schema set-up is not safe to run twice at once
-            return RDBStorage(url, engine_kwargs={"creator": _SQLite(database)})
+    if url.startswith("sqlite:///"):  # callers that may create it hold ``store_lock``
+        database = Path(url.removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)
+        create_once(database, lambda partial: RDBStorage(f"sqlite:///{partial}").engine.dispose())
+        return RDBStorage(url, engine_kwargs={"creator": _SQLite(str(database))})
     return RDBStorage(url)
 
 

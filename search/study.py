@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import optuna
@@ -21,6 +23,7 @@ from squeezer.search import report
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from squeezer.search.errors import ConfigError
+from squeezer.search.locking import is_local, store_lock
 from squeezer.search.storage import open_storage
 from squeezer.search.pareto import pareto_mask
 from squeezer.search.tracking import TRIAL_TAG, RunId, Tracker
@@ -32,6 +35,8 @@ Print = Callable[[str], None]
 INTERRUPTED = "interrupted"
 STOPPED = f"{INTERRUPTED}: the study process stopped"
 OWNER = "owner"  # user attribute: "host:pid" of the process running the trial
+HEARTBEAT = "heartbeat"  # user attribute: when the owner last said the trial is still running (epoch seconds)
+HEARTBEAT_S, SILENCE_S = 30.0, 120.0  # another machine's trial that has been silent this long is stale
 PARENT_WAIT_S = 60.0
 
 
@@ -54,9 +59,14 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
     name, seed = study_name or config.name, config.seed if seed is None else seed
     backend = backends.load(config.search.backend)  # a missing extra is bad input too: nothing written yet
     bench = prepare(config)  # every input error surfaces here, before a study or run exists
-    study, created = open_study(config, name, storage, seed)
-    tracker = Tracker(tracking_uri, f"squeezer-{config.name}")
-    session = Session(study, bench, tracker, _parent_run(tracker, study, name, config, created), name, seed, out)
+    # A local store is opened by one process at a time, so what a killed creator left half done is finished
+    # here at once; on a server storage, other processes poll for what the creator is still writing.
+    wait = 0.0 if is_local(storage) else PARENT_WAIT_S
+    with store_lock(storage):
+        study, created = open_study(config, name, storage, seed, wait)
+        tracker = Tracker(tracking_uri, f"squeezer-{config.name}")
+        parent = _parent_run(tracker, name, config, created, wait)
+    session = Session(study, bench, tracker, parent, name, seed, out)
     try:
         session.begin()
         backend.run(session, trials or config.search.trials)
@@ -69,7 +79,8 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
     return StudyResult(study, front, session.parent)
 
 
-def open_study(config: ExperimentConfig, name: str, storage: str, seed: int) -> tuple[optuna.Study, bool]:
+def open_study(config: ExperimentConfig, name: str, storage: str, seed: int,
+               wait: float = 0.0) -> tuple[optuna.Study, bool]:
     """Create the study (returns ``created=True``), or load it by name to resume or join; a changed config is refused.
 
     Creating without ``load_if_exists`` is atomic in the storage, so of several processes started on one study
@@ -83,32 +94,39 @@ def open_study(config: ExperimentConfig, name: str, storage: str, seed: int) -> 
                                     sampler=make_sampler(config, seed))
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=backend, sampler=make_sampler(config, seed))
-        _check_same_config(study, config, name, storage)
+        _check_same_config(study, config, name, storage, wait)
         return study, False
-    study.set_user_attr("objectives", config.objectives)
-    study.set_user_attr("constraints", [str(c) for c in config.constraints])
-    study.set_user_attr("config_digest", config.digest())  # last: joiners wait for it
+    _describe(study, config)
     return study, True
 
 
-def _check_same_config(study: optuna.Study, config: ExperimentConfig, name: str, storage: str) -> None:
-    digest = _wait_for(lambda: study.user_attrs.get("config_digest"))
-    if digest is not None and (digest != config.digest() or study.user_attrs.get("objectives") != config.objectives):
+def _describe(study: optuna.Study, config: ExperimentConfig) -> None:
+    study.set_user_attr("objectives", config.objectives)
+    study.set_user_attr("constraints", [str(c) for c in config.constraints])
+    study.set_user_attr("config_digest", config.digest())  # last: joiners wait for it
+
+
+def _check_same_config(study: optuna.Study, config: ExperimentConfig, name: str, storage: str, wait: float) -> None:
+    digest = _wait_for(lambda: study.user_attrs.get("config_digest"), wait)
+    if digest is None:  # its creator died before describing it: this process does
+        _describe(study, config)
+        return
+    if digest != config.digest() or study.user_attrs.get("objectives") != config.objectives:
         raise ConfigError("--study-name", f"study {name!r} in {storage} was run with a different config; "
                           "pick a new --study-name to start a fresh study")
 
 
-def _parent_run(tracker: Tracker, study: optuna.Study, name: str, config: ExperimentConfig, created: bool) -> str:
+def _parent_run(tracker: Tracker, name: str, config: ExperimentConfig, created: bool, wait: float) -> str:
     """The study's one parent run: made by the study's creator, found (or, after a crash, made) by the others."""
-    run_id = None if created else _wait_for(lambda: tracker.find_study_run(name))
+    run_id = None if created else _wait_for(lambda: tracker.find_study_run(name), wait)
     if run_id is None:
         run_id = tracker.create_study_run(name, config.raw)
     tracker.reopen(run_id)
     return run_id
 
 
-def _wait_for(get: Callable[[], Any], timeout: float = PARENT_WAIT_S) -> Any:
-    """Poll ``get`` until it returns something: another process may be creating it right now."""
+def _wait_for(get: Callable[[], Any], timeout: float) -> Any:
+    """Poll ``get`` for up to ``timeout`` seconds until it returns something: another process may be creating it."""
     deadline = time.monotonic() + timeout
     while (value := get()) is None and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -177,6 +195,24 @@ class Session:
 
     def claim(self, trial: optuna.Trial) -> None:
         trial.set_user_attr(OWNER, self.me)
+        trial.set_user_attr(HEARTBEAT, time.time())
+
+    @contextmanager
+    def heartbeat(self, trial: optuna.Trial) -> Iterator[None]:
+        """While the trial runs, say so every ``HEARTBEAT_S``: other machines cannot see whether we are alive."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(HEARTBEAT_S):
+                trial.set_user_attr(HEARTBEAT, time.time())
+
+        thread = threading.Thread(target=beat, name="squeezer-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def close_stale_trials(self) -> int:
         """Fail the trials whose process died; they are run again as new trials."""
@@ -268,12 +304,13 @@ class Session:
         return front
 
     def _stale(self, trial: FrozenTrial) -> bool:
-        """Whether a RUNNING trial's process is gone: on this host we can tell; another host's trials are left be."""
+        """Whether a RUNNING trial's process is gone: on this host its pid tells at once; another host's trial is
+        stale once its heartbeat has been silent for ``SILENCE_S``."""
         host, _, pid = str(trial.user_attrs.get(OWNER, "")).rpartition(":")
         if not host:
             return True  # never claimed: its process died between ask and claim (or Tune asked for it)
         if host != socket.gethostname():
-            return False
+            return time.time() - float(trial.user_attrs.get(HEARTBEAT, 0)) > SILENCE_S
         return int(pid) == os.getpid() or not _alive(int(pid))  # our own pid before we ran anything: a past life
 
 

@@ -21,7 +21,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from squeezer.search.locking import sqlite_lock
+from squeezer.search.locking import create_once, store_lock
 
 STUDY_TAG = "squeezer.study"
 ROLE_TAG = "squeezer.role"
@@ -37,11 +37,19 @@ def _resolve(run_id: RunId) -> str:
     return run_id.result() if isinstance(run_id, Future) else run_id
 
 
+def _create_mlflow_sqlite(path: Path) -> None:
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    SqlAlchemyStore(f"sqlite:///{path}", (path.parent / "mlartifacts").as_uri()).engine.dispose()
+
+
 class Tracker:
     """Writes a study to an MLflow tracking store through the client API (safe to use without a global run)."""
 
     def __init__(self, tracking_uri: str, experiment: str) -> None:
-        with sqlite_lock(tracking_uri):
+        with store_lock(tracking_uri):
+            if tracking_uri.startswith("sqlite:///"):
+                create_once(Path(tracking_uri.removeprefix("sqlite:///")), _create_mlflow_sqlite)
             self.client = MlflowClient(tracking_uri)
             self.experiment_id = self._experiment(tracking_uri, experiment)
             if tracking_uri.startswith("sqlite:///"):  # readers stop blocking the writer; the mode stays with the file

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import optuna
@@ -54,3 +56,26 @@ def test_a_student_that_cannot_fit_in_memory_is_refused_before_allocation(tmp_pa
     outcome = attempt(bench, huge, seed=0, workdir=tmp_path)
     assert outcome.metrics is None
     assert "student: needs about" in outcome.reason and "GiB of memory available" in outcome.reason
+
+
+def test_another_machines_trial_counts_as_running_until_its_heartbeat_falls_silent(tmp_path: Path) -> None:
+    assert search(DIGITS_YAML, tmp_path, 1) == 0
+    study = optuna.load_study(study_name="digits", storage=stores(tmp_path)[1])
+    live, silent = study.ask(), study.ask()
+    live.set_user_attr("owner", "other-machine:7")
+    live.set_user_attr("heartbeat", time.time())
+    silent.set_user_attr("owner", "dead-machine:7")
+    silent.set_user_attr("heartbeat", time.time() - 600)
+
+    def other_machine_finishes() -> None:  # the live trial ends on its machine while we wait for it
+        time.sleep(3)
+        live.set_user_attr("metrics", {"accuracy": 0.5, "size_bytes": 1000.0, "latency_ms": 0.1,
+                                       "latency_p90_ms": 0.1, "throughput": 1.0, "params": 10.0})
+        study.tell(live, [0.5, 1000.0, 0.1])
+
+    finisher = threading.Thread(target=other_machine_finishes)
+    finisher.start()
+    assert search(DIGITS_YAML, tmp_path, 3) == 0  # 1 done + 1 ours + the live one: no fourth trial
+    finisher.join()
+    states = [t.state.name for t in optuna.load_study(study_name="digits", storage=stores(tmp_path)[1]).trials]
+    assert states == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]  # the silent one failed as interrupted

@@ -51,7 +51,8 @@ def one_trial(session: Session, trial: optuna.Trial, position: str) -> None:
     run_id = session.tracker.trial_run(session.parent, session.name, trial.number, flatten(params))
     with tempfile.TemporaryDirectory(prefix="squeezer-") as workdir:
         try:
-            outcome = attempt(session.bench, params, session.seed + trial.number, Path(workdir))
+            with session.heartbeat(trial):
+                outcome = attempt(session.bench, params, session.seed + trial.number, Path(workdir))
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", f"{INTERRUPTED} by the user")
             session.study.tell(trial, state=optuna.trial.TrialState.FAIL)
