@@ -46,3 +46,11 @@ def create_once(path: Path, create: Callable[[Path], None]) -> None:
         leftover.unlink()
     create(partial)
     os.replace(partial, path)
+
+
+def absolute(url: str) -> str:
+    """A local store's URL with an absolute path: MLflow caches stores by URL, and the working directory may change."""
+    for prefix in LOCAL:
+        if url.startswith(prefix) and not url.startswith(f"{prefix}/"):
+            return f"{prefix}{Path(url.removeprefix(prefix)).resolve()}"
+    return url

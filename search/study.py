@@ -23,7 +23,7 @@ from squeezer.search import report
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from squeezer.search.errors import ConfigError
-from squeezer.search.locking import is_local, store_lock
+from squeezer.search.locking import absolute, is_local, store_lock
 from squeezer.search.storage import open_storage
 from squeezer.search.pareto import pareto_mask
 from squeezer.search.tracking import TRIAL_TAG, RunId, Tracker
@@ -57,6 +57,7 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
     from squeezer.search import backends
 
     name, seed = study_name or config.name, config.seed if seed is None else seed
+    storage, tracking_uri = absolute(storage), absolute(tracking_uri)
     backend = backends.load(config.search.backend)  # a missing extra is bad input too: nothing written yet
     bench = prepare(config)  # every input error surfaces here, before a study or run exists
     # A local store is opened by one process at a time, so what a killed creator left half done is finished

@@ -40,6 +40,7 @@ def _resolve(run_id: RunId) -> str:
 def _create_mlflow_sqlite(path: Path) -> None:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
+    path = path.resolve()
     SqlAlchemyStore(f"sqlite:///{path}", (path.parent / "mlartifacts").as_uri()).engine.dispose()
 
 

@@ -64,6 +64,27 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
     assert {int(line.split()[0]) for line in table} == on_front
 
 
+def test_by_default_the_stores_are_files_in_the_working_directory(tmp_path: Path) -> None:
+    assert main(["search", str(DIGITS_YAML), "--trials", "1"]) == 0  # the conftest runs each test in tmp_path
+    assert {"squeezer.db", "mlflow.db", "mlartifacts"} <= {p.name for p in tmp_path.iterdir()}
+    assert main(["pareto", "--study-name", "digits"]) == 0
+    study = optuna.load_study(study_name="digits", storage="sqlite:///squeezer.db")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"]
+
+
+def test_a_journal_file_storage_works_like_a_database(tmp_path: Path) -> None:
+    assert main(["search", str(DIGITS_YAML), "--trials", "2", "--storage", "journal:study.journal"]) == 0
+    assert main(["search", str(DIGITS_YAML), "--trials", "3", "--storage", "journal:study.journal"]) == 0
+    assert main(["pareto", "--study-name", "digits", "--storage", "journal:study.journal"]) == 0
+    assert len([r for r in runs_in(tmp_path / "mlflow.db") if r.info.status == "FINISHED"]) == 3
+
+
+def runs_in(database: Path) -> list:
+    client = MlflowClient(f"sqlite:///{database}")
+    experiment = client.get_experiment_by_name("squeezer-digits")
+    return client.search_runs([experiment.experiment_id], filter_string="tags.`squeezer.role` = 'trial'")
+
+
 def test_trials_over_budget_never_enter_the_front(tmp_path: Path) -> None:
     config = digits_config()
     config["constraints"] = {"size_bytes": {"max": 12000}}
