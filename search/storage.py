@@ -13,7 +13,9 @@ from typing import Any
 
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
+from sqlalchemy.exc import SQLAlchemyError
 
+from squeezer.search.errors import ConfigError
 from squeezer.search.locking import create_once
 
 
@@ -21,7 +23,17 @@ JOURNAL = "journal:"
 
 
 def open_storage(url: str) -> BaseStorage:
-    """The Optuna storage at ``url``, created if it does not exist."""
+    """The Optuna storage at ``url``, created if it does not exist; a URL that cannot be opened is a ConfigError."""
+    try:
+        return _open(url)
+    except ImportError as err:
+        raise ConfigError("--storage", f"needs a database driver that is not installed ({err}); for postgresql:// "
+                          "run pip install 'psycopg[binary]'", url) from None
+    except SQLAlchemyError as err:
+        raise ConfigError("--storage", f"cannot be opened ({str(err).splitlines()[0]})", url) from None
+
+
+def _open(url: str) -> BaseStorage:
     if url.startswith(JOURNAL):
         path = Path(url.removeprefix(JOURNAL).removeprefix("//"))
         path.parent.mkdir(parents=True, exist_ok=True)
