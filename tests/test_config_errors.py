@@ -82,3 +82,11 @@ def test_a_study_name_with_odd_characters_is_refused(tmp_path: Path, capsys) -> 
     assert main(["search", str(DIGITS_YAML), "--study-name", "a'b", "--trials", "1"]) == 2
     assert "--study-name: is required: letters, digits" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_storage_that_cannot_be_opened_is_bad_input(tmp_path: Path, capsys) -> None:
+    # No server listens on port 1; without the driver installed the message says which one to install.
+    assert main(["search", str(DIGITS_YAML), "--trials", "1", "--storage", "postgresql://nobody@127.0.0.1:1/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("squeezer: error: --storage: ") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "mlflow.db").exists()
