@@ -59,6 +59,8 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
     name, seed = study_name or config.name, config.seed if seed is None else seed
     storage, tracking_uri = absolute(storage), absolute(tracking_uri)
     backend = backends.load(config.search.backend)  # a missing extra is bad input too: nothing written yet
+    if not is_local(storage):
+        open_storage(storage)  # an unreachable database server is bad input too, found before any training
     bench = prepare(config)  # every input error surfaces here, before a study or run exists
     # A local store is opened by one process at a time, so what a killed creator left half done is finished
     # here at once; on a server storage, other processes poll for what the creator is still writing.
