@@ -19,13 +19,22 @@ def is_local(url: str) -> bool:
     return url.startswith(LOCAL)
 
 
+def local_path(url: str) -> Path | None:
+    """The file of a local store URL (``sqlite:///PATH`` or ``journal:PATH``); None for a server URL."""
+    for prefix in LOCAL:
+        if url.startswith(prefix):
+            return Path(url.removeprefix(prefix).removeprefix("//" if prefix == "journal:" else ""))
+    return None
+
+
 @contextmanager
 def store_lock(url: str) -> Iterator[None]:
     """Hold an exclusive lock beside the file of a local store; server URLs need none (and get none)."""
-    if not is_local(url):
+    path = local_path(url)
+    if path is None:
         yield
         return
-    lock = Path(url.removeprefix("sqlite:///").removeprefix("journal:")).with_suffix(".lock")
+    lock = path.with_suffix(".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -50,7 +59,7 @@ def create_once(path: Path, create: Callable[[Path], None]) -> None:
 
 def absolute(url: str) -> str:
     """A local store's URL with an absolute path: MLflow caches stores by URL, and the working directory may change."""
-    for prefix in LOCAL:
-        if url.startswith(prefix) and not url.startswith(f"{prefix}/"):
-            return f"{prefix}{Path(url.removeprefix(prefix)).resolve()}"
-    return url
+    path = local_path(url)
+    if path is None or path.is_absolute():
+        return url
+    return f"{next(p for p in LOCAL if url.startswith(p))}{path.resolve()}"

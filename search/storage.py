@@ -8,7 +8,6 @@ last commits). A ``journal:PATH`` storage is Optuna's append-only journal file: 
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -16,7 +15,7 @@ from optuna.storages.journal import JournalFileBackend
 from sqlalchemy.exc import SQLAlchemyError
 
 from squeezer.search.errors import ConfigError
-from squeezer.search.locking import create_once
+from squeezer.search.locking import create_once, local_path
 
 
 JOURNAL = "journal:"
@@ -34,24 +33,21 @@ def open_storage(url: str) -> BaseStorage:
 
 
 def _open(url: str) -> BaseStorage:
+    path = local_path(url)
+    if path is None:
+        return RDBStorage(url)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if url.startswith(JOURNAL):
-        path = Path(url.removeprefix(JOURNAL).removeprefix("//"))
-        path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
-    if url.startswith("sqlite:///"):  # callers that may create it hold ``store_lock``
-        database = Path(url.removeprefix("sqlite:///"))
-        database.parent.mkdir(parents=True, exist_ok=True)
-        create_once(database, lambda partial: RDBStorage(f"sqlite:///{partial}").engine.dispose())
-        return RDBStorage(url, engine_kwargs={"creator": _SQLite(str(database))})
-    return RDBStorage(url)
+    # SQLite; callers that may create it hold ``store_lock``
+    create_once(path, lambda partial: RDBStorage(f"sqlite:///{partial}").engine.dispose())
+    return RDBStorage(url, engine_kwargs={"creator": _SQLite(str(path))})
 
 
 def exists(url: str) -> bool:
     """Whether a file-based storage's file is there (server storages always count as there)."""
-    for prefix in ("sqlite:///", JOURNAL):
-        if url.startswith(prefix):
-            return Path(url.removeprefix(prefix).removeprefix("//")).is_file()
-    return True
+    path = local_path(url)
+    return path is None or path.is_file()
 
 
 class _SQLite:

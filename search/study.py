@@ -12,7 +12,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import optuna
@@ -24,8 +24,9 @@ from squeezer.search.config import ExperimentConfig
 from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from squeezer.search.errors import ConfigError
 from squeezer.search.locking import absolute, is_local, store_lock
-from squeezer.search.storage import open_storage
+from squeezer.search.objectives import Constraint
 from squeezer.search.pareto import pareto_mask
+from squeezer.search.storage import open_storage
 from squeezer.search.tracking import TRIAL_TAG, RunId, Tracker
 from squeezer.search.trial import Outcome, Workbench, baseline, flatten, prepare
 from squeezer.spaces import Space, sample
@@ -273,9 +274,7 @@ class Session:
         self.progress(position, trial.params, outcome)
 
     def tell(self, trial: optuna.Trial, metrics: Mapping[str, float]) -> None:
-        trial.set_user_attr("metrics", dict(metrics))
-        for constraint in self.config.constraints:
-            trial.set_constraint(str(constraint), constraint.violation(metrics))
+        keep_metrics(trial, metrics, self.config.constraints)
         self.study.tell(trial, [metrics[k] for k in self.config.objectives])
 
     def progress(self, position: str, params: Mapping[str, Any], outcome: Outcome) -> None:
@@ -325,6 +324,13 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def keep_metrics(trial: optuna.Trial, metrics: Mapping[str, float], constraints: Iterable[Constraint]) -> None:
+    """Store a trial's metrics and its budget violations (Optuna's constraints) on it, before it is told."""
+    trial.set_user_attr("metrics", dict(metrics))
+    for constraint in constraints:
+        trial.set_constraint(str(constraint), constraint.violation(metrics))
 
 
 def finished(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> list[FrozenTrial]:

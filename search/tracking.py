@@ -21,7 +21,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from squeezer.search.locking import create_once, store_lock
+from squeezer.search.locking import create_once, local_path, store_lock
 
 STUDY_TAG = "squeezer.study"
 ROLE_TAG = "squeezer.role"
@@ -37,24 +37,29 @@ def _resolve(run_id: RunId) -> str:
     return run_id.result() if isinstance(run_id, Future) else run_id
 
 
+def _artifact_root(database: Path) -> str:
+    """A local store keeps artifacts beside the database, not in whatever directory the command ran from."""
+    return (database.resolve().parent / "mlartifacts").as_uri()
+
+
 def _create_mlflow_sqlite(path: Path) -> None:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    path = path.resolve()
-    SqlAlchemyStore(f"sqlite:///{path}", (path.parent / "mlartifacts").as_uri()).engine.dispose()
+    SqlAlchemyStore(f"sqlite:///{path.resolve()}", _artifact_root(path)).engine.dispose()
 
 
 class Tracker:
     """Writes a study to an MLflow tracking store through the client API (safe to use without a global run)."""
 
     def __init__(self, tracking_uri: str, experiment: str) -> None:
+        database = local_path(tracking_uri) if tracking_uri.startswith("sqlite:///") else None
         with store_lock(tracking_uri):
-            if tracking_uri.startswith("sqlite:///"):
-                create_once(Path(tracking_uri.removeprefix("sqlite:///")), _create_mlflow_sqlite)
+            if database is not None:
+                create_once(database, _create_mlflow_sqlite)
             self.client = MlflowClient(tracking_uri)
-            self.experiment_id = self._experiment(tracking_uri, experiment)
-            if tracking_uri.startswith("sqlite:///"):  # readers stop blocking the writer; the mode stays with the file
-                with sqlite3.connect(tracking_uri.removeprefix("sqlite:///")) as connection:
+            self.experiment_id = self._experiment(experiment, database)
+            if database is not None:  # readers stop blocking the writer; the mode stays with the file
+                with sqlite3.connect(database) as connection:
                     connection.execute("PRAGMA journal_mode=WAL")
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="squeezer-mlflow")
         self._queued: list[Future[Any]] = []
@@ -78,14 +83,11 @@ class Tracker:
         self._writer.shutdown()
         shutil.rmtree(self._staging, ignore_errors=True)
 
-    def _experiment(self, tracking_uri: str, name: str) -> str:
+    def _experiment(self, name: str, database: Path | None) -> str:
         found = self.client.get_experiment_by_name(name)
         if found is not None:
             return found.experiment_id
-        # A local store keeps artifacts beside the database, not in whatever directory the command ran from.
-        location = None
-        if tracking_uri.startswith("sqlite:///"):
-            location = (Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+        location = None if database is None else _artifact_root(database)
         try:
             return self.client.create_experiment(name, artifact_location=location)
         except MlflowException:  # another process of the same study created it first
@@ -180,7 +182,6 @@ class Tracker:
         ``members`` are the trial numbers on the front; only a FINISHED run can be one (a trial that was interrupted
         and run again keeps its KILLED run beside the finished one).
         """
-        self.flush()
         pareto_runs = {r.info.run_id: r.info.status == "FINISHED" and int(r.data.tags[TRIAL_TAG]) in members
                        for r in self.trial_runs(study)}
         for run_id, on_front in pareto_runs.items():

@@ -24,7 +24,7 @@ from squeezer.spaces import boundary_points
 
 
 class TrialFailed(RuntimeError):
-    """The trial ran but its result is unusable (e.g. a NaN metric), or it was refused before it ran."""
+    """The trial ran but its result is unusable (e.g. a NaN metric)."""
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Outcome:
     @property
     def reason(self) -> str:
         """The first line of the error: what the progress line and the summary show."""
-        return (self.error or "").splitlines()[0] if self.error else ""
+        return self.error.splitlines()[0] if self.error else ""
 
 
 @dataclass

@@ -24,7 +24,7 @@ from ray.tune.search.optuna import OptunaSearch
 from squeezer.search import report
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.objectives import METRICS
-from squeezer.search.study import Session, make_sampler, replay_params, suggest_params
+from squeezer.search.study import Session, keep_metrics, make_sampler, replay_params, suggest_params
 from squeezer.search.tracking import RunId
 from squeezer.search.trial import Outcome, Workbench, attempt, flatten
 
@@ -141,10 +141,7 @@ class _Searcher(OptunaSearch):
                 trial.set_user_attr("fail_reason", str(result[ERROR])[:2000])
                 result, error = None, True
             elif all(k in result for k in self.objectives):
-                metrics = _metrics(result)
-                trial.set_user_attr("metrics", metrics)
-                for constraint in self.constraints:
-                    trial.set_constraint(str(constraint), constraint.violation(metrics))
+                keep_metrics(trial, _metrics(result), self.constraints)
         super().on_trial_complete(trial_id, result=result, error=error)
 
 
