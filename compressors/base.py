@@ -9,10 +9,13 @@ import dataclasses
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from squeezer.compressors.distill.teachers import TeacherOutputs
 
 Report = Callable[[int, Mapping[str, float]], None]
 
@@ -61,7 +64,7 @@ class TrialContext:
     val_x: torch.Tensor
     val_y: torch.Tensor
     teacher: nn.Module | None = None
-    teacher_logits: torch.Tensor | None = None  # the teacher's outputs on train_x, computed once per study
+    teachers: TeacherOutputs | None = None  # the teachers' outputs on train_x, computed once per study
     seed: int = 0
     batch_size: int = 128
     report: Report = field(default=lambda step, metrics: None)
@@ -92,6 +95,11 @@ class Compressor(ABC):
     @abstractmethod
     def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
         """Return a compressed copy of ``model``."""
+
+    def check_models(self, student: nn.Module, teachers: Sequence[nn.Module], input_shape: tuple[int, ...]) -> None:
+        """Raise ``InvalidConfig`` if this config cannot work with these models (built on the meta device, before
+        anything trains), e.g. a layer it names does not exist."""
+        return None  # most compressors work with any model
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"

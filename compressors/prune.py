@@ -7,13 +7,12 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from squeezer.compressors.base import Compressor, CompressorConfig, TrialContext, check
 from squeezer.compressors.registry import register
-from squeezer.compressors.training import fit
+from squeezer.compressors.training import Optim, fit, hard_labels
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
@@ -54,8 +53,8 @@ class Prune(Compressor):
     def _finetune(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
         if self.config.finetune_epochs == 0:
             return model
-        loss = lambda s, y, t: F.cross_entropy(s, y)  # noqa: E731
-        return fit(model, ctx, loss, epochs=self.config.finetune_epochs, lr=self.config.lr, stage=self.name)
+        return fit(model, ctx, hard_labels(model, ctx), Optim(self.config.finetune_epochs, self.config.lr),
+                   stage=self.name)
 
 
 def prune_structured(model: nn.Module, ratio: float, example_input: torch.Tensor) -> nn.Module:

@@ -3,41 +3,100 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from squeezer.compressors.base import TrialContext
+from squeezer.compressors.base import TrialContext, check
 
-#: ``loss(student_logits, labels, teacher_logits_or_None) -> scalar``
-LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+#: ``loss(indices) -> scalar``: the training loss on the batch of training samples at ``indices``.
+BatchLoss = Callable[[torch.Tensor], torch.Tensor]
+#: ``hook(epoch) -> metrics``: called around each epoch; what it returns is reported with the epoch's metrics.
+EpochHook = Callable[[int], Mapping[str, float]]
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class DivergedError(RuntimeError):
     """Training produced a non-finite loss."""
 
 
-def fit(model: nn.Module, ctx: TrialContext, loss_fn: LossFn, *, epochs: int, lr: float,
-        stage: str, weight_decay: float = 0.0) -> nn.Module:
-    """Train ``model`` in place with Adam over ``ctx``'s training split; report loss and val accuracy per epoch."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+@dataclass(frozen=True)
+class Optim:
+    """How to train: Adam at ``lr`` with linear warm-up over ``warmup_epochs`` and then a constant or cosine-decayed
+    rate; ``accumulate`` batches per optimizer step (gradient accumulation, for small batches)."""
+
+    epochs: int
+    lr: float
+    weight_decay: float = 0.0
+    warmup_epochs: int = 0
+    lr_schedule: str = "constant"
+    accumulate: int = 1
+
+    def validate(self) -> None:
+        check(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", "must be an integer >= 1", self.epochs)
+        check(self.lr > 0, "lr", "must be > 0", self.lr)
+        check(self.weight_decay >= 0, "weight_decay", "must be >= 0", self.weight_decay)
+        check(isinstance(self.warmup_epochs, int) and 0 <= self.warmup_epochs < self.epochs, "warmup_epochs",
+              "must be an integer in [0, epochs)", self.warmup_epochs)
+        check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {list(LR_SCHEDULES)}",
+              self.lr_schedule)
+        check(isinstance(self.accumulate, int) and self.accumulate >= 1, "accumulate", "must be an integer >= 1",
+              self.accumulate)
+
+    def factor(self, step: int, steps_per_epoch: int) -> float:
+        """The learning-rate multiplier at optimizer ``step``."""
+        warmup, total = self.warmup_epochs * steps_per_epoch, self.epochs * steps_per_epoch
+        if step < warmup:
+            return (step + 1) / warmup
+        if self.lr_schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+        return 1.0
+
+
+def fit(model: nn.Module, ctx: TrialContext, loss_fn: BatchLoss, optim: Optim, *, stage: str,
+        extra: Iterable[nn.Parameter] = (), indices: torch.Tensor | None = None,
+        before_epoch: EpochHook | None = None, after_epoch: EpochHook | None = None,
+        after_step: Callable[[], None] | None = None) -> nn.Module:
+    """Train ``model`` (and the ``extra`` parameters) in place over ``ctx``'s training split, or its ``indices``.
+
+    Reports each epoch's mean loss, validation accuracy and learning rate, plus what the hooks return.
+    """
+    params = [*model.parameters(), *extra]
+    optimizer = torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    indices = torch.arange(len(ctx.train_x)) if indices is None else indices
+    batches = math.ceil(len(indices) / ctx.batch_size)
+    steps_per_epoch = math.ceil(batches / optim.accumulate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: optim.factor(step, steps_per_epoch))
     generator = ctx.generator(salt=sum(map(ord, stage)))
-    for epoch in range(epochs):
+    for epoch in range(optim.epochs):
+        extra_metrics = dict(before_epoch(epoch)) if before_epoch else {}
+        lr = optimizer.param_groups[0]["lr"]
         model.train()
         total, count = 0.0, 0
-        for idx in torch.randperm(len(ctx.train_x), generator=generator).split(ctx.batch_size):
-            teacher = None if ctx.teacher_logits is None else ctx.teacher_logits[idx]
-            loss = loss_fn(model(ctx.train_x[idx]), ctx.train_y[idx], teacher)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        for i, idx in enumerate(indices[torch.randperm(len(indices), generator=generator)].split(ctx.batch_size)):
+            loss = loss_fn(idx)
+            (loss / optim.accumulate).backward()
+            if (i + 1) % optim.accumulate == 0 or i + 1 == batches:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                if after_step:
+                    after_step()
             total, count = total + loss.item() * len(idx), count + len(idx)
         if not math.isfinite(total):
             raise DivergedError(f"{stage}: training loss became {total / count} in epoch {epoch + 1}; try a lower lr")
-        ctx.report(epoch, {f"{stage}.loss": total / count,
-                           f"{stage}.val_accuracy": accuracy(model, ctx.val_x, ctx.val_y)})
+        extra_metrics.update(after_epoch(epoch) if after_epoch else {})
+        ctx.report(epoch, {f"{stage}.loss": total / count, f"{stage}.lr": lr,
+                           f"{stage}.val_accuracy": accuracy(model, ctx.val_x, ctx.val_y), **extra_metrics})
     return model.eval()
+
+
+def hard_labels(model: nn.Module, ctx: TrialContext) -> BatchLoss:
+    """The plain supervised loss: cross-entropy of ``model`` with the labels of the batch."""
+    return lambda idx: F.cross_entropy(model(ctx.train_x[idx]), ctx.train_y[idx])
 
 
 @torch.no_grad()

@@ -23,7 +23,9 @@ SAMPLERS = ("nsga2", "tpe", "random")
 TOP_LEVEL = {"name", "seed", "data", "teacher", "student", "pipeline", "objectives", "constraints", "search",
              "measure", "training"}
 DATA_KEYS = {"name", "path", "test_path", "dir", "val_fraction", "test_fraction", "train_size"}
-TEACHER_KEYS = {"family", "arch", "path", "epochs", "lr"}
+TEACHER_KEYS = {"family", "arch", "path", "epochs", "lr", "ensemble"}
+ENSEMBLE_KEYS = {"family", "arch", "path", "epochs", "lr", "seed"}
+MAX_TEACHERS = 16
 
 
 @dataclass(frozen=True)
@@ -144,21 +146,36 @@ def _data(raw: Any, base_dir: Path) -> dict[str, Any]:
 
 
 def _teacher(raw: Any, base_dir: Path) -> dict[str, Any]:
-    teacher = _section(raw, "teacher", TEACHER_KEYS)
+    teacher = _teacher_settings(_section(raw, "teacher", TEACHER_KEYS), base_dir, "teacher")
     if not teacher.get("family"):
         raise ConfigError("teacher.family", "is required (e.g. mlp or cnn) to build or load the teacher")
+    teacher.setdefault("arch", {})
+    ensemble = teacher.get("ensemble")
+    if ensemble is not None:
+        if not isinstance(ensemble, list) or not 1 <= len(ensemble) < MAX_TEACHERS:
+            raise ConfigError("teacher.ensemble", f"must be a list of 1 to {MAX_TEACHERS - 1} teachers (each a "
+                              "mapping of family, arch, path, epochs, lr, seed; unset ones are the main teacher's)",
+                              ensemble)
+        teacher["ensemble"] = [_teacher_settings(_section(m if m is not None else {}, f"teacher.ensemble[{i}]",
+                                                          ENSEMBLE_KEYS), base_dir, f"teacher.ensemble[{i}]")
+                               for i, m in enumerate(ensemble)]
+    return teacher
+
+
+def _teacher_settings(teacher: dict[str, Any], base_dir: Path, key: str) -> dict[str, Any]:
     if teacher.get("path"):
         teacher["path"] = str((base_dir / str(teacher["path"])).resolve())
         if not Path(teacher["path"]).is_file():
-            raise ConfigError("teacher.path", "file not found; give a state-dict checkpoint, or remove `path` to "
+            raise ConfigError(f"{key}.path", "file not found; give a state-dict checkpoint, or remove `path` to "
                               "train the teacher from the config", teacher["path"])
     if "epochs" in teacher:
-        _int(teacher["epochs"], "teacher.epochs", minimum=1, maximum=LIMITS["epochs"])
+        _int(teacher["epochs"], f"{key}.epochs", minimum=1, maximum=LIMITS["epochs"])
     if "lr" in teacher:
-        _positive(teacher["lr"], "teacher.lr")
-    teacher.setdefault("arch", {})
-    if not isinstance(teacher["arch"], dict):
-        raise ConfigError("teacher.arch", "must be a mapping of the family's settings", teacher["arch"])
+        _positive(teacher["lr"], f"{key}.lr")
+    if "seed" in teacher:
+        _int(teacher["seed"], f"{key}.seed", maximum=MAX_SEED)
+    if "arch" in teacher and not isinstance(teacher["arch"], dict):
+        raise ConfigError(f"{key}.arch", "must be a mapping of the family's settings", teacher["arch"])
     return teacher
 
 

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from squeezer.compressors.base import TrialContext
-from squeezer.compressors.training import fit, predict
+from squeezer.compressors.training import Optim, fit, hard_labels
 from squeezer.search import models
 from squeezer.search.data import Splits
 from squeezer.search.errors import ConfigError
@@ -59,13 +58,53 @@ def train(model: nn.Module, spec: dict[str, Any], splits: Splits, seed: int, bat
     torch.manual_seed(seed)
     ctx = TrialContext(splits.train_x, splits.train_y, splits.val_x, splits.val_y, seed=seed,
                        batch_size=batch_size, report=report)
-    loss = lambda s, y, t: F.cross_entropy(s, y)  # noqa: E731
-    return fit(model, ctx, loss, epochs=epochs, lr=float(spec.get("lr", 1e-3)), stage="teacher")
+    return fit(model, ctx, hard_labels(model, ctx), Optim(epochs, float(spec.get("lr", 1e-3))), stage="teacher")
 
 
-def teacher_logits(teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The teacher's logits on ``x``, computed once per study and shared by every trial."""
-    return predict(teacher, x)
+def ensemble_specs(spec: dict[str, Any], seed: int) -> list[tuple[dict[str, Any], int]]:
+    """The main teacher and each ``teacher.ensemble`` member, as (spec, seed) pairs.
+
+    A member inherits the main teacher's settings it does not give (not its checkpoint, nor its arch if the family differs); member i's seed defaults
+    to the study seed + i + 1, so ``ensemble: [{}]`` is the same teacher trained from another seed.
+    """
+    main = {k: v for k, v in spec.items() if k != "ensemble"}
+    inherited = {k: v for k, v in main.items() if k != "path"}
+    members = []
+    for i, member in enumerate(spec.get("ensemble") or []):
+        own = {k: v for k, v in member.items() if k != "seed"}
+        base = inherited if own.get("family", main["family"]) == main["family"] else {"arch": {}}
+        members.append(({**base, **own}, int(member.get("seed", seed + i + 1))))
+    return [(main, seed), *members]
+
+
+class DiskCache:
+    """Teacher outputs on disk under ``<cache>/outputs/<teacher digest>-<data digest>/<name>.pt``.
+
+    Keyed by the teacher's weights and the data, so resumed studies, parallel workers and other studies with the
+    same teacher reuse them. Written atomically: a reader never sees half a file.
+    """
+
+    def __init__(self, teachers: list[nn.Module], data_fingerprint: str) -> None:
+        self.dirs = [cache_dir() / "outputs" / f"{weights_digest(t)}-{data_fingerprint}" for t in teachers]
+
+    def get(self, teacher: int, name: str) -> torch.Tensor | None:
+        path = self.dirs[teacher] / f"{name}.pt"
+        if not path.is_file():
+            return None
+        print(f"teacher {teacher}: {name} loaded from cache {path}", file=sys.stderr, flush=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+    def put(self, teacher: int, name: str, value: torch.Tensor) -> None:
+        _save_atomically(value, self.dirs[teacher] / f"{name}.pt")
+
+
+def weights_digest(model: nn.Module) -> str:
+    """A short hash of a model's weights (and buffers)."""
+    digest = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:20]
 
 
 def _load(model: nn.Module, path: Path) -> nn.Module:
@@ -78,7 +117,7 @@ def _load(model: nn.Module, path: Path) -> nn.Module:
     return model.eval()
 
 
-def _save_atomically(state: dict[str, torch.Tensor], path: Path) -> None:
+def _save_atomically(state: object, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
         torch.save(state, tmp.name)

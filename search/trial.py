@@ -15,11 +15,13 @@ from torch import nn
 
 from squeezer import compressors
 from squeezer.compressors.base import Report, TrialContext
+from squeezer.compressors.distill import TeacherOutputs
 from squeezer.compressors.training import accuracy, predict
 from squeezer.search import data, models
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.metrics import measure
-from squeezer.search.teacher import get_teacher, teacher_logits
+from squeezer.search.errors import ConfigError
+from squeezer.search.teacher import DiskCache, ensemble_specs, get_teacher
 from squeezer.spaces import boundary_points
 
 
@@ -44,12 +46,15 @@ class Outcome:
 
 @dataclass
 class Workbench:
-    """What every trial of a study shares, prepared once: the data, the teacher and its logits."""
+    """What every trial of a study shares, prepared once: the data, the teachers and their outputs."""
 
     config: ExperimentConfig
     splits: data.Splits
-    teacher: nn.Module
-    teacher_logits: torch.Tensor
+    outputs: TeacherOutputs  # the main teacher first, then the ensemble's; logits computed or loaded from the cache
+
+    @property
+    def teacher(self) -> nn.Module:
+        return self.outputs.teachers[0]
 
 
 def baseline(bench: Workbench) -> dict[str, float]:
@@ -61,14 +66,40 @@ def baseline(bench: Workbench) -> dict[str, float]:
 
 
 def prepare(config: ExperimentConfig) -> Workbench:
-    """Load the data and the teacher, and check that every student the space allows can be built."""
+    """Load the data and the teachers, check every student the space allows against the pipeline, then train (or
+    load) the teachers and compute (or load) their logits on the training split."""
     splits = data.load(config.data, config.seed)
     for arch in boundary_points(config.student):  # on the meta device: an absurd width allocates nothing
         models.check_fits(arch, splits.input_shape, splits.num_classes, config.batch_size)
-    teacher_arch = {"family": config.teacher["family"], **config.teacher["arch"]}
-    models.check_fits(teacher_arch, splits.input_shape, splits.num_classes, config.batch_size, key="teacher.arch")
-    teacher = get_teacher(config.teacher, splits, config.seed, config.batch_size)
-    return Workbench(config, splits, teacher, teacher_logits(teacher, splits.train_x))
+    specs = ensemble_specs(config.teacher, config.seed)
+    archs = [{"family": spec["family"], **spec["arch"]} for spec, _ in specs]
+    for i, arch in enumerate(archs):
+        models.check_fits(arch, splits.input_shape, splits.num_classes, config.batch_size, key=_teacher_key(i))
+    check_pipeline(config, splits, archs)
+    teachers = [get_teacher(spec, splits, seed, config.batch_size) for spec, seed in specs]
+    outputs = TeacherOutputs(teachers, splits.train_x, DiskCache(teachers, splits.fingerprint()))
+    outputs.all_logits()
+    return Workbench(config, splits, outputs)
+
+
+def check_pipeline(config: ExperimentConfig, splits: data.Splits, teacher_archs: list[dict[str, Any]]) -> None:
+    """Ask each compressor whether its settings work with every boundary student and the teachers, on the meta
+    device, before anything trains (e.g. that a feature layer it names exists)."""
+    shape, classes = splits.input_shape, splits.num_classes
+    with torch.device("meta"):
+        teachers = [models.build(arch, shape, classes, key=_teacher_key(i)) for i, arch in enumerate(teacher_archs)]
+        for arch in boundary_points(config.student):
+            student = models.build(arch, shape, classes)
+            for step in config.pipeline:
+                for point in boundary_points(step.space):
+                    try:
+                        compressors.get(step.name)(point).check_models(student, teachers, shape)
+                    except compressors.InvalidConfig as err:
+                        raise ConfigError(f"{step.name}.{err.field}", err.rule, err.value) from None
+
+
+def _teacher_key(index: int) -> str:
+    return "teacher.arch" if index == 0 else f"teacher.ensemble[{index - 1}].arch"
 
 
 def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: int, workdir: Path,
@@ -82,7 +113,7 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
     torch.manual_seed(seed)
     model = models.build(dict(params["student"]), s.input_shape, s.num_classes)
     ctx = TrialContext(s.train_x, s.train_y, s.val_x, s.val_y, teacher=bench.teacher,
-                       teacher_logits=bench.teacher_logits, seed=seed, batch_size=bench.config.batch_size,
+                       teachers=bench.outputs, seed=seed, batch_size=bench.config.batch_size,
                        report=report)
     for step in bench.config.pipeline:
         model = compressors.get(step.name)(dict(params.get(step.name, {}))).apply(model, ctx)

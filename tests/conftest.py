@@ -8,8 +8,7 @@ import pytest
 import torch
 import yaml
 
-from squeezer.compressors import TrialContext
-from squeezer.compressors.training import predict
+from squeezer.compressors import TeacherOutputs, TrialContext
 from squeezer.search import data, models
 from squeezer.search.teacher import train
 
@@ -50,7 +49,7 @@ def teacher(digits: data.Splits) -> torch.nn.Module:
 @pytest.fixture
 def ctx(digits: data.Splits, teacher: torch.nn.Module) -> TrialContext:
     return TrialContext(digits.train_x, digits.train_y, digits.val_x, digits.val_y, teacher=teacher,
-                        teacher_logits=predict(teacher, digits.train_x), seed=0, batch_size=64)
+                        teachers=TeacherOutputs([teacher], digits.train_x), seed=0, batch_size=64)
 
 
 def mlp_student(splits: data.Splits, width: int = 64, depth: int = 2) -> torch.nn.Module:

@@ -69,7 +69,15 @@ BAD_SPECS = [{"int": [3, 1]}, {"int": ["a", 5]}, {"int": [1, 5], "step": 0}, {"i
              {"int": [1, 5], "bogus": 1}, {"choice": [[1], [2]]}]
 BAD_STEP_SETTINGS = [
     ("distill", "temperature", -1), ("distill", "temperature", 0), ("distill", "temperature", "hot"),
-    ("distill", "temperature", NAN), ("distill", "alpha", 1.5), ("distill", "alpha", -0.1), ("distill", "alpha", NAN),
+    ("distill", "temperature", NAN), ("distill", "soft_weight", -0.1), ("distill", "hard_weight", NAN),
+    ("distill", "feature_weight", -1), ("distill", "attention_weight", "x"), ("distill", "alpha", 0.5),
+    ("distill", "method", "bogus"), ("distill", "temperature_schedule", "bogus"), ("distill", "weighting", "bogus"),
+    ("distill", "ensemble", "bogus"), ("distill", "feature_loss", "l1"), ("distill", "lr_schedule", "step"),
+    ("distill", "temperature_end", 0), ("distill", "dwa_temperature", -1), ("distill", "label_fraction", 0),
+    ("distill", "label_fraction", 1.5), ("distill", "pseudo_threshold", 2), ("distill", "ema_decay", 1.0),
+    ("distill", "probe_size", 0), ("distill", "controller_gain", -1), ("distill", "warmup_epochs", 15),
+    ("distill", "accumulate", 0), ("distill", "feature_layers", "bogus"), ("distill", "feature_layers", ["1-2"]),
+    ("distill", "attention_layers", []),
     ("distill", "epochs", 0), ("distill", "epochs", 2.5), ("distill", "lr", 0), ("distill", "lr", INF),
     ("distill", "weight_decay", -1), ("prune", "ratio", 1.0), ("prune", "ratio", -0.1), ("prune", "ratio", INF),
     ("prune", "structured", "yes"), ("prune", "finetune_epochs", -1), ("quantize", "bits", 7),
@@ -91,7 +99,42 @@ def cases() -> list[Case]:
         found += [Case(f"{knob} = {spec}", knob.removeprefix("pipeline."), changed(knob, spec)) for spec in BAD_SPECS]
     found += [Case(f"{step}.{key} = {value!r}", step, changed(f"pipeline.{step}.{key}", value))
               for step, key, value in BAD_STEP_SETTINGS]
-    return found + unknown_names() + inconsistent() + absurd_sizes() + yaml_files() + data_files()
+    return found + unknown_names() + inconsistent() + absurd_sizes() + yaml_files() + data_files() + distillation()
+
+
+def distill_with(**settings: Any) -> dict:
+    config = digits_config()
+    next(step for step in config["pipeline"] if "distill" in step)["distill"].update(settings)
+    return config
+
+
+def distillation() -> list[Case]:
+    """Settings that are each valid but do not fit together, or do not fit the models."""
+    ensemble = changed("teacher.ensemble", [{"seed": 1}], distill_with(ensemble="mean"))
+    return [
+        Case("all loss weights zero", "distill.soft_weight", distill_with(soft_weight=0, hard_weight=0)),
+        Case("a searched weight range that reaches all zero", "distill.soft_weight",
+             distill_with(soft_weight={"float": [0, 1]}, hard_weight=0)),
+        Case("feature layer missing in the student", "distill.feature_layers",
+             distill_with(feature_weight=1.0, feature_layers=["9:1"])),
+        Case("feature layer missing in the teacher", "distill.feature_layers",
+             distill_with(feature_weight=1.0, feature_layers=["1:77"])),
+        Case("attention with an MLP teacher", "distill.attention_weight", distill_with(attention_weight=1.0)),
+        Case("ensemble without other teachers", "distill.ensemble", distill_with(ensemble="mean")),
+        Case("ensemble with method ema", "distill.ensemble", changed("pipeline.distill.method", "ema", ensemble)),
+        Case("features with method dml", "distill.feature_weight", distill_with(method="dml", feature_weight=1)),
+        Case("pseudo-labels with method ema", "distill.label_fraction", distill_with(method="ema", label_fraction=.1)),
+        Case("a schedule under the controller", "distill.temperature_schedule",
+             distill_with(weighting="adaptive", temperature_schedule="cosine")),
+        Case("teacher.ensemble not a list", "teacher.ensemble", changed("teacher.ensemble", {"seed": 1})),
+        Case("teacher.ensemble empty", "teacher.ensemble", changed("teacher.ensemble", [])),
+        Case("teacher.ensemble unknown key", "teacher.ensemble[0]", changed("teacher.ensemble", [{"sed": 1}])),
+        Case("teacher.ensemble bad seed", "teacher.ensemble[0].seed", changed("teacher.ensemble", [{"seed": -1}])),
+        Case("teacher.ensemble bad family", "teacher.ensemble[0].arch", changed("teacher.ensemble",
+                                                                              [{"family": "rnn"}])),
+        Case("teacher.ensemble missing checkpoint", "teacher.ensemble[0].path",
+             changed("teacher.ensemble", [{"path": "nope.pt"}])),
+    ]
 
 
 def unknown_names() -> list[Case]:

@@ -1,0 +1,58 @@
+"""Knowledge distillation: logit KD (one teacher or several), FitNets hints, attention transfer, EMA self-distillation,
+mutual learning and pseudo-labels, with temperature schedules, Dynamic Weight Average and an adaptive controller.
+
+One module per idea: ``losses`` (the formulas), ``schedules`` (T and DWA), ``controller`` (the adaptive controller),
+``features`` (layers, pairing, projections), ``teachers`` (outputs computed once; EMA), ``sources`` (where soft labels
+come from), ``trainer`` (one run), ``config`` (the settings and their rules).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+from torch import nn
+
+from squeezer.compressors.base import Compressor, InvalidConfig, TrialContext
+from squeezer.compressors.distill.config import DistillConfig
+from squeezer.compressors.distill.features import pair_layers
+from squeezer.compressors.distill.losses import kd_loss
+from squeezer.compressors.distill.teachers import TeacherOutputs
+from squeezer.compressors.distill.trainer import Distiller, spatial_layers
+from squeezer.compressors.registry import register
+
+
+@register
+class Distill(Compressor):
+    """Train a copy of the student on what its teacher(s), its own EMA or a peer know, plus the labels."""
+
+    name = "distill"
+    Config = DistillConfig
+    config: DistillConfig
+
+    def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
+        return Distiller(self.config, copy.deepcopy(model), ctx).run()
+
+    def check_models(self, student: nn.Module, teachers: Sequence[nn.Module], input_shape: tuple[int, ...]) -> None:
+        c = self.config
+        if c.method != "kd":
+            return
+        if c.ensemble != "none" and len(teachers) < 2:
+            raise InvalidConfig("ensemble", "needs more than one teacher; declare the others under "
+                                "teacher.ensemble", c.ensemble)
+        if c.feature_weight > 0:
+            pair_layers(student, teachers[0], c.feature_layers, "feature_layers")
+        if c.attention_weight > 0:
+            spatial_t = spatial_layers(teachers[0], input_shape)
+            if not spatial_t:
+                raise InvalidConfig("attention_weight", "needs a teacher with spatial feature maps (a CNN)",
+                                    c.attention_weight)
+            pair_layers(student, teachers[0], c.attention_layers, "attention_layers",
+                        spatial_layers(student, input_shape), spatial_t)
+            others = [k for k, w in c.weights().items() if w > 0 and k != "attention"]
+            if not others and not spatial_layers(student, input_shape):
+                raise InvalidConfig("attention_weight", "is the only active loss, but a student of this space has "
+                                    "no spatial feature maps", c.attention_weight)
+
+
+__all__ = ["Distill", "DistillConfig", "Distiller", "TeacherOutputs", "kd_loss"]

@@ -1,0 +1,85 @@
+"""Where soft labels come from: the teachers' outputs computed once (and cached), or an EMA of the student."""
+
+from __future__ import annotations
+
+import sys
+from typing import Protocol, Sequence
+
+import torch
+from torch import nn
+
+from squeezer.compressors.distill.features import capture
+from squeezer.compressors.distill.losses import attention_map
+
+
+class OutputCache(Protocol):
+    """Somewhere to keep a teacher's outputs between trials and processes (the search keeps them on disk)."""
+
+    def get(self, teacher: int, name: str) -> torch.Tensor | None: ...
+
+    def put(self, teacher: int, name: str, value: torch.Tensor) -> None: ...
+
+
+class TeacherOutputs:
+    """The teachers' outputs on the training inputs, computed on first use, then kept in memory and in ``cache``.
+
+    Teacher 0 is the main teacher; the others form the ensemble for multi-teacher distillation. Features and
+    attention maps are kept in float16: they are targets, and a CNN's feature maps are large.
+    """
+
+    def __init__(self, teachers: Sequence[nn.Module], x: torch.Tensor, cache: OutputCache | None = None,
+                 batch_size: int = 1024) -> None:
+        self.teachers, self.x, self.cache, self.batch_size = list(teachers), x, cache, batch_size
+        self._kept: dict[tuple[int, str], torch.Tensor] = {}
+        self.forward_passes = 0  # full passes over x this process ran: 0 when everything came from the cache
+
+    def __len__(self) -> int:
+        return len(self.teachers)
+
+    def logits(self, teacher: int = 0) -> torch.Tensor:
+        return self._get(teacher, "logits", lambda: self._run(teacher, [])[0])
+
+    def all_logits(self) -> list[torch.Tensor]:
+        return [self.logits(i) for i in range(len(self.teachers))]
+
+    def features(self, layer: str) -> torch.Tensor:
+        """The main teacher's output at ``layer`` on every training input."""
+        return self._get(0, f"features.{layer}", lambda: self._run(0, [layer])[1][layer].half())
+
+    def attention(self, layer: str) -> torch.Tensor:
+        """The main teacher's spatial attention map (channel mean of squares, unnormalised) at ``layer``."""
+        return self._get(0, f"attention.{layer}", lambda: attention_map(self._run(0, [layer])[1][layer]).half())
+
+    def _get(self, teacher: int, name: str, compute) -> torch.Tensor:  # noqa: ANN001 - a thunk
+        key = (teacher, name)
+        if key not in self._kept:
+            value = self.cache.get(teacher, name) if self.cache else None
+            if value is None:
+                value = compute()
+                if self.cache:
+                    self.cache.put(teacher, name, value)
+            self._kept[key] = value
+        return self._kept[key]
+
+    @torch.no_grad()
+    def _run(self, teacher: int, layers: list[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model = self.teachers[teacher].eval()
+        print(f"teacher {teacher}: computing outputs {['logits', *layers]} on {len(self.x)} training samples",
+              file=sys.stderr, flush=True)
+        logits, found = [], {name: [] for name in layers}  # type: ignore[var-annotated]
+        with capture(model, layers) as out:
+            for chunk in self.x.split(self.batch_size):
+                logits.append(model(chunk).float())
+                for name in layers:
+                    found[name].append(out[name].float())
+        self.forward_passes += 1
+        return torch.cat(logits), {name: torch.cat(parts) for name, parts in found.items()}
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """``θ_ema ← decay·θ_ema + (1 − decay)·θ``, parameter by parameter; buffers (BatchNorm statistics) are copied."""
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
+        e.copy_(b)
