@@ -64,8 +64,9 @@ def train(model: nn.Module, spec: dict[str, Any], splits: Splits, seed: int, bat
 def ensemble_specs(spec: dict[str, Any], seed: int) -> list[tuple[dict[str, Any], int]]:
     """The main teacher and each ``teacher.ensemble`` member, as (spec, seed) pairs.
 
-    A member inherits the main teacher's settings it does not give (not its checkpoint, nor its arch if the family differs); member i's seed defaults
-    to the study seed + i + 1, so ``ensemble: [{}]`` is the same teacher trained from another seed.
+    A member inherits the main teacher's settings it does not give, except its checkpoint (and its arch when the
+    family differs); member i's seed defaults to the study seed + i + 1, so ``ensemble: [{}]`` is the same teacher
+    trained from another seed.
     """
     main = {k: v for k, v in spec.items() if k != "ensemble"}
     inherited = {k: v for k, v in main.items() if k != "path"}

@@ -95,19 +95,27 @@ class Projection(nn.Module):
     def __init__(self, student_shape: Sequence[int], teacher_shape: Sequence[int]) -> None:
         super().__init__()
         self.spatial = len(student_shape) == 3 and len(teacher_shape) == 3
-        pairs = zip(student_shape[1:], teacher_shape[1:], strict=True) if self.spatial else ()
-        self.size = tuple(min(a, b) for a, b in pairs)
+        self.size = ((min(student_shape[1], teacher_shape[1]), min(student_shape[2], teacher_shape[2]))
+                     if self.spatial else (0, 0))
         self.map: nn.Module = (nn.Conv2d(student_shape[0], teacher_shape[0], 1) if self.spatial
                                else nn.Linear(student_shape[0], teacher_shape[0]))
 
     def forward(self, student: torch.Tensor) -> torch.Tensor:
         if self.spatial:
-            return nn.functional.adaptive_avg_pool2d(self.map(student), self.size)
+            return pool_to(self.map(student), self.size)
         return self.map(student.mean((2, 3)) if student.dim() == 4 else student)
 
     def target(self, teacher: torch.Tensor) -> torch.Tensor:
         """The teacher feature brought to the projection's output shape."""
         if self.spatial:
-            return nn.functional.adaptive_avg_pool2d(teacher, self.size)
+            return pool_to(teacher, self.size)
         return teacher.mean((2, 3)) if teacher.dim() == 4 else teacher
+
+
+def pool_to(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Average-pool the last two dimensions to ``size``; a no-op (and free: the identity pooling is not, on CPU)
+    when they already have it."""
+    if tuple(maps.shape[-2:]) == size:
+        return maps
+    return nn.functional.adaptive_avg_pool2d(maps, size)
 

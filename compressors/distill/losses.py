@@ -68,8 +68,9 @@ def attention_loss(student_map: torch.Tensor, teacher_map: torch.Tensor) -> torc
 
     Maps of different resolutions are average-pooled to the smaller one first.
     """
-    h, w = min(student_map.shape[-2], teacher_map.shape[-2]), min(student_map.shape[-1], teacher_map.shape[-1])
-    s, t = (F.adaptive_avg_pool2d(m.unsqueeze(1), (h, w)).flatten(1) for m in (student_map, teacher_map))
+    size = min(student_map.shape[-2], teacher_map.shape[-2]), min(student_map.shape[-1], teacher_map.shape[-1])
+    s, t = (m.flatten(1) if tuple(m.shape[-2:]) == size else F.adaptive_avg_pool2d(m.unsqueeze(1), size).flatten(1)
+            for m in (student_map, teacher_map))
     return (F.normalize(s, dim=1) - F.normalize(t, dim=1)).pow(2).mean()
 
 

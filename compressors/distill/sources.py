@@ -70,7 +70,7 @@ class Peer(Source):
             torch.manual_seed(seed)
             for module in self.peer.modules():
                 if hasattr(module, "reset_parameters"):
-                    module.reset_parameters()
+                    module.reset_parameters()  # type: ignore[operator]
         self.parameters = list(self.peer.parameters())
         self._logits: torch.Tensor | None = None
 

@@ -50,6 +50,26 @@ class TeacherOutputs:
         """The main teacher's spatial attention map (channel mean of squares, unnormalised) at ``layer``."""
         return self._get(0, f"attention.{layer}", lambda: attention_map(self._run(0, [layer])[1][layer]).half())
 
+    def prefetch(self, features: Sequence[str] = (), attention: Sequence[str] = ()) -> None:
+        """Make the main teacher's named features and attention maps available, computing all the missing ones in
+        one pass over the data."""
+        wanted = {**{f"features.{n}": n for n in features}, **{f"attention.{n}": n for n in attention}}
+        missing = {}
+        for name, layer in wanted.items():
+            value = self.cache.get(0, name) if self.cache and (0, name) not in self._kept else None
+            if value is not None:
+                self._kept[(0, name)] = value
+            elif (0, name) not in self._kept:
+                missing[name] = layer
+        if not missing:
+            return
+        _, found = self._run(0, sorted(set(missing.values())))
+        for name, layer in missing.items():
+            value = (attention_map(found[layer]) if name.startswith("attention.") else found[layer]).half()
+            self._kept[(0, name)] = value
+            if self.cache:
+                self.cache.put(0, name, value)
+
     def _get(self, teacher: int, name: str, compute) -> torch.Tensor:  # noqa: ANN001 - a thunk
         key = (teacher, name)
         if key not in self._kept:
@@ -81,5 +101,5 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     """``θ_ema ← decay·θ_ema + (1 − decay)·θ``, parameter by parameter; buffers (BatchNorm statistics) are copied."""
     for e, p in zip(ema.parameters(), model.parameters(), strict=True):
         e.mul_(decay).add_(p.detach(), alpha=1 - decay)
-    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
-        e.copy_(b)
+    for mine, theirs in zip(ema.buffers(), model.buffers(), strict=True):
+        mine.copy_(theirs)

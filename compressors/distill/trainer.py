@@ -32,6 +32,8 @@ class Distiller:
         self.train_idx, self.probe = _split_probe(config, len(ctx.train_x))
         self.labeled = _labeled(config.label_fraction, len(ctx.train_x))
         self.hints, self.maps = self._pairs()
+        if self.outputs is not None:
+            self.outputs.prefetch([t for _, t, _ in self.hints], [t for _, t in self.maps])
         self.active = {k: w for k, w in config.weights().items() if w > 0}
         if not self.maps:
             self.active.pop("attention", None)
@@ -50,6 +52,12 @@ class Distiller:
         return fit(self.student, self.ctx, self.loss, self.c.optim(), stage="distill", extra=extra,
                    indices=self.train_idx, before_epoch=self.before_epoch, after_epoch=self.after_epoch,
                    after_step=self.source.after_step)
+
+    @property
+    def _outputs(self) -> TeacherOutputs:
+        if self.outputs is None:  # the config allows feature and attention losses with method kd only
+            raise RuntimeError("feature and attention losses need the teacher's outputs")
+        return self.outputs
 
     def weights(self) -> dict[str, float]:
         """This epoch's weight of each active loss: the configured one times the schedule's multiplier."""
@@ -73,10 +81,10 @@ class Distiller:
             parts["hard"] = losses.hard_loss(logits, labels, mask)
         if "feature" in self.active:
             parts["feature"] = _mean([losses.feature_loss(p(features[s]), p.target(
-                self.outputs.features(t)[idx].float()), self.c.feature_loss) for s, t, p in self.hints])
+                self._outputs.features(t)[idx].float()), self.c.feature_loss) for s, t, p in self.hints])
         if "attention" in self.active:
             parts["attention"] = _mean([losses.attention_loss(losses.attention_map(features[s]),
-                                                              self.outputs.attention(t)[idx].float())
+                                                              self._outputs.attention(t)[idx].float())
                                         for s, t in self.maps])
         weights = self.weights()
         total = sum(weights[k] * v for k, v in parts.items())
