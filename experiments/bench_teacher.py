@@ -23,7 +23,7 @@ import torch
 
 from squeezer.compressors.training import predict
 from squeezer.search.config import load_config, parse_config
-from squeezer.search.trial import prepare, run_trial
+from squeezer.search.trial import Workbench, prepare, run_trial
 
 HERE = Path(__file__).resolve().parent
 TEACHERS = {"default (demo)": {"depth": 2, "channels": 32, "kernel": 3, "hidden": 128},
@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_teacher.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    rows = [measure(name, arch, args) for name, arch in TEACHERS.items()]
+    benches = {name: prepared(arch, args) for name, arch in TEACHERS.items()}
+    times = interleaved(benches, args)
+    rows = [describe(name, benches[name], times[name], args) for name in TEACHERS]
     base = rows[0]
     for row in rows:
         row["params_ratio"] = row["teacher_params"] / base["teacher_params"]
@@ -54,28 +56,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(name: str, arch: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+def prepared(arch: dict[str, Any], args: argparse.Namespace) -> Workbench:
+    """The demo's study with this teacher (trained for one epoch, cached), its logits computed or loaded."""
     base = load_config(HERE / "fashion_mnist.yaml").raw
     raw = {**base, "data": {**base["data"], "train_size": args.train_size},
            "teacher": {**base["teacher"], "arch": arch, "epochs": 1}}
-    config = parse_config(raw, base_dir=HERE)
-    started = time.perf_counter()
-    bench = prepare(config)  # trains the teacher once (cached), then computes or loads its logits
-    prepare_s = time.perf_counter() - started
-    x = bench.splits.train_x
-    pass_s = _seconds(lambda: predict(bench.teacher, x))  # one full pass of the teacher over the training split
-    trial_s = {}
-    for label, distill in TRIALS.items():
-        params = {"student": STUDENT, "distill": {"epochs": args.epochs, **distill}}
-        with tempfile.TemporaryDirectory() as tmp:
-            run_trial(bench, params, 0, Path(tmp))  # first: computes (or loads) the features this method uses
-            times = [_seconds(lambda s=seed, p=params: run_trial(bench, p, s, Path(tmp)))  # type: ignore[misc]
-                     for seed in range(args.repeats)]
-        trial_s[label] = statistics.median(times)
-        print(f"{name}: {label} median trial {trial_s[label]:.2f}s", file=sys.stderr, flush=True)
+    return prepare(parse_config(raw, base_dir=HERE))
+
+
+def interleaved(benches: dict[str, Workbench], args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Median trial seconds per teacher and method; the teachers alternate within each repeat, so drift in the
+    machine's load falls on both alike. A first, untimed trial per cell computes (or loads) the features."""
+    samples: dict[str, dict[str, list[float]]] = {n: {k: [] for k in TRIALS} for n in benches}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(-1, args.repeats):
+            for label, distill in TRIALS.items():
+                params = {"student": STUDENT, "distill": {"epochs": args.epochs, **distill}}
+                for name, bench in benches.items():
+                    took = _seconds(lambda b=bench, p=params, s=seed: run_trial(b, p, max(0, s), Path(tmp)))
+                    if seed >= 0:
+                        samples[name][label].append(took)
+    return {n: {k: statistics.median(v) for k, v in per.items()} for n, per in samples.items()}
+
+
+def describe(name: str, bench: Workbench, trial_s: dict[str, float], args: argparse.Namespace) -> dict[str, Any]:
+    pass_s = _seconds(lambda: predict(bench.teacher, bench.splits.train_x))  # one full teacher pass
     params = sum(p.numel() for p in bench.teacher.parameters())
-    return {"teacher": name, "arch": arch, "teacher_params": params, "prepare_s": prepare_s,
-            "teacher_pass_s": pass_s, "trial_s": trial_s, "online_teacher_s": pass_s * args.epochs}
+    return {"teacher": name, "arch": TEACHERS[name], "teacher_params": params, "teacher_pass_s": pass_s,
+            "trial_s": trial_s, "online_teacher_s": pass_s * args.epochs}
 
 
 def _seconds(fn) -> float:  # noqa: ANN001
