@@ -20,7 +20,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from squeezer.search import report
-from squeezer.search.config import ExperimentConfig
+from squeezer.search.config import MAX_SEED, ExperimentConfig
 from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from squeezer.search.errors import ConfigError
 from squeezer.search.locking import absolute, is_local, store_lock
@@ -99,6 +99,10 @@ def open_study(config: ExperimentConfig, name: str, storage: str, seed: int,
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=backend, sampler=make_sampler(config, seed))
         _check_same_config(study, config, name, storage, wait)
+        # A resuming or joining process must not replay the creator's random draws (the same seed would sample
+        # the same first points again): its sampler's seed also depends on the trials so far and the process.
+        stream = np.random.SeedSequence([seed, len(study.trials), os.getpid()]).generate_state(1)[0]
+        study.sampler = make_sampler(config, int(stream % MAX_SEED))
         return study, False
     _describe(study, config)
     return study, True

@@ -117,6 +117,16 @@ def test_a_stopped_study_resumes_without_losing_finished_trials(tmp_path: Path, 
     assert len(study.trials) == 3
 
 
+def test_a_resumed_study_draws_new_points_rather_than_replaying_the_first_ones(tmp_path: Path, capsys) -> None:
+    config = digits_config()
+    config["search"] = {"sampler": "random", "trials": 2}
+    path = write_config(tmp_path, config)
+    assert search(path, tmp_path, 2) == 0
+    assert search(path, tmp_path, 4) == 0
+    trials = optuna.load_study(study_name="digits", storage=stores(tmp_path)[1]).trials
+    assert trials[2].params != trials[0].params and trials[3].params != trials[1].params
+
+
 def test_interrupted_trials_are_closed_as_failed_on_resume(tmp_path: Path, capsys) -> None:
     assert search(DIGITS_YAML, tmp_path, 1) == 0
     study = optuna.load_study(study_name="digits", storage=stores(tmp_path)[1])
