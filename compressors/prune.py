@@ -1,4 +1,5 @@
-"""Magnitude pruning: structured (whole neurons and channels removed, the model really shrinks) or unstructured."""
+"""Magnitude pruning: structured (whole neurons and channels removed, or a transformer's attention heads and FFN
+units; the model really shrinks) or unstructured."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from torch.nn.utils import prune as torch_prune
 from squeezer.compressors.base import Compressor, CompressorConfig, TrialContext, check
 from squeezer.compressors.registry import register
 from squeezer.compressors.training import Optim, fit, hard_labels
+from squeezer.compressors.transformer_prune import is_transformer, prune_heads_and_ffn
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
@@ -44,6 +46,8 @@ class Prune(Compressor):
         model = copy.deepcopy(model).eval()
         if self.config.ratio == 0:
             return self._finetune(model, ctx)
+        if self.config.structured and is_transformer(model):
+            return self._finetune(prune_heads_and_ffn(model, self.config.ratio), ctx)
         if self.config.structured:
             return self._finetune(prune_structured(model, self.config.ratio, ctx.train_x[:1]), ctx)
         masked = mask_unstructured(model, self.config.ratio)

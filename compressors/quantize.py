@@ -24,7 +24,7 @@ class Precision(nn.Module):
         self.model, self.dtype = model.to(dtype), dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.to(self.dtype)).float()
+        return self.model(x.to(self.dtype) if x.is_floating_point() else x).float()  # token ids stay integers
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,22 @@ class Quantize(Compressor):
 
 
 def dynamic_int8(model: nn.Module) -> nn.Module:
-    """int8 weights, activations quantized on the fly: torch.ao's fbgemm kernels were the fastest int8 on CPU here."""
+    """int8 weights, activations quantized on the fly: torch.ao's fbgemm kernels were the fastest int8 on CPU here.
+    Token embedding tables (most of a small text model's bytes) become int8 rows with a float scale each."""
+    from torch.ao.quantization import default_dynamic_qconfig, float_qparams_weight_only_qconfig
+
     torch.backends.quantized.engine = _engine()
+    spec: dict[type[nn.Module] | str, object] = {nn.Linear: default_dynamic_qconfig}
+    spec |= {name: float_qparams_weight_only_qconfig for name, m in model.named_modules() if _token_table(m)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated in favour of torchao, slower on CPU
-        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8)
+
+
+def _token_table(module: nn.Module) -> bool:
+    """A token embedding table: large (position and segment tables are small, and Hugging Face indexes them with
+    views torch.ao's int8 embeddings refuse)."""
+    return isinstance(module, nn.Embedding) and module.num_embeddings >= 1024
 
 
 @torch.no_grad()

@@ -101,9 +101,15 @@ def hard_labels(model: nn.Module, ctx: TrialContext) -> BatchLoss:
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Logits of ``model`` on ``x`` in eval mode, batched."""
+    """Logits of ``model`` on ``x`` in eval mode, batched. Token rows of a model with a ``pad_id`` go in order of
+    length, so each batch carries little padding (the logits come back in the original order)."""
     model.eval()
-    return torch.cat([model(chunk).float() for chunk in x.split(batch_size)])
+    pad_id = getattr(model, "pad_id", None)
+    if pad_id is None or x.is_floating_point():
+        return torch.cat([model(chunk).float() for chunk in x.split(batch_size)])
+    order = (x != pad_id).sum(1).argsort()
+    logits = torch.cat([model(chunk).float() for chunk in x[order].split(batch_size)])
+    return logits[order.argsort()]
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

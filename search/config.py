@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from squeezer import compressors
+from squeezer.search.data import TEXT_KEYS, is_text
+from squeezer.search.data.text import MAX_LENGTH
 from squeezer.search.errors import ConfigError
 from squeezer.search.yamlfile import read_yaml
 from squeezer.search.objectives import METRICS, Constraint, parse_constraints, parse_objectives
@@ -22,7 +24,8 @@ DEFAULT_PIPELINE = ("distill", "prune", "quantize")
 SAMPLERS = ("nsga2", "tpe", "random")
 TOP_LEVEL = {"name", "seed", "data", "teacher", "student", "pipeline", "objectives", "constraints", "search",
              "measure", "training"}
-DATA_KEYS = {"name", "path", "test_path", "dir", "val_fraction", "test_fraction", "train_size"}
+DATA_KEYS = {"name", "path", "test_path", "dir", "val_fraction", "test_fraction", "train_size", "text_column",
+             "label_column", "max_length"}
 TEACHER_KEYS = {"family", "arch", "path", "epochs", "lr", "ensemble"}
 ENSEMBLE_KEYS = {"family", "arch", "path", "epochs", "lr", "seed"}
 MAX_TEACHERS = 16
@@ -125,11 +128,12 @@ def check_name(name: Any, key: str) -> None:
 def _data(raw: Any, base_dir: Path) -> dict[str, Any]:
     data = _section(raw, "data", DATA_KEYS)
     if not data.get("name") and not data.get("path"):
-        raise ConfigError("data", "needs `name` (digits or fashion_mnist) or `path` (an .npz with X and y)")
+        raise ConfigError("data", "needs `name` (digits, fashion_mnist or rotten_tomatoes) or `path` (an .npz with X "
+                          "and y, or a .csv / .jsonl of texts and labels)")
     for key in ("path", "test_path", "dir"):
         if data.get(key):
             data[key] = str((base_dir / str(data[key])).resolve())
-    for key in ("name", "path", "test_path", "dir"):
+    for key in ("name", "path", "test_path", "dir", "text_column", "label_column"):
         if key in data and not isinstance(data[key], str):
             raise ConfigError(f"data.{key}", "must be a string", data[key])
     for key in ("val_fraction", "test_fraction"):
@@ -142,6 +146,12 @@ def _data(raw: Any, base_dir: Path) -> dict[str, Any]:
                           "for training", fractions)
     if "train_size" in data:
         _int(data["train_size"], "data.train_size", minimum=1, maximum=LIMITS["data.train_size"])
+    if "max_length" in data:
+        _int(data["max_length"], "data.max_length", minimum=2, maximum=MAX_LENGTH)
+    given = sorted(TEXT_KEYS & set(data))
+    if given and not is_text(data):
+        raise ConfigError(f"data.{given[0]}", "is a setting of text data (rotten_tomatoes, or a .csv / .jsonl path)",
+                          data[given[0]])
     return data
 
 

@@ -18,17 +18,29 @@ _NOT_WEIGHTS = ("running_mean", "running_var", "num_batches_tracked", "scale", "
 
 
 def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: MeasureSettings,
-            save_to: Path) -> dict[str, float]:
-    """All trial metrics; the model's state dict is saved to ``save_to`` and its byte count is the size."""
-    latency = latency_ms(model, x[:1], settings)
+            save_to: Path, pad_id: int | None = None) -> dict[str, float]:
+    """All trial metrics; the model's state dict is saved to ``save_to`` and its byte count is the size. For token
+    inputs (``pad_id`` given), speed is measured at the full sequence length."""
+    timed = x if pad_id is None else full_length(x[: settings.batch], pad_id)
+    latency = latency_ms(model, timed[:1], settings)
     return {
         "accuracy": accuracy(model, x, y),
         "size_bytes": float(saved_size(model, save_to)),
         "latency_ms": statistics.median(latency),
         "latency_p90_ms": statistics.quantiles(latency, n=10)[-1],
-        "throughput": throughput(model, x[: settings.batch], settings),
+        "throughput": throughput(model, timed[: settings.batch], settings),
         "params": float(count_params(model)),
     }
+
+
+def full_length(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Token rows with every padding position filled by the row's own tokens, repeated: a text model then runs
+    the whole configured sequence length, however short the sentence."""
+    rows = []
+    for row in ids:
+        real = row[row != pad_id]
+        rows.append(real.repeat(-(-len(row) // max(1, len(real))))[: len(row)] if len(real) else row)
+    return torch.stack(rows)
 
 
 def saved_size(model: nn.Module, path: Path) -> int:

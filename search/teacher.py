@@ -16,6 +16,7 @@ from torch import nn
 from squeezer.compressors.base import TrialContext
 from squeezer.compressors.training import Optim, fit, hard_labels
 from squeezer.search import models
+from squeezer.search.models import text
 from squeezer.search.data import Splits
 from squeezer.search.errors import ConfigError
 
@@ -29,7 +30,7 @@ def get_teacher(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int
     """The teacher in eval mode: from ``spec['path']``, else from the cache, else trained now and cached."""
     torch.manual_seed(seed)  # the initial weights too depend only on the cache key
     model = models.build({"family": spec["family"], **spec["arch"]}, splits.input_shape, splits.num_classes,
-                         key="teacher.arch")
+                         key="teacher.arch", tokens=splits.tokens)
     if spec.get("path"):
         return _load(model, Path(spec["path"]))
     path = cache_dir() / "teachers" / f"{teacher_key(spec, splits, seed, batch_size)}.pt"
@@ -39,6 +40,13 @@ def get_teacher(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int
     train(model, spec, splits, seed, batch_size)
     _save_atomically(model.state_dict(), path)
     return model.eval()
+
+
+def teacher_tokenizer(spec: Mapping[str, Any]) -> Any:
+    """The tokenizer of a Hugging Face teacher (``family: hf``), which text data is tokenized with; else None."""
+    if spec.get("family") != "hf":
+        return None
+    return text.tokenizer((spec.get("arch") or {}).get("model", "all-MiniLM-L6-v2"))
 
 
 def teacher_key(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int) -> str:

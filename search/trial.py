@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import tempfile
 import time
 import traceback
@@ -21,7 +22,7 @@ from squeezer.search import data, models
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.metrics import measure
 from squeezer.search.errors import ConfigError
-from squeezer.search.teacher import DiskCache, ensemble_specs, get_teacher
+from squeezer.search.teacher import DiskCache, ensemble_specs, get_teacher, teacher_tokenizer
 from squeezer.spaces import boundary_points
 
 
@@ -61,22 +62,26 @@ def baseline(bench: Workbench) -> dict[str, float]:
     """The teacher measured like a trial (plus its test accuracy): the reference every student is compared with."""
     s = bench.splits
     with tempfile.TemporaryDirectory(prefix="squeezer-") as workdir:
-        metrics = measure(bench.teacher, s.val_x, s.val_y, bench.config.measure, Path(workdir) / "teacher.pt")
+        metrics = measure(bench.teacher, s.val_x, s.val_y, bench.config.measure, Path(workdir) / "teacher.pt",
+                          pad_id=s.tokens.pad_id if s.tokens else None)
     return {**metrics, "test_accuracy": accuracy(bench.teacher, s.test_x, s.test_y)}
 
 
 def prepare(config: ExperimentConfig) -> Workbench:
     """Load the data and the teachers, check every student the space allows against the pipeline, then train (or
     load) the teachers and compute (or load) their logits on the training split."""
-    splits = data.load(config.data, config.seed)
+    splits = data.load(config.data, config.seed, tokenizer=teacher_tokenizer(config.teacher))
     for arch in boundary_points(config.student):  # on the meta device: an absurd width allocates nothing
-        models.check_fits(arch, splits.input_shape, splits.num_classes, config.batch_size)
+        models.check_fits(arch, splits.input_shape, splits.num_classes, config.batch_size, tokens=splits.tokens)
     specs = ensemble_specs(config.teacher, config.seed)
     archs = [{"family": spec["family"], **spec["arch"]} for spec, _ in specs]
     for i, arch in enumerate(archs):
-        models.check_fits(arch, splits.input_shape, splits.num_classes, config.batch_size, key=_teacher_key(i))
+        models.check_fits(arch, splits.input_shape, splits.num_classes, config.batch_size, key=_teacher_key(i),
+                          tokens=splits.tokens)
     check_pipeline(config, splits, archs)
     teachers = [get_teacher(spec, splits, seed, config.batch_size) for spec, seed in specs]
+    if splits.classes:  # once the input is known to be good: a bad-input error stays one line
+        print(f"data: class indices {dict(enumerate(splits.classes))}", file=sys.stderr)
     outputs = TeacherOutputs(teachers, splits.train_x, DiskCache(teachers, splits.fingerprint()))
     outputs.all_logits()
     return Workbench(config, splits, outputs)
@@ -85,15 +90,17 @@ def prepare(config: ExperimentConfig) -> Workbench:
 def check_pipeline(config: ExperimentConfig, splits: data.Splits, teacher_archs: list[dict[str, Any]]) -> None:
     """Ask each compressor whether its settings work with every boundary student and the teachers, on the meta
     device, before anything trains (e.g. that a feature layer it names exists)."""
-    shape, classes = splits.input_shape, splits.num_classes
+    shape, classes, tokens = splits.input_shape, splits.num_classes, splits.tokens
     with torch.device("meta"):
-        teachers = [models.build(arch, shape, classes, key=_teacher_key(i)) for i, arch in enumerate(teacher_archs)]
+        example = torch.zeros(1, *shape, dtype=splits.train_x.dtype)
+        teachers = [models.build(arch, shape, classes, key=_teacher_key(i), tokens=tokens)
+                    for i, arch in enumerate(teacher_archs)]
         for arch in boundary_points(config.student):
-            student = models.build(arch, shape, classes)
+            student = models.build(arch, shape, classes, tokens=tokens)
             for step in config.pipeline:
                 for point in boundary_points(step.space):
                     try:
-                        compressors.get(step.name)(point).check_models(student, teachers, shape)
+                        compressors.get(step.name)(point).check_models(student, teachers, example)
                     except compressors.InvalidConfig as err:
                         raise ConfigError(f"{step.name}.{err.field}", err.rule, err.value) from None
 
@@ -109,9 +116,11 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
     The compressed model's state dict is saved as ``workdir/model.pt``; its size is the ``size_bytes`` metric.
     """
     s = bench.splits
-    models.check_fits(dict(params["student"]), s.input_shape, s.num_classes, bench.config.batch_size)
+    models.check_fits(dict(params["student"]), s.input_shape, s.num_classes, bench.config.batch_size,
+                      tokens=s.tokens)
     torch.manual_seed(seed)
-    model = models.build(dict(params["student"]), s.input_shape, s.num_classes)
+    model = models.build(dict(params["student"]), s.input_shape, s.num_classes, tokens=s.tokens,
+                         teacher=bench.teacher)
     ctx = TrialContext(s.train_x, s.train_y, s.val_x, s.val_y, teacher=bench.teacher,
                        teachers=bench.outputs, seed=seed, batch_size=bench.config.batch_size,
                        report=report)
@@ -119,7 +128,8 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
         model = compressors.get(step.name)(dict(params.get(step.name, {}))).apply(model, ctx)
     if not torch.isfinite(predict(model, s.val_x[:256])).all():
         raise TrialFailed("the compressed model outputs NaN or inf")
-    metrics = measure(model, s.val_x, s.val_y, bench.config.measure, workdir / "model.pt")
+    metrics = measure(model, s.val_x, s.val_y, bench.config.measure, workdir / "model.pt",
+                      pad_id=s.tokens.pad_id if s.tokens else None)
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise TrialFailed(f"non-finite metrics {bad}")

@@ -150,8 +150,7 @@ def test_projections_fit_student_features_to_teacher_features(digits, student_ar
     student, teacher = (models.build(a, digits.input_shape, 10) for a in (student_arch, teacher_arch))
     x = digits.train_x[:256]
     for s, t in pair_layers(student, teacher, "auto", "feature_layers"):
-        shape = digits.input_shape
-        projection = Projection(output_shapes(student, shape, [s])[s], output_shapes(teacher, shape, [t])[t])
+        projection = Projection(output_shapes(student, x, [s])[s], output_shapes(teacher, x, [t])[t])
         with torch.no_grad():
             fs, ft = (_tap(m, layer, x) for m, layer in ((student, s), (teacher, t)))
         target = projection.target(ft)

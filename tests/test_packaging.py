@@ -18,6 +18,9 @@ def test_the_wheel_installs_one_top_level_name(tmp_path: Path) -> None:
     top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top_level == {"squeezer"}
     assert {"squeezer/search/cli.py", "squeezer/spaces/knobs.py", "squeezer/compressors/base.py"} <= set(names)
+    sources = {str(p.relative_to(REPO)) for folder in ("search", "spaces", "compressors")
+               for p in (REPO / folder).rglob("*.py")}
+    assert {f"squeezer/{s}" for s in sources} <= set(names)  # every subpackage (backends, data, distill, ...)
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "squeezer = squeezer.search.cli:main" in entry_points
 

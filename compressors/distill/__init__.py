@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Sequence
 
+import torch
 from torch import nn
 
 from squeezer.compressors.base import Compressor, InvalidConfig, TrialContext
@@ -18,6 +19,7 @@ from squeezer.compressors.distill.config import DistillConfig
 from squeezer.compressors.distill.features import pair_layers
 from squeezer.compressors.distill.losses import kd_loss
 from squeezer.compressors.distill.teachers import TeacherOutputs
+from squeezer.compressors.distill.transformer import is_encoder, layer_map
 from squeezer.compressors.distill.trainer import Distiller, spatial_layers
 from squeezer.compressors.registry import register
 
@@ -33,24 +35,30 @@ class Distill(Compressor):
     def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
         return Distiller(self.config, copy.deepcopy(model), ctx).run()
 
-    def check_models(self, student: nn.Module, teachers: Sequence[nn.Module], input_shape: tuple[int, ...]) -> None:
+    def check_models(self, student: nn.Module, teachers: Sequence[nn.Module], example: torch.Tensor) -> None:
         c = self.config
         if c.method != "kd":
             return
         if c.ensemble != "none" and len(teachers) < 2:
             raise InvalidConfig("ensemble", "needs more than one teacher; declare the others under "
                                 "teacher.ensemble", c.ensemble)
+        if is_encoder(teachers[0]):  # transformers: layers are numbers; other students skip these losses
+            if is_encoder(student):
+                layer_map(student.layers, teachers[0].layers, c.feature_layers)  # type: ignore[arg-type]
+                layer_map(student.layers, teachers[0].layers, c.attention_layers,  # type: ignore[arg-type]
+                          "attention_layers")
+            return
         if c.feature_weight > 0:
             pair_layers(student, teachers[0], c.feature_layers, "feature_layers")
         if c.attention_weight > 0:
-            spatial_t = spatial_layers(teachers[0], input_shape)
+            spatial_t = spatial_layers(teachers[0], example)
             if not spatial_t:
                 raise InvalidConfig("attention_weight", "needs a teacher with spatial feature maps (a CNN)",
                                     c.attention_weight)
             pair_layers(student, teachers[0], c.attention_layers, "attention_layers",
-                        spatial_layers(student, input_shape), spatial_t)
+                        spatial_layers(student, example), spatial_t)
             others = [k for k, w in c.weights().items() if w > 0 and k != "attention"]
-            if not others and not spatial_layers(student, input_shape):
+            if not others and not spatial_layers(student, example):
                 raise InvalidConfig("attention_weight", "is the only active loss, but a student of this space has "
                                     "no spatial feature maps", c.attention_weight)
 

@@ -13,7 +13,7 @@ METHODS = ("kd", "ema", "dml")          # soft labels from the teacher(s), an EM
 ENSEMBLES = ("none", "mean", "confidence")
 WEIGHTINGS = ("fixed", "dwa", "adaptive")
 FEATURE_LOSSES = ("mse", "cosine")
-LOSSES = ("soft", "hard", "feature", "attention")
+LOSSES = ("soft", "hard", "feature", "attention", "embedding")
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,8 @@ class DistillConfig(CompressorConfig):
     soft_weight: float = 0.7
     hard_weight: float = 0.3          # 0: soft-only, the labels are never read
     feature_weight: float = 0.0       # FitNets hints through a learned projection
-    attention_weight: float = 0.0     # attention transfer between CNN feature maps
+    attention_weight: float = 0.0     # attention transfer: CNN feature maps, or transformer attention distributions
+    embedding_weight: float = 0.0     # transformers: the embedding layer's output through a projection (TinyBERT)
     feature_layers: Any = "auto"      # auto (by relative depth) or ["student_layer:teacher_layer", ...]
     feature_loss: str = "mse"
     attention_layers: Any = "auto"
@@ -54,7 +55,7 @@ class DistillConfig(CompressorConfig):
         for name, weight in self.weights().items():
             check(_number(weight) and weight >= 0, f"{name}_weight", "must be >= 0", weight)
         check(any(self.weights().values()), "soft_weight", "at least one loss weight (soft, hard, feature, "
-              "attention) must be > 0", self.weights())
+              "attention, embedding) must be > 0", self.weights())
         check(_number(self.label_fraction) and 0 < self.label_fraction <= 1, "label_fraction", "must be in (0, 1]",
               self.label_fraction)
         check(_number(self.pseudo_threshold) and 0 <= self.pseudo_threshold <= 1, "pseudo_threshold",
@@ -73,11 +74,16 @@ class DistillConfig(CompressorConfig):
         teacherless = self.method != "kd"
         check(not (teacherless and self.ensemble != "none"), "ensemble", f"needs method kd (method "
               f"{self.method!r} has no teachers to combine)", self.ensemble)
-        for name in ("feature_weight", "attention_weight"):
+        for name in ("feature_weight", "attention_weight", "embedding_weight"):
             check(not (teacherless and getattr(self, name) > 0), name, f"needs method kd (method {self.method!r} "
                   "has no teacher network to take features from)", getattr(self, name))
         check(not (teacherless and self.label_fraction < 1), "label_fraction", "< 1 needs method kd (the teacher "
               "pseudo-labels the rest)", self.label_fraction)
+        # Both measure the student-teacher gap; an EMA or a peer starts as (a copy of) the student: no gap to close.
+        check(not (teacherless and self.weighting == "adaptive"), "weighting", f"adaptive needs method kd (method "
+              f"{self.method!r} has no teacher whose gap to the student the controller could follow)", self.weighting)
+        check(not (teacherless and self.temperature_schedule == "gap"), "temperature_schedule", f"gap needs method "
+              f"kd (method {self.method!r} has no teacher gap to follow)", self.temperature_schedule)
         check(not (self.weighting == "adaptive" and self.temperature_schedule != "constant"),
               "temperature_schedule", "must be constant with weighting adaptive (the controller sets T itself)",
               self.temperature_schedule)

@@ -28,13 +28,14 @@ def hint_layers(model: nn.Module) -> list[str]:
 
 
 @torch.no_grad()
-def output_shapes(model: nn.Module, input_shape: Sequence[int], layers: Sequence[str]) -> dict[str, tuple[int, ...]]:
-    """Per-sample output shape of each named layer, from one forward pass (works on the meta device)."""
+def output_shapes(model: nn.Module, example: torch.Tensor, layers: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """Per-sample output shape of each named layer, from one forward pass on ``example`` (an input batch; works on
+    the meta device)."""
     device = next(model.parameters()).device
     training = model.training
     model.eval()  # a training-mode pass would move BatchNorm's running statistics
     with capture(model, layers) as found:
-        model(torch.zeros(1, *input_shape, device=device))
+        model(example[:1].to(device))
     model.train(training)
     return {name: tuple(found[name].shape[1:]) for name in layers}
 

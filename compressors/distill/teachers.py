@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import torch
 from torch import nn
 
 from squeezer.compressors.distill.features import capture
 from squeezer.compressors.distill.losses import attention_map
+from squeezer.compressors.training import predict
 
 
 class OutputCache(Protocol):
@@ -50,6 +51,44 @@ class TeacherOutputs:
         """The main teacher's spatial attention map (channel mean of squares, unnormalised) at ``layer``."""
         return self._get(0, f"attention.{layer}", lambda: attention_map(self._run(0, [layer])[1][layer]).half())
 
+    def encoded(self, hidden: Sequence[int], attention: Sequence[int]) -> tuple[dict[int, torch.Tensor],
+                                                                                 dict[int, torch.Tensor]]:
+        """A transformer teacher's hidden states and head-averaged attention distributions at the given layer
+        numbers, on every training input, padded to the full length. The first call computes every layer in one
+        pass (so later trials, whatever layers they map, find them in the cache)."""
+        names = [f"hidden.{i}" for i in hidden] + [f"attention_probs.{i}" for i in attention]
+        for name in names:
+            if (0, name) not in self._kept and self.cache and (value := self.cache.get(0, name)) is not None:
+                self._kept[(0, name)] = value
+        if any((0, name) not in self._kept for name in names):
+            for name, value in self._encode_all().items():
+                self._kept[(0, name)] = value
+                if self.cache:
+                    self.cache.put(0, name, value)
+        values = {name: self._kept[(0, name)] for name in names}
+        return ({i: values[f"hidden.{i}"] for i in hidden}, {i: values[f"attention_probs.{i}"] for i in attention})
+
+    @torch.no_grad()
+    def _encode_all(self) -> dict[str, torch.Tensor]:
+        model: Any = self.teachers[0].eval()  # an encoder: ``pad_id`` and ``encode`` (see distill.transformer)
+        print(f"teacher 0: computing hidden states and attentions of every layer on {len(self.x)} training texts",
+              file=sys.stderr, flush=True)
+        pad_id = model.pad_id
+        order = (self.x != pad_id).sum(1).argsort()  # similar lengths together: little padding per batch
+        n, length = self.x.shape
+        found: dict[str, torch.Tensor] = {}
+        for chunk in order.split(256):
+            out = model.encode(self.x[chunk], attentions=True)
+            cut = out.mask.shape[1]
+            for i, h in out.hidden.items():
+                target = found.setdefault(f"hidden.{i}", torch.zeros(n, length, h.shape[-1], dtype=torch.float16))
+                target[chunk, :cut] = h.half()
+            for i, a in out.attentions.items():
+                target = found.setdefault(f"attention_probs.{i}", torch.zeros(n, length, length, dtype=torch.float16))
+                target[chunk, :cut, :cut] = a.half()
+        self.forward_passes += 1
+        return found
+
     def prefetch(self, features: Sequence[str] = (), attention: Sequence[str] = ()) -> None:
         """Make the main teacher's named features and attention maps available, computing all the missing ones in
         one pass over the data."""
@@ -86,6 +125,9 @@ class TeacherOutputs:
         model = self.teachers[teacher].eval()
         print(f"teacher {teacher}: computing outputs {['logits', *layers]} on {len(self.x)} training samples",
               file=sys.stderr, flush=True)
+        if not layers:  # logits alone: ``predict`` also orders texts by length, so batches carry little padding
+            self.forward_passes += 1
+            return predict(model, self.x, self.batch_size), {}
         logits, found = [], {name: [] for name in layers}  # type: ignore[var-annotated]
         with capture(model, layers) as out:
             for chunk in self.x.split(self.batch_size):

@@ -16,6 +16,7 @@ from squeezer.compressors.distill.features import Projection, capture, hint_laye
 from squeezer.compressors.distill.schedules import DynamicWeightAverage, temperature_at
 from squeezer.compressors.distill.sources import EmaTeacher, Peer, Source, Teachers
 from squeezer.compressors.distill.teachers import TeacherOutputs
+from squeezer.compressors.distill.transformer import Encoded, TransformerHints, is_encoder
 from squeezer.compressors.training import fit
 
 #: The probe and the labeled subset depend on the data only, so every trial of a study sees the same ones.
@@ -31,15 +32,17 @@ class Distiller:
         self.source = _source(config, student, ctx, self.outputs)
         self.train_idx, self.probe = _split_probe(config, len(ctx.train_x))
         self.labeled = _labeled(config.label_fraction, len(ctx.train_x))
-        self.hints, self.maps = self._pairs()
+        self.encoders = _encoders(config, student, ctx.teacher)
+        self.hints, self.maps = self._pairs() if self.encoders is None else ([], [])
         if self.outputs is not None:
             self.outputs.prefetch([t for _, t, _ in self.hints], [t for _, t in self.maps])
         self.active = {k: w for k, w in config.weights().items() if w > 0}
-        if not self.maps:
-            self.active.pop("attention", None)
+        for loss, available in (("feature", self.hints), ("attention", self.maps), ("embedding", [])):
+            if not (available or self.encoders):  # e.g. an MLP student has no maps; only encoders have embeddings
+                self.active.pop(loss, None)
         if not self.active:
-            raise InvalidConfig("attention_weight", "is the only active loss, but this student has no spatial "
-                                "feature maps to transfer attention to", config.attention_weight)
+            raise InvalidConfig("attention_weight", "the only active losses need intermediate layers this student "
+                                "and teacher do not share (feature maps, or transformer layers)", config.weights())
         self.temperature, self.multipliers = config.temperature, {k: 1.0 for k in self.active}
         self.dwa = DynamicWeightAverage(list(self.active), config.dwa_temperature)
         self.controller = AdaptiveController(config.temperature, config.temperature_end, config.controller_gain)
@@ -48,7 +51,8 @@ class Distiller:
         self._count = 0
 
     def run(self) -> nn.Module:
-        extra = [*self.source.parameters, *(p for _, _, proj in self.hints for p in proj.parameters())]
+        extra = [*self.source.parameters, *(p for _, _, proj in self.hints for p in proj.parameters()),
+                 *(self.encoders.parameters() if self.encoders else ())]
         return fit(self.student, self.ctx, self.loss, self.c.optim(), stage="distill", extra=extra,
                    indices=self.train_idx, before_epoch=self.before_epoch, after_epoch=self.after_epoch,
                    after_step=self.source.after_step)
@@ -66,8 +70,9 @@ class Distiller:
     def loss(self, idx: torch.Tensor) -> torch.Tensor:
         x, y, T = self.ctx.train_x[idx], self.ctx.train_y[idx], self.temperature
         layers = [s for s, _, _ in self.hints] + [s for s, _ in self.maps]
+        encoded = self._encode(idx, x)
         with capture(self.student, layers) as features:
-            logits = self.student(x)
+            logits = encoded[0].logits if encoded else self.student(x)
         needs_targets = "soft" in self.active or self.c.method == "dml"  # the peer trains in targets()
         targets = self.source.targets(idx, x, T) if needs_targets else None
         labels, mask = y, None
@@ -79,13 +84,19 @@ class Distiller:
             parts["soft"] = losses.soft_loss(logits, targets, T)
         if "hard" in self.active:
             parts["hard"] = losses.hard_loss(logits, labels, mask)
-        if "feature" in self.active:
+        if "feature" in self.active and self.hints:
             parts["feature"] = _mean([losses.feature_loss(p(features[s]), p.target(
                 self._outputs.features(t)[idx].float()), self.c.feature_loss) for s, t, p in self.hints])
-        if "attention" in self.active:
+        if "attention" in self.active and self.maps:
             parts["attention"] = _mean([losses.attention_loss(losses.attention_map(features[s]),
                                                               self._outputs.attention(t)[idx].float())
                                         for s, t in self.maps])
+        if encoded and self.encoders is not None:
+            s, t = encoded
+            for name, loss in (("feature", self.encoders.hidden), ("attention", self.encoders.attention),
+                               ("embedding", self.encoders.embedding)):
+                if name in self.active:
+                    parts[name] = loss(s, t)
         weights = self.weights()
         total = sum(weights[k] * v for k, v in parts.items())
         total = total + self.source.extra_loss(logits, labels, mask, T, weights)
@@ -93,6 +104,20 @@ class Distiller:
             self._sums[k] += v.item() * len(idx)
         self._count += len(idx)
         return total  # type: ignore[return-value]
+
+    def _encode(self, idx: torch.Tensor, x: torch.Tensor) -> tuple[Encoded, Encoded] | None:
+        """The student's pass with hidden states (and attentions), and the teacher's cached ones for the same batch
+        (cut to the student's length), for transformer losses."""
+        if self.encoders is None or not {"feature", "attention", "embedding"} & set(self.active):
+            return None
+        attentions = "attention" in self.active
+        student = self.student.encode(x, attentions)  # type: ignore[operator]
+        hidden_layers, attention_layers = self.encoders.teacher_layers()
+        hidden, probs = self._outputs.encoded(hidden_layers, attention_layers if attentions else [])
+        n = student.mask.shape[1]
+        teacher = Encoded(student.logits, {i: h[idx, :n].float() for i, h in hidden.items()},
+                          {i: a[idx, :n, :n].float() for i, a in probs.items()}, student.mask)
+        return student, teacher
 
     def before_epoch(self, epoch: int) -> dict[str, float]:
         metrics: dict[str, float] = {}
@@ -134,23 +159,31 @@ class Distiller:
         c, teacher = self.c, self.ctx.teacher
         if teacher is None or not (c.feature_weight > 0 or c.attention_weight > 0):
             return [], []
-        shape = tuple(self.ctx.train_x.shape[1:])
+        example = self.ctx.train_x[:1]
         hints = []
         if c.feature_weight > 0:
             for s, t in pair_layers(self.student, teacher, c.feature_layers, "feature_layers"):
-                s_shape, t_shape = output_shapes(self.student, shape, [s])[s], output_shapes(teacher, shape, [t])[t]
+                s_shape, t_shape = output_shapes(self.student, example, [s])[s], output_shapes(teacher, example, [t])[t]
                 hints.append((s, t, Projection(s_shape, t_shape)))
         maps = []
         if c.attention_weight > 0:
-            spatial_s, spatial_t = spatial_layers(self.student, shape), spatial_layers(teacher, shape)
+            spatial_s, spatial_t = spatial_layers(self.student, example), spatial_layers(teacher, example)
             maps = pair_layers(self.student, teacher, c.attention_layers, "attention_layers", spatial_s, spatial_t)
         return hints, maps
 
 
-def spatial_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[str]:
+def spatial_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     """The hint layers whose outputs are feature maps (C, H, W): where attention can be transferred."""
-    shapes = output_shapes(model, input_shape, hint_layers(model))
+    shapes = output_shapes(model, example, hint_layers(model))
     return [name for name, s in shapes.items() if len(s) == 3]
+
+
+def _encoders(c: DistillConfig, student: nn.Module, teacher: nn.Module | None) -> TransformerHints | None:
+    """Hidden-state, attention and embedding transfer between a transformer student and teacher, if asked for."""
+    wanted = c.feature_weight > 0 or c.attention_weight > 0 or c.embedding_weight > 0
+    if not (wanted and c.method == "kd" and teacher is not None and is_encoder(student) and is_encoder(teacher)):
+        return None
+    return TransformerHints(student, teacher, c.feature_layers, c.attention_layers)
 
 
 def _outputs(c: DistillConfig, ctx: TrialContext) -> TeacherOutputs | None:

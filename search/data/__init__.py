@@ -1,0 +1,65 @@
+"""Datasets by name or from a user's file, split by seed: images and feature tables (``images``), text tokenized
+by the teacher's tokenizer (``text``); ``split`` holds what both share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from squeezer.search.data.images import FASHION_MNIST_DIR, digits, fashion_mnist, npz, read_idx
+from squeezer.search.data.split import Splits, Tokens, class_indices, split
+from squeezer.search.data.text import TEXT_KEYS, read_texts, tokenize
+from squeezer.search.errors import ConfigError
+
+IMAGE_SETS = ("digits", "fashion_mnist")
+TEXT_SETS = ("rotten_tomatoes",)
+
+
+def load(spec: Mapping[str, Any], seed: int, tokenizer: Any = None) -> Splits:
+    """Load the dataset a config's ``data`` section names and split it by ``seed``; text is tokenized with
+    ``tokenizer`` (the teacher's)."""
+    val_fraction, test_fraction = float(spec.get("val_fraction", 0.1)), float(spec.get("test_fraction", 0.2))
+    if is_text(spec):
+        return _text(spec, seed, tokenizer, val_fraction, test_fraction)
+    if spec.get("path"):
+        train, test = npz(Path(spec["path"]), "data.path"), None
+        if spec.get("test_path"):
+            test = npz(Path(spec["test_path"]), "data.test_path")
+        train_y, test_y, classes = class_indices(train[1], None if test is None else test[1])
+        train = (train[0], train_y)
+        if test is not None and test_y is not None:
+            test = (test[0], test_y)
+        return split(train, test, val_fraction, test_fraction, seed, spec.get("train_size"), classes=classes)
+    elif spec.get("name") == "digits":
+        train, test = digits(), None
+    elif spec.get("name") == "fashion_mnist":
+        train, test = fashion_mnist(Path(spec.get("dir") or FASHION_MNIST_DIR))
+    else:
+        raise ConfigError("data.name", f"must be one of {[*IMAGE_SETS, *TEXT_SETS]}, or set `path` to an .npz, "
+                          ".csv or .jsonl file", spec.get("name"))
+    return split(train, test, val_fraction, test_fraction, seed, spec.get("train_size"))
+
+
+def is_text(spec: Mapping[str, Any]) -> bool:
+    """Whether the ``data`` section names text: a named text set, or a .csv / .jsonl file."""
+    path = str(spec.get("path") or "")
+    return spec.get("name") in TEXT_SETS or path.endswith((".csv", ".jsonl", ".csv.bz2"))
+
+
+def _text(spec: Mapping[str, Any], seed: int, tokenizer: Any, val_fraction: float, test_fraction: float) -> Splits:
+    if tokenizer is None:
+        raise ConfigError("teacher", "text data needs a Hugging Face teacher (family: hf), whose tokenizer the "
+                          "students share", spec.get("name") or spec.get("path"))
+    texts, labels = read_texts(spec, "data.path" if spec.get("path") else "data.name")
+    length = int(spec.get("max_length", 64))
+    test_texts, test_labels = read_texts({**spec, "path": spec["test_path"]}, "data.test_path") \
+        if spec.get("test_path") else ([], None)
+    labels, test_y, classes = class_indices(labels, test_labels)
+    test = None if test_y is None else (tokenize(test_texts, tokenizer, length), test_y)
+    tokens = Tokens(vocab_size=len(tokenizer), pad_id=int(tokenizer.pad_token_id or 0))
+    return split((tokenize(texts, tokenizer, length), labels), test, val_fraction, test_fraction, seed,
+                 spec.get("train_size"), tokens=tokens, classes=classes)
+
+
+__all__ = ["FASHION_MNIST_DIR", "IMAGE_SETS", "TEXT_KEYS", "TEXT_SETS", "Splits", "Tokens", "is_text", "load",
+           "read_idx"]

@@ -1,0 +1,107 @@
+"""What every dataset shares: labels as class indices, the seeded train / validation / test split, its checks."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from squeezer.search.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """What a text model needs to know of its inputs, which are token ids from the teacher's tokenizer."""
+
+    vocab_size: int
+    pad_id: int
+
+
+@dataclass
+class Splits:
+    """Train / validation / test tensors, the test split for final reports only: standardised features, or token
+    ids padded to one length (``tokens`` set)."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    tokens: Tokens | None = None
+    classes: tuple[str, ...] | None = None  # the class names, where the labels were names (index i is class i)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train_x.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return int(max(self.train_y.max(), self.val_y.max(), self.test_y.max())) + 1
+
+    def fingerprint(self) -> str:
+        """A short hash of the training data, to key caches on."""
+        digest = hashlib.sha256(self.train_x.numpy().tobytes())
+        digest.update(self.train_y.numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+
+Labels = tuple[np.ndarray, np.ndarray | None, tuple[str, ...] | None]
+
+
+def class_indices(train_y: np.ndarray, test_y: np.ndarray | None) -> Labels:
+    """Labels as class indices 0..K-1 (train, test) and the class names, if they were names. Names map to indices
+    in sorted order, the same for the train and test files; whole-number floats become integers."""
+    both = train_y if test_y is None else np.concatenate([train_y, test_y])
+    if both.dtype.kind in "US":
+        names, indices = np.unique(both, return_inverse=True)
+        indices = indices.astype(np.int64)
+        return indices[: len(train_y)], None if test_y is None else indices[len(train_y):], tuple(names.tolist())
+    if both.dtype.kind == "f" and np.isfinite(both).all() and (both == np.round(both)).all():
+        both = both.astype(np.int64)  # whole-number floats, as some tools save labels
+    if both.dtype.kind not in "iu" or both.min() < 0:
+        raise ConfigError("data.path", "y must hold class indices 0..K-1 (integers) or class names (strings)",
+                          f"y of dtype {both.dtype}, min {both.min()}")
+    both = both.astype(np.int64)
+    return both[: len(train_y)], None if test_y is None else both[len(train_y):], None
+
+
+def _check_splits(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
+                  test: tuple[np.ndarray, np.ndarray]) -> None:
+    """Refuse data no study can learn from or score on: one class, or a split too small to mean anything."""
+    classes = len(np.unique(y[train_idx]))
+    if classes < 2:
+        raise ConfigError("data", "the training split must hold at least two classes", f"{classes} class(es)")
+    for name, size, least in (("training", len(train_idx), 2 * classes), ("validation", len(val_idx), classes),
+                              ("test", len(test[0]), 1)):
+        if size < least:
+            raise ConfigError("data", f"the {name} split needs at least {least} samples; use more data or change "
+                              "data.val_fraction / data.test_fraction", f"{size} samples")
+    if test[0].shape[1:] != x.shape[1:]:
+        raise ConfigError("data.test_path", "its X must have the training data's sample shape",
+                          f"{test[0].shape[1:]} vs {x.shape[1:]}")
+
+
+def split(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray] | None,
+          val_fraction: float, test_fraction: float, seed: int, train_size: int | None,
+          tokens: Tokens | None = None, classes: tuple[str, ...] | None = None) -> Splits:
+    """Split ``train`` by ``seed`` into training, validation and (unless ``test`` is given) test parts; features are
+    standardised with the training part's mean and deviation, token ids kept as they are."""
+    x, y = train
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = 0 if test is not None else int(round(test_fraction * len(x)))
+    n_val = int(round(val_fraction * len(x)))
+    test_idx, val_idx, train_idx = np.split(order, [n_test, n_test + n_val])
+    if train_size:
+        train_idx = train_idx[: int(train_size)]
+    test = test if test is not None else (x[test_idx], y[test_idx])
+    _check_splits(x, y, train_idx, val_idx, test)
+    if tokens is None:
+        mean, std = x[train_idx].mean(), x[train_idx].std() + 1e-8
+        tensor = lambda a: torch.from_numpy(np.ascontiguousarray((a - mean) / std, dtype=np.float32))  # noqa: E731
+    else:
+        tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))  # noqa: E731
+    return Splits(tensor(x[train_idx]), torch.from_numpy(y[train_idx]), tensor(x[val_idx]),
+                  torch.from_numpy(y[val_idx]), tensor(test[0]), torch.from_numpy(test[1]), tokens, classes)

@@ -1,0 +1,308 @@
+"""Text: the packaged MiniLM teacher loads offline, text data is read and tokenized, text students build (BERT from
+a BertConfig, initialised from the teacher or not; embedding bag; 1-D CNN), and a tiny study runs end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from squeezer.compressors import Distill, InvalidConfig, TeacherOutputs, TrialContext
+from squeezer.compressors.distill.transformer import attention_loss, hidden_loss, layer_map
+from squeezer.compressors.quantize import Precision, dynamic_int8
+from squeezer.compressors.transformer_prune import prune_heads_and_ffn
+from squeezer.search import data, models
+from squeezer.search.cli import main
+from squeezer.search.metrics import full_length, saved_size
+from squeezer.search.models import text
+
+POSITIVE = ["a great and moving film", "wonderful acting, fine story", "good fun", "a delight from start to end",
+            "brilliant, warm and funny"]
+NEGATIVE = ["a dull and tedious mess", "awful script, poor acting", "bad", "a boring waste of two hours",
+            "clumsy, flat and lifeless"]
+
+
+@pytest.fixture(scope="module")
+def minilm_tokenizer():
+    return text.tokenizer("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory: pytest.TempPathFactory, minilm_tokenizer) -> Path:
+    """A tiny random BERT saved like a user's local model: config, weights and the MiniLM tokenizer."""
+    from transformers import BertConfig, BertModel
+
+    where = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=minilm_tokenizer.vocab_size, hidden_size=32, num_hidden_layers=4,
+                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(where)
+    minilm_tokenizer.save_pretrained(where)
+    return where
+
+
+def reviews(path: Path, rows: int = 120, label_column: str = "label") -> Path:
+    lines = ["text," + label_column] + [f'"{(POSITIVE if i % 2 else NEGATIVE)[i % 5]}",'
+                                         f'{"fresh" if i % 2 else "rotten"}' for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def tokens(vocab: int = 30522) -> data.Tokens:
+    return data.Tokens(vocab_size=vocab, pad_id=0)
+
+
+def test_the_packaged_minilm_teacher_loads_with_the_network_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a network connection was attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    tok = text.tokenizer("all-MiniLM-L6-v2")
+    teacher = models.build({"family": "hf", "model": "all-MiniLM-L6-v2"}, (16,), 2, key="teacher", tokens=tokens())
+    assert 22_000_000 < sum(p.numel() for p in teacher.parameters()) < 23_500_000
+    ids = torch.tensor([tok("a fine film", padding="max_length", max_length=16)["input_ids"]])
+    assert teacher.eval()(ids).shape == (1, 2)
+
+
+def test_rotten_tomatoes_reads_the_packaged_sentences_without_plot_rows(minilm_tokenizer) -> None:
+    splits = data.load({"name": "rotten_tomatoes", "max_length": 32}, seed=0, tokenizer=minilm_tokenizer)
+    total = len(splits.train_x) + len(splits.val_x) + len(splits.test_x)
+    assert total == 12808 and splits.num_classes == 2  # 7403 fresh + 5405 rotten review sentences
+    assert splits.train_x.dtype == torch.int64 and splits.input_shape == (32,) and splits.tokens.pad_id == 0
+
+
+def test_a_users_csv_and_jsonl_with_named_columns_and_string_labels(tmp_path: Path, minilm_tokenizer) -> None:
+    rows = [{"review": f"{word} film number {i}", "stars": ["one", "two", "three"][i % 3]}
+            for i, word in enumerate(["fine", "poor", "odd"] * 20)]
+    (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    splits = data.load({"path": str(tmp_path / "r.jsonl"), "text_column": "review", "label_column": "stars",
+                        "max_length": 12}, seed=0, tokenizer=minilm_tokenizer)
+    assert splits.num_classes == 3 and splits.input_shape == (12,)
+    csv = data.load({"path": str(reviews(tmp_path / "r.csv", label_column="y")), "label_column": "y"}, seed=0,
+                    tokenizer=minilm_tokenizer)
+    assert csv.num_classes == 2 and csv.input_shape == (64,)
+
+
+def test_cutting_padding_columns_does_not_change_the_logits() -> None:
+    torch.manual_seed(0)
+    student = models.build({"family": "bert", "layers": 1, "hidden": 16, "heads": 2, "intermediate": 32}, (24,), 2,
+                           tokens=tokens(100)).eval()
+    ids = torch.randint(1, 100, (3, 24))
+    ids[:, 10:] = 0  # padding after 10 tokens in every row
+    with torch.no_grad():
+        trimmed = student(ids)
+        full = student.model(input_ids=ids, attention_mask=(ids != 0).long()).logits
+    assert text.trim(ids, 0).shape == (3, 10)
+    assert torch.allclose(trimmed, full, atol=1e-5)
+
+
+def test_latency_rows_carry_no_padding() -> None:
+    ids = torch.tensor([[5, 6, 7, 0, 0, 0, 0], [9, 0, 0, 0, 0, 0, 0]])
+    assert full_length(ids, 0).tolist() == [[5, 6, 7, 5, 6, 7, 5], [9] * 7]
+
+
+def test_teacher_initialised_layers_are_exact_copies_of_every_kth_teacher_layer(tiny_teacher: Path) -> None:
+    teacher = models.build({"family": "hf", "model": str(tiny_teacher)}, (32,), 2, tokens=tokens())
+    student = models.build({"family": "bert", "layers": 2, "hidden": 32, "heads": 4, "intermediate": 64,
+                            "init": "teacher"}, (32,), 2, tokens=tokens(), teacher=teacher)
+    s, t = student.state_dict(), teacher.state_dict()
+    for i, j in ((0, 1), (1, 3)):  # 2 of 4 layers: teacher layers 2 and 4 (the last aligned)
+        for name in [k for k in s if f".layer.{i}." in k]:
+            assert torch.equal(s[name], t[name.replace(f".layer.{i}.", f".layer.{j}.")]), name
+    embeddings = "model.bert.embeddings.word_embeddings.weight"
+    assert torch.equal(s[embeddings], t[embeddings])
+    narrow = models.build({"family": "bert", "layers": 1, "hidden": 16, "heads": 2, "intermediate": 32,
+                           "init": "teacher"}, (32,), 2, tokens=tokens(), teacher=teacher).state_dict()
+    assert torch.equal(narrow[embeddings], t[embeddings][:, :16])  # narrower: the leading slice
+
+
+@pytest.mark.parametrize("arch", [{"family": "bag", "dim": 8, "hidden": 8},
+                                  {"family": "textcnn", "dim": 8, "channels": 8, "kernel": 3},
+                                  {"family": "bert", "layers": 1, "hidden": 8, "heads": 2, "intermediate": 16}])
+def test_cheap_and_transformer_text_students_ignore_padding(arch: dict) -> None:
+    torch.manual_seed(0)
+    model = models.build(arch, (12,), 3, tokens=tokens(50)).eval()
+    ids = torch.tensor([[4, 8, 15, 16, 0, 0, 0, 0, 0, 0, 0, 0]])
+    with torch.no_grad():
+        assert torch.allclose(model(ids), model(ids[:, :4]), atol=1e-5)
+
+
+def test_text_and_image_families_do_not_mix() -> None:
+    with pytest.raises(Exception, match="student.family"):
+        models.build({"family": "mlp"}, (12,), 2, tokens=tokens(50))
+    with pytest.raises(Exception, match="student.family"):
+        models.build({"family": "bag"}, (1, 8, 8), 2)
+
+
+def text_study(where: Path, teacher: Path, trials: int = 2) -> dict:
+    return {
+        "name": "tiny_text", "seed": 0,
+        "data": {"path": str(reviews(where / "reviews.csv")), "max_length": 16},
+        "teacher": {"family": "hf", "arch": {"model": str(teacher)}, "epochs": 2, "lr": 0.001},
+        "student": {"family": {"choice": {
+            "bert": {"layers": {"int": [1, 2]}, "hidden": 16, "heads": 2, "intermediate": 32,
+                     "init": {"choice": ["teacher", "random"]}},
+            "bag": {"dim": {"int": [4, 16]}, "hidden": 8}}}},
+        "pipeline": [{"distill": {"epochs": 2, "temperature": {"float": [1.0, 4.0]}}}, {"quantize": {"bits": 8}}],
+        "search": {"sampler": "random", "trials": trials},
+        "measure": {"repeats": 5, "warmup": 1, "batch": 8},
+        "training": {"batch_size": 32},
+    }
+
+
+def test_a_tiny_bert_teacher_distils_into_text_students_end_to_end(tmp_path: Path, tiny_teacher: Path,
+                                                                   capsys) -> None:
+    config = tmp_path / "text.yaml"
+    config.write_text(yaml.safe_dump(text_study(tmp_path, tiny_teacher)))
+    assert main(["search", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "Pareto" in out and "2 trials" in out.replace("2 of 2", "2 trials"), out[-2000:]
+
+
+def broken_model(config: dict, where: Path, tokenizer: bool) -> None:
+    """A model directory whose weights are garbage (with a tokenizer), or that has no tokenizer."""
+    source = Path(config["teacher"]["arch"]["model"])
+    broken = where / "broken"
+    broken.mkdir()
+    for item in source.iterdir():
+        if tokenizer or "token" not in item.name and item.name != "vocab.txt":
+            (broken / item.name).write_bytes(item.read_bytes())
+    if tokenizer:
+        (broken / "model.safetensors").write_bytes(b"not weights")
+    config["teacher"]["arch"]["model"] = str(broken)
+
+
+def data_file(content: str):
+    def change(config: dict, where: Path) -> None:
+        (where / "given.csv").write_text(content)
+        config["data"]["path"] = str(where / "given.csv")
+    return change
+
+
+@pytest.mark.parametrize("change, key", [
+    (lambda c, w: c["teacher"]["arch"].update(model=str(w / "nowhere")), "teacher.arch.model"),
+    (lambda c, w: broken_model(c, w, tokenizer=False), "teacher.arch.model"),
+    (lambda c, w: broken_model(c, w, tokenizer=True), "teacher.arch.model"),
+    (data_file("text,label\n"), "data.text_column"),
+    (data_file("text,label\n" + "fine film,fresh\n,rotten\n" * 30), "data.text_column"),
+    (data_file("text,label\n" + "fine film,fresh\n" * 30), "data.label_column"),
+    (data_file("\x00\x01 not,a\ncsv"), "data.text_column"),
+    (lambda c, w: c["data"].update(text_column="body"), "data.text_column"),
+    (lambda c, w: c["data"].update(max_length=1), "data.max_length"),
+    (lambda c, w: c.update(student={"family": "mlp"}), "student.family"),
+])
+def test_bad_text_input_exits_2_with_one_line_and_writes_nothing(change, key: str, tmp_path: Path,
+                                                                 tiny_teacher: Path, capsys) -> None:
+    config = text_study(tmp_path, tiny_teacher)
+    change(config, tmp_path)
+    path = tmp_path / "text.yaml"
+    path.write_text(yaml.safe_dump(config))
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert main(["search", str(path)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and key in lines[0], lines
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_hidden_state_loss_is_the_mse_over_real_tokens() -> None:
+    s = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [9.0, 9.0]]])
+    t = torch.tensor([[[0.0, 2.0], [3.0, 6.0], [0.0, 0.0]]])
+    mask = torch.tensor([[True, True, False]])  # the third token is padding
+    assert hidden_loss(s, t, mask).item() == pytest.approx((1 + 0 + 0 + 4) / (2 * 2))
+
+
+def test_attention_loss_is_the_kl_between_head_averaged_distributions() -> None:
+    teacher = torch.tensor([[[[0.5, 0.5], [1.0, 0.0]], [[0.5, 0.5], [0.0, 1.0]]]]).mean(1)  # 2 heads, averaged
+    student = torch.tensor([[[[0.75, 0.25], [0.5, 0.5]]]]).mean(1)                            # 1 head
+    mask = torch.tensor([[True, True]])
+    p, q = torch.tensor([0.5, 0.5]), torch.tensor([0.75, 0.25])
+    first = (p * (p / q).log()).sum()  # query 1; query 2: the teacher's mean is (0.5, 0.5) = the student's
+    assert attention_loss(student, teacher, mask).item() == pytest.approx(first.item() / 2, rel=1e-5)
+
+
+def test_layers_map_uniformly_so_the_last_layers_meet() -> None:
+    assert layer_map(2, 6) == [(1, 3), (2, 6)]
+    assert layer_map(3, 6) == [(1, 2), (2, 4), (3, 6)]
+    assert layer_map(2, 6, ["0:0", "2:5"]) == [(0, 0), (2, 5)]
+    with pytest.raises(InvalidConfig, match="feature_layers"):
+        layer_map(2, 6, ["3:1"])
+
+
+def test_head_and_ffn_pruning_keeps_outputs_finite_and_shrinks_the_saved_file(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = models.build({"family": "bert", "layers": 2, "hidden": 32, "heads": 4, "intermediate": 64}, (16,), 2,
+                         tokens=tokens(500)).eval()
+    ids = torch.randint(1, 500, (4, 16))
+    before = saved_size(model, tmp_path / "a.pt")
+    prune_heads_and_ffn(model, 0.5)
+    layer = model.model.bert.encoder.layer[0]
+    assert layer.attention.self.query.out_features == 16 and layer.intermediate.dense.out_features == 32
+    with torch.no_grad():
+        assert torch.isfinite(model(ids)).all() and model(ids).shape == (4, 2)
+    assert saved_size(model, tmp_path / "b.pt") < before
+
+
+def test_int8_text_students_store_int8_token_tables_and_16_bit_ones_run(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    ids = torch.randint(1, 5000, (4, 16))
+    for arch in ({"family": "bert", "layers": 1, "hidden": 32, "heads": 2, "intermediate": 64},
+                 {"family": "bag", "dim": 32}, {"family": "textcnn", "dim": 32, "channels": 16}):
+        model = models.build(arch, (16,), 2, tokens=tokens(5000)).eval()
+        quantized = dynamic_int8(model)
+        assert saved_size(quantized, tmp_path / "q.pt") < 0.35 * saved_size(model, tmp_path / "f.pt"), arch
+        with torch.no_grad():
+            assert (quantized(ids) - model(ids)).abs().max() < 0.05, arch
+            assert Precision(model, torch.bfloat16)(ids).dtype == torch.float32  # ids stay integers inside
+
+
+def test_transformer_distillation_trains_every_loss_and_reports_it(tiny_teacher: Path) -> None:
+    torch.manual_seed(0)
+    teacher = models.build({"family": "hf", "model": str(tiny_teacher)}, (16,), 2, tokens=tokens()).eval()
+    student = models.build({"family": "bert", "layers": 2, "hidden": 16, "heads": 2, "intermediate": 32}, (16,), 2,
+                           tokens=tokens())
+    x = torch.randint(1, 3000, (64, 16))
+    x[:, 10:] = 0
+    y = torch.randint(0, 2, (64,))
+    reports: list[dict] = []
+    ctx = TrialContext(x, y, x[:16], y[:16], teacher=teacher, batch_size=32,
+                       teachers=TeacherOutputs([teacher], x), report=lambda step, m: reports.append(dict(m)))
+    Distill({"epochs": 2, "feature_weight": 1.0, "attention_weight": 1.0, "embedding_weight": 1.0}).apply(student,
+                                                                                                           ctx)
+    for loss in ("soft", "hard", "feature", "attention", "embedding"):
+        assert math.isfinite(reports[-1][f"distill.loss.{loss}"]), loss
+    assert reports[-1]["distill.loss.feature"] < reports[0]["distill.loss.feature"]
+
+
+def test_the_teachers_hidden_states_and_attentions_are_computed_once_then_cached(tiny_teacher: Path) -> None:
+    class Memory:
+        def __init__(self) -> None:
+            self.kept: dict = {}
+
+        def get(self, teacher: int, name: str):
+            return self.kept.get((teacher, name))
+
+        def put(self, teacher: int, name: str, value) -> None:
+            self.kept[(teacher, name)] = value
+
+    teacher = models.build({"family": "hf", "model": str(tiny_teacher)}, (16,), 2, tokens=tokens()).eval()
+    x = torch.randint(1, 3000, (40, 16))
+    x[:20, 6:] = 0  # half the texts are short
+    cache = Memory()
+    hidden, probs = TeacherOutputs([teacher], x, cache).encoded([0, 4], [2])
+    assert {n for _, n in cache.kept} >= {f"hidden.{i}" for i in range(5)} | {f"attention_probs.{i}"
+                                                                               for i in range(1, 5)}
+    with torch.no_grad():
+        direct = teacher.encode(x[:20], attentions=True)  # the short texts alone: cut to 6 tokens
+    assert torch.allclose(hidden[4][:20, :6].float(), direct.hidden[4], atol=1e-2)
+    assert torch.allclose(probs[2][:20, :6, :6].float(), direct.attentions[2], atol=1e-3)
+    with torch.no_grad():
+        assert torch.allclose(hidden[0][20:].float(), teacher.encode(x[20:]).hidden[0], atol=1e-2)
+    again = TeacherOutputs([teacher], x, cache)
+    again.encoded([2], [1, 3])
+    assert again.forward_passes == 0
