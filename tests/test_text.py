@@ -102,6 +102,18 @@ def test_cutting_padding_columns_does_not_change_the_logits() -> None:
     assert torch.allclose(trimmed, full, atol=1e-5)
 
 
+def test_a_bert_student_may_read_fewer_tokens_than_the_data_holds() -> None:
+    torch.manual_seed(0)
+    student = models.build({"family": "bert", "layers": 1, "hidden": 16, "heads": 2, "intermediate": 32,
+                            "max_length": 8}, (24,), 2, tokens=tokens(100)).eval()
+    ids = torch.randint(1, 100, (3, 24))
+    with torch.no_grad():
+        assert torch.equal(student(ids), student(ids[:, :8]))
+    assert student.model.config.max_position_embeddings == 8
+    with pytest.raises(Exception, match="max_length"):
+        models.build({"family": "bert", "max_length": 32}, (24,), 2, tokens=tokens(100))
+
+
 def test_latency_rows_carry_no_padding() -> None:
     ids = torch.tensor([[5, 6, 7, 0, 0, 0, 0], [9, 0, 0, 0, 0, 0, 0]])
     assert full_length(ids, 0).tolist() == [[5, 6, 7, 5, 6, 7, 5], [9] * 7]
@@ -146,7 +158,7 @@ def text_study(where: Path, teacher: Path, trials: int = 2) -> dict:
         "data": {"path": str(reviews(where / "reviews.csv")), "max_length": 16},
         "teacher": {"family": "hf", "arch": {"model": str(teacher)}, "epochs": 2, "lr": 0.001},
         "student": {"family": {"choice": {
-            "bert": {"layers": {"int": [1, 2]}, "hidden": 16, "heads": 2, "intermediate": 32,
+            "bert": {"layers": 2, "hidden": 16, "heads": 2, "intermediate": 32, "max_length": {"int": [8, 16]},
                      "init": {"choice": ["teacher", "random"]}},
             "bag": {"dim": {"int": [4, 16]}, "hidden": 8}}}},
         "pipeline": [{"distill": {"epochs": 2, "temperature": {"float": [1.0, 4.0]}}}, {"quantize": {"bits": 8}}],

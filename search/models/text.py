@@ -33,13 +33,13 @@ class TextClassifier(nn.Module):
     masked) and short sentences run several times faster. (Latency is measured on rows without padding, so at the
     full sequence length.)"""
 
-    def __init__(self, model: nn.Module, pad_id: int) -> None:
+    def __init__(self, model: nn.Module, pad_id: int, max_length: int | None = None) -> None:
         super().__init__()
         self.model: Any = model  # a Hugging Face model: its config and methods are looked up by name
-        self.pad_id = pad_id
+        self.pad_id, self.max_length = pad_id, max_length
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        ids = trim(ids, self.pad_id)
+        ids = self._cut(ids)
         return self.model(input_ids=ids, attention_mask=(ids != self.pad_id).long()).logits
 
     @property
@@ -52,7 +52,7 @@ class TextClassifier(nn.Module):
 
     def encode(self, ids: torch.Tensor, attentions: bool = False) -> Encoded:
         """Logits, every hidden state and (if asked) every layer's attention probabilities, for distillation."""
-        ids = trim(ids, self.pad_id)
+        ids = self._cut(ids)
         mask = ids != self.pad_id
         before = self.model.config._attn_implementation
         if attentions:  # only the eager implementation returns attention probabilities
@@ -65,6 +65,10 @@ class TextClassifier(nn.Module):
                 self.model.set_attn_implementation(before)
         averaged = {i + 1: a.mean(1) for i, a in enumerate(out.attentions or ())}
         return Encoded(out.logits, dict(enumerate(out.hidden_states)), averaged, mask)
+
+    def _cut(self, ids: torch.Tensor) -> torch.Tensor:
+        """The first ``max_length`` tokens (a student may read fewer than the data holds), without padding columns."""
+        return trim(ids if self.max_length is None else ids[:, : self.max_length], self.pad_id)
 
 
 def trim(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
@@ -128,22 +132,25 @@ def hf(input_shape: tuple[int, ...], num_classes: int, *, tokens: Tokens, model:
 
 
 def bert(input_shape: tuple[int, ...], num_classes: int, *, tokens: Tokens, teacher: nn.Module | None = None,
-         layers: int = 2, hidden: int = 128, heads: int = 2, intermediate: int = 512, init: str = "random") \
-        -> TextClassifier:
+         layers: int = 2, hidden: int = 128, heads: int = 2, intermediate: int = 512, max_length: int | None = None,
+         init: str = "random") -> TextClassifier:
     """A BERT encoder of ``layers`` x ``hidden`` (``heads`` heads, FFN ``intermediate``) with the teacher's
-    vocabulary. ``init: teacher`` copies the teacher's embeddings and every k-th layer, truncated to the student's
-    sizes (DistilBERT-style); ``random`` starts from BERT's initialisation."""
+    vocabulary, reading the first ``max_length`` tokens (default: all the data holds). ``init: teacher`` copies the
+    teacher's embeddings and every k-th layer, truncated to the student's sizes (DistilBERT-style); ``random``
+    starts from BERT's initialisation."""
     from transformers import BertConfig, BertForSequenceClassification
 
     check(1 <= layers <= 48, "layers", "must be in [1, 48]", layers)
     check(hidden >= 1 and heads >= 1 and hidden % heads == 0, "heads", f"must divide hidden ({hidden})", heads)
     check(intermediate >= 1, "intermediate", "must be >= 1", intermediate)
     check(init in INITS, "init", f"must be one of {list(INITS)}", init)
+    length = input_shape[0] if max_length is None else max_length
+    check(2 <= length <= input_shape[0], "max_length", f"must be in [2, {input_shape[0]}] (data.max_length)", length)
     config = BertConfig(vocab_size=tokens.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=heads, intermediate_size=intermediate,
-                        max_position_embeddings=input_shape[0], pad_token_id=tokens.pad_id)
+                        max_position_embeddings=length, pad_token_id=tokens.pad_id)
     config.num_labels = num_classes
-    student = TextClassifier(BertForSequenceClassification(config), tokens.pad_id)
+    student = TextClassifier(BertForSequenceClassification(config), tokens.pad_id, max_length)
     if init == "teacher" and teacher is not None:  # None: built on the meta device, for shapes only
         copy_from_teacher(student, teacher)
     return student
