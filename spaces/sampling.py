@@ -57,12 +57,12 @@ def plain_names(params: Mapping[str, Any]) -> dict[str, Any]:
 
     ``{'student.family': 'cnn', 'student.family.cnn.depth': 2}`` -> ``{'student.family': 'cnn', 'student.depth': 2}``
     """
+    prefixes = sorted(((f"{branch}.{option}.", branch) for branch, option in params.items()),
+                      key=lambda pair: -len(pair[0]))  # the innermost branch first: choices nest in choices
     renamed = {}
     for name, value in params.items():
-        for branch, option in params.items():
-            prefix = f"{branch}.{option}."
-            if name.startswith(prefix):
-                name = f"{branch.rpartition('.')[0]}.{name[len(prefix):]}".lstrip(".")
-                break
+        while match := next(((prefix, branch) for prefix, branch in prefixes if name.startswith(prefix)), None):
+            prefix, branch = match
+            name = f"{branch.rpartition('.')[0]}.{name[len(prefix):]}".lstrip(".")
         renamed[name] = value
     return renamed

@@ -73,3 +73,11 @@ def test_boundary_points_reach_every_extreme() -> None:
 def test_plain_names_drop_the_branch_segment() -> None:
     params = {"student.family": "cnn", "student.family.cnn.depth": 2, "prune.ratio": 0.3}
     assert plain_names(params) == {"student.family": "cnn", "student.depth": 2, "prune.ratio": 0.3}
+
+
+def test_plain_names_drop_every_branch_segment_of_choices_nested_in_choices() -> None:
+    params = {"distill.method": "kd", "distill.method.kd.weighting": "fixed",
+              "distill.method.kd.weighting.fixed.temperature_schedule": "gap",
+              "distill.method.kd.weighting.fixed.temperature_schedule.gap.temperature_end": 1.5}
+    assert plain_names(params) == {"distill.method": "kd", "distill.weighting": "fixed",
+                                   "distill.temperature_schedule": "gap", "distill.temperature_end": 1.5}
