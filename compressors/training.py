@@ -107,9 +107,15 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.
     pad_id = getattr(model, "pad_id", None)
     if pad_id is None or x.is_floating_point():
         return torch.cat([model(chunk).float() for chunk in x.split(batch_size)])
-    order = (x != pad_id).sum(1).argsort()
+    order = by_length(x, pad_id)
     logits = torch.cat([model(chunk).float() for chunk in x[order].split(batch_size)])
     return logits[order.argsort()]
+
+
+def by_length(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Row indices of token ids from the shortest text to the longest: batches of similar lengths carry little
+    padding."""
+    return (ids != pad_id).sum(1).argsort()
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

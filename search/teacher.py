@@ -46,7 +46,7 @@ def teacher_tokenizer(spec: Mapping[str, Any]) -> Any:
     """The tokenizer of a Hugging Face teacher (``family: hf``), which text data is tokenized with; else None."""
     if spec.get("family") != "hf":
         return None
-    return text.tokenizer((spec.get("arch") or {}).get("model", "all-MiniLM-L6-v2"))
+    return text.tokenizer((spec.get("arch") or {}).get("model", text.DEFAULT_MODEL))
 
 
 def teacher_key(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int) -> str:

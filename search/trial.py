@@ -63,7 +63,7 @@ def baseline(bench: Workbench) -> dict[str, float]:
     s = bench.splits
     with tempfile.TemporaryDirectory(prefix="squeezer-") as workdir:
         metrics = measure(bench.teacher, s.val_x, s.val_y, bench.config.measure, Path(workdir) / "teacher.pt",
-                          pad_id=s.tokens.pad_id if s.tokens else None)
+                          pad_id=s.pad_id)
     return {**metrics, "test_accuracy": accuracy(bench.teacher, s.test_x, s.test_y)}
 
 
@@ -128,8 +128,7 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
         model = compressors.get(step.name)(dict(params.get(step.name, {}))).apply(model, ctx)
     if not torch.isfinite(predict(model, s.val_x[:256])).all():
         raise TrialFailed("the compressed model outputs NaN or inf")
-    metrics = measure(model, s.val_x, s.val_y, bench.config.measure, workdir / "model.pt",
-                      pad_id=s.tokens.pad_id if s.tokens else None)
+    metrics = measure(model, s.val_x, s.val_y, bench.config.measure, workdir / "model.pt", pad_id=s.pad_id)
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise TrialFailed(f"non-finite metrics {bad}")

@@ -10,7 +10,7 @@ from torch import nn
 
 from squeezer.compressors.distill.features import capture
 from squeezer.compressors.distill.losses import attention_map
-from squeezer.compressors.training import predict
+from squeezer.compressors.training import by_length, predict
 
 
 class OutputCache(Protocol):
@@ -73,8 +73,7 @@ class TeacherOutputs:
         model: Any = self.teachers[0].eval()  # an encoder: ``pad_id`` and ``encode`` (see distill.transformer)
         print(f"teacher 0: computing hidden states and attentions of every layer on {len(self.x)} training texts",
               file=sys.stderr, flush=True)
-        pad_id = model.pad_id
-        order = (self.x != pad_id).sum(1).argsort()  # similar lengths together: little padding per batch
+        order = by_length(self.x, model.pad_id)
         n, length = self.x.shape
         found: dict[str, torch.Tensor] = {}
         for chunk in order.split(256):

