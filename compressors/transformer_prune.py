@@ -24,38 +24,53 @@ def is_transformer(model: nn.Module) -> bool:
     return bool(encoder_layers(model))
 
 
+Scores = dict[nn.Parameter, torch.Tensor]
+
+
 @torch.no_grad()
-def prune_heads_and_ffn(model: nn.Module, ratio: float) -> nn.Module:
-    """Remove ``ratio`` of every layer's attention heads and FFN units in place."""
-    for layer in encoder_layers(model):
+def prune_heads_and_ffn(model: nn.Module, ratio: float, scores: Scores | None = None, scope: str = "layer") \
+        -> nn.Module:
+    """Remove ``ratio`` of the attention heads and FFN units in place: of every layer's (``scope`` layer) or of
+    all, ranked together (``global``; each layer keeps at least one of each). Importance is the L1 norm of each
+    unit's weights, or the sum of their Taylor ``scores`` (|w x grad|)."""
+    layers = encoder_layers(model)
+    weigh = (lambda w: w.abs()) if scores is None else (lambda w: scores.get(w, w.abs()))
+    head_scores = [_head_scores(layer, weigh) for layer in layers]
+    unit_scores = [weigh(layer.intermediate.dense.weight).sum(1) + weigh(layer.output.dense.weight).sum(0)
+                   for layer in layers]
+    kept_heads, kept_units = _keep(head_scores, ratio, scope), _keep(unit_scores, ratio, scope)
+    for layer, keep, units in zip(layers, kept_heads, kept_units, strict=True):
         attention = layer.attention.self
         size = attention.attention_head_size
-        heads = attention.query.out_features // size
-        keep = _keep(_head_scores(layer, size, heads), heads, ratio)
         rows = torch.cat([torch.arange(h * size, (h + 1) * size) for h in keep.tolist()])
         for name in ("query", "key", "value"):
             setattr(attention, name, _rows(getattr(attention, name), rows))
         layer.attention.output.dense = _columns(layer.attention.output.dense, rows)
         attention.num_attention_heads, attention.all_head_size = len(keep), len(rows)
-        units = layer.intermediate.dense.out_features
-        scores = layer.intermediate.dense.weight.abs().sum(1) + layer.output.dense.weight.abs().sum(0)
-        kept_units = _keep(scores, units, ratio)
-        layer.intermediate.dense = _rows(layer.intermediate.dense, kept_units)
-        layer.output.dense = _columns(layer.output.dense, kept_units)
+        layer.intermediate.dense = _rows(layer.intermediate.dense, units)
+        layer.output.dense = _columns(layer.output.dense, units)
     return model
 
 
-def _head_scores(layer: Any, size: int, heads: int) -> torch.Tensor:
+def _head_scores(layer: Any, weigh: Any) -> torch.Tensor:
     attention = layer.attention.self
-    rows = sum(getattr(attention, n).weight.abs().sum(1) for n in ("query", "key", "value"))
-    columns = layer.attention.output.dense.weight.abs().sum(0)
-    return (rows + columns).view(heads, size).sum(1)
+    size = attention.attention_head_size
+    rows = sum(weigh(getattr(attention, n).weight).sum(1) for n in ("query", "key", "value"))
+    columns = weigh(layer.attention.output.dense.weight).sum(0)
+    return (rows + columns).view(-1, size).sum(1)
 
 
-def _keep(scores: torch.Tensor, total: int, ratio: float) -> torch.Tensor:
-    """Indices of the ``1 - ratio`` highest scores (at least one), in their original order."""
-    count = max(1, total - math.floor(ratio * total))
-    return scores.topk(count).indices.sort().values
+def _keep(scores: list[torch.Tensor], ratio: float, scope: str) -> list[torch.Tensor]:
+    """Per layer, the indices kept (at least one), in their original order: each layer's ``1 - ratio`` highest
+    scores, or (global) those above the ``ratio`` quantile of all layers' scores, each normalised by its layer's
+    mean so that layers of different scale compete fairly."""
+    if scope == "global":
+        normalised = [s / s.mean().clamp(min=1e-12) for s in scores]
+        everything = torch.cat(normalised)
+        cut = everything.sort().values[math.floor(ratio * len(everything)) - 1] if ratio * len(everything) >= 1 \
+            else -math.inf
+        return [torch.nonzero(s > cut).flatten() if (s > cut).any() else s.argmax().reshape(1) for s in normalised]
+    return [s.topk(max(1, len(s) - math.floor(ratio * len(s)))).indices.sort().values for s in scores]
 
 
 def _rows(linear: nn.Linear, keep: torch.Tensor) -> nn.Linear:

@@ -46,6 +46,7 @@ LIMITS = {"search.trials": 10**6, "search.population_size": 10**4, "search.max_c
           "training.batch_size": 1 << 20, "epochs": 10**5, "data.train_size": 10**9}
 MINIMA = {"search.population_size": 2, "measure.repeats": 2, "measure.warmup": 0}  # NSGA-II breeds pairs; p90 needs 2
 BACKENDS = ("optuna", "ray")
+RUNTIMES = ("onnxruntime", "torch")
 SCHEDULERS = ("none", "asha")
 
 
@@ -70,6 +71,7 @@ class MeasureSettings:
     warmup: int = 10
     repeats: int = 50
     batch: int = 64
+    runtime: str = "onnxruntime"  # or torch; text students default to torch (their ONNX export is not done yet)
 
 
 @dataclass(frozen=True)
@@ -106,17 +108,45 @@ def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
     _only(raw, TOP_LEVEL, "<config>")
     check_name(raw.get("name"), "name")
     try:
-        return ExperimentConfig(
+        config = ExperimentConfig(
             name=raw["name"], seed=_int(raw.get("seed", 0), "seed", maximum=MAX_SEED),
             data=_data(raw.get("data"), base_dir), teacher=_teacher(raw.get("teacher"), base_dir),
             student=_student(raw.get("student")), pipeline=_pipeline(raw.get("pipeline", list(DEFAULT_PIPELINE))),
             objectives=parse_objectives(raw.get("objectives")), constraints=parse_constraints(raw.get("constraints")),
             search=_settings(SearchSettings, raw.get("search"), "search"),
-            measure=_settings(MeasureSettings, raw.get("measure"), "measure"),
+            measure=_measure(raw.get("measure"), raw.get("data")),
             batch_size=_int(_section(raw.get("training") or {}, "training", {"batch_size"}).get("batch_size", 128),
                             "training.batch_size", minimum=1, maximum=LIMITS["training.batch_size"]), raw=raw)
     except SpaceError as err:
         raise ConfigError(err.knob, err.rule, err.value) from None
+    check_runtime(config)
+    return config
+
+
+def _measure(raw: Any, data: Any) -> MeasureSettings:
+    settings = _settings(MeasureSettings, raw, "measure")
+    if isinstance(data, dict) and is_text(data):
+        if "runtime" not in (raw or {}):
+            return dataclasses.replace(settings, runtime="torch")
+        if settings.runtime != "torch":
+            raise ConfigError("measure.runtime", "text students run in the torch runtime (their ONNX export is not "
+                              "supported yet); supported: ['torch']", settings.runtime)
+    return settings
+
+
+def check_runtime(config: ExperimentConfig) -> None:
+    """Refuse a quantization the measuring runtime cannot run, naming the supported ones."""
+    for step in config.pipeline:
+        if step.name != "quantize":
+            continue
+        for point in boundary_points(step.space):
+            bits = [point.get("bits", 8), *dict(point.get("layer_bits") or {}).values()]
+            if config.measure.runtime == "torch" and any(b in (4, 2) for b in bits):
+                raise ConfigError("quantize.bits", "the torch runtime runs [32, 16, 8] bits; 4 and 2 (ternary) need "
+                                  "measure.runtime: onnxruntime", point.get("bits"))
+            if config.measure.runtime == "onnxruntime" and point.get("half") == "bf16" and point.get("bits") == 16:
+                raise ConfigError("quantize.half", "ONNX Runtime on CPU runs ['fp16']; bf16 needs measure.runtime: "
+                                  "torch", "bf16")
 
 
 def check_name(name: Any, key: str) -> None:
@@ -245,7 +275,8 @@ def _settings(cls: type, raw: Any, key: str) -> Any:
             values[name] = _positive(value, f"{key}.{name}")
         elif kind.startswith("str") and not isinstance(value, str):
             raise ConfigError(f"{key}.{name}", "must be a string", value)
-    for name, allowed in (("sampler", SAMPLERS), ("backend", BACKENDS), ("scheduler", SCHEDULERS)):
+    for name, allowed in (("sampler", SAMPLERS), ("backend", BACKENDS), ("scheduler", SCHEDULERS),
+                          ("runtime", RUNTIMES)):
         if name in fields and values.get(name, fields[name].default) not in allowed:
             raise ConfigError(f"{key}.{name}", f"must be one of {list(allowed)}", values[name])
     settings = cls(**values)

@@ -1,4 +1,5 @@
-"""Measure a compressed model as it will be used: accuracy, real bytes on disk, real latency."""
+"""Measure a compressed model as it is deployed: the task metrics (accuracy, macro F1) of the runtime's artifact,
+its real bytes on disk and real latency (median and p90, batch 1 and the configured batch), FLOPs and parameters."""
 
 from __future__ import annotations
 
@@ -9,27 +10,34 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+from sklearn.metrics import f1_score
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from squeezer.compressors.training import accuracy
+from squeezer.compressors.quantize import Quantized
 from squeezer.search.config import MeasureSettings
+from squeezer.search.runtime import Deployed, deploy
 
-_NOT_WEIGHTS = ("running_mean", "running_var", "num_batches_tracked", "scale", "zero_point")
 
-
-def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: MeasureSettings,
-            save_to: Path, pad_id: int | None = None) -> dict[str, float]:
-    """All trial metrics; the model's state dict is saved to ``save_to`` and its byte count is the size. For token
-    inputs (``pad_id`` given), speed is measured at the full sequence length."""
-    timed = x if pad_id is None else full_length(x[: settings.batch], pad_id)
-    latency = latency_ms(model, timed[:1], settings)
+def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: MeasureSettings, workdir: Path,
+            pad_id: int | None = None) -> dict[str, float]:
+    """All trial metrics of ``model`` deployed in ``settings.runtime`` under ``workdir``. For token inputs
+    (``pad_id`` given), speed is measured at the full sequence length."""
+    timed = x[: settings.batch] if pad_id is None else full_length(x[: settings.batch], pad_id)
+    deployed = deploy(model, settings.runtime, workdir, timed[:1], settings.threads)
+    predicted = deployed.predict(x).argmax(1)
+    single, batch = latency_ms(deployed, timed[:1], settings), latency_ms(deployed, timed, settings)
     return {
-        "accuracy": accuracy(model, x, y),
-        "size_bytes": float(saved_size(model, save_to)),
-        "latency_ms": statistics.median(latency),
-        "latency_p90_ms": statistics.quantiles(latency, n=10)[-1],
-        "throughput": throughput(model, timed[: settings.batch], settings),
+        "accuracy": (predicted == y).float().mean().item(),
+        "f1_macro": float(f1_score(y.numpy(), predicted.numpy(), average="macro")),
+        "size_bytes": float(deployed.path.stat().st_size),
+        "latency_ms": statistics.median(single),
+        "latency_p90_ms": _p90(single),
+        "latency_batch_ms": statistics.median(batch),
+        "latency_batch_p90_ms": _p90(batch),
+        "throughput": len(timed) / (statistics.median(batch) / 1e3),
         "params": float(count_params(model)),
+        "flops": float(count_flops(model, timed[:1])),
     }
 
 
@@ -50,10 +58,8 @@ def saved_size(model: nn.Module, path: Path) -> int:
     return path.stat().st_size
 
 
-@torch.inference_mode()
-def latency_ms(model: nn.Module, x: torch.Tensor, settings: MeasureSettings) -> list[float]:
+def latency_ms(model: Deployed, x: torch.Tensor, settings: MeasureSettings) -> list[float]:
     """Wall-clock milliseconds of each of ``settings.repeats`` forward passes on ``x``, after warm-up."""
-    model.eval()
     with _threads(settings.threads):
         for _ in range(settings.warmup):
             model(x)
@@ -65,23 +71,23 @@ def latency_ms(model: nn.Module, x: torch.Tensor, settings: MeasureSettings) -> 
     return times
 
 
-def throughput(model: nn.Module, batch: torch.Tensor, settings: MeasureSettings) -> float:
-    """Samples per second at ``len(batch)``, from the median batch latency."""
-    quick = MeasureSettings(settings.threads, max(1, settings.warmup // 2), max(3, settings.repeats // 5))
-    return len(batch) / (statistics.median(latency_ms(model, batch, quick)) / 1e3)
-
-
 def count_params(model: nn.Module) -> int:
-    """Weight elements in the state dict, so quantized modules (whose weights are not Parameters) count too."""
-    return sum(_numel(value) for key, value in model.state_dict().items() if not key.endswith(_NOT_WEIGHTS))
+    """Non-zero weights of the (float) model: what structured pruning removes, unstructured pruning zeroes."""
+    model = model.model if isinstance(model, Quantized) else model
+    return sum(int(torch.count_nonzero(p)) for p in model.parameters())
 
 
-def _numel(value: object) -> int:
-    if isinstance(value, torch.Tensor):
-        return value.numel()
-    if isinstance(value, (tuple, list)):
-        return sum(_numel(v) for v in value)
-    return 0
+def count_flops(model: nn.Module, x: torch.Tensor) -> int:
+    """Floating-point operations of one forward pass on ``x`` (multiply and add counted apart), by torch's counter."""
+    model = model.model if isinstance(model, Quantized) else model
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.eval()(x)
+    return counter.get_total_flops()
+
+
+def _p90(times: list[float]) -> float:
+    return statistics.quantiles(times, n=10)[-1]
 
 
 @contextmanager

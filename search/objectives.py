@@ -10,14 +10,18 @@ from squeezer.search.errors import ConfigError
 
 #: Every metric a trial reports, with the direction that is better.
 METRICS: dict[str, str] = {
-    "accuracy": "maximize",        # on the validation split, which no trial trains on
-    "size_bytes": "minimize",      # bytes of the compressed model's state dict as saved
-    "latency_ms": "minimize",      # median batch-1 latency after warm-up
+    "accuracy": "maximize",        # of the deployed artifact on the validation split, which no trial trains on
+    "f1_macro": "maximize",
+    "size_bytes": "minimize",      # bytes of the deployed artifact (model.onnx, or the state dict model.pt)
+    "latency_ms": "minimize",      # median batch-1 latency in the runtime, after warm-up
     "latency_p90_ms": "minimize",
-    "throughput": "maximize",      # samples per second at the measurement batch size
-    "params": "minimize",
+    "latency_batch_ms": "minimize",  # median latency at measure.batch
+    "latency_batch_p90_ms": "minimize",
+    "throughput": "maximize",      # samples per second at measure.batch
+    "params": "minimize",          # non-zero weights
+    "flops": "minimize",           # of one batch-1 forward pass
 }
-METRIC_RANGES = {"accuracy": (0.0, 1.0)}  # the others lie in [0, inf)
+METRIC_RANGES = {"accuracy": (0.0, 1.0), "f1_macro": (0.0, 1.0)}  # the others lie in [0, inf)
 DEFAULT_OBJECTIVES = {"accuracy": "maximize", "size_bytes": "minimize", "latency_ms": "minimize"}
 
 

@@ -126,19 +126,20 @@ class Tracker:
         self.log_result(run_id, metrics)
 
     def log_result(self, run_id: RunId, metrics: Mapping[str, float] | None, curves: Curves = (),
-                   model_file: Path | None = None, error: str | None = None) -> None:
+                   model_dir: Path | None = None, error: str | None = None) -> None:
         """Everything a trial produced, in one batch (final metrics at step 0, curves at their epochs); queued.
 
-        ``model_file`` is copied aside first: the caller may delete it as soon as this returns.
+        The files of ``model_dir`` (the deployed model and its export) are copied aside first: the caller may
+        delete them as soon as this returns.
         """
         staged = None
-        if model_file is not None and model_file.is_file():
-            staged = Path(tempfile.mkdtemp(dir=self._staging)) / model_file.name
-            shutil.copyfile(model_file, staged)
+        if model_dir is not None and model_dir.is_dir() and any(model_dir.iterdir()):
+            staged = Path(tempfile.mkdtemp(dir=self._staging)) / "model"
+            shutil.copytree(model_dir, staged)
         self._defer(self._log_result, run_id, dict(metrics or {}), [(s, dict(v)) for s, v in curves], staged, error)
 
     def _log_result(self, run_id: RunId, metrics: dict[str, float], curves: list[tuple[int, dict[str, float]]],
-                    model_file: Path | None, error: str | None) -> None:
+                    model_dir: Path | None, error: str | None) -> None:
         run_id = _resolve(run_id)
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for step, values in curves for k, v in values.items()]
@@ -146,9 +147,9 @@ class Tracker:
         tags = [RunTag(ERROR_TAG, error[:5000])] if error else []
         for start in range(0, max(len(batch), 1), _BATCH):
             self.client.log_batch(run_id, metrics=batch[start:start + _BATCH], tags=tags if start == 0 else [])
-        if model_file is not None:
-            self.client.log_artifact(run_id, str(model_file))
-            shutil.rmtree(model_file.parent, ignore_errors=True)
+        if model_dir is not None:
+            self.client.log_artifacts(run_id, str(model_dir))
+            shutil.rmtree(model_dir.parent, ignore_errors=True)
 
     def end(self, run_id: RunId, status: str) -> None:
         """Close a run: FINISHED, FAILED or KILLED (queued)."""

@@ -21,6 +21,7 @@ from squeezer.compressors.training import accuracy, predict
 from squeezer.search import data, models
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.metrics import measure
+from squeezer.search.runtime import export
 from squeezer.search.errors import ConfigError
 from squeezer.search.teacher import DiskCache, ensemble_specs, get_teacher, teacher_tokenizer
 from squeezer.spaces import boundary_points
@@ -62,8 +63,7 @@ def baseline(bench: Workbench) -> dict[str, float]:
     """The teacher measured like a trial (plus its test accuracy): the reference every student is compared with."""
     s = bench.splits
     with tempfile.TemporaryDirectory(prefix="squeezer-") as workdir:
-        metrics = measure(bench.teacher, s.val_x, s.val_y, bench.config.measure, Path(workdir) / "teacher.pt",
-                          pad_id=s.pad_id)
+        metrics = measure(bench.teacher, s.val_x, s.val_y, bench.config.measure, Path(workdir), pad_id=s.pad_id)
     return {**metrics, "test_accuracy": accuracy(bench.teacher, s.test_x, s.test_y)}
 
 
@@ -113,7 +113,8 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
               report: Report = lambda step, metrics: None) -> dict[str, float]:
     """Build the student from ``params['student']``, apply each pipeline step with its params, measure it.
 
-    The compressed model's state dict is saved as ``workdir/model.pt``; its size is the ``size_bytes`` metric.
+    The compressed model is written to ``workdir`` as its runtime deploys it (model.onnx or model.pt; that file's
+    bytes are the ``size_bytes`` metric) and as an export (student.pt and architecture.json).
     """
     s = bench.splits
     models.check_fits(dict(params["student"]), s.input_shape, s.num_classes, bench.config.batch_size,
@@ -128,7 +129,8 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
         model = compressors.get(step.name)(dict(params.get(step.name, {}))).apply(model, ctx)
     if not torch.isfinite(predict(model, s.val_x[:256])).all():
         raise TrialFailed("the compressed model outputs NaN or inf")
-    metrics = measure(model, s.val_x, s.val_y, bench.config.measure, workdir / "model.pt", pad_id=s.pad_id)
+    metrics = measure(model, s.val_x, s.val_y, bench.config.measure, workdir, pad_id=s.pad_id)
+    export.save(model, dict(params["student"]), workdir)  # beside the deployed file: what users take away
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise TrialFailed(f"non-finite metrics {bad}")

@@ -96,7 +96,12 @@ def test_distill_reports_per_epoch_curves(ctx: TrialContext, digits) -> None:
     (compressors.Distill, {"temperature": 0}, "temperature: must be > 0, but got 0"),
     (compressors.Distill, {"soft_weight": -0.5}, "soft_weight: must be >= 0, but got -0.5"),
     (compressors.Prune, {"ratio": 1.0}, "ratio: must be in [0, 1), but got 1.0"),
-    (compressors.Quantize, {"bits": 4}, "bits: must be one of [32, 16, 8], but got 4"),
+    (compressors.Quantize, {"bits": 3}, "bits: must be one of [32, 16, 8, 4, 2] (2 = ternary), but got 3"),
+    (compressors.Quantize, {"group_size": 24}, "group_size: must be a power of two in [16, 1024], but got 24"),
+    (compressors.Quantize, {"bits": 16, "qat_epochs": 1}, "qat_epochs: needs bits 8, 4 or 2, but got 1"),
+    (compressors.LowRank, {"rank_ratio": 0}, "rank_ratio: must be in (0, 1], but got 0"),
+    (compressors.Prune, {"importance": "random"},
+     "importance: must be one of ['magnitude', 'taylor'], but got 'random'"),
     (compressors.Quantize, {"bitz": 8}, "bitz: unknown setting; known settings are"),
 ])
 def test_configs_are_validated_on_construction(cls, settings: dict, message: str) -> None:
@@ -114,7 +119,7 @@ def test_configs_are_frozen() -> None:
 def test_unknown_compressor_lists_the_known_ones() -> None:
     with pytest.raises(compressors.UnknownCompressor) as err:
         compressors.get("sqeeze")
-    assert "'sqeeze'" in str(err.value) and "['distill', 'prune', 'quantize']" in str(err.value)
+    assert "'sqeeze'" in str(err.value) and "['distill', 'lowrank', 'prune', 'quantize']" in str(err.value)
 
 
 def test_a_plugin_registers_by_name(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,7 +28,8 @@ BAD = {
         mutate(lambda c: c["pipeline"][1]["prune"].update(ratio={"float": [0.5, 1.5]})),
         "prune.ratio: must be in [0, 1), but got 1.5"),
     "unknown compressor": (mutate(lambda c: c["pipeline"].append({"sqeeze": {}})),
-                           "unknown compressor 'sqeeze'; known compressors are ['distill', 'prune', 'quantize']"),
+                           "unknown compressor 'sqeeze'; known compressors are "
+                           "['distill', 'lowrank', 'prune', 'quantize']"),
     "unknown compressor setting": (mutate(lambda c: c["pipeline"][2]["quantize"].update(bitz=8)),
                                    "quantize.bitz: unknown setting"),
     "unknown student setting": (mutate(lambda c: c["student"].update(heads=4)),

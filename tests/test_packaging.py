@@ -34,4 +34,4 @@ def test_the_editable_install_imports_the_same_way(tmp_path: Path) -> None:
                          text=True).stdout.splitlines()
     assert Path(out[0]) == REPO / "search" / "cli.py"  # the checkout's own files, not a copy
     assert out[1] == "[]"  # no generic top-level names leak into site-packages
-    assert out[2] == "['distill', 'prune', 'quantize']"
+    assert out[2] == "['distill', 'lowrank', 'prune', 'quantize']"

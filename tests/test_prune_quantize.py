@@ -12,6 +12,7 @@ from squeezer import compressors
 from squeezer.compressors.prune import sparsity
 from squeezer.compressors.training import accuracy
 from squeezer.search.metrics import count_params, saved_size
+from squeezer.search.runtime import eager
 
 from conftest import cnn_student, mlp_student
 
@@ -63,29 +64,34 @@ def trained_mlp(ctx, digits) -> nn.Module:
     return compressors.Distill({"epochs": 8, "lr": 3e-3}).apply(mlp_student(digits, width=256), ctx)
 
 
+def in_torch(model: nn.Module, ctx, tmp_path: Path, name: str) -> eager.EagerModel:
+    """``model`` as the torch runtime deploys it (quantization realised with torch.ao), saved under ``name``."""
+    return eager.deploy(model, tmp_path / name / "model.pt")
+
+
 def test_int8_is_at_least_3x_smaller_on_disk_and_within_2_points(ctx, trained_mlp, tmp_path: Path) -> None:
-    int8 = compressors.Quantize({"bits": 8}).apply(trained_mlp, ctx)
-    fp32_bytes, int8_bytes = saved_size(trained_mlp, tmp_path / "fp32.pt"), saved_size(int8, tmp_path / "int8.pt")
-    assert fp32_bytes / int8_bytes >= 3
-    drop = accuracy(trained_mlp, ctx.val_x, ctx.val_y) - accuracy(int8, ctx.val_x, ctx.val_y)
+    fp32 = in_torch(trained_mlp, ctx, tmp_path, "fp32")
+    int8 = in_torch(compressors.Quantize({"bits": 8}).apply(trained_mlp, ctx), ctx, tmp_path, "int8")
+    assert fp32.path.stat().st_size / int8.path.stat().st_size >= 3
+    drop = accuracy(fp32.model, ctx.val_x, ctx.val_y) - accuracy(int8.model, ctx.val_x, ctx.val_y)
     assert drop <= 0.02
-    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in int8.modules())
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in int8.model.modules())
 
 
 @pytest.mark.parametrize("half, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
 def test_16_bit_halves_the_size_and_computes_in_16_bits(ctx, trained_mlp, tmp_path: Path, half, dtype) -> None:
-    model = compressors.Quantize({"bits": 16, "half": half}).apply(trained_mlp, ctx)
-    assert {p.dtype for p in model.parameters()} == {dtype}
-    ratio = saved_size(trained_mlp, tmp_path / "a.pt") / saved_size(model, tmp_path / "b.pt")
+    model = in_torch(compressors.Quantize({"bits": 16, "half": half}).apply(trained_mlp, ctx), ctx, tmp_path, "h")
+    assert {p.dtype for p in model.model.parameters()} == {dtype}
+    ratio = saved_size(trained_mlp, tmp_path / "a.pt") / model.path.stat().st_size
     assert 1.8 < ratio <= 2.0
-    assert accuracy(model, ctx.val_x, ctx.val_y) >= accuracy(trained_mlp, ctx.val_x, ctx.val_y) - 0.02
+    assert accuracy(model.model, ctx.val_x, ctx.val_y) >= accuracy(trained_mlp, ctx.val_x, ctx.val_y) - 0.02
     assert model(ctx.val_x[:2]).dtype == torch.float32  # callers keep a float32 interface
 
 
 def test_cnn_int8_quantizes_the_convolutions_too(ctx, digits, tmp_path: Path) -> None:
     cnn = compressors.Distill({"epochs": 4, "lr": 3e-3}).apply(cnn_student(digits, channels=16, hidden=128), ctx)
-    int8 = compressors.Quantize({"bits": 8}).apply(cnn, ctx)
-    assert any(isinstance(m, torch.ao.nn.quantized.Conv2d) for m in int8.modules())
+    int8 = in_torch(compressors.Quantize({"bits": 8}).apply(cnn, ctx), ctx, tmp_path, "int8")
+    assert any(isinstance(m, torch.ao.nn.quantized.Conv2d) for m in int8.model.modules())
     # Per-tensor scales and file headers are a fixed cost, so a small CNN gains less than 4x.
-    assert saved_size(cnn, tmp_path / "a.pt") / saved_size(int8, tmp_path / "b.pt") >= 2.5
-    assert accuracy(int8, ctx.val_x, ctx.val_y) >= accuracy(cnn, ctx.val_x, ctx.val_y) - 0.03
+    assert saved_size(cnn, tmp_path / "a.pt") / int8.path.stat().st_size >= 2.5
+    assert accuracy(int8.model, ctx.val_x, ctx.val_y) >= accuracy(cnn, ctx.val_x, ctx.val_y) - 0.03

@@ -34,7 +34,7 @@ def test_the_ray_backend_records_trials_like_the_optuna_backend(tmp_path: Path) 
         assert {"student.width", "distill.temperature", "prune.ratio", "quantize.bits"} <= set(child.data.params)
         assert child.data.tags["pareto"] in ("true", "false") and child.data.tags["squeezer.node"]
         assert len(client.get_metric_history(child.info.run_id, "distill.loss")) == 15
-        model = Path(client.download_artifacts(child.info.run_id, "model.pt", str(tmp_path / child.info.run_id)))
+        model = Path(client.download_artifacts(child.info.run_id, "model.onnx", str(tmp_path / child.info.run_id)))
         assert model.stat().st_size == child.data.metrics["size_bytes"]
     study = optuna.load_study(study_name="digits", storage=storage)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3

@@ -14,7 +14,10 @@ from torch import nn
 
 from squeezer import compressors
 from squeezer.compressors import Compressor, CompressorConfig, TrialContext
+from squeezer.search import data
 from squeezer.search.cli import main
+from squeezer.search.runtime import deploy, export
+from squeezer.search.runtime.ort import OnnxModel
 
 from conftest import DIGITS_YAML, digits_config, write_config
 
@@ -43,16 +46,24 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
 
     (parent,), children = runs(tmp_path, "study"), runs(tmp_path, "trial")
     assert len(children) == 4
+    config = digits_config()
+    splits = data.load(config["data"], config["seed"])
     client = MlflowClient(stores(tmp_path)[0])
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert {"accuracy", "size_bytes", "latency_ms", "latency_p90_ms", "throughput", "params"} <= set(
-            child.data.metrics)
+        assert {"accuracy", "f1_macro", "size_bytes", "latency_ms", "latency_p90_ms", "latency_batch_ms",
+                "latency_batch_p90_ms", "throughput", "params", "flops"} <= set(child.data.metrics)
         assert {"student.width", "distill.temperature", "prune.ratio", "quantize.bits"} <= set(child.data.params)
         assert child.data.tags["pareto"] in ("true", "false")
         assert len(client.get_metric_history(child.info.run_id, "distill.loss")) == 15  # one point per epoch
-        model_file = Path(client.download_artifacts(child.info.run_id, "model.pt", str(tmp_path / child.info.run_id)))
-        assert model_file.stat().st_size == child.data.metrics["size_bytes"]  # size is the saved file's size
+        folder = Path(client.download_artifacts(child.info.run_id, "", str(tmp_path / child.info.run_id)))
+        assert {"model.onnx", "student.pt", "architecture.json"} <= {p.name for p in folder.iterdir()}
+        # size is the deployed file's size; the export reloads to the same accuracy, as ONNX and as torch
+        assert (folder / "model.onnx").stat().st_size == child.data.metrics["size_bytes"]
+        assert accuracy(OnnxModel(folder / "model.onnx"), splits) == child.data.metrics["accuracy"]
+        reloaded = deploy(export.load(folder, splits.input_shape, splits.num_classes, realised=False),
+                          "onnxruntime", tmp_path / "again", splits.val_x[:1])
+        assert accuracy(reloaded, splits) == child.data.metrics["accuracy"]
     assert any(c.data.tags["pareto"] == "true" for c in children)
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"pareto.csv", "pareto.png", "config.yaml"}
     assert parent.info.status == "FINISHED"
@@ -62,6 +73,10 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
     table = capsys.readouterr().out.splitlines()[2:]
     on_front = {int(c.data.tags["squeezer.trial"]) for c in children if c.data.tags["pareto"] == "true"}
     assert {int(line.split()[0]) for line in table} == on_front
+
+
+def accuracy(deployed, splits) -> float:
+    return (deployed.predict(splits.val_x).argmax(1) == splits.val_y).float().mean().item()
 
 
 def test_by_default_the_stores_are_files_in_the_working_directory(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ def one_trial(session: Session, trial: optuna.Trial, position: str) -> None:
             session.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             session.tracker.kill(run_id, f"{INTERRUPTED} by the user")
             raise
-        session.record(trial, run_id, outcome, position, model_file=Path(workdir) / "model.pt")
+        session.record(trial, run_id, outcome, position, model_dir=Path(workdir))
 
 
 def _rank(session: Session, number: int) -> int:

@@ -181,7 +181,7 @@ class _Mirror(tune.Callback):
             return
         failed = bool(result.get(ERROR))
         if trial.checkpoint is not None and not failed:
-            s.tracker.log_result(run_id, None, model_file=Path(trial.checkpoint.path) / "model.pt")
+            s.tracker.log_result(run_id, None, model_dir=Path(trial.checkpoint.path))
         s.tracker.end(run_id, "FAILED" if failed else "FINISHED")
         s.progress(position, params, Outcome(None if failed else _metrics(result), str(result.get(ERROR)),
                                              seconds=float(result.get(SECONDS, 0))))

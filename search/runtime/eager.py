@@ -1,0 +1,91 @@
+"""The torch runtime: the model runs in PyTorch eager mode; quantization is realised with torch.ao; the artifact is
+its state dict, with mostly-zero tensors stored as a bitmap plus their survivors."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from squeezer.compressors.quantize import HALF_DTYPES, Precision, Quantized, dynamic_int8, static_int8
+from squeezer.compressors.training import predict
+from squeezer.search.runtime.onnx_graph import SPARSE_MIN_SIZE, SPARSE_MIN_ZEROS
+
+SUPPORTED_BITS = (32, 16, 8)
+
+
+class EagerModel:
+    """A realised torch model and its saved state dict."""
+
+    def __init__(self, model: nn.Module, path: Path) -> None:
+        self.model, self.path = model.eval(), path
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.model(x)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return predict(self.model, x)
+
+
+def realise(model: nn.Module) -> nn.Module:
+    """The torch module that computes what ``model`` (maybe a ``Quantized`` plan) asks for."""
+    if not isinstance(model, Quantized):
+        return model
+    plan, inner = model.plan, model.model
+    bits = {plan.bits_of(name) for name, m in inner.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
+    unsupported = sorted(b for b in bits if b not in SUPPORTED_BITS)
+    if unsupported:
+        raise ValueError(f"quantize.bits: the torch runtime runs {list(SUPPORTED_BITS)} bits, not {unsupported}; "
+                         f"measure.runtime: onnxruntime runs 4 and 2 (ternary)")
+    if plan.bits == 32:
+        return inner
+    if plan.bits == 16:
+        return Precision(copy.deepcopy(inner), HALF_DTYPES[plan.half]).eval()  # .to() would change the plan's model
+    keep = frozenset(name for name in plan.layer_bits if plan.layer_bits[name] == 32)
+    if plan.int8_mode == "dynamic":
+        return dynamic_int8(inner, keep_float=keep)
+    return static_int8(inner, model.calibration, per_channel=plan.per_channel, keep_float=keep)
+
+
+def deploy(model: nn.Module, path: Path) -> EagerModel:
+    realised = realise(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(packed_state(realised.state_dict()), path)
+    return EagerModel(realised, path)
+
+
+def packed_state(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with each large float tensor that is mostly zeros stored as ``name.bitmap`` + ``name.values``."""
+    packed: dict[str, Any] = {}
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.numel() >= SPARSE_MIN_SIZE and \
+                int(torch.count_nonzero(value)) <= (1 - SPARSE_MIN_ZEROS) * value.numel():
+            flat = value.detach().reshape(-1)
+            packed[name + ".bitmap"] = torch.from_numpy(np.packbits((flat != 0).numpy(), bitorder="little"))
+            packed[name + ".values"] = flat[flat != 0].clone()
+            packed[name + ".shape"] = torch.tensor(value.shape)
+        else:
+            packed[name] = value
+    return packed
+
+
+def unpacked_state(packed: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of ``packed_state``."""
+    state: dict[str, Any] = {}
+    for name, value in packed.items():
+        if name.endswith(".bitmap"):
+            base = name.removesuffix(".bitmap")
+            shape = tuple(packed[base + ".shape"].tolist())
+            mask = np.unpackbits(value.numpy(), bitorder="little")[: int(np.prod(shape))].astype(bool)
+            values = packed[base + ".values"]
+            dense = torch.zeros(mask.size, dtype=values.dtype)
+            dense[torch.from_numpy(mask)] = values
+            state[base] = dense.reshape(shape)
+        elif not name.endswith((".values", ".shape")) or name.rsplit(".", 1)[0] + ".bitmap" not in packed:
+            state[name] = value
+    return state

@@ -1,0 +1,128 @@
+"""A compressed model as users take it away: a torch state dict plus the architecture to rebuild it (the student's
+settings, then every layer whose shape or kind compression changed), and the ONNX file the trial measured. Reloaded,
+either reproduces the trial's predictions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from squeezer.compressors.quantize import Plan, Quantized
+from squeezer.search import models
+from squeezer.search.runtime.eager import packed_state, realise, unpacked_state
+
+ARCHITECTURE, WEIGHTS = "architecture.json", "student.pt"
+#: Layers whose construction arguments the architecture records (their shapes are what pruning and low rank change).
+LAYERS: dict[type[nn.Module], tuple[str, ...]] = {
+    nn.Linear: ("in_features", "out_features"),
+    nn.Conv1d: ("in_channels", "out_channels", "kernel_size", "stride", "padding", "groups"),
+    nn.Conv2d: ("in_channels", "out_channels", "kernel_size", "stride", "padding", "groups"),
+    nn.BatchNorm1d: ("num_features",), nn.BatchNorm2d: ("num_features",),
+    nn.LayerNorm: ("normalized_shape",), nn.Embedding: ("num_embeddings", "embedding_dim"),
+    nn.Sequential: (),
+}
+ATTRIBUTES = ("num_attention_heads", "all_head_size")  # a pruned transformer attention's head count
+
+
+def save(model: nn.Module, arch: dict[str, Any], out: Path, onnx_file: Path | None = None) -> None:
+    """Write ``model`` (maybe a ``Quantized`` plan) to ``out``: ``student.pt`` (weights; mostly-zero tensors packed),
+    ``architecture.json``, and a copy of ``onnx_file`` when given."""
+    out.mkdir(parents=True, exist_ok=True)
+    plan = model.plan if isinstance(model, Quantized) else None
+    inner = model.model if isinstance(model, Quantized) else model
+    state = packed_state(inner.state_dict())
+    if plan is not None and plan.int8_mode == "static":
+        state["__calibration__"] = model.calibration  # static int8 is calibrated again on the same samples
+    torch.save(state, out / WEIGHTS)
+    description = {"arch": arch, "layers": layers(inner), "plan": None if plan is None else vars(plan)}
+    (out / ARCHITECTURE).write_text(json.dumps(description, indent=2, default=list))
+    if onnx_file is not None:
+        shutil.copyfile(onnx_file, out / "model.onnx")
+
+
+def load(out: Path, input_shape: tuple[int, ...], num_classes: int, tokens: Any = None,
+         realised: bool = True) -> nn.Module:
+    """Rebuild the model saved in ``out``; with ``realised``, its quantization is realised as the torch runtime
+    does (the ONNX file runs in ONNX Runtime as it is)."""
+    description = json.loads((out / ARCHITECTURE).read_text())
+    state = torch.load(out / WEIGHTS, weights_only=True)
+    calibration = state.pop("__calibration__", None)
+    with torch.device("meta"):  # the built weights are all replaced; nothing is allocated twice
+        model = models.build(description["arch"], input_shape, num_classes, tokens=tokens)
+    reshape(model, description["layers"])
+    model.load_state_dict(unpacked_state(state), assign=True)
+    model.eval()
+    if description["plan"] is None:
+        return model
+    quantized = Quantized(model, Plan(**description["plan"]), calibration)
+    return realise(quantized) if realised else quantized
+
+
+def layers(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """Every recorded layer's kind and construction arguments, by its name in the module tree."""
+    found = {}
+    for name, module in model.named_modules():
+        spec: dict[str, Any] = {}
+        if type(module) in LAYERS:
+            spec = {"kind": type(module).__name__, **{a: getattr(module, a) for a in LAYERS[type(module)]}}
+            if hasattr(module, "bias"):
+                spec["bias"] = module.bias is not None
+        spec |= {a: getattr(module, a) for a in ATTRIBUTES if isinstance(getattr(module, a, None), int)}
+        if name and spec:
+            found[name] = spec
+    return found
+
+
+def reshape(model: nn.Module, recorded: dict[str, dict[str, Any]]) -> None:
+    """Make ``model``'s layers those ``recorded`` (parents before children, as ``named_modules`` lists them)."""
+    kinds = {cls.__name__: cls for cls in LAYERS}
+    for name, spec in recorded.items():
+        spec = dict(spec)
+        attributes = {a: spec.pop(a) for a in ATTRIBUTES if a in spec}
+        kind = spec.pop("kind", None)
+        if kind is not None:
+            current = _get(model, name)
+            if not (type(current).__name__ == kind and layers_equal(current, kind, spec)):
+                _set(model, name, _construct(kinds[kind], spec))
+        for attribute, value in attributes.items():
+            setattr(_get(model, name), attribute, value)
+
+
+def layers_equal(module: nn.Module | None, kind: str, spec: dict[str, Any]) -> bool:
+    if module is None:
+        return False
+    if kind == "Sequential":
+        return True  # its children are checked one by one
+    return all(_plain(getattr(module, k)) == _plain(v) for k, v in spec.items() if k != "bias") and \
+        (module.bias is not None) == spec.get("bias", True)
+
+
+def _construct(cls: type[nn.Module], spec: dict[str, Any]) -> nn.Module:
+    if cls is nn.Sequential:
+        return nn.Sequential()
+    if cls in (nn.BatchNorm1d, nn.BatchNorm2d, nn.Embedding, nn.LayerNorm):
+        spec = {k: v for k, v in spec.items() if k != "bias"}
+    if cls is nn.LayerNorm:
+        spec["normalized_shape"] = tuple(spec["normalized_shape"])
+    return cls(**spec)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, (tuple, list)) else value
+
+
+def _get(model: nn.Module, name: str) -> nn.Module | None:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        return None
+
+
+def _set(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    (model.get_submodule(parent) if parent else model).add_module(child, module)

@@ -1,0 +1,155 @@
+"""Rewrites of an exported ONNX graph: Gemm as MatMul (what ONNX Runtime's quantizers handle), the weight layer each
+node computes, and weights stored packed (low-bit codes, or only a sparse weight's survivors) with a small decoding
+subgraph that ONNX Runtime folds into a plain tensor when the session loads."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from squeezer.compressors.quantize import grid
+
+WEIGHT_OPS = ("MatMul", "Conv")
+SPARSE_MIN_ZEROS = 0.5   # below this a bitmap plus the survivors is not smaller than the dense tensor
+SPARSE_MIN_SIZE = 1024
+
+
+def gemm_to_matmul(model: onnx.ModelProto) -> None:
+    """Replace each Gemm with a constant weight by MatMul (+ Add for the bias); the weight keeps its name, stored as
+    (in, out) like every MatMul weight."""
+    graph, inits = model.graph, {i.name: i for i in model.graph.initializer}
+    nodes = []
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type != "Gemm" or node.input[1] not in inits or attrs.get("transA") or \
+                attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+            nodes.append(node)
+            continue
+        weight = numpy_helper.to_array(inits[node.input[1]])
+        inits[node.input[1]].CopyFrom(numpy_helper.from_array(
+            np.ascontiguousarray(weight.T if attrs.get("transB") else weight), node.input[1]))
+        biased = len(node.input) > 2 and node.input[2]
+        product = node.output[0] + "_product" if biased else node.output[0]
+        nodes.append(helper.make_node("MatMul", [node.input[0], node.input[1]], [product], name=node.name))
+        if biased:
+            nodes.append(helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=node.name + "_bias"))
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def layer_nodes(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    """Weight layer name (as in the torch module tree) -> the MatMul or Conv node that applies its weight."""
+    inits = {i.name for i in model.graph.initializer}
+    return {node.input[1].removesuffix(".weight"): node for node in model.graph.node
+            if node.op_type in WEIGHT_OPS and node.input[1] in inits and node.input[1].endswith(".weight")}
+
+
+def pack_lowbit(model: onnx.ModelProto, node: onnx.NodeProto, bits: int, group_size: int) -> None:
+    """Store ``node``'s weight as ``bits``-bit codes (2 = ternary) with one float16 scale per group of a row."""
+    init = _initializer(model, node.input[1])
+    weight = numpy_helper.to_array(init)
+    rows = torch.from_numpy(weight.T.copy() if node.op_type == "MatMul" else weight)  # (out, fan-in...)
+    codes, scale = grid.quantize(rows, bits, group_size)
+    low = grid.code_range(bits)[0]
+    name = init.name
+    packed = grid.pack((codes.to(torch.int32) - low).flatten(), bits)
+    _replace(model, init, [
+        numpy_helper.from_array(packed.numpy(), name + ".codes"),
+        numpy_helper.from_array(scale.half().numpy(), name + ".scale"),
+    ], _decode_lowbit(name, bits, low, tuple(codes.shape), tuple(rows.shape), node.op_type == "MatMul"))
+
+
+def pack_sparse(model: onnx.ModelProto) -> int:
+    """Store every large weight that is mostly zeros as a bitmap of its non-zeros plus their values; returns how
+    many were packed. Values keep their type, so an int8 weight packs too."""
+    packed = 0
+    for init in list(model.graph.initializer):
+        values = numpy_helper.to_array(init)
+        if values.size < SPARSE_MIN_SIZE or values.dtype.kind not in "fi" or \
+                np.count_nonzero(values) > (1 - SPARSE_MIN_ZEROS) * values.size:
+            continue
+        mask = values.reshape(-1) != 0
+        bitmap = np.packbits(mask, bitorder="little")
+        _replace(model, init, [
+            numpy_helper.from_array(bitmap, init.name + ".bitmap"),
+            numpy_helper.from_array(values.reshape(-1)[mask], init.name + ".values"),
+        ], _decode_sparse(init.name, values.shape, values.size, init.data_type))
+        packed += 1
+    return packed
+
+
+def _decode_bits(prefix: str, source: str, bits: int, count: int) -> tuple[list[onnx.NodeProto], list, str]:
+    """Nodes turning uint8 bytes into ``count`` int32 codes of ``bits`` bits each (little-end first)."""
+    per_byte = 8 // bits
+    consts = [numpy_helper.from_array((np.arange(per_byte, dtype=np.uint8) * bits)[None, :], prefix + ".shifts"),
+              numpy_helper.from_array(np.array(2**bits - 1, dtype=np.uint8), prefix + ".mask"),
+              numpy_helper.from_array(np.array([1], dtype=np.int64), prefix + ".one"),
+              numpy_helper.from_array(np.array([-1], dtype=np.int64), prefix + ".flat"),
+              numpy_helper.from_array(np.array([0], dtype=np.int64), prefix + ".zero"),
+              numpy_helper.from_array(np.array([count], dtype=np.int64), prefix + ".count")]
+    n = lambda op, ins, out, **kw: helper.make_node(op, ins, [f"{prefix}.{out}"], **kw)
+    nodes = [n("Unsqueeze", [source, prefix + ".one"], "column"),
+             n("BitShift", [prefix + ".column", prefix + ".shifts"], "shifted", direction="RIGHT"),
+             n("BitwiseAnd", [prefix + ".shifted", prefix + ".mask"], "masked"),
+             n("Reshape", [prefix + ".masked", prefix + ".flat"], "all"),
+             n("Slice", [prefix + ".all", prefix + ".zero", prefix + ".count"], "codes")]
+    return nodes, consts, prefix + ".codes"
+
+
+def _decode_lowbit(name: str, bits: int, low: int, grouped: tuple[int, ...], shape: tuple[int, ...],
+                   transpose: bool) -> tuple[list[onnx.NodeProto], list]:
+    prefix = name + ".decode"
+    nodes, consts, codes = _decode_bits(prefix, name + ".codes", bits, int(np.prod(grouped)))
+    fan_in = int(np.prod(shape[1:]))
+    consts += [numpy_helper.from_array(np.array(grouped, dtype=np.int64), prefix + ".grouped"),
+               numpy_helper.from_array(np.array(low, dtype=np.float32), prefix + ".low"),
+               numpy_helper.from_array(np.array([shape[0], -1], dtype=np.int64), prefix + ".rows"),
+               numpy_helper.from_array(np.array([fan_in], dtype=np.int64), prefix + ".fan_in"),
+               numpy_helper.from_array(np.array([1], dtype=np.int64), prefix + ".axis1"),
+               numpy_helper.from_array(np.array([0], dtype=np.int64), prefix + ".start"),
+               numpy_helper.from_array(np.array(shape, dtype=np.int64), prefix + ".shape")]
+    n = lambda op, ins, out, **kw: helper.make_node(op, ins, [f"{prefix}.{out}"], **kw)
+    nodes += [n("Cast", [codes], "float", to=TensorProto.FLOAT),
+              n("Add", [prefix + ".float", prefix + ".low"], "signed"),
+              n("Reshape", [prefix + ".signed", prefix + ".grouped"], "groups"),
+              n("Cast", [name + ".scale"], "scale32", to=TensorProto.FLOAT),
+              n("Mul", [prefix + ".groups", prefix + ".scale32"], "scaled"),
+              n("Reshape", [prefix + ".scaled", prefix + ".rows"], "padded"),
+              n("Slice", [prefix + ".padded", prefix + ".start", prefix + ".fan_in", prefix + ".axis1"], "rows_"),
+              helper.make_node("Reshape", [prefix + ".rows_", prefix + ".shape"],
+                               [name + (".torch" if transpose else "")])]
+    if transpose:
+        nodes.append(helper.make_node("Transpose", [name + ".torch"], [name]))
+    return nodes, consts
+
+
+def _decode_sparse(name: str, shape: tuple[int, ...], size: int, dtype: int) -> tuple[list[onnx.NodeProto], list]:
+    prefix = name + ".unpack"
+    nodes, consts, bits = _decode_bits(prefix, name + ".bitmap", 1, size)
+    consts += [numpy_helper.from_array(np.array([size], dtype=np.int64), prefix + ".size"),
+               numpy_helper.from_array(np.array(shape, dtype=np.int64), prefix + ".shape")]
+    n = lambda op, ins, out, **kw: helper.make_node(op, ins, [f"{prefix}.{out}"], **kw)
+    zero = helper.make_tensor(prefix + ".zero_value", dtype, [1], [0])
+    nodes += [n("Cast", [bits], "present", to=TensorProto.BOOL),
+              n("NonZero", [prefix + ".present"], "where"),
+              n("Transpose", [prefix + ".where"], "indices"),
+              n("ConstantOfShape", [prefix + ".size"], "zeros", value=zero),
+              n("ScatterND", [prefix + ".zeros", prefix + ".indices", name + ".values"], "dense"),
+              helper.make_node("Reshape", [prefix + ".dense", prefix + ".shape"], [name])]
+    return nodes, consts
+
+
+def _initializer(model: onnx.ModelProto, name: str) -> onnx.TensorProto:
+    return next(i for i in model.graph.initializer if i.name == name)
+
+
+def _replace(model: onnx.ModelProto, init: onnx.TensorProto, stored: list, decode: tuple[list, list]) -> None:
+    """Swap the initializer ``init`` for ``stored`` plus the ``decode`` nodes (put first) that recreate it."""
+    nodes, consts = decode
+    model.graph.initializer.remove(init)
+    model.graph.initializer.extend(stored + consts)
+    existing = list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes + existing)

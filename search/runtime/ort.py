@@ -1,0 +1,52 @@
+"""The ONNX Runtime runtime: the model is exported to ONNX, quantized with ONNX Runtime's tools, weights that are
+mostly zeros stored packed; it runs in an ``InferenceSession`` on the CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from squeezer.compressors.quantize import Quantized
+from squeezer.search.runtime.onnx_export import INPUT, export_onnx
+from squeezer.search.runtime.onnx_graph import pack_sparse
+from squeezer.search.runtime.onnx_quantize import quantize_onnx
+
+SUPPORTED_HALF = ("fp16",)  # ONNX Runtime's CPU kernels have no bf16
+
+
+class OnnxModel:
+    """An ONNX file and a CPU session on it with ``threads`` intra-op threads."""
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.log_severity_level = 3
+        self.path = path
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {INPUT: x.numpy()})[0]).float()
+
+    def predict(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        return torch.cat([self(chunk) for chunk in x.split(batch_size)])
+
+
+def deploy(model: nn.Module, path: Path, example: torch.Tensor, threads: int = 1) -> OnnxModel:
+    """Export ``model`` (realising its quantization plan, if any) to ``path`` and open a session on it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    inner = model.model if isinstance(model, Quantized) else model
+    export_onnx(inner, example, path)
+    if isinstance(model, Quantized):
+        if model.plan.bits == 16 and model.plan.half not in SUPPORTED_HALF:
+            raise ValueError(f"quantize.half: ONNX Runtime on CPU runs {list(SUPPORTED_HALF)}, not "
+                             f"{model.plan.half!r}; bf16 needs measure.runtime: torch")
+        quantize_onnx(path, model.plan, model.calibration)
+    proto = onnx.load(str(path))
+    if pack_sparse(proto):
+        onnx.save(proto, str(path))
+    return OnnxModel(path, threads)
