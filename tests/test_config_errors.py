@@ -45,6 +45,17 @@ BAD = {
     "zero batch size": (mutate(lambda c: c.update(training={"batch_size": 0})),
                         "training.batch_size: must be an integer >= 1, but got 0"),
     "quote in the name": (mutate(lambda c: c.update(name="it's")), "name: is required: letters, digits"),
+    "4 bits in the torch runtime": (
+        mutate(lambda c: (c["pipeline"][2]["quantize"].update(bits={"choice": [8, 4]}),
+                          c.update(measure={"runtime": "torch"}))),
+        "quantize.bits: the torch runtime runs [32, 16, 8] bits; 4 and 2 (ternary) need measure.runtime: onnxruntime"),
+    "bf16 in ONNX Runtime": (mutate(lambda c: c["pipeline"][2]["quantize"].update(bits=16, half="bf16")),
+                             "quantize.half: ONNX Runtime on CPU runs ['fp16']; bf16 needs measure.runtime: torch"),
+    "unknown runtime": (mutate(lambda c: c.update(measure={"runtime": "tensorrt"})),
+                        "measure.runtime: must be one of ['onnxruntime', 'torch'], but got 'tensorrt'"),
+    "unknown layer for layer_bits": (
+        mutate(lambda c: c["pipeline"][2]["quantize"].update(layer_bits={"9": 8})),
+        "quantize.layer_bits.9: is not a weight layer; the student's are"),
     "bad sampler": (mutate(lambda c: c["search"].update(sampler="grid")),
                     "search.sampler: must be one of ['nsga2', 'tpe', 'random']"),
 }

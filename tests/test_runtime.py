@@ -143,6 +143,17 @@ def test_first_and_last_layers_stay_at_8_bits_by_default_and_layer_bits_override
         compressors.Quantize({"layer_bits": {"9": 8}}).check_models(trained["mlp"], [], ctx.val_x[:1])
 
 
+def test_mixed_precision_puts_each_layer_at_its_own_bits(trained, ctx, tmp_path: Path) -> None:
+    mixed = onnx_model(compressors.Quantize({"bits": 4}).apply(trained["mlp"], ctx), ctx, tmp_path, "mixed")
+    ops = [n.op_type for n in onnx.load(str(mixed.path)).graph.node]
+    assert ops.count("MatMulNBits") == 1 and ops.count("MatMulInteger") == 2  # the middle layer at 4, ends at 8
+    kept = onnx_model(compressors.Quantize({"bits": 2, "ends_bits": 2, "layer_bits": {"5": 32}}).apply(
+        trained["mlp"], ctx), ctx, tmp_path, "kept")
+    graph = onnx.load(str(kept.path)).graph
+    assert "5.weight" in {i.name for i in graph.initializer}  # the classifier stays a plain float weight
+    assert {"1.weight.codes", "3.weight.codes"} <= {i.name for i in graph.initializer}
+
+
 def test_low_rank_factorises_linear_layers_and_keeps_the_function_at_full_rank(trained, ctx) -> None:
     model = trained["mlp"]
     half = compressors.LowRank({"rank_ratio": 0.25, "finetune_epochs": 0}).apply(model, ctx)
@@ -192,3 +203,30 @@ def test_a_layer_that_does_not_export_is_named(tmp_path: Path) -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), Spectral(), nn.Linear(8, 3))
     with pytest.raises(ExportError, match=r"layer '2' \(Spectral\) does not export to ONNX: .*svdvals"):
         export_onnx(model, torch.randn(2, 1, 8, 8), tmp_path / "m.onnx")
+
+
+def test_the_extended_space_composes_in_a_study_and_shows_in_mlflow(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from conftest import digits_config, write_config
+    from test_study import runs, search, stores
+
+    config = digits_config()
+    config["pipeline"] = [
+        {"distill": {"epochs": 2}},
+        {"prune": {"ratio": {"float": [0.0, 0.6]}, "structured": {"choice": [True, False]},
+                   "importance": {"choice": ["magnitude", "taylor"]}, "scope": {"choice": ["layer", "global"]}}},
+        {"lowrank": {"rank_ratio": {"float": [0.2, 1.0]}, "finetune_epochs": 0}},
+        {"quantize": {"bits": {"choice": [8, 4, 2]}, "group_size": {"choice": [16, 32]},
+                      "ends_bits": {"choice": [8, 2]}}},
+    ]
+    assert search(write_config(tmp_path, config), tmp_path, 4) == 0
+    children = runs(tmp_path, "trial")
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+    for child in children:
+        assert {"prune.importance", "prune.scope", "lowrank.rank_ratio", "quantize.bits", "quantize.group_size",
+                "quantize.ends_bits"} <= set(child.data.params)
+        assert {"f1_macro", "flops", "latency_batch_ms"} <= set(child.data.metrics)
+    client = MlflowClient(stores(tmp_path)[0])
+    assert {a.path for a in client.list_artifacts(children[0].info.run_id)} >= {"model.onnx", "student.pt",
+                                                                                "architecture.json"}

@@ -30,10 +30,11 @@ class QuantizeConfig(CompressorConfig):
     half: str = "fp16"          # the 16-bit format: fp16 or bf16 (bf16 only in the torch runtime)
     int8_mode: str = "auto"     # auto: static when the model has convolutions (dynamic int8 leaves them float)
     per_channel: bool = True    # int8: one scale per output channel (else per tensor)
-    symmetric: bool = True      # int8: symmetric weights and activations (else asymmetric, zero points)
+    symmetric: bool = False     # static int8 activations: int8 around zero, or (default) uint8 with a zero point
     group_size: int = 32        # int4 / ternary: weights per scale along each row
     ends_bits: int = 8          # the first and last weight layers, when higher than bits (32: float; 2: no exception)
-    layer_bits: dict[str, int] = field(default_factory=dict)  # per-layer overrides, by module name
+    layer_bits: dict[str, int] = field(default_factory=dict)  # per-layer overrides by module name (not at 16 bits:
+    #                                                            a 16-bit model is 16-bit throughout)
     calibration_samples: int = 512
     qat_epochs: int = 0         # quantization-aware fine-tuning: fake-quantized weights, distilled from the teacher
     qat_lr: float = 5e-4
@@ -50,8 +51,6 @@ class QuantizeConfig(CompressorConfig):
         check(isinstance(self.layer_bits, dict), "layer_bits", "must map layer names to bits", self.layer_bits)
         for layer, bits in self.layer_bits.items():
             check(bits in LAYER_BITS, f"layer_bits.{layer}", f"must be one of {list(LAYER_BITS)}", bits)
-        check(not (self.layer_bits and self.bits == 16), "layer_bits",
-              "cannot mix with bits 16 (a 16-bit model is 16-bit throughout)", self.layer_bits)
         check(isinstance(self.calibration_samples, int) and self.calibration_samples >= 1, "calibration_samples",
               "must be an integer >= 1", self.calibration_samples)
         check(isinstance(self.qat_epochs, int) and self.qat_epochs >= 0, "qat_epochs", "must be an integer >= 0",
@@ -64,7 +63,7 @@ class QuantizeConfig(CompressorConfig):
         ``ends_bits`` when that is higher, then the ``layer_bits`` overrides."""
         layers = weight_layers(model)
         ends = {layers[0], layers[-1]} if layers and self.bits < self.ends_bits else set()
-        layer_bits = {name: self.ends_bits for name in ends} | dict(self.layer_bits)
+        layer_bits = {name: self.ends_bits for name in ends} | dict(self.layer_bits) if self.bits != 16 else {}
         has_conv = any(isinstance(m, (nn.Conv1d, nn.Conv2d)) for m in model.modules())
         mode = self.int8_mode if self.int8_mode != "auto" else "static" if has_conv else "dynamic"
         return Plan(self.bits, layer_bits, self.half, mode, self.per_channel, self.symmetric, self.group_size)

@@ -18,7 +18,7 @@ class Plan:
     half: str = "fp16"
     int8_mode: str = "dynamic"      # dynamic or static (auto is resolved when the plan is made)
     per_channel: bool = True
-    symmetric: bool = True
+    symmetric: bool = False
     group_size: int = 32
 
     def bits_of(self, layer: str) -> int:

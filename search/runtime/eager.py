@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from squeezer.compressors.quantize import HALF_DTYPES, Precision, Quantized, dynamic_int8, static_int8
+from squeezer.compressors.quantize import HALF_DTYPES, Precision, Quantized, dynamic_int8, static_int8, \
+    weight_layers
 from squeezer.compressors.training import predict
 from squeezer.search.runtime.onnx_graph import SPARSE_MIN_SIZE, SPARSE_MIN_ZEROS
 
@@ -37,16 +38,16 @@ def realise(model: nn.Module) -> nn.Module:
     if not isinstance(model, Quantized):
         return model
     plan, inner = model.plan, model.model
-    bits = {plan.bits_of(name) for name, m in inner.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
-    unsupported = sorted(b for b in bits if b not in SUPPORTED_BITS)
+    if plan.bits == 16:
+        return Precision(copy.deepcopy(inner), HALF_DTYPES[plan.half]).eval()  # .to() would change the plan's model
+    bits = {name: plan.bits_of(name) for name in weight_layers(inner)}
+    unsupported = sorted({b for b in bits.values() if b not in SUPPORTED_BITS})
     if unsupported:
         raise ValueError(f"quantize.bits: the torch runtime runs {list(SUPPORTED_BITS)} bits, not {unsupported}; "
                          f"measure.runtime: onnxruntime runs 4 and 2 (ternary)")
-    if plan.bits == 32:
+    if 8 not in bits.values():
         return inner
-    if plan.bits == 16:
-        return Precision(copy.deepcopy(inner), HALF_DTYPES[plan.half]).eval()  # .to() would change the plan's model
-    keep = frozenset(name for name in plan.layer_bits if plan.layer_bits[name] == 32)
+    keep = frozenset(name for name, b in bits.items() if b == 32)
     if plan.int8_mode == "dynamic":
         return dynamic_int8(inner, keep_float=keep)
     return static_int8(inner, model.calibration, per_channel=plan.per_channel, keep_float=keep)

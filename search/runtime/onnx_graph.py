@@ -40,10 +40,18 @@ def gemm_to_matmul(model: onnx.ModelProto) -> None:
 
 
 def layer_nodes(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
-    """Weight layer name (as in the torch module tree) -> the MatMul or Conv node that applies its weight."""
+    """Weight layer name (as in the torch module tree) -> the MatMul or Conv node that applies its constant weight.
+
+    The exporter names each node by its module's scope (``/features/0/Conv`` for ``features.0``); a weight it had to
+    rename (a convolution with its BatchNorm folded in is ``onnx::Conv_12``) is found that way too.
+    """
     inits = {i.name for i in model.graph.initializer}
-    return {node.input[1].removesuffix(".weight"): node for node in model.graph.node
-            if node.op_type in WEIGHT_OPS and node.input[1] in inits and node.input[1].endswith(".weight")}
+    found = {}
+    for node in model.graph.node:
+        if node.op_type in WEIGHT_OPS and len(node.input) > 1 and node.input[1] in inits:
+            scope = node.name.strip("/").rpartition("/")[0]
+            found[scope.replace("/", ".") if scope else node.input[1].removesuffix(".weight")] = node
+    return found
 
 
 def pack_lowbit(model: onnx.ModelProto, node: onnx.NodeProto, bits: int, group_size: int) -> None:
@@ -72,10 +80,11 @@ def pack_sparse(model: onnx.ModelProto) -> int:
             continue
         mask = values.reshape(-1) != 0
         bitmap = np.packbits(mask, bitorder="little")
+        survivors = np.concatenate([np.zeros(1, values.dtype), values.reshape(-1)[mask]])  # [0] for the zeros
         _replace(model, init, [
             numpy_helper.from_array(bitmap, init.name + ".bitmap"),
-            numpy_helper.from_array(values.reshape(-1)[mask], init.name + ".values"),
-        ], _decode_sparse(init.name, values.shape, values.size, init.data_type))
+            numpy_helper.from_array(survivors, init.name + ".values"),
+        ], _decode_sparse(init.name, values.shape, values.size))
         packed += 1
     return packed
 
@@ -125,18 +134,19 @@ def _decode_lowbit(name: str, bits: int, low: int, grouped: tuple[int, ...], sha
     return nodes, consts
 
 
-def _decode_sparse(name: str, shape: tuple[int, ...], size: int, dtype: int) -> tuple[list[onnx.NodeProto], list]:
+def _decode_sparse(name: str, shape: tuple[int, ...], size: int) -> tuple[list[onnx.NodeProto], list]:
+    """Position i of the weight is values[cumsum(bits)[i]] where its bit is set, values[0] (a stored zero) where
+    not: static shapes only, so ONNX Runtime folds it when the session loads (a NonZero/ScatterND decoding is not
+    folded and would run on every call)."""
     prefix = name + ".unpack"
     nodes, consts, bits = _decode_bits(prefix, name + ".bitmap", 1, size)
-    consts += [numpy_helper.from_array(np.array([size], dtype=np.int64), prefix + ".size"),
+    consts += [numpy_helper.from_array(np.array(0, dtype=np.int64), prefix + ".axis"),
                numpy_helper.from_array(np.array(shape, dtype=np.int64), prefix + ".shape")]
     n = lambda op, ins, out, **kw: helper.make_node(op, ins, [f"{prefix}.{out}"], **kw)
-    zero = helper.make_tensor(prefix + ".zero_value", dtype, [1], [0])
-    nodes += [n("Cast", [bits], "present", to=TensorProto.BOOL),
-              n("NonZero", [prefix + ".present"], "where"),
-              n("Transpose", [prefix + ".where"], "indices"),
-              n("ConstantOfShape", [prefix + ".size"], "zeros", value=zero),
-              n("ScatterND", [prefix + ".zeros", prefix + ".indices", name + ".values"], "dense"),
+    nodes += [n("Cast", [bits], "present", to=TensorProto.INT64),
+              n("CumSum", [prefix + ".present", prefix + ".axis"], "rank"),
+              n("Mul", [prefix + ".rank", prefix + ".present"], "index"),
+              n("Gather", [name + ".values", prefix + ".index"], "dense"),
               helper.make_node("Reshape", [prefix + ".dense", prefix + ".shape"], [name])]
     return nodes, consts
 
