@@ -15,6 +15,7 @@ import yaml
 from squeezer.compressors import Distill, InvalidConfig, TeacherOutputs, TrialContext
 from squeezer.compressors.distill.transformer import attention_loss, hidden_loss, layer_map
 from squeezer.compressors.quantize import Precision, dynamic_int8
+from squeezer.compressors.prune import Prune
 from squeezer.compressors.transformer_prune import prune_heads_and_ffn
 from squeezer.search import data, models
 from squeezer.search.cli import main
@@ -258,6 +259,22 @@ def test_head_and_ffn_pruning_keeps_outputs_finite_and_shrinks_the_saved_file(tm
     with torch.no_grad():
         assert torch.isfinite(model(ids)).all() and model(ids).shape == (4, 2)
     assert saved_size(model, tmp_path / "b.pt") < before
+
+
+def test_taylor_and_global_head_pruning_keep_at_least_one_head_and_unit_per_layer() -> None:
+    torch.manual_seed(0)
+    model = models.build({"family": "bert", "layers": 2, "hidden": 32, "heads": 4, "intermediate": 64}, (16,), 2,
+                         tokens=tokens(500))
+    ids, labels = torch.randint(1, 500, (32, 16)), torch.randint(0, 2, (32,))
+    ctx = TrialContext(ids, labels, ids, labels, seed=0, batch_size=16)
+    pruned = Prune({"ratio": 0.7, "importance": "taylor", "scope": "global", "steps": 2}).apply(model, ctx)
+    layers = pruned.model.bert.encoder.layer
+    heads = [layer.attention.self.num_attention_heads for layer in layers]
+    units = [layer.intermediate.dense.out_features for layer in layers]
+    assert all(h >= 1 for h in heads) and all(u >= 1 for u in units)
+    assert sum(heads) <= 0.5 * 8 and sum(units) <= 0.5 * 128  # compounding steps of a global ranking
+    with torch.no_grad():
+        assert pruned(ids).shape == (32, 2)
 
 
 def test_int8_text_students_store_int8_token_tables_and_16_bit_ones_run(tmp_path: Path) -> None:
