@@ -71,7 +71,7 @@ class MeasureSettings:
     warmup: int = 10
     repeats: int = 50
     batch: int = 64
-    runtime: str = "onnxruntime"  # or torch; text students default to torch (their ONNX export is not done yet)
+    runtime: str = "onnxruntime"  # or torch: where the students are deployed, and measured
 
 
 @dataclass(frozen=True)
@@ -114,24 +114,13 @@ def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
             student=_student(raw.get("student")), pipeline=_pipeline(raw.get("pipeline", list(DEFAULT_PIPELINE))),
             objectives=parse_objectives(raw.get("objectives")), constraints=parse_constraints(raw.get("constraints")),
             search=_settings(SearchSettings, raw.get("search"), "search"),
-            measure=_measure(raw.get("measure"), raw.get("data")),
+            measure=_settings(MeasureSettings, raw.get("measure"), "measure"),
             batch_size=_int(_section(raw.get("training") or {}, "training", {"batch_size"}).get("batch_size", 128),
                             "training.batch_size", minimum=1, maximum=LIMITS["training.batch_size"]), raw=raw)
     except SpaceError as err:
         raise ConfigError(err.knob, err.rule, err.value) from None
     check_runtime(config)
     return config
-
-
-def _measure(raw: Any, data: Any) -> MeasureSettings:
-    settings = _settings(MeasureSettings, raw, "measure")
-    if isinstance(data, dict) and is_text(data):
-        if "runtime" not in (raw or {}):
-            return dataclasses.replace(settings, runtime="torch")
-        if settings.runtime != "torch":
-            raise ConfigError("measure.runtime", "text students run in the torch runtime (their ONNX export is not "
-                              "supported yet); supported: ['torch']", settings.runtime)
-    return settings
 
 
 def check_runtime(config: ExperimentConfig) -> None:

@@ -16,6 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from squeezer.compressors.quantize import Quantized
 from squeezer.search.config import MeasureSettings
+from squeezer.search.data.text import full_length
 from squeezer.search.runtime import Deployed, deploy
 
 
@@ -39,16 +40,6 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: Measur
         "params": float(count_params(model)),
         "flops": float(count_flops(model, timed[:1])),
     }
-
-
-def full_length(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
-    """Token rows with every padding position filled by the row's own tokens, repeated: a text model then runs
-    the whole configured sequence length, however short the sentence."""
-    rows = []
-    for row in ids:
-        real = row[row != pad_id]
-        rows.append(real.repeat(-(-len(row) // max(1, len(real))))[: len(row)] if len(real) else row)
-    return torch.stack(rows)
 
 
 def saved_size(model: nn.Module, path: Path) -> int:

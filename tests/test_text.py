@@ -16,10 +16,13 @@ from squeezer.compressors import Distill, InvalidConfig, TeacherOutputs, TrialCo
 from squeezer.compressors.distill.transformer import attention_loss, hidden_loss, layer_map
 from squeezer.compressors.quantize import Precision, dynamic_int8
 from squeezer.compressors.prune import Prune
+from squeezer.compressors.quantize import Quantize
+from squeezer.search.runtime import deploy
 from squeezer.compressors.transformer_prune import prune_heads_and_ffn
 from squeezer.search import data, models
 from squeezer.search.cli import main
-from squeezer.search.metrics import full_length, saved_size
+from squeezer.search.data.text import full_length
+from squeezer.search.metrics import saved_size
 from squeezer.search.models import text
 
 POSITIVE = ["a great and moving film", "wonderful acting, fine story", "good fun", "a delight from start to end",
@@ -275,6 +278,23 @@ def test_taylor_and_global_head_pruning_keep_at_least_one_head_and_unit_per_laye
     assert sum(heads) <= 0.5 * 8 and sum(units) <= 0.5 * 128  # compounding steps of a global ranking
     with torch.no_grad():
         assert pruned(ids).shape == (32, 2)
+
+
+def test_text_students_run_in_onnx_runtime_as_in_torch_and_int8_shrinks_their_token_tables(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    ids = torch.randint(1, 5000, (32, 16))
+    ids[:10, 9:] = 0  # padding: masked in both runtimes
+    ctx = TrialContext(ids, torch.zeros(32, dtype=torch.long), ids, ids)
+    for arch in ({"family": "bert", "layers": 1, "hidden": 32, "heads": 2, "intermediate": 64},
+                 {"family": "bag", "dim": 32}, {"family": "textcnn", "dim": 32, "channels": 16}):
+        model = models.build(arch, (16,), 2, tokens=tokens(5000)).eval()
+        fp32 = deploy(model, "onnxruntime", tmp_path / "fp32", ids[:1])  # a padded example: traced at full length
+        int8 = deploy(Quantize({"bits": 8}).apply(model, ctx), "onnxruntime", tmp_path / "int8", ids[:1])
+        with torch.no_grad():
+            assert torch.allclose(fp32.predict(ids), model(ids), atol=1e-5), arch
+            assert (int8.predict(ids) - model(ids)).abs().max() < 0.05, arch
+            assert torch.allclose(fp32.predict(ids[10:]), model(ids[10:]), atol=1e-5), arch  # all 16 tokens read
+        assert int8.path.stat().st_size < 0.35 * fp32.path.stat().st_size, arch
 
 
 def test_int8_text_students_store_int8_token_tables_and_16_bit_ones_run(tmp_path: Path) -> None:

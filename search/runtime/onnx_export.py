@@ -11,6 +11,7 @@ import onnx
 import torch
 from torch import nn
 
+from squeezer.search.data.text import full_length
 from squeezer.search.runtime.onnx_graph import gemm_to_matmul
 
 OPSET = 20
@@ -22,8 +23,14 @@ class ExportError(RuntimeError):
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> onnx.ModelProto:
-    """Write ``model`` (eval mode, any batch size) to ``path`` as ONNX with Gemm nodes as MatMul; return it."""
+    """Write ``model`` (eval mode, any batch size) to ``path`` as ONNX with Gemm nodes as MatMul; return it.
+
+    A text model (one with a ``pad_id``) is traced on tokens without padding: it then keeps every position, and
+    padding is masked at run time as in torch (a traced cut of padding columns would fix the length for good)."""
     model = model.eval()
+    pad_id = getattr(model, "pad_id", None)
+    if pad_id is not None and not example.is_floating_point():
+        example = full_length(example, pad_id)
     try:
         _export(model, example, path)
     except Exception as err:  # noqa: BLE001 - the exporter raises many types; the culprit layer is what helps

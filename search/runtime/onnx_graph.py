@@ -50,15 +50,27 @@ def layer_nodes(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
     for node in model.graph.node:
         if node.op_type in WEIGHT_OPS and len(node.input) > 1 and node.input[1] in inits:
             scope = node.name.strip("/").rpartition("/")[0]
-            found[scope.replace("/", ".") if scope else node.input[1].removesuffix(".weight")] = node
+            found[_module_name(scope) if scope else node.input[1].removesuffix(".weight")] = node
     return found
+
+
+def _module_name(scope: str) -> str:
+    """``head/head.0`` -> ``head.0``: a container's child is scoped by its parent's name plus its own (a ModuleList,
+    never called itself, leaves only the child: ``encoder/layer.0`` -> ``encoder.layer.0``)."""
+    parts: list[str] = []
+    for part in scope.split("/"):
+        if parts and part.startswith(parts[-1] + "."):
+            parts[-1] = part
+        else:
+            parts.append(part)
+    return ".".join(parts)
 
 
 def pack_lowbit(model: onnx.ModelProto, node: onnx.NodeProto, bits: int, group_size: int) -> None:
     """Store ``node``'s weight as ``bits``-bit codes (2 = ternary) with one float16 scale per group of a row."""
     init = _initializer(model, node.input[1])
     weight = numpy_helper.to_array(init)
-    rows = torch.from_numpy(weight.T.copy() if node.op_type == "MatMul" else weight)  # (out, fan-in...)
+    rows = torch.from_numpy(np.array(weight.T if node.op_type == "MatMul" else weight))  # (out, fan-in...), a copy
     codes, scale = grid.quantize(rows, bits, group_size)
     low = grid.code_range(bits)[0]
     name = init.name

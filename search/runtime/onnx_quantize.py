@@ -19,8 +19,8 @@ from squeezer.search.runtime.onnx_export import INPUT
 from squeezer.search.runtime.onnx_graph import layer_nodes, pack_lowbit
 
 
-def quantize_onnx(path: Path, plan: Plan, calibration: torch.Tensor) -> None:
-    """Rewrite the ONNX file at ``path`` so that each weight layer computes at the plan's bits."""
+def quantize_onnx(path: Path, plan: Plan, calibration: torch.Tensor, layers: list[str]) -> None:
+    """Rewrite the ONNX file at ``path`` so that each of the model's weight ``layers`` computes at the plan's bits."""
     model = onnx.load(str(path))
     if plan.bits == 16:
         from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -29,6 +29,9 @@ def quantize_onnx(path: Path, plan: Plan, calibration: torch.Tensor) -> None:
             onnx.save(convert_float_to_float16(model, keep_io_types=True), str(path))
         return
     nodes = layer_nodes(model)
+    missing = sorted(set(layers) - set(nodes))
+    if missing:  # a layer left out would be reported as quantized while it runs in float
+        raise RuntimeError(f"the exported graph has no node for the weight layers {missing}; found {sorted(nodes)}")
     lowbit = {layer: node for layer, node in nodes.items() if plan.bits_of(layer) in (4, 2)}
     matmul4 = [node.name for layer, node in lowbit.items() if plan.bits_of(layer) == 4 and node.op_type == "MatMul"]
     for layer, node in lowbit.items():
@@ -41,9 +44,20 @@ def quantize_onnx(path: Path, plan: Plan, calibration: torch.Tensor) -> None:
             # dynamic int8 convolutions (ConvInteger) ran 3-6x slower than fp32 here: like torch.ao's dynamic
             # quantization, it takes the MatMul layers only
             and (plan.int8_mode == "static" or node.op_type == "MatMul")]
-    if int8:
-        others = [node.name for layer, node in nodes.items() if plan.bits_of(layer) != 8]
-        _int8(path, int8, others, plan, calibration)
+    if int8 and plan.int8_mode == "static":
+        _static_int8(path, [node.name for layer, node in nodes.items() if plan.bits_of(layer) != 8], plan,
+                     calibration)
+        int8 = []
+    dynamic = int8 + (token_tables(onnx.load(str(path))) if plan.bits <= 8 else [])
+    if dynamic:
+        _dynamic_int8(path, dynamic, plan)
+
+
+def token_tables(model: onnx.ModelProto, rows: int = 1024) -> list[str]:
+    """The Gather nodes that read a large embedding table: most of a small text model's bytes, int8 by rows."""
+    shapes = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    return [n.name for n in model.graph.node
+            if n.op_type == "Gather" and len(shapes.get(n.input[0], ())) == 2 and shapes[n.input[0]][0] >= rows]
 
 
 def _matmul_nbits(model: onnx.ModelProto, names: list[str], group_size: int) -> onnx.ModelProto:
@@ -67,33 +81,47 @@ def _matmul_nbits(model: onnx.ModelProto, names: list[str], group_size: int) -> 
 STATIC_OPS = ["Conv", "MatMul", "Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten"]
 
 
-def _int8(path: Path, names: list[str], others: list[str], plan: Plan, calibration: torch.Tensor) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, \
-        quantize_static
+def _dynamic_int8(path: Path, names: list[str], plan: Plan) -> None:
+    """int8 weights for the nodes ``names`` (MatMul layers, token tables), activations quantized on the fly."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # Weights are symmetric int8 (what ONNX Runtime's x86 kernels want); `symmetric` is about activations: int8
-    # around zero, or uint8 with a zero point (ONNX Runtime's default, and the one whose ReLUs fold into the convs).
+    with _replacing(path) as tmp:
+        quantize_dynamic(path, tmp, weight_type=QuantType.QInt8, per_channel=plan.per_channel,
+                         nodes_to_quantize=names, reduce_range=not has_vnni(),
+                         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def _static_int8(path: Path, others: list[str], plan: Plan, calibration: torch.Tensor) -> None:
+    """int8 weights and activations (QDQ) everywhere but the ``others`` nodes, calibrated on ``calibration``.
+
+    Weights are symmetric int8 (what ONNX Runtime's x86 kernels want); ``symmetric`` is about activations: int8
+    around zero, or uint8 with a zero point (ONNX Runtime's default, and the one whose ReLUs fold into the convs).
+    """
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(calibration.split(64))
+
+        def get_next(self) -> dict | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {INPUT: batch.numpy()}
+
+    activations = QuantType.QInt8 if plan.symmetric else QuantType.QUInt8
     # DefaultTensorType: shape inference cannot type the outputs of ONNX Runtime's own ops (MatMulNBits).
     options = {"ActivationSymmetric": plan.symmetric, "DefaultTensorType": onnx.TensorProto.FLOAT}
-    tmp = path.with_suffix(".int8.onnx")
+    with _replacing(path) as tmp:
+        quantize_static(path, tmp, Reader(), quant_format=QuantFormat.QDQ, per_channel=plan.per_channel,
+                        activation_type=activations, weight_type=QuantType.QInt8, op_types_to_quantize=STATIC_OPS,
+                        nodes_to_exclude=others, reduce_range=not has_vnni(), extra_options=options)
+
+
+@contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A temporary file that replaces ``path`` once written; ONNX Runtime's quantizers are quiet meanwhile."""
+    tmp = path.with_suffix(".tmp.onnx")
     with _quiet():
-        if plan.int8_mode == "dynamic":  # activations are quantized on the fly, always with a zero point
-            quantize_dynamic(path, tmp, weight_type=QuantType.QInt8, per_channel=plan.per_channel,
-                             nodes_to_quantize=names, reduce_range=not has_vnni(),
-                             extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
-        else:
-            class Reader(CalibrationDataReader):
-                def __init__(self) -> None:
-                    self.batches = iter(calibration.split(64))
-
-                def get_next(self) -> dict | None:
-                    batch = next(self.batches, None)
-                    return None if batch is None else {INPUT: batch.numpy()}
-
-            activations = QuantType.QInt8 if plan.symmetric else QuantType.QUInt8
-            quantize_static(path, tmp, Reader(), quant_format=QuantFormat.QDQ, per_channel=plan.per_channel,
-                            activation_type=activations, weight_type=QuantType.QInt8, op_types_to_quantize=STATIC_OPS,
-                            nodes_to_exclude=others, reduce_range=not has_vnni(), extra_options=options)
+        yield tmp
     os.replace(tmp, path)
 
 

@@ -9,7 +9,7 @@ import onnx
 import torch
 from torch import nn
 
-from squeezer.compressors.quantize import Quantized
+from squeezer.compressors.quantize import Quantized, weight_layers
 from squeezer.search.runtime.onnx_export import INPUT, export_onnx
 from squeezer.search.runtime.onnx_graph import pack_sparse
 from squeezer.search.runtime.onnx_quantize import quantize_onnx
@@ -45,7 +45,7 @@ def deploy(model: nn.Module, path: Path, example: torch.Tensor, threads: int = 1
         if model.plan.bits == 16 and model.plan.half not in SUPPORTED_HALF:
             raise ValueError(f"quantize.half: ONNX Runtime on CPU runs {list(SUPPORTED_HALF)}, not "
                              f"{model.plan.half!r}; bf16 needs measure.runtime: torch")
-        quantize_onnx(path, model.plan, model.calibration)
+        quantize_onnx(path, model.plan, model.calibration, weight_layers(inner))
     proto = onnx.load(str(path))
     if pack_sparse(proto):
         onnx.save(proto, str(path))
