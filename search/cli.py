@@ -1,4 +1,5 @@
-"""The ``squeezer`` command: ``search`` runs a study, ``pareto`` prints a study's front, ``ui`` opens MLflow."""
+"""The ``squeezer`` command: ``search`` runs a study, ``pareto`` prints a study's front, ``export`` writes one
+trial's model, ``ui`` opens MLflow."""
 
 from __future__ import annotations
 
@@ -63,8 +64,23 @@ def _pareto(args: argparse.Namespace) -> int:
         raise ConfigError("--study-name", f"no such study in {args.storage}; studies there: {names}",
                           args.study_name) from None
     front = pareto_trials(study, study.user_attrs["objectives"])
+    tested = {int(k): v for k, v in study.user_attrs.get("test_accuracy", {}).items()}
     print(f"Pareto front of {args.study_name!r} ({len(front)} trials):")
-    print(report.front_table(front))
+    print(report.front_table(front, study.user_attrs.get("teacher"), tested, study.user_attrs.get("recommended")))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from squeezer.search.errors import ConfigError
+    from squeezer.search.handoff import export_trial
+    from squeezer.search.locking import absolute
+
+    if args.trial < 0:
+        raise ConfigError("--trial", "must be a trial number >= 0", args.trial)
+    readme = export_trial(absolute(args.tracking_uri), args.study_name, args.trial, Path(args.out), args.format)
+    print(f"trial {args.trial} written to {readme.parent} (see {readme.name})")
     return 0
 
 
@@ -72,9 +88,32 @@ def _ui(args: argparse.Namespace) -> int:
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", args.tracking_uri,
                "--host", args.host, "--port", str(args.port)]
-    print(f"MLflow UI on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    url = f"http://{args.host}:{args.port}"
+    print(f"MLflow UI on {url} (Ctrl-C to stop)", flush=True)
+    for line in experiment_links(args.tracking_uri, url):
+        print(line, flush=True)
     os.execv(sys.executable, command)
     return 0  # not reached
+
+
+def experiment_links(tracking_uri: str, url: str) -> list[str]:
+    """For each Squeezer experiment in the store: its page, and the same page filtered to the Pareto runs."""
+    from urllib.parse import quote
+
+    from mlflow.tracking import MlflowClient
+
+    from squeezer.search.locking import absolute
+
+    lines = []
+    for experiment in MlflowClient(absolute(tracking_uri)).search_experiments(filter_string="name LIKE 'squeezer-%'"):
+        # workflowType: the UI's "Model training" side (runs, models) rather than its GenAI side
+        page = f"{url}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
+        lines += [f"  {experiment.name}: {page}",
+                  f"    Pareto runs: {page}&searchFilter={quote(PARETO_FILTER)}  (filter: {PARETO_FILTER})"]
+    return lines
+
+
+PARETO_FILTER = 'tags.pareto = "true"'
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,10 +137,17 @@ def _parser() -> argparse.ArgumentParser:
     pareto.add_argument("--study-name", required=True)
     pareto.set_defaults(handler=_pareto)
 
+    export = commands.add_parser("export", help="write one trial's model (ONNX or torch) with a README")
+    export.add_argument("--study-name", required=True)
+    export.add_argument("--trial", type=int, required=True, help="the trial number (as in the Pareto table)")
+    export.add_argument("--out", required=True, help="the folder to write")
+    export.add_argument("--format", choices=["onnx", "torch"], default="onnx")
+    export.set_defaults(handler=_export)
+
     for sub in (search, pareto):
         sub.add_argument("--storage", default=DEFAULT_STORAGE,
                          help=f"Optuna storage: a database URL or journal:PATH (default: {DEFAULT_STORAGE})")
-    for sub in (search,):
+    for sub in (search, export):
         sub.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
                          help=f"MLflow tracking URI (default: {DEFAULT_TRACKING_URI})")
 

@@ -29,6 +29,31 @@ def recipe(params: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={fmt(v)}" for k, v in plain_names(params).items())
 
 
+BIT_NAMES = {32: "fp32", 16: "fp16", 8: "int8", 4: "int4", 2: "ternary"}
+
+
+def run_name(number: int, params: Mapping[str, Any]) -> str:
+    """The trial at a glance, for MLflow's runs table: ``t07 cnn d2c8 · T3.1 α0.7 · prune 30 % · int8``."""
+    p = plain_names(params)
+    student = {k.removeprefix("student."): v for k, v in p.items() if k.startswith("student.")}
+    family = student.pop("family", "model")
+    shape = "".join(f"{k[0]}{fmt(v)}" for k, v in student.items() if isinstance(v, (int, float))
+                    and not isinstance(v, bool))
+    parts = [f"t{number:02d} {family} {shape}".rstrip()]
+    if "distill.temperature" in p or "distill.soft_weight" in p:
+        kd = [f"T{p['distill.temperature']:.1f}" if "distill.temperature" in p else "",
+              f"α{p['distill.soft_weight']:.2g}" if "distill.soft_weight" in p else ""]
+        parts.append(" ".join(x for x in kd if x))
+    if float(p.get("prune.ratio", 0)) > 0:
+        kind = "" if p.get("prune.structured", True) in (True, "True") else " unstructured"
+        parts.append(f"prune {100 * float(p['prune.ratio']):.0f} %{kind}")
+    if float(p.get("lowrank.rank_ratio", 1)) < 1:
+        parts.append(f"rank {float(p['lowrank.rank_ratio']):.2f}")
+    if "quantize.bits" in p:
+        parts.append(BIT_NAMES.get(int(p["quantize.bits"]), f"{p['quantize.bits']} bits"))
+    return " · ".join(parts)
+
+
 def human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB"):
         if n < 1024 or unit == "MB":
@@ -37,15 +62,26 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f}GB"
 
 
-def front_rows(front: Sequence[FrozenTrial]) -> list[dict[str, Any]]:
-    """One row per Pareto trial, best accuracy first: its number, metrics and parameters."""
-    rows = [{"trial": t.number, **{c: t.user_attrs.get("metrics", {}).get(c) for c in COLUMNS}, **t.params}
-            for t in front]
+def front_rows(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | None = None,
+               tested: Mapping[int, float] | None = None) -> list[dict[str, Any]]:
+    """One row per Pareto trial, best accuracy first: its number, metrics, test accuracy, ratios to the teacher
+    (x smaller, x faster, share of its accuracy) and parameters."""
+    rows = []
+    for t in front:
+        m = t.user_attrs.get("metrics", {})
+        row: dict[str, Any] = {"trial": t.number, **{c: m.get(c) for c in COLUMNS}}
+        row["test_accuracy"] = (tested or {}).get(t.number)
+        if teacher:
+            row |= {"x_smaller": teacher["size_bytes"] / m["size_bytes"],
+                    "x_faster": teacher["latency_ms"] / m["latency_ms"],
+                    "accuracy_share": m["accuracy"] / teacher["accuracy"]}
+        rows.append(row | dict(t.params))
     return sorted(rows, key=lambda r: -(r["accuracy"] or 0))
 
 
-def front_csv(front: Sequence[FrozenTrial]) -> str:
-    rows = front_rows(front)
+def front_csv(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | None = None,
+              tested: Mapping[int, float] | None = None) -> str:
+    rows = front_rows(front, teacher, tested)
     fields = list(dict.fromkeys(k for row in rows for k in row)) or ["trial", *COLUMNS]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields)
@@ -54,13 +90,28 @@ def front_csv(front: Sequence[FrozenTrial]) -> str:
     return buffer.getvalue()
 
 
-def front_table(front: Sequence[FrozenTrial]) -> str:
-    """A fixed-width table: trial, accuracy, size, latency, then the trial's recipe."""
-    lines = [f"{'trial':>5} {'accuracy':>8} {'size_bytes':>10} {'latency_ms':>10}  recipe"]
-    for row in front_rows(front):
-        params = {k: v for k, v in row.items() if k not in ("trial", *COLUMNS)}
-        lines.append(f"{row['trial']:>5} {row['accuracy']:>8.4f} {row['size_bytes']:>10.0f} "
-                     f"{row['latency_ms']:>10.4f}  {recipe(params)}")
+def front_table(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | None = None,
+                tested: Mapping[int, float] | None = None, recommended: int | None = None) -> str:
+    """An aligned table: trial, accuracy (validation, test), size, latency, ratios to the teacher, the recipe; the
+    recommended member marked ``*``; the teacher last."""
+    head = f"{'trial':>6} {'accuracy':>8} {'test':>6} {'size':>8} {'latency':>9}"
+    head += f" {'smaller':>7} {'faster':>6} {'of acc':>6}" if teacher else ""
+    lines = [head + "  recipe"]
+    for row in front_rows(front, teacher, tested):
+        params = {k: v for k, v in row.items() if "." in k}
+        test = "" if row["test_accuracy"] is None else f"{row['test_accuracy']:.4f}"
+        mark = "*" if row["trial"] == recommended else " "
+        line = (f"{row['trial']:>5}{mark} {row['accuracy']:>8.4f} {test:>6} {human_bytes(row['size_bytes']):>8} "
+                f"{row['latency_ms']:>7.3f}ms")
+        if teacher:
+            line += f" {row['x_smaller']:>6.1f}x {row['x_faster']:>5.1f}x {100 * row['accuracy_share']:>5.1f}%"
+        lines.append(f"{line}  {recipe(params)}")
+    if teacher:
+        test = f"{teacher['test_accuracy']:.4f}" if "test_accuracy" in teacher else ""
+        lines.append(f"{'teacher':>6} {teacher['accuracy']:>8.4f} {test:>6} {human_bytes(teacher['size_bytes']):>8} "
+                     f"{teacher['latency_ms']:>7.3f}ms {'1.0x':>7} {'1.0x':>6} {'100%':>6}")
+    if recommended is not None:
+        lines.append("* recommended: the knee of the front (nearest the ideal point, each objective scaled over it)")
     return "\n".join(lines)
 
 
@@ -94,6 +145,48 @@ def front_figure(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial],
     axes[1].legend(loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def front_html(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial],
+               teacher: Mapping[str, float] | None = None, recommended: int | None = None) -> str | None:
+    """An interactive page (plotly, self-contained): accuracy against size and against latency, and the three
+    together in 3-D; every trial hoverable with its number and recipe, the front and the recommended one marked."""
+    if not completed:
+        return None
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=3, column_widths=[0.3, 0.3, 0.4],
+                        specs=[[{"type": "xy"}, {"type": "xy"}, {"type": "scene"}]],
+                        subplot_titles=("accuracy vs size", "accuracy vs latency", "all three"))
+    members = {t.number for t in front}
+    groups = (("other trials", [t for t in completed if t.number not in members], "#b0b0b0", 6),
+              ("Pareto front", list(front), "#d62728", 9),
+              ("recommended", [t for t in front if t.number == recommended], "#1f77b4", 14))
+    for name, trials, colour, size in groups:
+        m = [t.user_attrs["metrics"] for t in trials]
+        text = [run_name(t.number, t.params) for t in trials]
+        marker = {"color": colour, "size": size}
+        for col, metric in ((1, "size_bytes"), (2, "latency_ms")):
+            fig.add_trace(go.Scatter(x=[v[metric] for v in m], y=[v["accuracy"] for v in m], mode="markers",
+                                     name=name, text=text, marker=marker, legendgroup=name, showlegend=col == 1),
+                          row=1, col=col)
+        fig.add_trace(go.Scatter3d(x=[v["size_bytes"] for v in m], y=[v["latency_ms"] for v in m],
+                                   z=[v["accuracy"] for v in m], mode="markers", name=name, text=text,
+                                   marker={**marker, "size": size / 2}, legendgroup=name, showlegend=False),
+                      row=1, col=3)
+    if teacher:
+        for col, metric in ((1, "size_bytes"), (2, "latency_ms")):
+            fig.add_trace(go.Scatter(x=[teacher[metric]], y=[teacher["accuracy"]], mode="markers", name="teacher",
+                                     marker={"symbol": "star", "size": 14, "color": "black"},
+                                     legendgroup="teacher", showlegend=col == 1), row=1, col=col)
+    fig.update_xaxes(type="log", title_text="bytes of the deployed file", row=1, col=1)
+    fig.update_xaxes(type="log", title_text="batch-1 latency (ms)", row=1, col=2)
+    fig.update_yaxes(title_text="validation accuracy", row=1, col=1)
+    fig.update_scenes(xaxis={"type": "log", "title": "bytes"}, yaxis={"type": "log", "title": "latency (ms)"},
+                      zaxis={"title": "accuracy"})
+    fig.update_layout(height=520, width=1500, title="Pareto front (hover a point for its trial and recipe)")
+    return fig.to_html(include_plotlyjs=True, full_html=True)  # no network needed to open it
 
 
 def close(figure: Any) -> None:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
@@ -19,13 +21,14 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from squeezer.search import report
+from squeezer.search import quality, report
 from squeezer.search.config import MAX_SEED, ExperimentConfig
 from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from squeezer.search.errors import ConfigError
 from squeezer.search.locking import absolute, is_local, store_lock
 from squeezer.search.objectives import Constraint
 from squeezer.search.pareto import pareto_mask
+from squeezer.search.runtime import export
 from squeezer.search.storage import open_storage
 from squeezer.search.tracking import TRIAL_TAG, RunId, Tracker
 from squeezer.search.trial import Outcome, Workbench, baseline, flatten, prepare
@@ -187,6 +190,7 @@ class Session:
     def begin(self) -> None:
         """Record the teacher's baseline and make MLflow agree with the storage about what a crash left open."""
         self.teacher = baseline(self.bench)
+        self.study.set_user_attr("teacher", self.teacher)  # `squeezer pareto` shows ratios to it
         self.tracker.log_metrics(self.parent, {f"teacher.{k}": v for k, v in self.teacher.items()})
         self.out(f"teacher: {report.metrics_line(self.teacher)} test_accuracy={self.teacher['test_accuracy']:.4f}")
         fixed = self.reconcile()
@@ -249,7 +253,7 @@ class Session:
         for trial in trials.values():
             if trial.number not in recorded and (trial.state == TrialState.COMPLETE or _ran_and_failed(trial)):
                 params = flatten(replay_params(self.config, trial.params))
-                self._end_as_stored(self.tracker.trial_run(self.parent, self.name, trial.number, params), trial)
+                self._end_as_stored(self.trial_run(trial.number, params), trial)
                 fixed += 1
         self.tracker.flush()
         return fixed
@@ -266,6 +270,11 @@ class Session:
             return False
         return True
 
+    def trial_run(self, number: int, params: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> RunId:
+        """The trial's MLflow run, named by its number and recipe (``t07 cnn d2c8 · T3.1 α0.7 · prune 30 % · int8``)."""
+        name = report.run_name(number, params)
+        return self.tracker.trial_run(self.parent, self.name, number, params, tags, name=name)
+
     def record(self, trial: optuna.Trial, run_id: RunId, outcome: Outcome, position: str, **artifacts: Any) -> None:
         """Write the outcome to MLflow, tell the storage, then end the run (a crash between the two is reconciled)."""
         self.tracker.log_result(run_id, outcome.metrics, outcome.curves, error=outcome.error, **artifacts)
@@ -275,39 +284,84 @@ class Session:
         else:
             self.tell(trial, outcome.metrics)
         self.tracker.end(run_id, "FAILED" if outcome.metrics is None else "FINISHED")
-        self.progress(position, trial.params, outcome)
+        self.progress(trial.number, position, trial.params, outcome)
 
     def tell(self, trial: optuna.Trial, metrics: Mapping[str, float]) -> None:
         keep_metrics(trial, metrics, self.config.constraints)
         self.study.tell(trial, [metrics[k] for k in self.config.objectives])
 
-    def progress(self, position: str, params: Mapping[str, Any], outcome: Outcome) -> None:
+    def progress(self, number: int, position: str, params: Mapping[str, Any], outcome: Outcome) -> None:
+        """One line per finished trial: ``[trial 7 · 8/30]`` (its number, as everywhere; then how far the study is)."""
         recipe = report.recipe(params)
+        position = f"[trial {number} · {position}]"
         if outcome.metrics is None:
             self.out(f"{position} FAILED {outcome.reason} | {recipe}")
             return
         front = len(pareto_trials(self.study, self.config.objectives))
-        self.out(f"{position} {report.metrics_line(outcome.metrics)} | pareto {front} | {outcome.seconds:.1f}s"
-                 f" | {recipe}")
+        hypervolume = self.log_hypervolume()
+        self.out(f"{position} {report.metrics_line(outcome.metrics)} | pareto {front} hv {hypervolume:.4f} | "
+                 f"{outcome.seconds:.1f}s | {recipe}")
+
+    def log_hypervolume(self) -> float:
+        """The front's hypervolume (``squeezer.search.quality``) on the parent run, at the count of completed trials:
+        the history shows how fast the search improves."""
+        done = feasible(self.study)
+        value = quality.hypervolume([t.user_attrs["metrics"] for t in done], self.config.objectives, self.teacher)
+        self.tracker.log_metrics(self.parent, {"pareto.hypervolume": value}, step=len(done))
+        return value
 
     def finish(self) -> list[FrozenTrial]:
-        """Tag trial runs with their Pareto membership, attach the table and plot, print the table and counts."""
+        """Re-evaluate the front on the test split, recommend its knee point, tag trial runs with their Pareto
+        membership, attach the table and plot, print the table and counts."""
         front = pareto_trials(self.study, self.config.objectives)
+        tested = self.test_front(front)
+        knee = quality.knee([t.user_attrs["metrics"] for t in front], self.config.objectives, self.teacher)
+        recommended = None if knee is None else front[knee].number
+        self.study.set_user_attr("recommended", recommended)
+        if recommended is not None:
+            self.log_recommended(recommended)
         trials = self.study.get_trials(deepcopy=False)
         completed = [t for t in trials if t.state == TrialState.COMPLETE]
         failed = [t for t in trials if t.state == TrialState.FAIL and _ran_and_failed(t)]
         stopped = [t for t in trials if t.state == TrialState.PRUNED]
         figure = report.front_figure(completed, front, self.teacher)
         summary = {"trials.completed": len(completed), "trials.failed": len(failed),
-                   "trials.stopped_early": len(stopped), "pareto.size": len(front)}
-        self.tracker.finish_study(self.parent, self.name, {t.number for t in front}, report.front_csv(front), figure,
-                                  summary)
+                   "trials.stopped_early": len(stopped), "pareto.size": len(front),
+                   "pareto.hypervolume": self.log_hypervolume()}
+        page = report.front_html(completed, front, self.teacher, recommended)
+        self.tracker.finish_study(self.parent, self.name, {t.number for t in front},
+                                  report.front_csv(front, self.teacher, tested), figure, summary, recommended, page)
         report.close(figure)
         early = f", {len(stopped)} stopped early" if stopped else ""
         self.out(f"\nPareto front ({len(front)} of {len(completed)} completed trials; {len(failed)} failed{early}):")
-        self.out(report.front_table(front))
-        self.out(f"teacher (reference): {report.metrics_line(self.teacher)}")
+        self.out(report.front_table(front, self.teacher, tested, recommended))
         return front
+
+    def log_recommended(self, number: int) -> None:
+        """The recommended trial's deployed ONNX file as an MLflow model of the study's run."""
+        with tempfile.TemporaryDirectory(prefix="squeezer-model-") as tmp:
+            folder = self.tracker.trial_artifacts(self.name, number, Path(tmp))
+            if folder is not None and (folder / "model.onnx").is_file():
+                self.tracker.log_onnx_model(self.parent, folder / "model.onnx", "recommended_model")
+
+    def test_front(self, front: list[FrozenTrial]) -> dict[int, float]:
+        """Each Pareto member's accuracy on the test split (never seen by the search), from its deployed artifact in
+        MLflow; logged on its run as ``test_accuracy`` and kept in the study for ``squeezer pareto``."""
+        tested = {int(k): v for k, v in self.study.user_attrs.get("test_accuracy", {}).items()}
+        s = self.bench.splits
+        with tempfile.TemporaryDirectory(prefix="squeezer-test-") as tmp:
+            for trial in front:
+                if trial.number in tested:
+                    continue
+                folder = self.tracker.trial_artifacts(self.name, trial.number, Path(tmp) / str(trial.number))
+                if folder is None:  # a run rebuilt after a crash has no artifacts
+                    continue
+                deployed = export.reload(folder, self.config.measure.runtime, s)
+                tested[trial.number] = (deployed.predict(s.test_x).argmax(1) == s.test_y).float().mean().item()
+                self.tracker.log_metrics(self.tracker.run_of_trial(self.name, trial.number),
+                                         {"test_accuracy": tested[trial.number]})
+        self.study.set_user_attr("test_accuracy", {str(k): v for k, v in tested.items()})
+        return tested
 
     def _stale(self, trial: FrozenTrial) -> bool:
         """Whether a RUNNING trial's process is gone: on this host its pid tells at once; another host's trial is
@@ -347,6 +401,12 @@ def finished(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> li
 def _ran_and_failed(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.FAIL and not trial.user_attrs.get("fail_reason", INTERRUPTED).startswith(
         INTERRUPTED)
+
+
+def feasible(study: optuna.Study) -> list[FrozenTrial]:
+    """The completed trials that keep every budget."""
+    return [t for t in study.get_trials(deepcopy=False, states=[TrialState.COMPLETE])
+            if all(v <= 0 for v in t.constraints.values())]
 
 
 def pareto_trials(study: optuna.Study, objectives: Mapping[str, str]) -> list[FrozenTrial]:

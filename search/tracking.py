@@ -27,6 +27,7 @@ STUDY_TAG = "squeezer.study"
 ROLE_TAG = "squeezer.role"
 TRIAL_TAG = "squeezer.trial"
 ERROR_TAG = "squeezer.error"
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
 
 Curves = Iterable[tuple[int, Mapping[str, float]]]
@@ -56,7 +57,7 @@ class Tracker:
         with store_lock(tracking_uri):
             if database is not None:
                 create_once(database, _create_mlflow_sqlite)
-            self.client = MlflowClient(tracking_uri)
+            self.client, self.tracking_uri = MlflowClient(tracking_uri), tracking_uri
             self.experiment_id = self._experiment(experiment, database)
             if database is not None:  # readers stop blocking the writer; the mode stays with the file
                 with sqlite3.connect(database) as connection:
@@ -86,10 +87,13 @@ class Tracker:
     def _experiment(self, name: str, database: Path | None) -> str:
         found = self.client.get_experiment_by_name(name)
         if found is not None:
+            if found.tags.get(KIND_TAG) != KIND:  # made by an older Squeezer: open it on the runs table too
+                self.client.set_experiment_tag(found.experiment_id, KIND_TAG, KIND)
             return found.experiment_id
         location = None if database is None else _artifact_root(database)
         try:
-            return self.client.create_experiment(name, artifact_location=location)
+            # the kind makes the MLflow UI open the experiment on its runs table, not its GenAI views
+            return self.client.create_experiment(name, artifact_location=location, tags={KIND_TAG: KIND})
         except MlflowException:  # another process of the same study created it first
             found = self.client.get_experiment_by_name(name)
             if found is None:
@@ -111,19 +115,48 @@ class Tracker:
         self.client.update_run(run_id, status="RUNNING")
 
     def trial_run(self, parent: str, study: str, number: int, params: Mapping[str, Any],
-                  tags: Mapping[str, str] | None = None) -> Future[str]:
+                  tags: Mapping[str, str] | None = None, name: str | None = None) -> Future[str]:
         """A nested child run holding the trial's flattened parameters (queued: returns the future run id)."""
         all_tags = {"mlflow.parentRunId": parent, STUDY_TAG: study, ROLE_TAG: "trial", TRIAL_TAG: str(number),
                     **(tags or {})}
-        return self._defer(self._trial_run, f"{study}-trial-{number}", all_tags, dict(params))
+        return self._defer(self._trial_run, name or f"{study}-trial-{number}", all_tags, dict(params))
 
     def _trial_run(self, name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         return run.info.run_id
 
-    def log_metrics(self, run_id: RunId, metrics: Mapping[str, float]) -> None:
-        self.log_result(run_id, metrics)
+    def log_metrics(self, run_id: RunId, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Queued; at ``step`` (a point of a metric's history), else as final values at step 0."""
+        if step is None:
+            self.log_result(run_id, metrics)
+        else:
+            self.log_result(run_id, None, [(step, metrics)])
+
+    def trial_artifacts(self, study: str, number: int, into: Path) -> Path | None:
+        """Download the files of trial ``number``'s finished run into ``into``; None if it has none."""
+        run_id = self.run_of_trial(study, number)
+        if run_id is None or not self.client.list_artifacts(run_id):
+            return None
+        return Path(self.client.download_artifacts(run_id, "", str(into)))
+
+    def log_onnx_model(self, run_id: str, onnx_file: Path, name: str) -> str:
+        """Log an ONNX file as an MLflow model of ``run_id`` (loadable with ``mlflow.pyfunc.load_model``)."""
+        import mlflow
+        import onnx
+
+        self.flush()
+        mlflow.set_tracking_uri(self.tracking_uri)
+        with mlflow.start_run(run_id=run_id):
+            # explicit requirements: inferring them imports and times the model, for nothing here
+            info = mlflow.onnx.log_model(onnx.load(str(onnx_file)), name=name, pip_requirements=["onnxruntime"])
+        self.client.set_tag(run_id, "squeezer.recommended_model", info.model_uri)
+        return info.model_uri
+
+    def run_of_trial(self, study: str, number: int) -> str | None:
+        """The finished run of trial ``number`` (an interrupted attempt may have left a KILLED one beside it)."""
+        runs = [r for r in self.trial_runs(study, "FINISHED") if int(r.data.tags[TRIAL_TAG]) == number]
+        return runs[0].info.run_id if runs else None
 
     def log_result(self, run_id: RunId, metrics: Mapping[str, float] | None, curves: Curves = (),
                    model_dir: Path | None = None, error: str | None = None) -> None:
@@ -177,7 +210,7 @@ class Tracker:
         self.end(run_id, RunStatus.to_string(RunStatus.KILLED))
 
     def finish_study(self, parent: str, study: str, members: set[int], table_csv: str, figure: Any,
-                     summary: Mapping[str, float]) -> None:
+                     summary: Mapping[str, float], recommended: int | None = None, page: str | None = None) -> None:
         """Tag every trial run pareto=true/false and attach the front's table, plot and counts to the parent run.
 
         ``members`` are the trial numbers on the front; only a FINISHED run can be one (a trial that was interrupted
@@ -187,9 +220,15 @@ class Tracker:
                        for r in self.trial_runs(study)}
         for run_id, on_front in pareto_runs.items():
             self.client.set_tag(run_id, "pareto", "true" if on_front else "false")
+        recommended_run = None if recommended is None else self.run_of_trial(study, recommended)
+        if recommended_run is not None:
+            self.client.set_tag(recommended_run, "recommended", "true")
+            self.client.set_tag(parent, "squeezer.recommended", str(recommended))
         self.client.log_text(parent, table_csv, "pareto.csv")
         if figure is not None:
             self.client.log_figure(parent, figure, "pareto.png")
+        if page is not None:
+            self.client.log_text(parent, page, "pareto.html")
         now = int(time.time() * 1000)
         self.client.log_batch(parent, metrics=[Metric(k, float(v), now, 0) for k, v in summary.items()],
                               tags=[RunTag("squeezer.pareto_size", str(sum(pareto_runs.values())))])

@@ -130,7 +130,9 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
     if not torch.isfinite(predict(model, s.val_x[:256])).all():
         raise TrialFailed("the compressed model outputs NaN or inf")
     metrics = measure(model, s.val_x, s.val_y, bench.config.measure, workdir, pad_id=s.pad_id)
-    export.save(model, dict(params["student"]), workdir)  # beside the deployed file: what users take away
+    inputs = {"input_shape": list(s.input_shape), "num_classes": s.num_classes,
+              "tokens": None if s.tokens is None else vars(s.tokens)}
+    export.save(model, dict(params["student"]), workdir, inputs=inputs)  # beside the deployed file: users take it
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise TrialFailed(f"non-finite metrics {bad}")

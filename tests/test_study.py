@@ -6,6 +6,7 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import optuna
 import pytest
 import torch
@@ -42,7 +43,7 @@ def runs(tmp_path: Path, role: str, study: str = "digits") -> list:
 def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_path: Path, capsys) -> None:
     assert search(DIGITS_YAML, tmp_path, 4) == 0
     out = capsys.readouterr().out
-    assert "[trial 4/4]" in out and "Pareto front" in out
+    assert "[trial 3 · 4/4]" in out and "Pareto front" in out  # its number, then how far the study is
 
     (parent,), children = runs(tmp_path, "study"), runs(tmp_path, "trial")
     assert len(children) == 4
@@ -64,15 +65,56 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
         reloaded = deploy(export.load(folder, splits.input_shape, splits.num_classes, realised=False),
                           "onnxruntime", tmp_path / "again", splits.val_x[:1])
         assert accuracy(reloaded, splits) == child.data.metrics["accuracy"]
+        # one trial number everywhere: the tag, the run name (which also says the recipe), the progress line
+        number = int(child.data.tags["squeezer.trial"])
+        assert child.info.run_name.startswith(f"t{number:02d} mlp ")
+        assert child.info.run_name.rsplit(" · ", 1)[1] in ("fp32", "fp16", "int8")
+        assert f"[trial {number} · " in out
+        if child.data.tags["pareto"] == "true":  # re-evaluated on the test split, which the search never saw
+            test = (OnnxModel(folder / "model.onnx").predict(splits.test_x).argmax(1) == splits.test_y).float()
+            assert child.data.metrics["test_accuracy"] == test.mean().item()
+        else:
+            assert "test_accuracy" not in child.data.metrics
     assert any(c.data.tags["pareto"] == "true" for c in children)
-    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"pareto.csv", "pareto.png", "config.yaml"}
+    assert [c.data.tags.get("recommended") for c in children].count("true") == 1
+    assert parent.data.tags["squeezer.recommended"] == next(
+        c.data.tags["squeezer.trial"] for c in children if c.data.tags.get("recommended") == "true")
+    recommended = mlflow.pyfunc.load_model(parent.data.tags["squeezer.recommended_model"])  # an MLflow model
+    assert recommended.predict(splits.val_x[:3].numpy())["logits"].shape == (3, 10)
+    history = client.get_metric_history(parent.info.run_id, "pareto.hypervolume")
+    assert [m.step for m in history][:4] == [1, 2, 3, 4] and all(0 < m.value < 1 for m in history)
+    assert [m.value for m in history][:4] == sorted(m.value for m in history[:4])  # a front only grows
+    assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"pareto.csv", "pareto.png", "pareto.html",
+                                                                         "config.yaml"}
     assert parent.info.status == "FINISHED"
 
-    # `squeezer pareto` prints the same front that the tags record.
+    # `squeezer pareto` prints the same front that the tags record, with ratios to the teacher.
     assert main(["pareto", "--study-name", "digits", "--storage", stores(tmp_path)[1]]) == 0
-    table = capsys.readouterr().out.splitlines()[2:]
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1].split()[:8] == ["trial", "accuracy", "test", "size", "latency", "smaller", "faster", "of"]
+    rows = [line.split() for line in printed[2:] if line.split()[0].rstrip("*").isdigit()]
     on_front = {int(c.data.tags["squeezer.trial"]) for c in children if c.data.tags["pareto"] == "true"}
-    assert {int(line.split()[0]) for line in table} == on_front
+    assert {int(row[0].rstrip("*")) for row in rows} == on_front
+    assert all(row[5].endswith("x") and row[7].endswith("%") for row in rows)
+    assert any(line.split()[0] == "teacher" for line in printed)
+
+    # `squeezer export` hands a trial over, as ONNX or torch; either reloads to the trial's accuracy.
+    child = next(c for c in children if c.data.tags["pareto"] == "true")
+    number = child.data.tags["squeezer.trial"]
+    for fmt in ("onnx", "torch"):
+        out = tmp_path / f"export-{fmt}"
+        assert main(["export", "--study-name", "digits", "--trial", number, "--out", str(out), "--format", fmt,
+                     "--tracking-uri", stores(tmp_path)[0]]) == 0
+        readme = (out / "README.md").read_text()
+        assert f"# Trial {number} of study digits" in readme and "## Reload" in readme and "x smaller" in readme
+    assert accuracy(OnnxModel(tmp_path / "export-onnx" / "model.onnx"), splits) == child.data.metrics["accuracy"]
+    rebuilt = deploy(export.load(tmp_path / "export-torch", realised=False), "onnxruntime", tmp_path / "re",
+                     splits.val_x[:1])  # shapes come from architecture.json
+    assert accuracy(rebuilt, splits) == child.data.metrics["accuracy"]
+    assert main(["export", "--study-name", "digits", "--trial", "99", "--out", str(tmp_path / "x"),
+                 "--tracking-uri", stores(tmp_path)[0]]) == 2
+    assert "--trial: no finished trial with this number" in capsys.readouterr().err
 
 
 def accuracy(deployed, splits) -> float:

@@ -42,13 +42,13 @@ def run(session: Session, target: int) -> None:
             trial.set_user_attr("fail_reason", f"{INTERRUPTED}: the target was reached by another process")
             session.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             continue
-        one_trial(session, trial, f"[trial {rank + 1}/{target}]")
+        one_trial(session, trial, f"{rank + 1}/{target}")
 
 
 def one_trial(session: Session, trial: optuna.Trial, position: str) -> None:
     """Run one asked trial; a broken trial is recorded as failed and the study goes on."""
     params = suggest_params(trial, session.config)
-    run_id = session.tracker.trial_run(session.parent, session.name, trial.number, flatten(params))
+    run_id = session.trial_run(trial.number, flatten(params))
     with tempfile.TemporaryDirectory(prefix="squeezer-") as workdir:
         try:
             with session.heartbeat(trial):

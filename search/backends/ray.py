@@ -158,8 +158,8 @@ class _Mirror(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         s = _active()
         params = flatten(replay_params(s.config, trial.config))
-        self.runs[trial.trial_id] = s.tracker.trial_run(s.parent, s.name, trial.config[NUMBER], params,
-                                                        tags={"squeezer.tune_trial": trial.trial_id})
+        self.runs[trial.trial_id] = s.trial_run(trial.config[NUMBER], params,
+                                                tags={"squeezer.tune_trial": trial.trial_id})
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if CURVES not in result:
@@ -173,17 +173,18 @@ class _Mirror(tune.Callback):
         s, run_id = _active(), self.runs.pop(trial.trial_id)
         result = trial.last_result or {}
         params = flatten(replay_params(s.config, trial.config))
-        position = f"[trial {len(s.finished())}/{self.target}]"
+        number, position = int(trial.config[NUMBER]), f"{len(s.finished())}/{self.target}"
         if CURVES not in result:
             epochs = result.get("training_iteration", 0)
             s.tracker.kill(run_id, f"stopped early by the scheduler after {epochs} epoch(s)")
-            s.out(f"{position} stopped early by the scheduler after {epochs} epoch(s) | {report.recipe(params)}")
+            s.out(f"[trial {number} · {position}] stopped early by the scheduler after {epochs} epoch(s) | "
+                  f"{report.recipe(params)}")
             return
         failed = bool(result.get(ERROR))
         if trial.checkpoint is not None and not failed:
             s.tracker.log_result(run_id, None, model_dir=Path(trial.checkpoint.path))
         s.tracker.end(run_id, "FAILED" if failed else "FINISHED")
-        s.progress(position, params, Outcome(None if failed else _metrics(result), str(result.get(ERROR)),
+        s.progress(number, position, params, Outcome(None if failed else _metrics(result), str(result.get(ERROR)),
                                              seconds=float(result.get(SECONDS, 0))))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

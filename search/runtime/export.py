@@ -29,9 +29,11 @@ LAYERS: dict[type[nn.Module], tuple[str, ...]] = {
 ATTRIBUTES = ("num_attention_heads", "all_head_size")  # a pruned transformer attention's head count
 
 
-def save(model: nn.Module, arch: dict[str, Any], out: Path, onnx_file: Path | None = None) -> None:
+def save(model: nn.Module, arch: dict[str, Any], out: Path, onnx_file: Path | None = None,
+         inputs: dict[str, Any] | None = None) -> None:
     """Write ``model`` (maybe a ``Quantized`` plan) to ``out``: ``student.pt`` (weights; mostly-zero tensors packed),
-    ``architecture.json``, and a copy of ``onnx_file`` when given."""
+    ``architecture.json``, and a copy of ``onnx_file`` when given. ``inputs``: the input shape, class count and
+    (for text) tokens the model was built for, so that ``load`` needs nothing else."""
     out.mkdir(parents=True, exist_ok=True)
     plan = model.plan if isinstance(model, Quantized) else None
     inner = model.model if isinstance(model, Quantized) else model
@@ -39,21 +41,31 @@ def save(model: nn.Module, arch: dict[str, Any], out: Path, onnx_file: Path | No
     if plan is not None and plan.int8_mode == "static":
         state["__calibration__"] = model.calibration  # static int8 is calibrated again on the same samples
     torch.save(state, out / WEIGHTS)
-    description = {"arch": arch, "layers": layers(inner), "plan": None if plan is None else vars(plan)}
+    description = {"arch": arch, "inputs": inputs or {}, "layers": layers(inner),
+                   "plan": None if plan is None else vars(plan)}
     (out / ARCHITECTURE).write_text(json.dumps(description, indent=2, default=list))
     if onnx_file is not None:
         shutil.copyfile(onnx_file, out / "model.onnx")
 
 
-def load(out: Path, input_shape: tuple[int, ...], num_classes: int, tokens: Any = None,
+def load(out: Path, input_shape: tuple[int, ...] | None = None, num_classes: int | None = None, tokens: Any = None,
          realised: bool = True) -> nn.Module:
     """Rebuild the model saved in ``out``; with ``realised``, its quantization is realised as the torch runtime
-    does (the ONNX file runs in ONNX Runtime as it is)."""
+    does (the ONNX file runs in ONNX Runtime as it is). Shapes and tokens default to those saved with it."""
     description = json.loads((out / ARCHITECTURE).read_text())
+    saved = description.get("inputs", {})
+    input_shape = tuple(saved["input_shape"]) if input_shape is None else input_shape
+    num_classes = saved["num_classes"] if num_classes is None else num_classes
+    if tokens is None and saved.get("tokens"):
+        from squeezer.search.data import Tokens
+
+        tokens = Tokens(**saved["tokens"])
     state = torch.load(out / WEIGHTS, weights_only=True)
     calibration = state.pop("__calibration__", None)
+    # every weight comes from the file, so a student first copied from its teacher is built plain
+    arch = {k: v for k, v in description["arch"].items() if k != "init"}
     with torch.device("meta"):  # the built weights are all replaced; nothing is allocated twice
-        model = models.build(description["arch"], input_shape, num_classes, tokens=tokens)
+        model = models.build(arch, input_shape, num_classes, tokens=tokens)
     reshape(model, description["layers"])
     model.load_state_dict(unpacked_state(state), assign=True)
     model.eval()
@@ -61,6 +73,18 @@ def load(out: Path, input_shape: tuple[int, ...], num_classes: int, tokens: Any 
         return model
     quantized = Quantized(model, Plan(**description["plan"]), calibration)
     return realise(quantized) if realised else quantized
+
+
+def reload(out: Path, runtime: str, splits: Any) -> Any:
+    """The deployed model a trial wrote to ``out`` (as downloaded from its MLflow run), runnable again: its ONNX
+    file in ONNX Runtime, or its export rebuilt in torch. ``splits``: the study's data (shapes, tokens)."""
+    from squeezer.search.runtime.eager import EagerModel
+    from squeezer.search.runtime.ort import OnnxModel
+
+    if runtime == "onnxruntime":
+        return OnnxModel(out / "model.onnx")
+    model = load(out, splits.input_shape, splits.num_classes, tokens=splits.tokens)
+    return EagerModel(model, out / "model.pt")
 
 
 def layers(model: nn.Module) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,83 @@
+"""Hand a trial's model to its user: find the trial's finished run in MLflow, copy the files of the chosen format,
+and write a README with its metrics, its ratios to the teacher and the code that reloads it."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from squeezer.search.errors import ConfigError
+from squeezer.search.report import human_bytes
+from squeezer.search.tracking import ROLE_TAG, STUDY_TAG, TRIAL_TAG
+
+FORMATS = {"onnx": ("model.onnx",), "torch": ("student.pt", "architecture.json")}
+SHOWN = ("accuracy", "test_accuracy", "f1_macro", "size_bytes", "latency_ms", "latency_p90_ms", "latency_batch_ms",
+         "params", "flops")
+
+
+def export_trial(tracking_uri: str, study: str, number: int, out: Path, fmt: str = "onnx") -> Path:
+    """Write trial ``number`` of ``study`` to ``out`` in ``fmt`` (onnx or torch) with its README; return the README."""
+    client = MlflowClient(tracking_uri)
+    run, parent = _runs(client, study, number)
+    files = {a.path for a in client.list_artifacts(run.info.run_id)}
+    missing = [f for f in FORMATS[fmt] if f not in files]
+    if missing:
+        raise ConfigError("--format", f"trial {number} has no {missing[0]} (it was measured in another runtime, or "
+                          f"its run was rebuilt after a crash); its files are {sorted(files)}", fmt)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in FORMATS[fmt]:
+            shutil.copyfile(client.download_artifacts(run.info.run_id, name, tmp), out / name)
+    readme = out / "README.md"
+    readme.write_text(describe(study, number, run, parent, fmt, out))
+    return readme
+
+
+def _runs(client: MlflowClient, study: str, number: int):  # noqa: ANN202 - MLflow Run objects
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    query = f"tags.`{STUDY_TAG}` = '{study}'"
+    runs = client.search_runs(experiments, query, max_results=50_000)
+    if not runs:
+        raise ConfigError("--study-name", "no such study in the tracking store; run `squeezer search` first or "
+                          "point --tracking-uri at its store", study)
+    trials = [r for r in runs if r.data.tags.get(ROLE_TAG) == "trial" and r.info.status == "FINISHED"]
+    chosen = [r for r in trials if int(r.data.tags[TRIAL_TAG]) == number]
+    if not chosen:
+        known = sorted(int(r.data.tags[TRIAL_TAG]) for r in trials)
+        raise ConfigError("--trial", f"no finished trial with this number in study {study!r}; finished trials: "
+                          f"{known}", number)
+    parent = next((r for r in runs if r.data.tags.get(ROLE_TAG) == "study"), None)
+    return chosen[0], parent
+
+
+def describe(study: str, number: int, run, parent, fmt: str, out: Path) -> str:  # noqa: ANN001 - MLflow runs
+    m = run.data.metrics
+    teacher = {k.removeprefix("teacher."): v for k, v in (parent.data.metrics if parent else {}).items()
+               if k.startswith("teacher.")}
+    lines = [f"# Trial {number} of study {study}", "", f"`{run.info.run_name}`", "",
+             "| metric | value | teacher |", "|---|---:|---:|"]
+    for key in (k for k in SHOWN if k in m):
+        value = human_bytes(m[key]) if key == "size_bytes" else f"{m[key]:.4g}"
+        ref = teacher.get(key)
+        shown = "" if ref is None else human_bytes(ref) if key == "size_bytes" else f"{ref:.4g}"
+        lines.append(f"| {key} | {value} | {shown} |")
+    if teacher:
+        lines += ["", f"{teacher['size_bytes'] / m['size_bytes']:.1f}x smaller and "
+                  f"{teacher['latency_ms'] / m['latency_ms']:.1f}x faster (batch 1) than the teacher, at "
+                  f"{100 * m['accuracy'] / teacher['accuracy']:.1f} % of its validation accuracy."]
+    lines += ["", "Accuracy is on the validation split; `test_accuracy` on the test split, which the search never "
+              "saw. Latency: median over repeats after warm-up, in the runtime the study measured in.", "",
+              "## Reload", ""]
+    if fmt == "onnx":
+        lines += ["```python", "import numpy as np", "import onnxruntime as ort", "",
+                  f'session = ort.InferenceSession("{out / "model.onnx"}")',
+                  'logits = session.run(None, {"input": x})[0]   # x: a float32 (or token id) batch, as in training',
+                  "```"]
+    else:
+        lines += ["```python", "from pathlib import Path", "from squeezer.search.runtime.export import load", "",
+                  f'model = load(Path("{out}"))   # a torch module; quantization realised as the torch runtime does',
+                  "logits = model(x)", "```"]
+    return "\n".join(lines) + "\n"

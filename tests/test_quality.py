@@ -1,0 +1,40 @@
+"""The front's quality: hypervolume in teacher-scaled objectives (moocore), and the knee-point recommendation."""
+
+from __future__ import annotations
+
+import pytest
+
+from squeezer.search.quality import hypervolume, knee
+
+OBJECTIVES = {"accuracy": "maximize", "size_bytes": "minimize", "latency_ms": "minimize"}
+TEACHER = {"accuracy": 0.9, "size_bytes": 1_000_000, "latency_ms": 2.0}
+
+
+def student(accuracy: float, size: float, latency: float) -> dict[str, float]:
+    return {"accuracy": accuracy, "size_bytes": size, "latency_ms": latency}
+
+
+def test_one_student_dominates_the_box_between_it_and_the_teacher_reference() -> None:
+    # 90 % of the teacher's accuracy, half its size, half its latency: 0.9 x 0.5 x 0.5 of the unit box
+    assert hypervolume([student(0.81, 500_000, 1.0)], OBJECTIVES, TEACHER) == pytest.approx(0.225)
+
+
+def test_students_no_smaller_or_faster_than_the_teacher_add_nothing() -> None:
+    assert hypervolume([student(0.95, 2_000_000, 1.0), student(0.95, 500_000, 2.5)], OBJECTIVES, TEACHER) == 0
+    assert hypervolume([], OBJECTIVES, TEACHER) == 0
+
+
+def test_a_dominated_student_adds_nothing_and_a_new_trade_off_adds_volume() -> None:
+    base = [student(0.81, 500_000, 1.0)]
+    dominated = base + [student(0.72, 600_000, 1.2)]
+    wider = base + [student(0.6, 50_000, 0.2)]
+    assert hypervolume(dominated, OBJECTIVES, TEACHER) == pytest.approx(hypervolume(base, OBJECTIVES, TEACHER))
+    assert hypervolume(wider, OBJECTIVES, TEACHER) > hypervolume(base, OBJECTIVES, TEACHER)
+
+
+def test_the_knee_is_the_balanced_trade_off_not_an_extreme() -> None:
+    front = [student(0.89, 900_000, 1.8),   # nearly the teacher
+             student(0.86, 100_000, 0.4),   # most of the accuracy at a fraction of the cost
+             student(0.50, 10_000, 0.1)]    # tiny and poor
+    assert knee(front, OBJECTIVES, TEACHER) == 1
+    assert knee([], OBJECTIVES, TEACHER) is None
