@@ -96,6 +96,12 @@ class Compressor(ABC):
     def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
         """Return a compressed copy of ``model``."""
 
+    def untrained(self) -> "Compressor | None":
+        """This transform without its training, or None if the step only trains (its output is shaped like its
+        input). The study applies it to an untrained student to know the result's size and speed before any
+        training, and rejects a trial that breaks a budget on them. A compressor that trains overrides this."""
+        return self
+
     def check_models(self, student: nn.Module, teachers: Sequence[nn.Module], example: torch.Tensor) -> None:
         """Raise ``InvalidConfig`` if this config cannot work with these models (built on the meta device, before
         anything trains; ``example`` is an input batch there), e.g. a layer it names does not exist."""

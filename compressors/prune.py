@@ -6,6 +6,7 @@ layer or globally, in one step or several with fine-tuning between them."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from dataclasses import dataclass
 
@@ -55,6 +56,9 @@ class Prune(Compressor):
     name = "prune"
     Config = PruneConfig
     config: PruneConfig
+
+    def untrained(self) -> Compressor:
+        return type(self)(dataclasses.replace(self.config, finetune_epochs=0))
 
     def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
         model = copy.deepcopy(model).eval()

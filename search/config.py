@@ -61,6 +61,7 @@ class SearchSettings:
     max_concurrent: int | None = None   # ray: trials at once; default: as many as the CPUs allow
     cpus_per_trial: float = 1.0         # ray: CPUs reserved per trial (and torch threads in it)
     scheduler: str = "none"             # ray: asha stops trials early on per-epoch validation accuracy
+    warm_start: str | None = None       # an earlier study in the same storage: its Pareto members are tried first
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from squeezer.search.locking import absolute, is_local, store_lock
 from squeezer.search.objectives import Constraint
 from squeezer.search.pareto import pareto_mask
 from squeezer.search.runtime import export
-from squeezer.search.storage import open_storage
+from squeezer.search.storage import exists, open_storage
 from squeezer.search.tracking import TRIAL_TAG, RunId, Tracker
 from squeezer.search.trial import Outcome, Workbench, baseline, flatten, prepare
 from squeezer.spaces import Space, sample
@@ -65,14 +65,19 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
     backend = backends.load(config.search.backend)  # a missing extra is bad input too: nothing written yet
     if not is_local(storage):
         open_storage(storage)  # an unreachable database server is bad input too, found before any training
+    warm = warm_start_params(config, storage)  # a missing earlier study is bad input too: nothing written yet
     bench = prepare(config)  # every input error surfaces here, before a study or run exists
     # A local store is opened by one process at a time, so what a killed creator left half done is finished
     # here at once; on a server storage, other processes poll for what the creator is still writing.
     wait = 0.0 if is_local(storage) else PARENT_WAIT_S
     with store_lock(storage):
         study, created = open_study(config, name, storage, seed, wait)
+        for params in warm if created else []:
+            study.enqueue_trial(params, skip_if_exists=True)
         tracker = Tracker(tracking_uri, f"squeezer-{config.name}")
         parent = _parent_run(tracker, name, config, created, wait)
+    if warm and created:
+        out(f"warm start: the {len(warm)} Pareto members of study {config.search.warm_start!r} are tried first")
     session = Session(study, bench, tracker, parent, name, seed, out)
     try:
         session.begin()
@@ -84,6 +89,19 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
     finally:
         tracker.close()
     return StudyResult(study, front, session.parent)
+
+
+def warm_start_params(config: ExperimentConfig, storage: str) -> list[dict[str, Any]]:
+    """The parameters of the Pareto members of the study ``search.warm_start`` names (in the same storage), to be
+    the new study's first trials; [] when none is named."""
+    source = config.search.warm_start
+    if source is None:
+        return []
+    names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))] if exists(storage) else []
+    if source not in names:
+        raise ConfigError("search.warm_start", f"no such study in {storage}; studies there: {names}", source)
+    study = optuna.load_study(study_name=source, storage=open_storage(storage))
+    return [dict(t.params) for t in pareto_trials(study, study.user_attrs.get("objectives", config.objectives))]
 
 
 def open_study(config: ExperimentConfig, name: str, storage: str, seed: int,

@@ -125,6 +125,7 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
     ctx = TrialContext(s.train_x, s.train_y, s.val_x, s.val_y, teacher=bench.teacher,
                        teachers=bench.outputs, seed=seed, batch_size=bench.config.batch_size,
                        report=report)
+    check_budgets_before_training(bench, model, params, ctx)
     for step in bench.config.pipeline:
         model = compressors.get(step.name)(dict(params.get(step.name, {}))).apply(model, ctx)
     if not torch.isfinite(predict(model, s.val_x[:256])).all():
@@ -137,6 +138,31 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
     if bad:
         raise TrialFailed(f"non-finite metrics {bad}")
     return metrics
+
+
+#: Metrics that training does not change (much): known from the untrained compressed student.
+CHEAP = ("size_bytes", "params", "flops", "latency_ms", "latency_p90_ms", "latency_batch_ms", "latency_batch_p90_ms",
+         "throughput")
+
+
+def check_budgets_before_training(bench: Workbench, model: nn.Module, params: Mapping[str, Mapping[str, Any]],
+                                  ctx: TrialContext) -> None:
+    """Apply the pipeline without its training to ``model`` and measure it: a trial whose size or speed already
+    breaks a budget is rejected (``TrialFailed``, with the reason) before anything trains."""
+    budgets = [c for c in bench.config.constraints if c.metric in CHEAP]
+    if not budgets:
+        return
+    for step in bench.config.pipeline:
+        quick = compressors.get(step.name)(dict(params.get(step.name, {}))).untrained()
+        if quick is not None:
+            model = quick.apply(model, ctx)
+    s = bench.splits
+    with tempfile.TemporaryDirectory(prefix="squeezer-untrained-") as tmp:  # not the trial's folder: no artifact
+        metrics = measure(model, s.val_x[:64], s.val_y[:64], bench.config.measure, Path(tmp), pad_id=s.pad_id)
+    broken = [c for c in budgets if c.violation(metrics) > 0]
+    if broken:
+        raise TrialFailed("rejected before training: " + "; ".join(
+            f"{c.metric} = {metrics[c.metric]:g} breaks {c}" for c in broken) + " (the untrained compressed student)")
 
 
 def attempt(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: int, workdir: Path,

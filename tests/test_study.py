@@ -142,16 +142,40 @@ def runs_in(database: Path) -> list:
     return client.search_runs([experiment.experiment_id], filter_string="tags.`squeezer.role` = 'trial'")
 
 
-def test_trials_over_budget_never_enter_the_front(tmp_path: Path) -> None:
+def test_trials_over_a_size_budget_are_rejected_before_anything_trains(tmp_path: Path) -> None:
     config = digits_config()
     config["constraints"] = {"size_bytes": {"max": 12000}}
     path = write_config(tmp_path, config)
     assert search(path, tmp_path, 6) == 0
     children = runs(tmp_path, "trial")
-    assert any(c.data.metrics["size_bytes"] > 12000 for c in children)  # the budget did bind
-    assert all(c.data.metrics["size_bytes"] <= 12000 for c in children if c.data.tags["pareto"] == "true")
+    rejected = [c for c in children if c.info.status == "FAILED"]
+    assert rejected  # the budget did bind
+    for child in rejected:
+        assert "rejected before training: size_bytes = " in child.data.tags["squeezer.error"]
+        assert "distill.loss" not in child.data.metrics  # the size was known before any epoch
+    assert all(c.data.metrics["size_bytes"] <= 12000 for c in children if c.info.status == "FINISHED")
     study = optuna.load_study(study_name="digits", storage=stores(tmp_path)[1])
-    assert all(set(t.constraints) == {"size_bytes <= 12000"} for t in study.trials)
+    assert all(set(t.constraints) == {"size_bytes <= 12000"} for t in study.trials if t.state.name == "COMPLETE")
+
+
+def test_a_warm_started_study_first_tries_the_front_of_an_earlier_one(tmp_path: Path, capsys) -> None:
+    assert search(DIGITS_YAML, tmp_path, 3) == 0
+    earlier = optuna.load_study(study_name="digits", storage=stores(tmp_path)[1])
+    front = [t.params for t in earlier.best_trials]
+    config = digits_config()
+    config["search"]["warm_start"] = "digits"
+    assert search(write_config(tmp_path, config), tmp_path, len(front) + 1, "--study-name", "warmed") == 0
+    assert f"warm start: the {len(front)} Pareto members of study 'digits' are tried first" in capsys.readouterr().out
+    warmed = optuna.load_study(study_name="warmed", storage=stores(tmp_path)[1])
+    assert [t.params for t in warmed.trials[:len(front)]] == front
+
+
+def test_warm_starting_from_a_study_that_is_not_there_is_bad_input(tmp_path: Path, capsys) -> None:
+    config = digits_config()
+    config["search"]["warm_start"] = "nowhere"
+    assert search(write_config(tmp_path, config), tmp_path, 1) == 2
+    assert "search.warm_start: no such study in" in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random"])

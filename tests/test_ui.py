@@ -1,9 +1,11 @@
-"""`squeezer ui` serves the study's runs on loopback (slow: the MLflow server takes ~15 s to start)."""
+"""`squeezer ui` serves the study's runs on loopback, and a user sees them in a browser (slow: the MLflow server
+takes ~15 s to start; the browser is Debian's headless chromium, which .ci/run installs)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +19,20 @@ import pytest
 from squeezer.search.cli import main
 
 from conftest import DIGITS_YAML
+
+
+def browse(url: str, screenshot: Path) -> str:
+    """The page's DOM once its scripts have run, as headless chromium renders it; a screenshot beside."""
+    browser = shutil.which("chromium")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs Debian's chromium for this test")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1600,1200",
+              "--virtual-time-budget=20000"]
+    subprocess.run([*common, f"--screenshot={screenshot}", url], capture_output=True, timeout=120, check=True)
+    return subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120,
+                          check=True).stdout
 
 
 def free_port() -> int:
@@ -50,6 +66,17 @@ def test_ui_shows_the_runs(tmp_path: Path) -> None:
         page = f"http://127.0.0.1:{port}/#/experiments/1/runs?workflowType=machine_learning"
         assert printed[1].split() == ["squeezer-digits:", page]
         assert printed[2].split()[:3] == ["Pareto", "runs:", page + "&searchFilter=tags.pareto%20%3D%20%22true%22"]
+        trial = next(r for r in answer["runs"] if {"key": "pareto", "value": "true"} in r["data"].get("tags", []))
+        run_page = f"http://127.0.0.1:{port}/#/experiments/1/runs/{trial['info']['run_id']}?workflowType=machine_learning"
+        dom = browse(run_page, tmp_path / "trial-run.png")
+        assert trial["info"]["run_name"].replace("%", "") in dom.replace("%", "")  # the recipe names the run
+        assert 'title="pareto">pareto</span>' in dom and 'title="true">: true</span>' in dom  # its tag
+        accuracy = next(m["value"] for m in trial["data"]["metrics"] if m["key"] == "accuracy")
+        assert str(accuracy)[:8] in dom  # its metrics
+        keep = os.environ.get("SQUEEZER_SCREENSHOTS")
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            (Path(keep) / "mlflow_ui_trial_run.png").write_bytes((tmp_path / "trial-run.png").read_bytes())
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

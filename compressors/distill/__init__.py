@@ -32,6 +32,9 @@ class Distill(Compressor):
     Config = DistillConfig
     config: DistillConfig
 
+    def untrained(self) -> None:
+        return None  # distillation changes weights only
+
     def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
         return Distiller(self.config, copy.deepcopy(model), ctx).run()
 
