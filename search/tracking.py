@@ -8,6 +8,7 @@ study storage on resume (``Session.reconcile``).
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import sys
@@ -53,6 +54,8 @@ class Tracker:
     """Writes a study to an MLflow tracking store through the client API (safe to use without a global run)."""
 
     def __init__(self, tracking_uri: str, experiment: str) -> None:
+        # artifact downloads (the front's test re-evaluation) would each draw a progress bar on the user's terminal
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         database = local_path(tracking_uri) if tracking_uri.startswith("sqlite:///") else None
         with store_lock(tracking_uri):
             if database is not None:
