@@ -84,6 +84,8 @@ class Compressor(ABC):
     Config: ClassVar[type[CompressorConfig]]
     #: A final compressor's output cannot be trained or compressed further: it must be the pipeline's last step.
     final: ClassVar[bool] = False
+    #: The config fields that count epochs of training; ``untrained`` sets them to 0.
+    training_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: CompressorConfig | Mapping[str, Any] | None = None) -> None:
         if config is None or isinstance(config, Mapping):
@@ -97,10 +99,12 @@ class Compressor(ABC):
         """Return a compressed copy of ``model``."""
 
     def untrained(self) -> "Compressor | None":
-        """This transform without its training, or None if the step only trains (its output is shaped like its
-        input). The study applies it to an untrained student to know the result's size and speed before any
-        training, and rejects a trial that breaks a budget on them. A compressor that trains overrides this."""
-        return self
+        """This transform without its training (``training_fields`` at 0), or None if the step only trains (its
+        output is shaped like its input). The study applies it to an untrained student to know the result's size
+        and speed before any training, and rejects a trial that breaks a budget on them."""
+        if not self.training_fields:
+            return self
+        return type(self)(dataclasses.replace(self.config, **dict.fromkeys(self.training_fields, 0)))
 
     def check_models(self, student: nn.Module, teachers: Sequence[nn.Module], example: torch.Tensor) -> None:
         """Raise ``InvalidConfig`` if this config cannot work with these models (built on the meta device, before

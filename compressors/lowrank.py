@@ -4,7 +4,6 @@ W ≈ (U·√S)(√S·Vᵀ), where that saves weights; then optional fine-tuning
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -37,9 +36,7 @@ class LowRank(Compressor):
     name = "lowrank"
     Config = LowRankConfig
     config: LowRankConfig
-
-    def untrained(self) -> Compressor:
-        return type(self)(dataclasses.replace(self.config, finetune_epochs=0))
+    training_fields = ("finetune_epochs",)
 
     def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
         model = copy.deepcopy(model).eval()

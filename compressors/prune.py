@@ -6,7 +6,6 @@ layer or globally, in one step or several with fine-tuning between them."""
 from __future__ import annotations
 
 import copy
-import dataclasses
 import warnings
 from dataclasses import dataclass
 
@@ -56,9 +55,7 @@ class Prune(Compressor):
     name = "prune"
     Config = PruneConfig
     config: PruneConfig
-
-    def untrained(self) -> Compressor:
-        return type(self)(dataclasses.replace(self.config, finetune_epochs=0))
+    training_fields = ("finetune_epochs",)
 
     def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
         model = copy.deepcopy(model).eval()

@@ -154,3 +154,11 @@ def test_a_third_party_plugin_is_found_through_its_entry_point(tmp_path, monkeyp
     monkeypatch.syspath_prepend(str(tmp_path))
     assert compressors.get("gentle").__name__ == "Gentle"
     assert "gentle" in compressors.available()
+
+
+def test_without_training_a_step_keeps_its_shape_changes_and_distillation_drops_out() -> None:
+    assert compressors.Prune({"ratio": 0.5, "finetune_epochs": 3}).untrained().config == \
+        compressors.PruneConfig(ratio=0.5, finetune_epochs=0)
+    assert compressors.LowRank({"finetune_epochs": 2}).untrained().config.finetune_epochs == 0
+    assert compressors.Quantize({"bits": 4, "qat_epochs": 2}).untrained().config.qat_epochs == 0
+    assert compressors.Distill({"epochs": 5}).untrained() is None

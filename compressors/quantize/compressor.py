@@ -4,7 +4,6 @@ realisation to the runtime the study measures in (torch.ao in PyTorch, ONNX Runt
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -90,9 +89,7 @@ class Quantize(Compressor):
     Config = QuantizeConfig
     final = True
     config: QuantizeConfig
-
-    def untrained(self) -> Compressor:
-        return type(self)(dataclasses.replace(self.config, qat_epochs=0))
+    training_fields = ("qat_epochs",)
 
     def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
         model = copy.deepcopy(model).eval()
