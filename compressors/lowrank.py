@@ -11,7 +11,7 @@ from torch import nn
 
 from squeezer.compressors.base import Compressor, CompressorConfig, TrialContext, check
 from squeezer.compressors.registry import register
-from squeezer.compressors.training import Optim, fit, hard_labels
+from squeezer.compressors.training import finetune
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,9 @@ class LowRank(Compressor):
         model = copy.deepcopy(model).eval()
         if self.config.rank_ratio == 1:
             return model
-        if factorize(model, self.config.rank_ratio, self.config.skip_last) and self.config.finetune_epochs:
-            fit(model, ctx, hard_labels(model, ctx), Optim(self.config.finetune_epochs, self.config.lr),
-                stage=self.name)
-        return model
+        if not factorize(model, self.config.rank_ratio, self.config.skip_last):
+            return model  # nothing changed: nothing to recover
+        return finetune(model, ctx, self.config.finetune_epochs, self.config.lr, stage=self.name)
 
 
 def factorize(model: nn.Module, rank_ratio: float, skip_last: bool = True) -> int:

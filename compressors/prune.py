@@ -16,7 +16,7 @@ from torch.nn.utils import prune as torch_prune
 
 from squeezer.compressors.base import Compressor, CompressorConfig, TrialContext, check
 from squeezer.compressors.registry import register
-from squeezer.compressors.training import Optim, fit, hard_labels
+from squeezer.compressors.training import finetune
 from squeezer.compressors.transformer_prune import is_transformer, prune_heads_and_ffn
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -83,10 +83,7 @@ class Prune(Compressor):
             model.zero_grad(set_to_none=True)
 
     def _finetune(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
-        if self.config.finetune_epochs == 0:
-            return model
-        return fit(model, ctx, hard_labels(model, ctx), Optim(self.config.finetune_epochs, self.config.lr),
-                   stage=self.name)
+        return finetune(model, ctx, self.config.finetune_epochs, self.config.lr, stage=self.name)
 
 
 def _schedule(ratio: float, step: int, steps: int) -> float:

@@ -94,6 +94,13 @@ def fit(model: nn.Module, ctx: TrialContext, loss_fn: BatchLoss, optim: Optim, *
     return model.eval()
 
 
+def finetune(model: nn.Module, ctx: TrialContext, epochs: int, lr: float, *, stage: str) -> nn.Module:
+    """``epochs`` of training on the hard labels (none: ``model`` as it is), after a step that cut weights away."""
+    if epochs == 0:
+        return model
+    return fit(model, ctx, hard_labels(model, ctx), Optim(epochs, lr), stage=stage)
+
+
 def hard_labels(model: nn.Module, ctx: TrialContext) -> BatchLoss:
     """The plain supervised loss: cross-entropy of ``model`` with the labels of the batch."""
     return lambda idx: F.cross_entropy(model(ctx.train_x[idx]), ctx.train_y[idx])

@@ -14,7 +14,7 @@ from sklearn.metrics import f1_score
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from squeezer.compressors.quantize import Quantized
+from squeezer.compressors.quantize import float_model
 from squeezer.search.config import MeasureSettings
 from squeezer.search.data.text import full_length
 from squeezer.search.runtime import Deployed, deploy
@@ -64,16 +64,14 @@ def latency_ms(model: Deployed, x: torch.Tensor, settings: MeasureSettings) -> l
 
 def count_params(model: nn.Module) -> int:
     """Non-zero weights of the (float) model: what structured pruning removes, unstructured pruning zeroes."""
-    model = model.model if isinstance(model, Quantized) else model
-    return sum(int(torch.count_nonzero(p)) for p in model.parameters())
+    return sum(int(torch.count_nonzero(p)) for p in float_model(model).parameters())
 
 
 def count_flops(model: nn.Module, x: torch.Tensor) -> int:
     """Floating-point operations of one forward pass on ``x`` (multiply and add counted apart), by torch's counter."""
-    model = model.model if isinstance(model, Quantized) else model
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        model.eval()(x)
+        float_model(model).eval()(x)
     return counter.get_total_flops()
 
 

@@ -81,6 +81,11 @@ class Quantized(nn.Module):
         return self.model(x)
 
 
+def float_model(model: nn.Module) -> nn.Module:
+    """The float student inside a ``Quantized`` plan; any other model is its own."""
+    return model.model if isinstance(model, Quantized) else model
+
+
 @register
 class Quantize(Compressor):
     """Post-training quantization (or QAT with ``qat_epochs``) to fp16/bf16, int8, int4 or ternary weights."""

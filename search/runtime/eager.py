@@ -14,7 +14,7 @@ from torch import nn
 from squeezer.compressors.quantize import HALF_DTYPES, Precision, Quantized, dynamic_int8, static_int8, \
     weight_layers
 from squeezer.compressors.training import predict
-from squeezer.search.runtime.onnx_graph import SPARSE_MIN_SIZE, SPARSE_MIN_ZEROS
+from squeezer.search.runtime.onnx_graph import mostly_zeros
 
 SUPPORTED_BITS = (32, 16, 8)
 
@@ -64,8 +64,8 @@ def packed_state(state: dict[str, Any]) -> dict[str, Any]:
     """``state`` with each large float tensor that is mostly zeros stored as ``name.bitmap`` + ``name.values``."""
     packed: dict[str, Any] = {}
     for name, value in state.items():
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.numel() >= SPARSE_MIN_SIZE and \
-                int(torch.count_nonzero(value)) <= (1 - SPARSE_MIN_ZEROS) * value.numel():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and \
+                mostly_zeros(value.numel(), int(torch.count_nonzero(value))):
             flat = value.detach().reshape(-1)
             packed[name + ".bitmap"] = torch.from_numpy(np.packbits((flat != 0).numpy(), bitorder="little"))
             packed[name + ".values"] = flat[flat != 0].clone()

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from squeezer.compressors.quantize import Plan, Quantized
+from squeezer.compressors.quantize import Plan, Quantized, float_model
 from squeezer.search import models
 from squeezer.search.runtime.eager import packed_state, realise, unpacked_state
 
@@ -36,7 +36,7 @@ def save(model: nn.Module, arch: dict[str, Any], out: Path, onnx_file: Path | No
     (for text) tokens the model was built for, so that ``load`` needs nothing else."""
     out.mkdir(parents=True, exist_ok=True)
     plan = model.plan if isinstance(model, Quantized) else None
-    inner = model.model if isinstance(model, Quantized) else model
+    inner = float_model(model)
     state = packed_state(inner.state_dict())
     if plan is not None and plan.int8_mode == "static":
         state["__calibration__"] = model.calibration  # static int8 is calibrated again on the same samples

@@ -4,6 +4,9 @@ subgraph that ONNX Runtime folds into a plain tensor when the session loads."""
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
 import numpy as np
 import onnx
 import torch
@@ -14,6 +17,11 @@ from squeezer.compressors.quantize import grid
 WEIGHT_OPS = ("MatMul", "Conv")
 SPARSE_MIN_ZEROS = 0.5   # below this a bitmap plus the survivors is not smaller than the dense tensor
 SPARSE_MIN_SIZE = 1024
+
+
+def mostly_zeros(size: int, nonzero: int) -> bool:
+    """Whether a weight is stored as a bitmap plus its non-zeros (in either runtime's file): large, half zeros."""
+    return size >= SPARSE_MIN_SIZE and nonzero <= (1 - SPARSE_MIN_ZEROS) * size
 
 
 def gemm_to_matmul(model: onnx.ModelProto) -> None:
@@ -87,8 +95,7 @@ def pack_sparse(model: onnx.ModelProto) -> int:
     packed = 0
     for init in list(model.graph.initializer):
         values = numpy_helper.to_array(init)
-        if values.size < SPARSE_MIN_SIZE or values.dtype.kind not in "fi" or \
-                np.count_nonzero(values) > (1 - SPARSE_MIN_ZEROS) * values.size:
+        if values.dtype.kind not in "fi" or not mostly_zeros(values.size, int(np.count_nonzero(values))):
             continue
         mask = values.reshape(-1) != 0
         bitmap = np.packbits(mask, bitorder="little")
@@ -110,7 +117,7 @@ def _decode_bits(prefix: str, source: str, bits: int, count: int) -> tuple[list[
               numpy_helper.from_array(np.array([-1], dtype=np.int64), prefix + ".flat"),
               numpy_helper.from_array(np.array([0], dtype=np.int64), prefix + ".zero"),
               numpy_helper.from_array(np.array([count], dtype=np.int64), prefix + ".count")]
-    n = lambda op, ins, out, **kw: helper.make_node(op, ins, [f"{prefix}.{out}"], **kw)
+    n = partial(_op, prefix)
     nodes = [n("Unsqueeze", [source, prefix + ".one"], "column"),
              n("BitShift", [prefix + ".column", prefix + ".shifts"], "shifted", direction="RIGHT"),
              n("BitwiseAnd", [prefix + ".shifted", prefix + ".mask"], "masked"),
@@ -131,7 +138,7 @@ def _decode_lowbit(name: str, bits: int, low: int, grouped: tuple[int, ...], sha
                numpy_helper.from_array(np.array([1], dtype=np.int64), prefix + ".axis1"),
                numpy_helper.from_array(np.array([0], dtype=np.int64), prefix + ".start"),
                numpy_helper.from_array(np.array(shape, dtype=np.int64), prefix + ".shape")]
-    n = lambda op, ins, out, **kw: helper.make_node(op, ins, [f"{prefix}.{out}"], **kw)
+    n = partial(_op, prefix)
     nodes += [n("Cast", [codes], "float", to=TensorProto.FLOAT),
               n("Add", [prefix + ".float", prefix + ".low"], "signed"),
               n("Reshape", [prefix + ".signed", prefix + ".grouped"], "groups"),
@@ -154,13 +161,18 @@ def _decode_sparse(name: str, shape: tuple[int, ...], size: int) -> tuple[list[o
     nodes, consts, bits = _decode_bits(prefix, name + ".bitmap", 1, size)
     consts += [numpy_helper.from_array(np.array(0, dtype=np.int64), prefix + ".axis"),
                numpy_helper.from_array(np.array(shape, dtype=np.int64), prefix + ".shape")]
-    n = lambda op, ins, out, **kw: helper.make_node(op, ins, [f"{prefix}.{out}"], **kw)
+    n = partial(_op, prefix)
     nodes += [n("Cast", [bits], "present", to=TensorProto.INT64),
               n("CumSum", [prefix + ".present", prefix + ".axis"], "rank"),
               n("Mul", [prefix + ".rank", prefix + ".present"], "index"),
               n("Gather", [name + ".values", prefix + ".index"], "dense"),
               helper.make_node("Reshape", [prefix + ".dense", prefix + ".shape"], [name])]
     return nodes, consts
+
+
+def _op(prefix: str, op: str, inputs: list[str], out: str, **attributes: Any) -> onnx.NodeProto:
+    """A decoding node whose output is ``prefix.out``."""
+    return helper.make_node(op, inputs, [f"{prefix}.{out}"], **attributes)
 
 
 def _initializer(model: onnx.ModelProto, name: str) -> onnx.TensorProto:

@@ -9,7 +9,7 @@ import onnx
 import torch
 from torch import nn
 
-from squeezer.compressors.quantize import Quantized, weight_layers
+from squeezer.compressors.quantize import Quantized, float_model, weight_layers
 from squeezer.search.runtime.onnx_export import INPUT, export_onnx
 from squeezer.search.runtime.onnx_graph import pack_sparse
 from squeezer.search.runtime.onnx_quantize import quantize_onnx
@@ -39,7 +39,7 @@ class OnnxModel:
 def deploy(model: nn.Module, path: Path, example: torch.Tensor, threads: int = 1) -> OnnxModel:
     """Export ``model`` (realising its quantization plan, if any) to ``path`` and open a session on it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    inner = model.model if isinstance(model, Quantized) else model
+    inner = float_model(model)
     export_onnx(inner, example, path)
     if isinstance(model, Quantized):
         if model.plan.bits == 16 and model.plan.half not in SUPPORTED_HALF:
