@@ -20,6 +20,8 @@ from typing import Any
 
 from text_target import load  # the same MLflow reading: teacher metrics and Pareto members
 
+from squeezer.search.report import teacher_ratios
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -65,9 +67,10 @@ def describe(teacher: dict[str, float], member: dict[str, Any], factorised: list
     m, p = member["metrics"], member["params"]
     bits = int(p.get("quantize.bits", 32))
     ends = int(p.get("quantize.ends_bits", 8))
+    r = teacher_ratios(m, teacher)
     return {"trial": member["trial"], "accuracy": m["accuracy"], "size_bytes": m["size_bytes"],
-            "latency_ms": m["latency_ms"], "smaller": teacher["size_bytes"] / m["size_bytes"],
-            "faster": teacher["latency_ms"] / m["latency_ms"], "accuracy_share": m["accuracy"] / teacher["accuracy"],
+            "latency_ms": m["latency_ms"], "smaller": r["x_smaller"], "faster": r["x_faster"],
+            "accuracy_share": r["accuracy_share"],
             "student": " ".join(f"{k.removeprefix('student.')}={v}" for k, v in sorted(p.items())
                                 if k.startswith("student.")),
             "bits": bits, "ends_bits": ends if bits < ends else None,

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from squeezer.search.report import teacher_ratios
+
 HERE = Path(__file__).resolve().parent
 TARGET = {"smaller": 7.5, "faster": 4.0, "accuracy_share": 0.97}
 
@@ -60,11 +62,11 @@ def ratios(teacher: dict[str, float], member: dict[str, Any]) -> dict[str, Any]:
     recipe = {k: v for k, v in member["params"].items() if k.startswith(("student.", "prune.ratio", "quantize.bits",
                                                                          "distill.feature", "distill.attention",
                                                                          "distill.embedding"))}
+    r = teacher_ratios(m, teacher)
     return {"trial": member["trial"], "accuracy": m["accuracy"], "size_bytes": m["size_bytes"],
-            "latency_ms": m["latency_ms"], "smaller": teacher["size_bytes"] / m["size_bytes"],
-            "faster": teacher["latency_ms"] / m["latency_ms"],
+            "latency_ms": m["latency_ms"], "smaller": r["x_smaller"], "faster": r["x_faster"],
             "faster_batch": m["throughput"] / teacher["throughput"],
-            "accuracy_share": m["accuracy"] / teacher["accuracy"], "recipe": recipe}
+            "accuracy_share": r["accuracy_share"], "recipe": recipe}
 
 
 def shortfall(row: dict[str, Any]) -> float:

@@ -10,7 +10,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from squeezer.search.errors import ConfigError
-from squeezer.search.report import human_bytes
+from squeezer.search.report import human_bytes, teacher_ratios
 from squeezer.search.tracking import ROLE_TAG, STUDY_TAG, TRIAL_TAG
 
 FORMATS = {"onnx": ("model.onnx",), "torch": ("student.pt", "architecture.json")}
@@ -65,9 +65,9 @@ def describe(study: str, number: int, run, parent, fmt: str, out: Path) -> str: 
         shown = "" if ref is None else human_bytes(ref) if key == "size_bytes" else f"{ref:.4g}"
         lines.append(f"| {key} | {value} | {shown} |")
     if teacher:
-        lines += ["", f"{teacher['size_bytes'] / m['size_bytes']:.1f}x smaller and "
-                  f"{teacher['latency_ms'] / m['latency_ms']:.1f}x faster (batch 1) than the teacher, at "
-                  f"{100 * m['accuracy'] / teacher['accuracy']:.1f} % of its validation accuracy."]
+        r = teacher_ratios(m, teacher)
+        lines += ["", f"{r['x_smaller']:.1f}x smaller and {r['x_faster']:.1f}x faster (batch 1) than the teacher, "
+                  f"at {100 * r['accuracy_share']:.1f} % of its validation accuracy."]
     lines += ["", "Accuracy is on the validation split; `test_accuracy` on the test split, which the search never "
               "saw. Latency: median over repeats after warm-up, in the runtime the study measured in.", "",
               "## Reload", ""]

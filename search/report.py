@@ -62,6 +62,14 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f}GB"
 
 
+def teacher_ratios(metrics: Mapping[str, float], teacher: Mapping[str, float]) -> dict[str, float]:
+    """How a student compares with the teacher: times smaller (bytes), times faster (batch-1 latency), and its share
+    of the teacher's accuracy."""
+    return {"x_smaller": teacher["size_bytes"] / metrics["size_bytes"],
+            "x_faster": teacher["latency_ms"] / metrics["latency_ms"],
+            "accuracy_share": metrics["accuracy"] / teacher["accuracy"]}
+
+
 def front_rows(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | None = None,
                tested: Mapping[int, float] | None = None) -> list[dict[str, Any]]:
     """One row per Pareto trial, best accuracy first: its number, metrics, test accuracy, ratios to the teacher
@@ -72,9 +80,7 @@ def front_rows(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | None
         row: dict[str, Any] = {"trial": t.number, **{c: m.get(c) for c in COLUMNS}}
         row["test_accuracy"] = (tested or {}).get(t.number)
         if teacher:
-            row |= {"x_smaller": teacher["size_bytes"] / m["size_bytes"],
-                    "x_faster": teacher["latency_ms"] / m["latency_ms"],
-                    "accuracy_share": m["accuracy"] / teacher["accuracy"]}
+            row |= teacher_ratios(m, teacher)
         rows.append(row | dict(t.params))
     return sorted(rows, key=lambda r: -(r["accuracy"] or 0))
 

@@ -358,7 +358,7 @@ class Session:
     def log_recommended(self, number: int) -> None:
         """The recommended trial's deployed ONNX file as an MLflow model of the study's run."""
         with tempfile.TemporaryDirectory(prefix="squeezer-model-") as tmp:
-            folder = self.tracker.trial_artifacts(self.name, number, Path(tmp))
+            folder = self.tracker.artifacts(self.tracker.run_of_trial(self.name, number), Path(tmp))
             if folder is not None and (folder / "model.onnx").is_file():
                 self.tracker.log_onnx_model(self.parent, folder / "model.onnx", "recommended_model")
 
@@ -371,13 +371,13 @@ class Session:
             for trial in front:
                 if trial.number in tested:
                     continue
-                folder = self.tracker.trial_artifacts(self.name, trial.number, Path(tmp) / str(trial.number))
-                if folder is None:  # a run rebuilt after a crash has no artifacts
+                run_id = self.tracker.run_of_trial(self.name, trial.number)
+                folder = self.tracker.artifacts(run_id, Path(tmp) / str(trial.number))
+                if run_id is None or folder is None:  # a run rebuilt after a crash has no artifacts
                     continue
                 deployed = export.reload(folder, self.config.measure.runtime, s)
                 tested[trial.number] = (deployed.predict(s.test_x).argmax(1) == s.test_y).float().mean().item()
-                self.tracker.log_metrics(self.tracker.run_of_trial(self.name, trial.number),
-                                         {"test_accuracy": tested[trial.number]})
+                self.tracker.log_metrics(run_id, {"test_accuracy": tested[trial.number]})
         self.study.set_user_attr("test_accuracy", {str(k): v for k, v in tested.items()})
         return tested
 
@@ -423,8 +423,11 @@ def _ran_and_failed(trial: FrozenTrial) -> bool:
 
 def feasible(study: optuna.Study) -> list[FrozenTrial]:
     """The completed trials that keep every budget."""
-    return [t for t in study.get_trials(deepcopy=False, states=[TrialState.COMPLETE])
-            if all(v <= 0 for v in t.constraints.values())]
+    return [t for t in study.get_trials(deepcopy=False, states=[TrialState.COMPLETE]) if keeps_budgets(t)]
+
+
+def keeps_budgets(trial: FrozenTrial) -> bool:
+    return all(v <= 0 for v in trial.constraints.values())
 
 
 def pareto_trials(study: optuna.Study, objectives: Mapping[str, str]) -> list[FrozenTrial]:
@@ -433,8 +436,7 @@ def pareto_trials(study: optuna.Study, objectives: Mapping[str, str]) -> list[Fr
     if not done:
         return []
     values = np.array([t.values for t in done])
-    feasible = np.array([all(v <= 0 for v in t.constraints.values()) for t in done])
-    mask = pareto_mask(values, list(objectives.values()), feasible)
+    mask = pareto_mask(values, list(objectives.values()), np.array([keeps_budgets(t) for t in done]))
     return [t for t, on in zip(done, mask, strict=True) if on]
 
 

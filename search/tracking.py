@@ -136,9 +136,8 @@ class Tracker:
         else:
             self.log_result(run_id, None, [(step, metrics)])
 
-    def trial_artifacts(self, study: str, number: int, into: Path) -> Path | None:
-        """Download the files of trial ``number``'s finished run into ``into``; None if it has none."""
-        run_id = self.run_of_trial(study, number)
+    def artifacts(self, run_id: str | None, into: Path) -> Path | None:
+        """Download the files of run ``run_id`` into ``into``; None if there is no run or it has no files."""
         if run_id is None or not self.client.list_artifacts(run_id):
             return None
         return Path(self.client.download_artifacts(run_id, "", str(into)))
@@ -158,7 +157,10 @@ class Tracker:
 
     def run_of_trial(self, study: str, number: int) -> str | None:
         """The finished run of trial ``number`` (an interrupted attempt may have left a KILLED one beside it)."""
-        runs = [r for r in self.trial_runs(study, "FINISHED") if int(r.data.tags[TRIAL_TAG]) == number]
+        self.flush()
+        query = (f"tags.`{STUDY_TAG}` = '{study}' and tags.`{ROLE_TAG}` = 'trial' and "
+                 f"tags.`{TRIAL_TAG}` = '{number}' and status = 'FINISHED'")
+        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1)
         return runs[0].info.run_id if runs else None
 
     def log_result(self, run_id: RunId, metrics: Mapping[str, float] | None, curves: Curves = (),
