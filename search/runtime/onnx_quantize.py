@@ -40,15 +40,15 @@ def quantize_onnx(path: Path, plan: Plan, calibration: torch.Tensor, layers: lis
     if matmul4:
         model = _matmul_nbits(model, matmul4, plan.group_size)
     onnx.save(model, str(path))
-    int8 = [node.name for layer, node in nodes.items() if plan.bits_of(layer) == 8
-            # dynamic int8 convolutions (ConvInteger) ran 3-6x slower than fp32 here: like torch.ao's dynamic
-            # quantization, it takes the MatMul layers only
-            and (plan.int8_mode == "static" or node.op_type == "MatMul")]
-    if int8 and plan.int8_mode == "static":
+    at8 = [node for layer, node in nodes.items() if plan.bits_of(layer) == 8]
+    dynamic: list[str] = []
+    if at8 and plan.int8_mode == "static":
         _static_int8(path, [node.name for layer, node in nodes.items() if plan.bits_of(layer) != 8], plan,
                      calibration)
-        int8 = []
-    dynamic = int8 + (token_tables(onnx.load(str(path))) if plan.bits <= 8 else [])
+    else:  # dynamic int8 convolutions (ConvInteger) ran 3-6x slower than fp32 here: like torch.ao, MatMuls only
+        dynamic = [node.name for node in at8 if node.op_type == "MatMul"]
+    if plan.bits <= 8:
+        dynamic += token_tables(model)  # static int8 leaves Gathers (and their names) as they are
     if dynamic:
         _dynamic_int8(path, dynamic, plan)
 
@@ -61,15 +61,14 @@ def token_tables(model: onnx.ModelProto, rows: int = 1024) -> list[str]:
 
 
 def _matmul_nbits(model: onnx.ModelProto, names: list[str], group_size: int) -> onnx.ModelProto:
-    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     # accuracy level 4: int8 activations inside the kernel, the fastest MatMulNBits on CPU here (fp32 compute was
     # 1.9x slower than fp32 at batch 1)
-    config = DefaultWeightOnlyQuantConfig(block_size=group_size, is_symmetric=True, bits=4, accuracy_level=4)
     # its nodes_to_include adds to every MatMul rather than choosing among them: exclude the others instead
     others = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name not in names]
     quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=group_size, is_symmetric=True, accuracy_level=4,
-                                     nodes_to_exclude=others, algo_config=config)
+                                     nodes_to_exclude=others)
     with _quiet():
         quantizer.process()
     return quantizer.model.model
