@@ -344,8 +344,8 @@ class Session:
         stopped = [t for t in trials if t.state == TrialState.PRUNED]
         figure = report.front_figure(completed, front, self.teacher)
         summary = {"trials.completed": len(completed), "trials.failed": len(failed),
-                   "trials.stopped_early": len(stopped), "pareto.size": len(front),
-                   "pareto.hypervolume": self.log_hypervolume()}
+                   "trials.stopped_early": len(stopped), "pareto.size": len(front)}
+        self.log_hypervolume()  # at its step, like every trial's: a step-0 summary point would break its history
         page = report.front_html(completed, front, self.teacher, recommended)
         self.tracker.finish_study(self.parent, self.name, {t.number for t in front},
                                   report.front_csv(front, self.teacher, tested), figure, summary, recommended, page)
