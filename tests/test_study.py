@@ -82,7 +82,8 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
     recommended = mlflow.pyfunc.load_model(parent.data.tags["squeezer.recommended_model"])  # an MLflow model
     assert recommended.predict(splits.val_x[:3].numpy())["logits"].shape == (3, 10)
     history = sorted(client.get_metric_history(parent.info.run_id, "pareto.hypervolume"), key=lambda m: m.step)
-    assert [m.step for m in history][:4] == [1, 2, 3, 4] and all(0 < m.value < 1 for m in history)
+    # 0 until a trial beats the teacher on some objective inside its box (tiny students can time slower than it)
+    assert [m.step for m in history][:4] == [1, 2, 3, 4] and all(0 <= m.value < 1 for m in history)
     assert [m.value for m in history][:4] == sorted(m.value for m in history[:4])  # a front only grows
     assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"pareto.csv", "pareto.png", "pareto.html",
