@@ -16,12 +16,12 @@ from squeezer.search.data import TEXT_KEYS, is_text
 from squeezer.search.data.text import MAX_LENGTH
 from squeezer.search.errors import ConfigError
 from squeezer.search.yamlfile import read_yaml
-from squeezer.search.objectives import METRICS, Constraint, parse_constraints, parse_objectives
+from squeezer.search.objectives import METRICS, Constraint, only_accuracy_trained, parse_constraints, parse_objectives
 from squeezer.spaces import Space, SpaceError, boundary_points, parse_space
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 DEFAULT_PIPELINE = ("distill", "prune", "quantize")
-SAMPLERS = ("nsga2", "tpe", "random")
+SAMPLERS = ("squeezer", "nsga2", "tpe", "random")
 TOP_LEVEL = {"name", "seed", "data", "teacher", "student", "pipeline", "objectives", "constraints", "search",
              "measure", "training"}
 DATA_KEYS = {"name", "path", "test_path", "dir", "val_fraction", "test_fraction", "train_size", "text_column",
@@ -47,7 +47,7 @@ LIMITS = {"search.trials": 10**6, "search.population_size": 10**4, "search.max_c
 MINIMA = {"search.population_size": 2, "measure.repeats": 2, "measure.warmup": 0}  # NSGA-II breeds pairs; p90 needs 2
 BACKENDS = ("optuna", "ray")
 RUNTIMES = ("onnxruntime", "torch")
-SCHEDULERS = ("none", "asha")
+SCHEDULERS = ("pareto", "shadow", "asha", "none")
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,9 @@ class SearchSettings:
     address: str | None = None          # ray: a running cluster to join; default: start a local Ray
     max_concurrent: int | None = None   # ray: trials at once; default: as many as the CPUs allow
     cpus_per_trial: float = 1.0         # ray: CPUs reserved per trial (and torch threads in it)
-    scheduler: str = "none"             # ray: asha stops trials early on per-epoch validation accuracy
+    scheduler: str | None = None        # pareto (default where it applies) | shadow | asha (ray) | none
+    stop_allowance: float = 0.02        # pareto: margin on the accuracy a trial's remaining training may still add
+    candidates: int = 16                # squeezer: recipes screened (size, speed before training) per trial
     warm_start: str | None = None       # an earlier study in the same storage: its Pareto members are tried first
 
 
@@ -121,7 +123,7 @@ def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
     except SpaceError as err:
         raise ConfigError(err.knob, err.rule, err.value) from None
     check_runtime(config)
-    return config
+    return check_search(config)
 
 
 def check_runtime(config: ExperimentConfig) -> None:
@@ -267,16 +269,35 @@ def _settings(cls: type, raw: Any, key: str) -> Any:
             raise ConfigError(f"{key}.{name}", "must be a string", value)
     for name, allowed in (("sampler", SAMPLERS), ("backend", BACKENDS), ("scheduler", SCHEDULERS),
                           ("runtime", RUNTIMES)):
-        if name in fields and values.get(name, fields[name].default) not in allowed:
+        if name in fields and values.get(name, fields[name].default) not in (*allowed, None):
             raise ConfigError(f"{key}.{name}", f"must be one of {list(allowed)}", values[name])
     settings = cls(**values)
-    if "population_size" in values and settings.sampler != "nsga2":
-        raise ConfigError(f"{key}.population_size", f"is a setting of sampler nsga2, not of {settings.sampler!r}",
-                          values["population_size"])
-    if getattr(settings, "scheduler", "none") != "none" and settings.backend != "ray":
-        raise ConfigError(f"{key}.scheduler", "needs backend ray (Optuna cannot stop multi-objective trials early)",
-                          settings.scheduler)
+    for option, sampler in (("population_size", "nsga2"), ("candidates", "squeezer")):
+        if option in values and settings.sampler != sampler:
+            raise ConfigError(f"{key}.{option}", f"is a setting of sampler {sampler}, not of {settings.sampler!r}",
+                              values[option])
+    if getattr(settings, "scheduler", None) == "asha" and settings.backend != "ray":
+        raise ConfigError(f"{key}.scheduler", "asha needs backend ray (with optuna, use pareto)", settings.scheduler)
     return settings
+
+
+def check_search(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` with its early stopping decided: ``pareto`` unless asked otherwise, where it can judge (accuracy is
+    the one trained objective); ``pareto``, ``shadow`` and sampler ``squeezer`` are refused where it cannot."""
+    search = config.search
+    judged = only_accuracy_trained(config.objectives)
+    if search.scheduler is None:
+        return dataclasses.replace(config, search=dataclasses.replace(
+            search, scheduler="pareto" if judged and search.backend == "optuna" else "none"))
+    if not judged:
+        for key, value in (("scheduler", search.scheduler), ("sampler", search.sampler)):
+            if value in ("pareto", "shadow", "squeezer"):
+                raise ConfigError(f"search.{key}", "needs objectives whose one trained metric is accuracy "
+                                  f"(maximize); these are {config.objectives}", value)
+    if search.scheduler in ("pareto", "shadow") and search.backend != "optuna":
+        raise ConfigError("search.scheduler", "pareto and shadow run with backend optuna (with ray, use asha)",
+                          search.scheduler)
+    return config
 
 
 def with_search(config: ExperimentConfig, **overrides: Any) -> ExperimentConfig:
@@ -285,7 +306,7 @@ def with_search(config: ExperimentConfig, **overrides: Any) -> ExperimentConfig:
     if not given:
         return config
     raw_search = {**(config.raw.get("search") or {}), **given}
-    return dataclasses.replace(config, search=_settings(SearchSettings, raw_search, "search"))
+    return check_search(dataclasses.replace(config, search=_settings(SearchSettings, raw_search, "search")))
 
 
 def _positive(value: Any, key: str) -> float:

@@ -23,6 +23,15 @@ METRICS: dict[str, str] = {
 }
 METRIC_RANGES = {"accuracy": (0.0, 1.0), "f1_macro": (0.0, 1.0)}  # the others lie in [0, inf)
 DEFAULT_OBJECTIVES = {"accuracy": "maximize", "size_bytes": "minimize", "latency_ms": "minimize"}
+#: Metrics that training does not change (much): known from the untrained compressed student, before training.
+CHEAP = ("size_bytes", "params", "flops", "latency_ms", "latency_p90_ms", "latency_batch_ms", "latency_batch_p90_ms",
+         "throughput")
+
+
+def only_accuracy_trained(objectives: Mapping[str, str]) -> bool:
+    """Whether maximised accuracy is the one objective that training changes: then a trial's other objectives are
+    known before it trains, which Pareto-aware early stopping and screening rely on."""
+    return [name for name in objectives if name not in CHEAP] == ["accuracy"] and objectives["accuracy"] == "maximize"
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,13 @@ from optuna.trial import FrozenTrial, TrialState
 from squeezer.search import quality, report
 from squeezer.search.config import MAX_SEED, ExperimentConfig
 from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+from squeezer.search.early_stop import ParetoStop, headroom, val_curve
 from squeezer.search.errors import ConfigError
 from squeezer.search.locking import absolute, is_local, store_lock
 from squeezer.search.objectives import Constraint
 from squeezer.search.pareto import pareto_mask
 from squeezer.search.runtime import export
+from squeezer.search.screening import Screen
 from squeezer.search.storage import exists, open_storage
 from squeezer.search.tracking import TRIAL_TAG, RunId, Tracker
 from squeezer.search.trial import Outcome, Workbench, baseline, flatten, prepare
@@ -163,10 +165,11 @@ def _wait_for(get: Callable[[], Any], timeout: float) -> Any:
 
 
 def make_sampler(config: ExperimentConfig, seed: int) -> optuna.samplers.BaseSampler:
-    """NSGA-II by default; TPE or random on request. Budgets reach them through each trial's constraints."""
+    """The configured Optuna sampler. Budgets reach them through each trial's constraints. ``squeezer`` draws at
+    random where ``Session.propose`` has not queued a screened recipe (``squeezer.search.screening``)."""
     if config.search.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
-    if config.search.sampler == "random":
+    if config.search.sampler in ("random", "squeezer"):
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.NSGAIISampler(population_size=config.search.population_size, seed=seed)
 
@@ -200,6 +203,7 @@ class Session:
     out: Print
     teacher: dict[str, float] = field(default_factory=dict)
     me: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    screen: Screen | None = None
 
     @property
     def config(self) -> ExperimentConfig:
@@ -211,6 +215,9 @@ class Session:
         self.study.set_user_attr("teacher", self.teacher)  # `squeezer pareto` shows ratios to it
         self.tracker.log_metrics(self.parent, {f"teacher.{k}": v for k, v in self.teacher.items()})
         self.out(f"teacher: {report.metrics_line(self.teacher)} test_accuracy={self.teacher['test_accuracy']:.4f}")
+        if self.config.search.sampler == "squeezer":  # a resumed process draws other candidates than its first life
+            self.screen = Screen(self.bench, self.teacher, self.seed + len(self.study.trials),
+                                 self.config.search.candidates)
         fixed = self.reconcile()
         if fixed:
             self.out(f"reconciled {fixed} trial run(s) left open by a stopped process with the study storage")
@@ -293,15 +300,51 @@ class Session:
         name = report.run_name(number, params)
         return self.tracker.trial_run(self.parent, self.name, number, params, tags, name=name)
 
-    def record(self, trial: optuna.Trial, run_id: RunId, outcome: Outcome, position: str, **artifacts: Any) -> None:
-        """Write the outcome to MLflow, tell the storage, then end the run (a crash between the two is reconciled)."""
+    def propose(self) -> None:
+        """With sampler ``squeezer``: queue the screened recipe for the next ``study.ask()`` (unless recipes, e.g. a
+        warm start's, are queued already)."""
+        if self.screen is None or self.study.get_trials(deepcopy=False, states=[TrialState.WAITING]):
+            return
+        trials = self.study.get_trials(deepcopy=False)
+        params = self.screen.propose([t for t in trials if t.state == TrialState.COMPLETE],
+                                     pareto_trials(self.study, self.config.objectives))
+        if params is not None:
+            self.study.enqueue_trial(params, user_attrs={"screened": True})
+
+    def stop_rule(self) -> ParetoStop | None:
+        """Pareto-aware early stopping for a trial starting now (``squeezer.search.early_stop``), if configured."""
+        search = self.config.search
+        if search.scheduler not in ("pareto", "shadow"):
+            return None
+        front = [(t.number, t.user_attrs["metrics"]) for t in pareto_trials(self.study, self.config.objectives)]
+        done = self.study.get_trials(deepcopy=False, states=[TrialState.COMPLETE])
+        gains = headroom([(t.user_attrs["val_curve"], t.user_attrs["metrics"]["accuracy"]) for t in done
+                          if "val_curve" in t.user_attrs])
+        return ParetoStop(self.config.objectives, front, gains, search.stop_allowance,
+                          shadow=search.scheduler == "shadow")
+
+    def record(self, trial: optuna.Trial, run_id: RunId, outcome: Outcome, position: str,
+               would_stop: str | None = None, **artifacts: Any) -> None:
+        """Write the outcome to MLflow, tell the storage, then end the run (a crash between the two is reconciled).
+
+        A trial stopped early is PRUNED in the storage and KILLED in MLflow, with the reason; ``would_stop``: the
+        reason the rule gave in shadow mode, kept on both."""
+        if would_stop:
+            trial.set_user_attr("would_stop", would_stop)
+            self.tracker.set_tag(run_id, "squeezer.would_stop", would_stop)
         self.tracker.log_result(run_id, outcome.metrics, outcome.curves, error=outcome.error, **artifacts)
-        if outcome.metrics is None:
+        if outcome.stopped:
+            trial.set_user_attr("stop_reason", outcome.reason)
+            self.study.tell(trial, state=TrialState.PRUNED)
+            self.tracker.kill(run_id, outcome.reason)
+        elif outcome.metrics is None:
             trial.set_user_attr("fail_reason", (outcome.error or "")[:2000])
             self.study.tell(trial, state=TrialState.FAIL)
         else:
+            trial.set_user_attr("val_curve", val_curve(outcome.curves))  # what early stopping learns from
             self.tell(trial, outcome.metrics)
-        self.tracker.end(run_id, "FAILED" if outcome.metrics is None else "FINISHED")
+        if not outcome.stopped:
+            self.tracker.end(run_id, "FAILED" if outcome.metrics is None else "FINISHED")
         self.progress(trial.number, position, trial.params, outcome)
 
     def tell(self, trial: optuna.Trial, metrics: Mapping[str, float]) -> None:
@@ -313,7 +356,7 @@ class Session:
         recipe = report.recipe(params)
         position = f"[trial {number} · {position}]"
         if outcome.metrics is None:
-            self.out(f"{position} FAILED {outcome.reason} | {recipe}")
+            self.out(f"{position} {'' if outcome.stopped else 'FAILED '}{outcome.reason} | {recipe}")
             return
         front = len(pareto_trials(self.study, self.config.objectives))
         hypervolume = self.log_hypervolume()

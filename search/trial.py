@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import tempfile
@@ -9,7 +10,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -21,6 +22,7 @@ from squeezer.compressors.training import accuracy, predict
 from squeezer.search import data, models
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.metrics import measure
+from squeezer.search.objectives import CHEAP
 from squeezer.search.runtime import export
 from squeezer.search.errors import ConfigError
 from squeezer.search.teacher import DiskCache, ensemble_specs, get_teacher, teacher_tokenizer
@@ -39,6 +41,7 @@ class Outcome:
     error: str | None = None
     curves: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     seconds: float = 0.0
+    stopped: bool = False  # stopped early (``error`` says why), not failed
 
     @property
     def reason(self) -> str:
@@ -110,8 +113,11 @@ def _teacher_key(index: int) -> str:
 
 
 def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: int, workdir: Path,
-              report: Report = lambda step, metrics: None) -> dict[str, float]:
+              report: Report = lambda step, metrics: None, watch: Watch | None = None) -> dict[str, float]:
     """Build the student from ``params['student']``, apply each pipeline step with its params, measure it.
+
+    Before training, the student's cheap metrics (size, speed) are measured when a budget or ``watch`` needs them;
+    ``watch`` then sees every epoch's report and may stop the trial (``StoppedEarly``).
 
     The compressed model is written to ``workdir`` as its runtime deploys it (model.onnx or model.pt; that file's
     bytes are the ``size_bytes`` metric) and as an export (student.pt and architecture.json).
@@ -125,7 +131,10 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
     ctx = TrialContext(s.train_x, s.train_y, s.val_x, s.val_y, teacher=bench.teacher,
                        teachers=bench.outputs, seed=seed, batch_size=bench.config.batch_size,
                        report=report)
-    check_budgets_before_training(bench, model, params, ctx)
+    if watch is not None or any(c.metric in CHEAP for c in bench.config.constraints):
+        cheap = cheap_metrics(bench, model, params, ctx)
+        check_budgets(bench, cheap)
+        ctx = dataclasses.replace(ctx, report=_both(report, watch(cheap) if watch else None))
     for step in bench.config.pipeline:
         model = compressors.get(step.name)(dict(params.get(step.name, {}))).apply(model, ctx)
     if not torch.isfinite(predict(model, s.val_x[:256])).all():
@@ -140,18 +149,18 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
     return metrics
 
 
-#: Metrics that training does not change (much): known from the untrained compressed student.
-CHEAP = ("size_bytes", "params", "flops", "latency_ms", "latency_p90_ms", "latency_batch_ms", "latency_batch_p90_ms",
-         "throughput")
+#: ``watch(cheap_metrics)`` -> the per-epoch report hook that may stop the trial (``StoppedEarly``); or None.
+Watch = Callable[[Mapping[str, float]], "Report | None"]
 
 
-def check_budgets_before_training(bench: Workbench, model: nn.Module, params: Mapping[str, Mapping[str, Any]],
-                                  ctx: TrialContext) -> None:
-    """Apply the pipeline without its training to ``model`` and measure it: a trial whose size or speed already
-    breaks a budget is rejected (``TrialFailed``, with the reason) before anything trains."""
-    budgets = [c for c in bench.config.constraints if c.metric in CHEAP]
-    if not budgets:
-        return
+class StoppedEarly(RuntimeError):
+    """The trial was stopped while training because it cannot reach the Pareto front; the message says why."""
+
+
+def cheap_metrics(bench: Workbench, model: nn.Module, params: Mapping[str, Mapping[str, Any]],
+                  ctx: TrialContext) -> dict[str, float]:
+    """Size and speed of ``model`` after the pipeline without its training (``Compressor.untrained``), deployed and
+    measured like a trial: what is known before anything trains. Its accuracy means nothing and is dropped."""
     for step in bench.config.pipeline:
         quick = compressors.get(step.name)(dict(params.get(step.name, {}))).untrained()
         if quick is not None:
@@ -159,14 +168,30 @@ def check_budgets_before_training(bench: Workbench, model: nn.Module, params: Ma
     s = bench.splits
     with tempfile.TemporaryDirectory(prefix="squeezer-untrained-") as tmp:  # not the trial's folder: no artifact
         metrics = measure(model, s.val_x[:64], s.val_y[:64], bench.config.measure, Path(tmp), pad_id=s.pad_id)
-    broken = [c for c in budgets if c.violation(metrics) > 0]
+    return {k: v for k, v in metrics.items() if k in CHEAP}
+
+
+def check_budgets(bench: Workbench, cheap: Mapping[str, float]) -> None:
+    """Reject (``TrialFailed``, with the reason) a trial whose untrained compressed student already breaks a size or
+    speed budget: training cannot mend it."""
+    broken = [c for c in bench.config.constraints if c.metric in cheap and c.violation(cheap) > 0]
     if broken:
         raise TrialFailed("rejected before training: " + "; ".join(
-            f"{c.metric} = {metrics[c.metric]:g} breaks {c}" for c in broken) + " (the untrained compressed student)")
+            f"{c.metric} = {cheap[c.metric]:g} breaks {c}" for c in broken) + " (the untrained compressed student)")
+
+
+def _both(first: Report, second: Report | None) -> Report:
+    if second is None:
+        return first
+
+    def report(step: int, metrics: Mapping[str, float]) -> None:
+        first(step, metrics)
+        second(step, metrics)
+    return report
 
 
 def attempt(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: int, workdir: Path,
-            report: Report = lambda step, metrics: None) -> Outcome:
+            report: Report = lambda step, metrics: None, watch: Watch | None = None) -> Outcome:
     """``run_trial`` that never raises for a broken trial: a failure (MemoryError included) becomes its reason.
 
     Per-epoch metrics are buffered in the outcome, so trackers write them in one batch instead of a round trip
@@ -180,8 +205,10 @@ def attempt(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: int
 
     started = time.monotonic()
     try:
-        metrics = run_trial(bench, params, seed, workdir, report=buffer)
+        metrics = run_trial(bench, params, seed, workdir, report=buffer, watch=watch)
         return Outcome(metrics, None, curves, time.monotonic() - started)
+    except StoppedEarly as stop:
+        return Outcome(None, str(stop), curves, time.monotonic() - started, stopped=True)
     except Exception as err:  # noqa: BLE001 - any failure of one trial is recorded, and the study goes on
         error = f"{type(err).__name__}: {err}\n{traceback.format_exc()}"
         return Outcome(None, error, curves, time.monotonic() - started)

@@ -35,6 +35,7 @@ def run(session: Session, target: int) -> None:
         if done + len(session.running_elsewhere(trials)) >= target:
             time.sleep(POLL_S)  # the other processes' trials will reach the target, or fail and leave room
             continue
+        session.propose()
         trial = session.study.ask()
         session.claim(trial)
         rank = _rank(session, trial.number)
@@ -49,16 +50,19 @@ def one_trial(session: Session, trial: optuna.Trial, position: str) -> None:
     """Run one asked trial; a broken trial is recorded as failed and the study goes on."""
     params = suggest_params(trial, session.config)
     run_id = session.trial_run(trial.number, flatten(params))
+    rule = session.stop_rule()
     with tempfile.TemporaryDirectory(prefix="squeezer-") as workdir:
         try:
             with session.heartbeat(trial):
-                outcome = attempt(session.bench, params, session.seed + trial.number, Path(workdir))
+                outcome = attempt(session.bench, params, session.seed + trial.number, Path(workdir),
+                                  watch=rule.watch if rule else None)
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", f"{INTERRUPTED} by the user")
             session.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             session.tracker.kill(run_id, f"{INTERRUPTED} by the user")
             raise
-        session.record(trial, run_id, outcome, position, model_dir=Path(workdir))
+        session.record(trial, run_id, outcome, position, would_stop=rule.would_stop if rule else None,
+                       model_dir=Path(workdir))
 
 
 def _rank(session: Session, number: int) -> int:

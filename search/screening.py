@@ -1,0 +1,125 @@
+"""Squeezer's sampler: screen many candidates on what is known before training, and train the most promising one.
+
+A student's size and speed are measured without training (``trial.cheap_metrics``: the pipeline's transforms on the
+untrained student, deployed and timed), so they need not be guessed; only accuracy must be. Each trial draws
+``candidates`` recipes (random ones, and mutations of front members), measures their cheap metrics, drops those
+that break a budget, predicts their accuracy with a random forest (scikit-learn) fit on the trials so far, and runs
+the candidate whose predicted points (one per tree: the forest's spread is its uncertainty) add the most
+hypervolume to the current front on average. The first ``warmup`` trials are random, to fit the forest on.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial
+
+from squeezer.compressors.base import TrialContext
+from squeezer.search import models, quality
+from squeezer.search.config import ExperimentConfig
+from squeezer.search.objectives import CHEAP
+from squeezer.search.trial import Workbench, cheap_metrics
+from squeezer.spaces.optuna import distributions
+
+WARMUP = 5
+MUTATE = 0.3  # share of a mutated candidate's knobs drawn afresh
+
+
+class Screen:
+    """Proposes the next trial's recipe for a study; see the module's docstring."""
+
+    def __init__(self, bench: Workbench, teacher: Mapping[str, float], seed: int, candidates: int) -> None:
+        self.bench, self.teacher, self.candidates = bench, teacher, candidates
+        self.rng = np.random.default_rng(seed)
+        self.space = joint_distributions(bench.config)
+        self.draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+
+    @property
+    def config(self) -> ExperimentConfig:
+        return self.bench.config
+
+    def propose(self, done: Sequence[FrozenTrial], front: Sequence[FrozenTrial]) -> dict[str, Any] | None:
+        """Flat params of the recipe to try next, or None for a plain random draw (too few trials to learn from)."""
+        known = [t for t in done if t.user_attrs.get("metrics")]
+        if len(known) < WARMUP:
+            return None
+        pool = [self.draw(front) for _ in range(self.candidates)]
+        measured = [(params, cheap) for params in pool if (cheap := self.measure(params)) is not None]
+        if not measured:
+            return None
+        forest = self.fit(known)
+        scores = [self.expected_gain(forest, params, cheap, front) for params, cheap in measured]
+        return measured[int(np.argmax(scores))][0]
+
+    def draw(self, front: Sequence[FrozenTrial]) -> dict[str, Any]:
+        """A random recipe, or (half the time, once there is a front) a front member with some knobs drawn afresh."""
+        keep: dict[str, Any] = {}
+        if front and self.rng.random() < 0.5:
+            parent = front[int(self.rng.integers(len(front)))].params
+            keep = {k: v for k, v in parent.items() if self.rng.random() > MUTATE}
+        self.draws.enqueue_trial(keep)
+        trial = self.draws.ask()
+        from squeezer.search.study import suggest_params  # the study module imports this one
+
+        suggest_params(trial, self.config)
+        self.draws.tell(trial, state=optuna.trial.TrialState.FAIL)  # only the draw was wanted
+        return dict(trial.params)
+
+    def measure(self, flat: Mapping[str, Any]) -> dict[str, float] | None:
+        """The recipe's cheap metrics; None if it breaks a budget or cannot be built."""
+        from squeezer.search.study import replay_params
+
+        params = replay_params(self.config, flat)
+        s = self.bench.splits
+        try:
+            model = models.build(dict(params["student"]), s.input_shape, s.num_classes, tokens=s.tokens,
+                                 teacher=self.bench.teacher)
+            ctx = TrialContext(s.train_x, s.train_y, s.val_x, s.val_y, teacher=self.bench.teacher,
+                               teachers=self.bench.outputs, batch_size=self.config.batch_size)
+            cheap = cheap_metrics(self.bench, model, params, ctx)
+        except Exception:  # noqa: BLE001 - a candidate that cannot be built is simply not proposed
+            return None
+        if any(c.metric in cheap and c.violation(cheap) > 0 for c in self.config.constraints):
+            return None
+        return cheap
+
+    def fit(self, known: Sequence[FrozenTrial]) -> Any:
+        from sklearn.ensemble import RandomForestRegressor
+
+        x = np.array([self.features(t.params, t.user_attrs["metrics"]) for t in known])
+        y = np.array([t.user_attrs["metrics"]["accuracy"] for t in known])
+        return RandomForestRegressor(n_estimators=64, min_samples_leaf=2, random_state=0).fit(x, y)
+
+    def features(self, flat: Mapping[str, Any], cheap: Mapping[str, float]) -> list[float]:
+        """Every knob as a number (-1 where a branch left it out), and the log of each cheap metric (a finished
+        trial's own: training does not change them)."""
+        row = [_number(dist, flat[name]) if name in flat else -1.0 for name, dist in self.space.items()]
+        return row + [math.log(max(cheap[k], 1e-12)) for k in CHEAP]
+
+    def expected_gain(self, forest: Any, flat: Mapping[str, Any], cheap: Mapping[str, float],
+                      front: Sequence[FrozenTrial]) -> float:
+        """Mean over the forest's trees of the hypervolume the candidate's point would add to the front."""
+        x = np.array([self.features(flat, cheap)])
+        members = [t.user_attrs["metrics"] for t in front]
+        base = quality.hypervolume(members, self.config.objectives, self.teacher)
+        gains = [quality.hypervolume([*members, {**cheap, "accuracy": float(tree.predict(x)[0])}],
+                                     self.config.objectives, self.teacher) - base for tree in forest.estimators_]
+        return float(np.mean(gains))
+
+
+def joint_distributions(config: ExperimentConfig) -> dict[str, BaseDistribution]:
+    """Every searched knob of the student and the pipeline by its flat name, as the study samples them."""
+    found = {f"student.{name}": dist for name, dist in distributions(config.student).items()}
+    for step in config.pipeline:
+        found.update({f"{step.name}.{name}": dist for name, dist in distributions(step.space).items()})
+    return found
+
+
+def _number(dist: BaseDistribution, value: Any) -> float:
+    internal = float(dist.to_internal_repr(value))
+    log = isinstance(dist, (IntDistribution, FloatDistribution)) and dist.log
+    return math.log(internal) if log else internal
