@@ -287,8 +287,8 @@ def check_search(config: ExperimentConfig) -> ExperimentConfig:
     search = config.search
     judged = only_accuracy_trained(config.objectives)
     if search.scheduler is None:
-        return dataclasses.replace(config, search=dataclasses.replace(
-            search, scheduler="pareto" if judged and search.backend == "optuna" else "none"))
+        search = dataclasses.replace(search, scheduler="pareto" if judged and search.backend == "optuna" else "none")
+        config = dataclasses.replace(config, search=search)
     if not judged:
         for key, value in (("scheduler", search.scheduler), ("sampler", search.sampler)):
             if value in ("pareto", "shadow", "squeezer"):
@@ -297,6 +297,9 @@ def check_search(config: ExperimentConfig) -> ExperimentConfig:
     if search.scheduler in ("pareto", "shadow") and search.backend != "optuna":
         raise ConfigError("search.scheduler", "pareto and shadow run with backend optuna (with ray, use asha)",
                           search.scheduler)
+    if search.sampler == "squeezer" and search.backend != "optuna":
+        raise ConfigError("search.sampler", "squeezer runs with backend optuna (with ray: nsga2, tpe or random)",
+                          search.sampler)
     return config
 
 

@@ -324,14 +324,17 @@ class Session:
                           shadow=search.scheduler == "shadow")
 
     def record(self, trial: optuna.Trial, run_id: RunId, outcome: Outcome, position: str,
-               would_stop: str | None = None, **artifacts: Any) -> None:
+               rule: ParetoStop | None = None, **artifacts: Any) -> None:
         """Write the outcome to MLflow, tell the storage, then end the run (a crash between the two is reconciled).
 
-        A trial stopped early is PRUNED in the storage and KILLED in MLflow, with the reason; ``would_stop``: the
-        reason the rule gave in shadow mode, kept on both."""
-        if would_stop:
-            trial.set_user_attr("would_stop", would_stop)
-            self.tracker.set_tag(run_id, "squeezer.would_stop", would_stop)
+        A trial stopped early is PRUNED in the storage and KILLED in MLflow, with the reason. From the trial's
+        early-stopping ``rule``: the cheap metrics it judged (kept in the storage), and in shadow mode the reason it
+        would have stopped the trial (kept on both)."""
+        if rule is not None and rule.cheap is not None:
+            trial.set_user_attr("cheap", dict(rule.cheap))
+        if rule is not None and rule.would_stop and rule.shadow:
+            trial.set_user_attr("would_stop", rule.would_stop)
+            self.tracker.set_tag(run_id, "squeezer.would_stop", rule.would_stop)
         self.tracker.log_result(run_id, outcome.metrics, outcome.curves, error=outcome.error, **artifacts)
         if outcome.stopped:
             trial.set_user_attr("stop_reason", outcome.reason)

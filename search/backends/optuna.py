@@ -61,8 +61,7 @@ def one_trial(session: Session, trial: optuna.Trial, position: str) -> None:
             session.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             session.tracker.kill(run_id, f"{INTERRUPTED} by the user")
             raise
-        session.record(trial, run_id, outcome, position, would_stop=rule.would_stop if rule else None,
-                       model_dir=Path(workdir))
+        session.record(trial, run_id, outcome, position, rule, model_dir=Path(workdir))
 
 
 def _rank(session: Session, number: int) -> int:

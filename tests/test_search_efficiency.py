@@ -1,0 +1,123 @@
+"""Search efficiency: Pareto-aware early stopping, and Squeezer's sampler that screens recipes before training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from squeezer.search.config import parse_config
+from squeezer.search.early_stop import MIN_CURVES, ParetoStop, headroom, val_curve
+from squeezer.search.errors import ConfigError
+from squeezer.search.screening import WARMUP
+from squeezer.search.study import replay_params
+from squeezer.search.trial import StoppedEarly, attempt, prepare
+
+from conftest import digits_config, write_config
+from test_study import runs, search, stores
+
+OBJECTIVES = {"accuracy": "maximize", "size_bytes": "minimize", "latency_ms": "minimize"}
+MEMBER = (3, {"accuracy": 0.9, "size_bytes": 1000.0, "latency_ms": 0.05})
+SLOWER_AND_BIGGER = {"size_bytes": 2000.0, "latency_ms": 0.1}
+
+
+def test_a_trial_beaten_on_every_objective_even_optimistically_is_stopped_naming_the_member() -> None:
+    rule = ParetoStop(OBJECTIVES, [MEMBER], {("distill", 0): 0.05}, allowance=0.02)
+    check = rule.watch(SLOWER_AND_BIGGER)
+    assert check is not None
+    with pytest.raises(StoppedEarly, match=r"after distill epoch 1: val accuracy 0.8000 \(\+0.070 allowed\) .* "
+                                           r"beaten by trial 3"):
+        check(0, {"distill.loss": 1.0, "distill.val_accuracy": 0.80})  # 0.80 + 0.05 + 0.02 < 0.9
+
+
+def test_a_trial_that_could_still_reach_the_front_goes_on() -> None:
+    rule = ParetoStop(OBJECTIVES, [MEMBER], {("distill", 0): 0.05}, allowance=0.02)
+    for cheap, epoch, accuracy in [
+        (SLOWER_AND_BIGGER, 0, 0.85),                          # 0.85 + 0.07 may still beat 0.9
+        ({"size_bytes": 500.0, "latency_ms": 0.1}, 0, 0.1),    # smaller than the member: never dominated
+        ({"size_bytes": 2000.0, "latency_ms": 0.06}, 0, 0.1),  # timed before training within the noise allowance
+        (SLOWER_AND_BIGGER, 5, 0.1),                           # no finished trial reported this epoch: no headroom
+    ]:
+        check = rule.watch(cheap)
+        assert check is not None
+        check(epoch, {"distill.val_accuracy": accuracy})
+    assert rule.would_stop is None
+
+
+def test_nothing_is_stopped_before_a_front_and_enough_finished_trials_exist() -> None:
+    assert headroom([([("distill", 0, 0.5)], 0.9)] * (MIN_CURVES - 1)) == {}
+    assert ParetoStop(OBJECTIVES, [], {("distill", 0): 0.0}).watch(SLOWER_AND_BIGGER) is None
+
+
+def test_the_headroom_is_the_most_any_finished_trial_gained_from_that_epoch() -> None:
+    finished = [([("distill", 0, 0.5), ("distill", 1, 0.8), ("prune", 0, 0.7)], 0.85),
+                ([("distill", 0, 0.7), ("distill", 1, 0.75)], 0.80),
+                ([("distill", 0, 0.6)], 0.62)]
+    assert headroom(finished) == pytest.approx({("distill", 0): 0.35, ("distill", 1): 0.05, ("prune", 0): 0.15})
+    curves = [(0, {"distill.loss": 1.0, "distill.val_accuracy": 0.5}), (0, {"prune.val_accuracy": 0.4})]
+    assert val_curve(curves) == [("distill", 0, 0.5), ("prune", 0, 0.4)]
+
+
+def test_in_shadow_mode_the_verdict_is_kept_and_the_trial_goes_on() -> None:
+    rule = ParetoStop(OBJECTIVES, [MEMBER], {("distill", 0): 0.0, ("distill", 1): 0.0}, shadow=True)
+    check = rule.watch(SLOWER_AND_BIGGER)
+    assert check is not None
+    check(0, {"distill.val_accuracy": 0.5})
+    check(1, {"distill.val_accuracy": 0.6})
+    assert rule.would_stop is not None and rule.would_stop.startswith("stopped early after distill epoch 1:")
+
+
+def test_a_real_trial_stops_after_its_first_epoch_with_its_curve_so_far(tmp_path: Path) -> None:
+    bench = prepare(parse_config(digits_config()))
+    params = replay_params(bench.config, {"student.depth": 1, "student.width": 32, "distill.temperature": 2.0,
+                                          "distill.soft_weight": 0.5, "distill.hard_weight": 0.5, "prune.ratio": 0.0,
+                                          "prune.structured": True, "quantize.bits": 32})
+    unbeatable = (7, {"accuracy": 1.0, "size_bytes": 1.0, "latency_ms": 1e-9})
+    rule = ParetoStop(bench.config.objectives, [unbeatable], {("distill", 0): 0.0})
+    outcome = attempt(bench, params, 0, tmp_path, watch=rule.watch)
+    assert outcome.stopped and outcome.metrics is None
+    assert outcome.reason.startswith("stopped early after distill epoch 1:") and "trial 7" in outcome.reason
+    assert [step for step, _ in outcome.curves] == [0] and not any(tmp_path.iterdir())  # nothing deployed
+
+
+def test_early_stopping_is_the_default_where_it_can_judge_and_refused_where_it_cannot() -> None:
+    config = digits_config()
+    del config["search"]["scheduler"]  # the shipped digits study lets every trial finish: the tests count them
+    assert parse_config(config).search.scheduler == "pareto"
+    config["objectives"] = {"f1_macro": "maximize", "size_bytes": "minimize"}
+    assert parse_config(config).search.scheduler == "none"  # f1 is not what epochs report
+    config["search"] = {"scheduler": "pareto"}
+    with pytest.raises(ConfigError, match="search.scheduler: needs objectives whose one trained metric is accuracy"):
+        parse_config(config)
+    config = digits_config()
+    config["search"] = {"sampler": "nsga2", "candidates": 8}
+    with pytest.raises(ConfigError, match="search.candidates: is a setting of sampler squeezer"):
+        parse_config(config)
+
+
+def test_squeezer_sampler_screens_recipes_so_no_trained_one_breaks_the_size_budget(tmp_path: Path, capsys) -> None:
+    config = digits_config()
+    config["search"] = {"sampler": "squeezer", "trials": 9, "candidates": 6, "scheduler": "pareto"}
+    config["constraints"] = {"size_bytes": {"max": 12000}}
+    assert search(write_config(tmp_path, config), tmp_path, 9) == 0
+    out = capsys.readouterr().out
+    study = optuna.load_study(study_name="digits", storage=stores(tmp_path)[1])
+    trials = sorted(study.trials, key=lambda t: t.number)
+    screened = [t for t in trials if t.user_attrs.get("screened")]
+    assert len(screened) == 9 - WARMUP and all(t.number >= WARMUP for t in screened)
+    # size is known before training, so a screened recipe never breaks the budget
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in screened)
+    assert all(t.user_attrs["metrics"]["size_bytes"] <= 12000 for t in screened if t.state == TrialState.COMPLETE)
+    # a trial stopped early: PRUNED with its reason in the storage, KILLED with it in MLflow, counted in the summary
+    stopped = {t.number: t.user_attrs["stop_reason"] for t in trials if t.state == TrialState.PRUNED}
+    killed = {int(r.data.tags["squeezer.trial"]): r.data.tags["squeezer.error"]
+              for r in runs(tmp_path, "trial") if r.info.status == "KILLED"}
+    assert killed == stopped and all(reason.startswith("stopped early after") for reason in stopped.values())
+    assert all(f"[trial {n} · " in out and reason in out for n, reason in stopped.items())
+    (parent,) = runs(tmp_path, "study")
+    assert parent.data.metrics["trials.stopped_early"] == len(stopped)
+    history = MlflowClient(stores(tmp_path)[0]).get_metric_history(parent.info.run_id, "pareto.hypervolume")
+    assert {m.step for m in history} == set(range(1, sum(t.state == TrialState.COMPLETE for t in trials) + 1))
