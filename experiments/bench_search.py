@@ -84,8 +84,8 @@ def history(cfg: Any, budget: int, tmp: Path, name: str) -> tuple[list[float], l
     teacher = study.user_attrs["teacher"]
     spent = [t for t in sorted(study.trials, key=lambda t: t.number)
              if t.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)][:budget]
-    hv = [quality.hypervolume([t.user_attrs["metrics"] for t in spent[:k] if t.state == TrialState.COMPLETE],
-                              cfg.objectives, teacher) for k in range(1, len(spent) + 1)]
+    hv = quality.history([t.user_attrs["metrics"] if t.state == TrialState.COMPLETE else None for t in spent],
+                         cfg.objectives, teacher)
     started = min(t.datetime_start.timestamp() for t in spent)  # the teacher's training is not the sampler's time
     clock = [t.datetime_complete.timestamp() - started for t in spent]
     front = {t.number for t in result.front}

@@ -52,7 +52,7 @@ SCHEDULERS = ("pareto", "shadow", "asha", "none")
 
 @dataclass(frozen=True)
 class SearchSettings:
-    sampler: str = "nsga2"
+    sampler: str | None = None          # squeezer (default where it applies, else nsga2) | nsga2 | tpe | random
     trials: int = 20
     population_size: int = 8
     timeout_s: float | None = None
@@ -272,24 +272,26 @@ def _settings(cls: type, raw: Any, key: str) -> Any:
         if name in fields and values.get(name, fields[name].default) not in (*allowed, None):
             raise ConfigError(f"{key}.{name}", f"must be one of {list(allowed)}", values[name])
     settings = cls(**values)
-    for option, sampler in (("population_size", "nsga2"), ("candidates", "squeezer")):
-        if option in values and settings.sampler != sampler:
-            raise ConfigError(f"{key}.{option}", f"is a setting of sampler {sampler}, not of {settings.sampler!r}",
-                              values[option])
     if getattr(settings, "scheduler", None) == "asha" and settings.backend != "ray":
         raise ConfigError(f"{key}.scheduler", "asha needs backend ray (with optuna, use pareto)", settings.scheduler)
     return settings
 
 
 def check_search(config: ExperimentConfig) -> ExperimentConfig:
-    """``config`` with its early stopping decided: ``pareto`` unless asked otherwise, where it can judge (accuracy is
-    the one trained objective); ``pareto``, ``shadow`` and sampler ``squeezer`` are refused where it cannot."""
+    """``config`` with its sampler and early stopping decided: ``squeezer`` and ``pareto`` unless asked otherwise,
+    where they can judge (the optuna backend, and accuracy as the one trained objective), else ``nsga2`` and
+    ``none``; ``pareto``, ``shadow`` and ``squeezer`` are refused where they cannot."""
     search = config.search
-    judged = only_accuracy_trained(config.objectives)
-    if search.scheduler is None:
-        search = dataclasses.replace(search, scheduler="pareto" if judged and search.backend == "optuna" else "none")
-        config = dataclasses.replace(config, search=search)
-    if not judged:
+    judged = only_accuracy_trained(config.objectives) and search.backend == "optuna"
+    search = dataclasses.replace(search, sampler=search.sampler or ("squeezer" if judged else "nsga2"),
+                                 scheduler=search.scheduler or ("pareto" if judged else "none"))
+    config = dataclasses.replace(config, search=search)
+    given = config.raw.get("search") or {}
+    for option, sampler in (("population_size", "nsga2"), ("candidates", "squeezer")):
+        if option in given and search.sampler != sampler:
+            raise ConfigError(f"search.{option}", f"is a setting of sampler {sampler}, not of {search.sampler!r}",
+                              given[option])
+    if not only_accuracy_trained(config.objectives):
         for key, value in (("scheduler", search.scheduler), ("sampler", search.sampler)):
             if value in ("pareto", "shadow", "squeezer"):
                 raise ConfigError(f"search.{key}", "needs objectives whose one trained metric is accuracy "

@@ -38,6 +38,14 @@ def hypervolume(metrics: Sequence[Mapping[str, float]], objectives: Mapping[str,
     return float(moocore.hypervolume(points, ref=ref)) if len(points) else 0.0
 
 
+def history(trials: Sequence[Mapping[str, float] | None], objectives: Mapping[str, str],
+            teacher: Mapping[str, float]) -> list[float]:
+    """The hypervolume after each of ``trials`` in the order they ended (a trial's metrics, or None for one that
+    was spent without a result: it adds nothing)."""
+    return [hypervolume([m for m in trials[:k] if m is not None], objectives, teacher)
+            for k in range(1, len(trials) + 1)]
+
+
 def knee(metrics: Sequence[Mapping[str, float]], objectives: Mapping[str, str],
          teacher: Mapping[str, float]) -> int | None:
     """Index of the recommended member of a front: the one nearest the ideal point once each objective is scaled to

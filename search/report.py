@@ -195,8 +195,26 @@ def front_html(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial],
     return fig.to_html(include_plotlyjs=True, full_html=True)  # no network needed to open it
 
 
+def hypervolume_figure(values: Sequence[float]) -> Any:
+    """The front's hypervolume after each completed trial: how fast the search improved."""
+    if not values:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3)
+    ax.set_xlabel("completed trials")
+    ax.set_ylabel("hypervolume (teacher-scaled)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def close(figure: Any) -> None:
-    """Free a figure made by ``front_figure`` once it is saved."""
+    """Free a figure made by ``front_figure`` or ``hypervolume_figure`` once it is saved."""
     if figure is not None:
         import matplotlib.pyplot as plt
 

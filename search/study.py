@@ -388,14 +388,18 @@ class Session:
         completed = [t for t in trials if t.state == TrialState.COMPLETE]
         failed = [t for t in trials if t.state == TrialState.FAIL and _ran_and_failed(t)]
         stopped = [t for t in trials if t.state == TrialState.PRUNED]
-        figure = report.front_figure(completed, front, self.teacher)
+        ended = sorted(feasible(self.study), key=lambda t: t.number)
+        figures = {"pareto.png": report.front_figure(completed, front, self.teacher),
+                   "hypervolume.png": report.hypervolume_figure(quality.history(
+                       [t.user_attrs["metrics"] for t in ended], self.config.objectives, self.teacher))}
         summary = {"trials.completed": len(completed), "trials.failed": len(failed),
                    "trials.stopped_early": len(stopped), "pareto.size": len(front)}
         self.log_hypervolume()  # at its step, like every trial's: a step-0 summary point would break its history
         page = report.front_html(completed, front, self.teacher, recommended)
         self.tracker.finish_study(self.parent, self.name, {t.number for t in front},
-                                  report.front_csv(front, self.teacher, tested), figure, summary, recommended, page)
-        report.close(figure)
+                                  report.front_csv(front, self.teacher, tested), figures, summary, recommended, page)
+        for figure in figures.values():
+            report.close(figure)
         early = f", {len(stopped)} stopped early" if stopped else ""
         self.out(f"\nPareto front ({len(front)} of {len(completed)} completed trials; {len(failed)} failed{early}):")
         self.out(report.front_table(front, self.teacher, tested, recommended))

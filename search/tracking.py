@@ -214,9 +214,10 @@ class Tracker:
         self.set_tag(run_id, ERROR_TAG, reason)
         self.end(run_id, RunStatus.to_string(RunStatus.KILLED))
 
-    def finish_study(self, parent: str, study: str, members: set[int], table_csv: str, figure: Any,
+    def finish_study(self, parent: str, study: str, members: set[int], table_csv: str, figures: Mapping[str, Any],
                      summary: Mapping[str, float], recommended: int | None = None, page: str | None = None) -> None:
-        """Tag every trial run pareto=true/false and attach the front's table, plot and counts to the parent run.
+        """Tag every trial run pareto=true/false and attach the front's table, plots (by file name) and counts to the
+        parent run.
 
         ``members`` are the trial numbers on the front; only a FINISHED run can be one (a trial that was interrupted
         and run again keeps its KILLED run beside the finished one).
@@ -230,8 +231,9 @@ class Tracker:
             self.client.set_tag(recommended_run, "recommended", "true")
             self.client.set_tag(parent, "squeezer.recommended", str(recommended))
         self.client.log_text(parent, table_csv, "pareto.csv")
-        if figure is not None:
-            self.client.log_figure(parent, figure, "pareto.png")
+        for name, figure in figures.items():
+            if figure is not None:
+                self.client.log_figure(parent, figure, name)
         if page is not None:
             self.client.log_text(parent, page, "pareto.html")
         now = int(time.time() * 1000)

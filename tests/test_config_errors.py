@@ -57,7 +57,7 @@ BAD = {
         mutate(lambda c: c["pipeline"][2]["quantize"].update(layer_bits={"9": 8})),
         "quantize.layer_bits.9: is not a weight layer; the student's are"),
     "bad sampler": (mutate(lambda c: c["search"].update(sampler="grid")),
-                    "search.sampler: must be one of ['nsga2', 'tpe', 'random']"),
+                    "search.sampler: must be one of ['squeezer', 'nsga2', 'tpe', 'random']"),
 }
 
 

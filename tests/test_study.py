@@ -87,7 +87,7 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
     assert [m.value for m in history][:4] == sorted(m.value for m in history[:4])  # a front only grows
     assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"pareto.csv", "pareto.png", "pareto.html",
-                                                                         "config.yaml"}
+                                                                         "hypervolume.png", "config.yaml"}
     assert parent.info.status == "FINISHED"
 
     # `squeezer pareto` prints the same front that the tags record, with ratios to the teacher.
