@@ -108,8 +108,9 @@ def experiment_links(tracking_uri: str, url: str) -> list[str]:
     for experiment in MlflowClient(absolute(tracking_uri)).search_experiments(filter_string="name LIKE 'squeezer-%'"):
         # workflowType: the UI's "Model training" side (runs, models) rather than its GenAI side
         page = f"{url}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
-        lines += [f"  {experiment.name}: {page}",
-                  f"    Pareto runs: {page}&searchFilter={quote(PARETO_FILTER)}  (filter: {PARETO_FILTER})"]
+        # sorted by a metric, the UI lists the trials flat instead of folded under the study's run
+        pareto = f"{page}&searchFilter={quote(PARETO_FILTER)}&orderByKey={quote('metrics.`accuracy`')}&orderByAsc=false"
+        lines += [f"  {experiment.name}: {page}", f"    Pareto runs: {pareto}  (filter: {PARETO_FILTER})"]
     return lines
 
 

@@ -44,7 +44,7 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_ui_shows_the_runs(tmp_path: Path) -> None:
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
-    assert main(["search", str(DIGITS_YAML), "--trials", "2", "--tracking-uri", tracking,
+    assert main(["search", str(DIGITS_YAML), "--trials", "3", "--tracking-uri", tracking,
                  "--storage", f"sqlite:///{tmp_path}/optuna.db"]) == 0
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "squeezer.search.cli", "ui", "--tracking-uri", tracking,
@@ -61,11 +61,20 @@ def test_ui_shows_the_runs(tmp_path: Path) -> None:
             except OSError:
                 time.sleep(1)
         assert answer is not None, "the MLflow UI did not come up within 90 s"
-        assert len(answer["runs"]) == 3  # the study's parent run and its two trials
+        assert len(answer["runs"]) == 4  # the study's parent run and its three trials
         printed = [server.stdout.readline() for _ in range(3)]
         page = f"http://127.0.0.1:{port}/#/experiments/1/runs?workflowType=machine_learning"
         assert printed[1].split() == ["squeezer-digits:", page]
-        assert printed[2].split()[:3] == ["Pareto", "runs:", page + "&searchFilter=tags.pareto%20%3D%20%22true%22"]
+        pareto_page = printed[2].split()[2]
+        assert printed[2].split()[:2] == ["Pareto", "runs:"] and pareto_page.startswith(
+            page + "&searchFilter=tags.pareto%20%3D%20%22true%22&orderByKey=metrics.%60accuracy%60")
+        # the Pareto link lists exactly the Pareto trials, by their recipe names
+        dom = browse(pareto_page, tmp_path / "pareto-runs.png")
+        trials = [r for r in answer["runs"] if r["data"].get("tags") and {"key": "squeezer.role", "value": "trial"}
+                  in r["data"]["tags"]]
+        on_front = {r["info"]["run_name"]: {"key": "pareto", "value": "true"} in r["data"]["tags"] for r in trials}
+        assert any(on_front.values())
+        assert all((name.replace("%", "") in dom.replace("%", "")) == shown for name, shown in on_front.items())
         trial = next(r for r in answer["runs"] if {"key": "pareto", "value": "true"} in r["data"].get("tags", []))
         run_page = f"http://127.0.0.1:{port}/#/experiments/1/runs/{trial['info']['run_id']}?workflowType=machine_learning"
         dom = browse(run_page, tmp_path / "trial-run.png")
@@ -77,6 +86,7 @@ def test_ui_shows_the_runs(tmp_path: Path) -> None:
         if keep:
             Path(keep).mkdir(parents=True, exist_ok=True)
             (Path(keep) / "mlflow_ui_trial_run.png").write_bytes((tmp_path / "trial-run.png").read_bytes())
+            (Path(keep) / "mlflow_ui_pareto_runs.png").write_bytes((tmp_path / "pareto-runs.png").read_bytes())
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
