@@ -85,7 +85,7 @@ def history(cfg: Any, budget: int, tmp: Path, name: str) -> tuple[list[float], l
     spent = [t for t in sorted(study.trials, key=lambda t: t.number)
              if t.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)][:budget]
     hv = quality.history([t.user_attrs["metrics"] if t.state == TrialState.COMPLETE else None for t in spent],
-                         cfg.objectives, teacher)
+                         cfg.objectives, teacher, cfg.search.reference)
     started = min(t.datetime_start.timestamp() for t in spent)  # the teacher's training is not the sampler's time
     clock = [t.datetime_complete.timestamp() - started for t in spent]
     front = {t.number for t in result.front}

@@ -16,7 +16,8 @@ from squeezer.search.data import TEXT_KEYS, is_text
 from squeezer.search.data.text import MAX_LENGTH
 from squeezer.search.errors import ConfigError
 from squeezer.search.yamlfile import read_yaml
-from squeezer.search.objectives import METRICS, Constraint, only_accuracy_trained, parse_constraints, parse_objectives
+from squeezer.search.objectives import (METRIC_RANGES, METRICS, Constraint, only_accuracy_trained, parse_constraints,
+                                        parse_objectives)
 from squeezer.spaces import Space, SpaceError, boundary_points, parse_space
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -64,6 +65,7 @@ class SearchSettings:
     stop_allowance: float = 0.02        # pareto: margin on the accuracy a trial's remaining training may still add
     candidates: int = 16                # squeezer: recipes screened (size, speed before training) per trial
     warm_start: str | None = None       # an earlier study in the same storage: its Pareto members are tried first
+    reference: dict[str, float] | None = None  # the hypervolume's reference point (default: from the teacher)
 
 
 @dataclass(frozen=True)
@@ -287,6 +289,7 @@ def check_search(config: ExperimentConfig) -> ExperimentConfig:
                                  scheduler=search.scheduler or ("pareto" if judged else "none"))
     config = dataclasses.replace(config, search=search)
     given = config.raw.get("search") or {}
+    _check_reference(search.reference, config.objectives)
     for option, sampler in (("population_size", "nsga2"), ("candidates", "squeezer")):
         if option in given and search.sampler != sampler:
             raise ConfigError(f"search.{option}", f"is a setting of sampler {sampler}, not of {search.sampler!r}",
@@ -303,6 +306,20 @@ def check_search(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError("search.sampler", "squeezer runs with backend optuna (with ray: nsga2, tpe or random)",
                           search.sampler)
     return config
+
+
+def _check_reference(reference: Any, objectives: Mapping[str, str]) -> None:
+    if reference is None:
+        return
+    if not isinstance(reference, dict) or not reference:
+        raise ConfigError("search.reference", "must map objectives to values, e.g. {accuracy: 0.8}", reference)
+    for name, value in reference.items():
+        if name not in objectives:
+            raise ConfigError("search.reference", f"names objectives only ({list(objectives)})", name)
+        low, high = METRIC_RANGES.get(name, (0.0, math.inf))
+        if not _is_number(value) or not low <= value <= high or (objectives[name] == "minimize" and value == 0):
+            rule = "> 0" if objectives[name] == "minimize" else f"in [{low:g}, {high:g}]"
+            raise ConfigError(f"search.reference.{name}", f"must be a finite number {rule}", value)
 
 
 def with_search(config: ExperimentConfig, **overrides: Any) -> ExperimentConfig:

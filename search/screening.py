@@ -105,9 +105,10 @@ class Screen:
         """Mean over the forest's trees of the hypervolume the candidate's point would add to the front."""
         x = np.array([self.features(flat, cheap)])
         members = [t.user_attrs["metrics"] for t in front]
-        base = quality.hypervolume(members, self.config.objectives, self.teacher)
-        gains = [quality.hypervolume([*members, {**cheap, "accuracy": float(tree.predict(x)[0])}],
-                                     self.config.objectives, self.teacher) - base for tree in forest.estimators_]
+        objectives, reference = self.config.objectives, self.config.search.reference
+        base = quality.hypervolume(members, objectives, self.teacher, reference)
+        gains = [quality.hypervolume([*members, {**cheap, "accuracy": float(tree.predict(x)[0])}], objectives,
+                                     self.teacher, reference) - base for tree in forest.estimators_]
         return float(np.mean(gains))
 
 

@@ -370,7 +370,8 @@ class Session:
         """The front's hypervolume (``squeezer.search.quality``) on the parent run, at the count of completed trials:
         the history shows how fast the search improves."""
         done = feasible(self.study)
-        value = quality.hypervolume([t.user_attrs["metrics"] for t in done], self.config.objectives, self.teacher)
+        value = quality.hypervolume([t.user_attrs["metrics"] for t in done], self.config.objectives, self.teacher,
+                                    self.config.search.reference)
         self.tracker.log_metrics(self.parent, {"pareto.hypervolume": value}, step=len(done))
         return value
 
@@ -391,7 +392,8 @@ class Session:
         ended = sorted(feasible(self.study), key=lambda t: t.number)
         figures = {"pareto.png": report.front_figure(completed, front, self.teacher),
                    "hypervolume.png": report.hypervolume_figure(quality.history(
-                       [t.user_attrs["metrics"] for t in ended], self.config.objectives, self.teacher))}
+                       [t.user_attrs["metrics"] for t in ended], self.config.objectives, self.teacher,
+                       self.config.search.reference))}
         summary = {"trials.completed": len(completed), "trials.failed": len(failed),
                    "trials.stopped_early": len(stopped), "pareto.size": len(front)}
         self.log_hypervolume()  # at its step, like every trial's: a step-0 summary point would break its history

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from squeezer.search.quality import hypervolume, knee
+from squeezer.search.quality import history, hypervolume, knee
 
 OBJECTIVES = {"accuracy": "maximize", "size_bytes": "minimize", "latency_ms": "minimize"}
 TEACHER = {"accuracy": 0.9, "size_bytes": 1_000_000, "latency_ms": 2.0}
@@ -32,9 +32,22 @@ def test_a_dominated_student_adds_nothing_and_a_new_trade_off_adds_volume() -> N
     assert hypervolume(wider, OBJECTIVES, TEACHER) > hypervolume(base, OBJECTIVES, TEACHER)
 
 
+def test_a_configured_reference_point_bounds_the_box_in_the_metrics_own_units() -> None:
+    # reference: 0.72 accuracy (0.8 of the teacher's), 500 KB, the teacher's latency: (0.9 - 0.8) x 0.25 x 0.5
+    given = {"accuracy": 0.72, "size_bytes": 500_000}
+    assert hypervolume([student(0.81, 250_000, 1.0)], OBJECTIVES, TEACHER, given) == pytest.approx(0.0125)
+    assert hypervolume([student(0.70, 250_000, 1.0)], OBJECTIVES, TEACHER, given) == 0  # below the reference
+
+
 def test_the_knee_is_the_balanced_trade_off_not_an_extreme() -> None:
     front = [student(0.89, 900_000, 1.8),   # nearly the teacher
              student(0.86, 100_000, 0.4),   # most of the accuracy at a fraction of the cost
              student(0.50, 10_000, 0.1)]    # tiny and poor
     assert knee(front, OBJECTIVES, TEACHER) == 1
     assert knee([], OBJECTIVES, TEACHER) is None
+
+
+def test_the_history_counts_a_spent_trial_without_a_result_as_adding_nothing() -> None:
+    trials = [student(0.81, 500_000, 1.0), None, student(0.6, 50_000, 0.2)]
+    values = history(trials, OBJECTIVES, TEACHER)
+    assert values[0] == values[1] == pytest.approx(0.225) and values[2] > values[1]

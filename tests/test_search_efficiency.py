@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import optuna
@@ -98,6 +99,22 @@ def test_early_stopping_is_the_default_where_it_can_judge_and_refused_where_it_c
     config["search"] = {"sampler": "nsga2", "candidates": 8}
     with pytest.raises(ConfigError, match="search.candidates: is a setting of sampler squeezer"):
         parse_config(config)
+
+
+@pytest.mark.parametrize("reference, message", [
+    ({"f1_macro": 0.5}, "search.reference: names objectives only"),
+    ({"accuracy": 1.5}, "search.reference.accuracy: must be a finite number in [0, 1]"),
+    ({"size_bytes": 0}, "search.reference.size_bytes: must be a finite number > 0"),
+    ({"latency_ms": "fast"}, "search.reference.latency_ms: must be a finite number > 0"),
+    ([0.5, 1e6], "search.reference: must map objectives to values"),
+])
+def test_a_bad_hypervolume_reference_is_one_line_naming_it(reference: object, message: str) -> None:
+    config = digits_config()
+    config["search"]["reference"] = reference
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config(config)
+    config["search"]["reference"] = {"accuracy": 0.5, "size_bytes": 1e5}
+    assert parse_config(config).search.reference == {"accuracy": 0.5, "size_bytes": 1e5}
 
 
 def test_squeezer_sampler_is_the_default_where_it_applies_and_nsga2_elsewhere() -> None:
