@@ -123,32 +123,45 @@ def front_table(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | Non
 
 def front_figure(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial],
                  teacher: Mapping[str, float] | None = None) -> Any:
-    """Accuracy against size and against latency; every completed trial in grey, the front in colour."""
+    """Accuracy against size, against latency, and all three in 3-D; every completed trial in grey, the front in
+    colour."""
     if not completed:
         return None
+    import math
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig = plt.figure(figsize=(16, 4.6))
+    by_size = fig.add_subplot(1, 3, 1)
+    axes = [by_size, fig.add_subplot(1, 3, 2, sharey=by_size)]
     members = {t.number for t in front}
+    others = [t for t in completed if t.number not in members]
+    grey: dict[str, Any] = {"c": "0.7", "s": 18}
+    red: dict[str, Any] = {"c": "tab:red", "s": 36, "label": "Pareto front"}
     for ax, metric, label in ((axes[0], "size_bytes", "size on disk (bytes, log)"),
                               (axes[1], "latency_ms", "batch-1 latency (ms, log)")):
-        for subset, style in (([t for t in completed if t.number not in members], dict(c="0.7", s=18)),
-                              (sorted(front, key=lambda t: t.user_attrs["metrics"][metric]),
-                               dict(c="tab:red", s=36, label="Pareto front"))):
-            xs = [t.user_attrs["metrics"][metric] for t in subset]
-            ys = [t.user_attrs["metrics"]["accuracy"] for t in subset]
-            ax.scatter(xs, ys, **style)
+        for subset, style in ((others, grey), (sorted(front, key=lambda t: t.user_attrs["metrics"][metric]), red)):
+            ax.scatter([t.user_attrs["metrics"][metric] for t in subset],
+                       [t.user_attrs["metrics"]["accuracy"] for t in subset], **style)
         if teacher:
             ax.scatter([teacher[metric]], [teacher["accuracy"]], marker="*", s=160, c="k", label="teacher")
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("validation accuracy")
-    fig.suptitle("Pareto front over all objectives (each panel is a 2-D view of it)", fontsize=10)
     axes[1].legend(loc="lower right")
+    cube = fig.add_subplot(1, 3, 3, projection="3d")  # matplotlib's 3-D axes have no log scale: log10 by hand
+    for subset, style in ((others, grey), (list(front), red)):
+        m = [t.user_attrs["metrics"] for t in subset]
+        cube.scatter([math.log10(x["size_bytes"]) for x in m], [math.log10(x["latency_ms"]) for x in m],
+                     [x["accuracy"] for x in m], **style)
+    cube.set_xlabel("log10 bytes")
+    cube.set_ylabel("log10 latency (ms)")
+    cube.set_zlabel("accuracy")
+    fig.suptitle("Pareto front over all objectives (2-D views, and all three)", fontsize=10)
     fig.tight_layout()
     return fig
 
