@@ -53,7 +53,7 @@ SCHEDULERS = ("pareto", "shadow", "asha", "none")
 
 @dataclass(frozen=True)
 class SearchSettings:
-    sampler: str | None = None          # squeezer (default where it applies, else nsga2) | nsga2 | tpe | random
+    sampler: str | None = None          # squeezer (default where it can judge, else nsga2) | nsga2 | tpe | random
     trials: int = 20
     population_size: int = 8
     timeout_s: float | None = None
@@ -281,12 +281,13 @@ def _settings(cls: type, raw: Any, key: str) -> Any:
 
 def check_search(config: ExperimentConfig) -> ExperimentConfig:
     """``config`` with its sampler and early stopping decided: ``squeezer`` and ``pareto`` unless asked otherwise,
-    where they can judge (the optuna backend, and accuracy as the one trained objective), else ``nsga2`` and
-    ``none``; ``pareto``, ``shadow`` and ``squeezer`` are refused where they cannot."""
+    where they can judge (accuracy is the one trained objective; ``pareto`` also needs the optuna backend), else
+    ``nsga2`` and ``none``; ``pareto``, ``shadow`` and ``squeezer`` are refused where they cannot."""
     search = config.search
-    judged = only_accuracy_trained(config.objectives) and search.backend == "optuna"
+    judged = only_accuracy_trained(config.objectives)
     search = dataclasses.replace(search, sampler=search.sampler or ("squeezer" if judged else "nsga2"),
-                                 scheduler=search.scheduler or ("pareto" if judged else "none"))
+                                 scheduler=search.scheduler or ("pareto" if judged and search.backend == "optuna"
+                                                                else "none"))
     config = dataclasses.replace(config, search=search)
     given = config.raw.get("search") or {}
     _check_reference(search.reference, config.objectives)
@@ -302,9 +303,6 @@ def check_search(config: ExperimentConfig) -> ExperimentConfig:
     if search.scheduler in ("pareto", "shadow") and search.backend != "optuna":
         raise ConfigError("search.scheduler", "pareto and shadow run with backend optuna (with ray, use asha)",
                           search.scheduler)
-    if search.sampler == "squeezer" and search.backend != "optuna":
-        raise ConfigError("search.sampler", "squeezer runs with backend optuna (with ray: nsga2, tpe or random)",
-                          search.sampler)
     return config
 
 

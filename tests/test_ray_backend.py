@@ -13,6 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from squeezer.search.cli import main
+from squeezer.search.screening import WARMUP
 
 from conftest import DIGITS_YAML, digits_config, write_config
 from test_study import runs, stores
@@ -113,3 +114,16 @@ def test_asha_stops_weak_trials_early_on_ray(tmp_path: Path) -> None:
     assert len(stopped) == states.count("PRUNED")
     assert all(r.data.tags["squeezer.error"].startswith("stopped early by the scheduler") for r in stopped)
     assert runs(tmp_path, "study")[0].data.metrics["trials.stopped_early"] == states.count("PRUNED")
+
+
+def test_squeezer_sampler_screens_the_recipes_tune_runs(tmp_path: Path) -> None:
+    config = digits_config()
+    config["search"] = {"sampler": "squeezer", "candidates": 4, "backend": "ray"}
+    tracking, storage = stores(tmp_path)
+    assert main(["search", str(write_config(tmp_path, config)), "--trials", "8", "--tracking-uri", tracking,
+                 "--storage", storage]) == 0
+    trials = optuna.load_study(study_name="digits", storage=storage).trials
+    assert len(trials) == 8 and all(t.state.name == "COMPLETE" for t in trials)
+    screened = [t for t in trials if t.user_attrs.get("screened")]
+    assert screened and all(t.number >= WARMUP for t in screened)  # queued by the driver, run by Tune
+    assert len(runs(tmp_path, "trial")) == 8

@@ -117,14 +117,16 @@ def test_a_bad_hypervolume_reference_is_one_line_naming_it(reference: object, me
     assert parse_config(config).search.reference == {"accuracy": 0.5, "size_bytes": 1e5}
 
 
-def test_squeezer_sampler_is_the_default_where_it_applies_and_nsga2_elsewhere() -> None:
+def test_squeezer_sampler_is_the_default_where_it_can_judge_and_nsga2_elsewhere() -> None:
     config = digits_config()
     config["search"] = {"trials": 3}
-    assert parse_config(config).search.sampler == "squeezer"
-    config["search"] = {"backend": "ray"}
-    assert (parse_config(config).search.sampler, parse_config(config).search.scheduler) == ("nsga2", "none")
-    config["search"] = {"backend": "ray", "sampler": "squeezer"}
-    with pytest.raises(ConfigError, match="search.sampler: squeezer runs with backend optuna"):
+    assert (parse_config(config).search.sampler, parse_config(config).search.scheduler) == ("squeezer", "pareto")
+    config["search"] = {"backend": "ray"}  # Ray stops trials early with asha, when asked
+    assert (parse_config(config).search.sampler, parse_config(config).search.scheduler) == ("squeezer", "none")
+    config["objectives"] = {"f1_macro": "maximize", "size_bytes": "minimize"}
+    assert parse_config(config).search.sampler == "nsga2"
+    config["search"] = {"backend": "ray", "scheduler": "pareto"}
+    with pytest.raises(ConfigError, match="search.scheduler: needs objectives"):
         parse_config(config)
 
 

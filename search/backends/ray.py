@@ -1,9 +1,10 @@
 """The Ray Tune backend: the same trials, scheduled by Tune on a Ray cluster.
 
 Tune's ``OptunaSearch`` samples the same space (define-by-run, conditional knobs included) with the configured
-sampler into the same Optuna storage, so the study record, the Pareto front and the resume rules are the Optuna
-backend's. The data and the teacher reach the workers once, through Ray's object store (``tune.with_parameters``).
-MLflow is written by the driver only, from Tune's callbacks, so workers need no access to the tracking store.
+sampler into the same Optuna storage (Squeezer's sampler queues its screened recipe there first, from the driver),
+so the study record, the Pareto front and the resume rules are the Optuna backend's. The data and the teacher reach
+the workers once, through Ray's object store (``tune.with_parameters``). MLflow is written by the driver only, from
+Tune's callbacks, so workers need no access to the tracking store.
 """
 
 from __future__ import annotations
@@ -131,6 +132,11 @@ class _Searcher(OptunaSearch):
     def __init__(self, config: ExperimentConfig, **options: Any) -> None:
         super().__init__(**options)
         self.constraints, self.objectives = config.constraints, list(config.objectives)
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if trial_id not in self._ot_trials:  # a new trial: Squeezer's sampler queues its screened recipe first
+            _active().propose()
+        return super().suggest(trial_id)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         trial = self._ot_trials.get(trial_id)
