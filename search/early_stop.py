@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from squeezer.compressors.base import Report
+from squeezer.search.pareto import dominates
 from squeezer.search.trial import StoppedEarly
 
 ACCURACY = "accuracy"
@@ -49,10 +50,10 @@ class ParetoStop:
             return None
 
         def check(epoch: int, metrics: Mapping[str, float]) -> None:
-            read = next(((k.split(".")[0], v) for k, v in metrics.items() if k.endswith(".val_accuracy")), None)
-            if read is None or self.would_stop is not None or (read[0], epoch) not in self.headroom:
+            read = val_curve([(epoch, metrics)])
+            if not read or self.would_stop is not None or read[0][:2] not in self.headroom:
                 return
-            stage, accuracy = read
+            stage, _, accuracy = read[0]
             reason = self.verdict(cheap, accuracy, self.headroom[stage, epoch] + self.allowance)
             if reason is None:
                 return
@@ -66,7 +67,8 @@ class ParetoStop:
         front; None if it can."""
         best = self.optimistic(cheap, accuracy + gain)
         for number, member in self.front:
-            if dominates(member, best, self.objectives):
+            if dominates([member[n] for n in self.objectives], [best[n] for n in self.objectives],
+                         list(self.objectives.values())):
                 return (f"val accuracy {accuracy:.4f} (+{gain:.3f} allowed) at "
                         f"{_describe(cheap, self.objectives)} is beaten by trial {number} "
                         f"({_describe(member, self.objectives)})")
@@ -98,13 +100,6 @@ def headroom(finished: Sequence[tuple[Sequence[tuple[str, int, float]], float]])
         for stage, epoch, value in curve:
             gains[stage, epoch] = max(gains.get((stage, epoch), -1.0), final - value)
     return gains
-
-
-def dominates(a: Mapping[str, float], b: Mapping[str, float], objectives: Mapping[str, str]) -> bool:
-    """Whether ``a`` is at least as good as ``b`` on every objective and better on one."""
-    signs = {name: -1.0 if direction == "maximize" else 1.0 for name, direction in objectives.items()}
-    costs = [(signs[n] * a[n], signs[n] * b[n]) for n in objectives]
-    return all(x <= y for x, y in costs) and any(x < y for x, y in costs)
 
 
 def _describe(metrics: Mapping[str, float], objectives: Mapping[str, str]) -> str:

@@ -18,11 +18,10 @@ import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial
 
-from squeezer.compressors.base import TrialContext
-from squeezer.search import models, quality
+from squeezer.search import quality
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.objectives import CHEAP
-from squeezer.search.trial import Workbench, cheap_metrics
+from squeezer.search.trial import Workbench, broken_budgets, cheap_metrics, student
 from squeezer.spaces.optuna import distributions
 
 WARMUP = 5
@@ -52,8 +51,7 @@ class Screen:
         if not measured:
             return None
         forest = self.fit(known)
-        scores = [self.expected_gain(forest, params, cheap, front) for params, cheap in measured]
-        return measured[int(np.argmax(scores))][0]
+        return measured[int(np.argmax(self.expected_gains(forest, measured, front)))][0]
 
     def draw(self, front: Sequence[FrozenTrial]) -> dict[str, Any]:
         """A random recipe, or (half the time, once there is a front) a front member with some knobs drawn afresh."""
@@ -74,18 +72,12 @@ class Screen:
         from squeezer.search.study import replay_params
 
         params = replay_params(self.config, flat)
-        s = self.bench.splits
         try:
-            model = models.build(dict(params["student"]), s.input_shape, s.num_classes, tokens=s.tokens,
-                                 teacher=self.bench.teacher)
-            ctx = TrialContext(s.train_x, s.train_y, s.val_x, s.val_y, teacher=self.bench.teacher,
-                               teachers=self.bench.outputs, batch_size=self.config.batch_size)
+            model, ctx = student(self.bench, params, seed=0)
             cheap = cheap_metrics(self.bench, model, params, ctx)
         except Exception:  # noqa: BLE001 - a candidate that cannot be built is simply not proposed
             return None
-        if any(c.metric in cheap and c.violation(cheap) > 0 for c in self.config.constraints):
-            return None
-        return cheap
+        return None if broken_budgets(self.bench, cheap) else cheap
 
     def fit(self, known: Sequence[FrozenTrial]) -> Any:
         from sklearn.ensemble import RandomForestRegressor
@@ -100,16 +92,18 @@ class Screen:
         row = [_number(dist, flat[name]) if name in flat else -1.0 for name, dist in self.space.items()]
         return row + [math.log(max(cheap[k], 1e-12)) for k in CHEAP]
 
-    def expected_gain(self, forest: Any, flat: Mapping[str, Any], cheap: Mapping[str, float],
-                      front: Sequence[FrozenTrial]) -> float:
-        """Mean over the forest's trees of the hypervolume the candidate's point would add to the front."""
-        x = np.array([self.features(flat, cheap)])
+    def expected_gains(self, forest: Any, candidates: Sequence[tuple[Mapping[str, Any], Mapping[str, float]]],
+                       front: Sequence[FrozenTrial]) -> list[float]:
+        """Per candidate ``(params, cheap metrics)``: the mean over the forest's trees of the hypervolume its point
+        would add to the front."""
+        x = np.array([self.features(params, cheap) for params, cheap in candidates])
+        predicted = np.stack([tree.predict(x) for tree in forest.estimators_])  # trees x candidates
         members = [t.user_attrs["metrics"] for t in front]
         objectives, reference = self.config.objectives, self.config.search.reference
         base = quality.hypervolume(members, objectives, self.teacher, reference)
-        gains = [quality.hypervolume([*members, {**cheap, "accuracy": float(tree.predict(x)[0])}], objectives,
-                                     self.teacher, reference) - base for tree in forest.estimators_]
-        return float(np.mean(gains))
+        return [float(np.mean([quality.hypervolume([*members, {**cheap, "accuracy": float(accuracy)}], objectives,
+                                                   self.teacher, reference) - base for accuracy in predicted[:, i]]))
+                for i, (_, cheap) in enumerate(candidates)]
 
 
 def joint_distributions(config: ExperimentConfig) -> dict[str, BaseDistribution]:

@@ -22,7 +22,7 @@ from squeezer.compressors.training import accuracy, predict
 from squeezer.search import data, models
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.metrics import measure
-from squeezer.search.objectives import CHEAP
+from squeezer.search.objectives import CHEAP, Constraint
 from squeezer.search.runtime import export
 from squeezer.search.errors import ConfigError
 from squeezer.search.teacher import DiskCache, ensemble_specs, get_teacher, teacher_tokenizer
@@ -123,14 +123,7 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
     bytes are the ``size_bytes`` metric) and as an export (student.pt and architecture.json).
     """
     s = bench.splits
-    models.check_fits(dict(params["student"]), s.input_shape, s.num_classes, bench.config.batch_size,
-                      tokens=s.tokens)
-    torch.manual_seed(seed)
-    model = models.build(dict(params["student"]), s.input_shape, s.num_classes, tokens=s.tokens,
-                         teacher=bench.teacher)
-    ctx = TrialContext(s.train_x, s.train_y, s.val_x, s.val_y, teacher=bench.teacher,
-                       teachers=bench.outputs, seed=seed, batch_size=bench.config.batch_size,
-                       report=report)
+    model, ctx = student(bench, params, seed, report)
     if watch is not None or any(c.metric in CHEAP for c in bench.config.constraints):
         cheap = cheap_metrics(bench, model, params, ctx)
         check_budgets(bench, cheap)
@@ -147,6 +140,22 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
     if bad:
         raise TrialFailed(f"non-finite metrics {bad}")
     return metrics
+
+
+def student(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: int,
+            report: Report = lambda step, metrics: None) -> tuple[nn.Module, TrialContext]:
+    """The untrained student ``params['student']`` describes (checked to fit in memory first, seeded), and the
+    context its compressors run in."""
+    s = bench.splits
+    models.check_fits(dict(params["student"]), s.input_shape, s.num_classes, bench.config.batch_size,
+                      tokens=s.tokens)
+    torch.manual_seed(seed)
+    model = models.build(dict(params["student"]), s.input_shape, s.num_classes, tokens=s.tokens,
+                         teacher=bench.teacher)
+    ctx = TrialContext(s.train_x, s.train_y, s.val_x, s.val_y, teacher=bench.teacher,
+                       teachers=bench.outputs, seed=seed, batch_size=bench.config.batch_size,
+                       report=report)
+    return model, ctx
 
 
 #: ``watch(cheap_metrics)`` -> the per-epoch report hook that may stop the trial (``StoppedEarly``); or None.
@@ -174,10 +183,15 @@ def cheap_metrics(bench: Workbench, model: nn.Module, params: Mapping[str, Mappi
 def check_budgets(bench: Workbench, cheap: Mapping[str, float]) -> None:
     """Reject (``TrialFailed``, with the reason) a trial whose untrained compressed student already breaks a size or
     speed budget: training cannot mend it."""
-    broken = [c for c in bench.config.constraints if c.metric in cheap and c.violation(cheap) > 0]
+    broken = broken_budgets(bench, cheap)
     if broken:
         raise TrialFailed("rejected before training: " + "; ".join(
             f"{c.metric} = {cheap[c.metric]:g} breaks {c}" for c in broken) + " (the untrained compressed student)")
+
+
+def broken_budgets(bench: Workbench, cheap: Mapping[str, float]) -> list[Constraint]:
+    """The budgets that ``cheap`` metrics (known before training) already break."""
+    return [c for c in bench.config.constraints if c.metric in cheap and c.violation(cheap) > 0]
 
 
 def _both(first: Report, second: Report | None) -> Report:
