@@ -122,8 +122,9 @@ def layers_equal(module: nn.Module | None, kind: str, spec: dict[str, Any]) -> b
         return False
     if kind == "Sequential":
         return True  # its children are checked one by one
+    has_bias = getattr(module, "bias", None) is not None  # layers without one (Embedding) record none
     return all(_plain(getattr(module, k)) == _plain(v) for k, v in spec.items() if k != "bias") and \
-        (module.bias is not None) == spec.get("bias", True)
+        has_bias == spec.get("bias", has_bias)
 
 
 def _construct(cls: type[nn.Module], spec: dict[str, Any]) -> nn.Module:
