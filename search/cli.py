@@ -5,19 +5,30 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 EXIT_BAD_INPUT = 2
 
 
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM (what a scheduler or `kill` sends), raised where Ctrl-C would be: both end a study the same way."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except _BadFlag as err:
+        print(f"squeezer: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
         return args.handler(args)
-    except KeyboardInterrupt:
-        print("\nsqueezer: interrupted; finished trials are kept — run the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        how = "stopped by SIGTERM" if isinstance(stop, _Stopped) else "interrupted"
+        print(f"\nsqueezer: {how}; finished trials are kept — run the same command to resume", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(stop, _Stopped) else signal.SIGINT)
     except Exception as err:
         from squeezer.search.errors import ConfigError  # imported late: `squeezer --help` should not load torch
 
@@ -25,18 +36,48 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"squeezer: error: {err}", file=sys.stderr)
             return EXIT_BAD_INPUT
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop at a time: the study is closing its stores
+    raise _Stopped()
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+class _BadFlag(Exception):
+    """A malformed command line: one line naming the flag, not the whole usage text."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("squeezer").strip()
+        raise _BadFlag(f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
 
 
 def _search(args: argparse.Namespace) -> int:
-    from squeezer.search.config import check_name, load_config, with_search
+    from squeezer.search.config import LIMITS, MAX_SEED, check_name, load_config, with_search
+    from squeezer.search.errors import ConfigError
     from squeezer.search.study import run_study
 
-    if args.trials is not None and args.trials < 1:
-        from squeezer.search.errors import ConfigError
-
-        raise ConfigError("--trials", "must be >= 1", args.trials)
+    for flag, value, low, high in (("--trials", args.trials, 1, LIMITS["search.trials"]),
+                                   ("--seed", args.seed, 0, MAX_SEED)):
+        if value is not None and not low <= value <= high:
+            raise ConfigError(flag, f"must be an integer in [{low}, {high}]", value)
     config = with_search(load_config(args.config), backend=args.backend, address=args.address,
                          max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial)
+    for flag, value in (("--address", args.address), ("--max-concurrent", args.max_concurrent),
+                        ("--cpus-per-trial", args.cpus_per_trial)):
+        if value is not None and config.search.backend != "ray":
+            raise ConfigError(flag, f"applies to backend ray only; this study runs on {config.search.backend!r} "
+                              "(add --backend ray)", value)
     if args.study_name is not None:
         check_name(args.study_name, "--study-name")
     run_study(config, trials=args.trials, study_name=args.study_name, storage=args.storage,
@@ -49,13 +90,12 @@ def _pareto(args: argparse.Namespace) -> int:
     import optuna
 
     from squeezer.search import report, storage
+    from squeezer.search.destinations import check_storage
     from squeezer.search.errors import ConfigError
     from squeezer.search.study import pareto_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if not storage.exists(args.storage):
-        raise ConfigError("--storage", "no such study database; run `squeezer search` first or point --storage at it",
-                          args.storage)
+    check_storage(args.storage, must_exist=True)
     backend = storage.open_storage(args.storage)
     try:
         study = optuna.load_study(study_name=args.study_name, storage=backend)
@@ -73,18 +113,28 @@ def _pareto(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from squeezer.search.destinations import check_out, check_tracking_uri
     from squeezer.search.errors import ConfigError
     from squeezer.search.handoff import export_trial
     from squeezer.search.locking import absolute
 
     if args.trial < 0:
         raise ConfigError("--trial", "must be a trial number >= 0", args.trial)
+    check_tracking_uri(absolute(args.tracking_uri), must_exist=True)  # reading a store that is not there makes one
+    check_out(Path(args.out))
     readme = export_trial(absolute(args.tracking_uri), args.study_name, args.trial, Path(args.out), args.format)
     print(f"trial {args.trial} written to {readme.parent} (see {readme.name})")
     return 0
 
 
 def _ui(args: argparse.Namespace) -> int:
+    from squeezer.search.destinations import check_tracking_uri
+    from squeezer.search.errors import ConfigError
+    from squeezer.search.locking import absolute
+
+    check_tracking_uri(absolute(args.tracking_uri), must_exist=True)
+    if not 0 < args.port < 65536:
+        raise ConfigError("--port", "must be a TCP port in [1, 65535]", args.port)
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", args.tracking_uri,
                "--host", args.host, "--port", str(args.port)]
@@ -120,7 +170,7 @@ PARETO_FILTER = 'tags.pareto = "true"'
 def _parser() -> argparse.ArgumentParser:
     from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 
-    parser = argparse.ArgumentParser(prog="squeezer", description="AutoML for model compression.")
+    parser = _Parser(prog="squeezer", description="AutoML for model compression.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     search = commands.add_parser("search", help="run (or resume) a compression search from a YAML config")

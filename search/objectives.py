@@ -67,24 +67,26 @@ def parse_objectives(raw: Any) -> dict[str, str]:
 
 
 def parse_constraints(raw: Any) -> tuple[Constraint, ...]:
-    """``{metric: {max: v}}`` or ``{metric: {min: v}}`` budgets."""
+    """``{metric: {max: v}}``, ``{metric: {min: v}}`` or both bounds of one metric: budgets."""
     if raw is None:
         return ()
     if not isinstance(raw, dict):
-        raise ConfigError("constraints", "must map metric names to {max: value} or {min: value}", raw)
+        raise ConfigError("constraints", "must map metric names to {max: value} and/or {min: value}", raw)
     found = []
     for name, bound in raw.items():
         _known(name, "constraints")
-        if not isinstance(bound, dict) or len(bound) != 1 or set(bound) - {"max", "min"}:
-            raise ConfigError(f"constraints.{name}", "must be {max: value} or {min: value}", bound)
-        (kind, value), = bound.items()
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise ConfigError(f"constraints.{name}.{kind}", "must be a finite number", value)
+        if not isinstance(bound, dict) or not bound or set(bound) - {"max", "min"}:
+            raise ConfigError(f"constraints.{name}", "must be {max: value}, {min: value} or both", bound)
         low, high = METRIC_RANGES.get(name, (0.0, math.inf))
-        if (kind == "max" and value <= low) or (kind == "min" and value > high):
-            raise ConfigError(f"constraints.{name}.{kind}", f"no model can meet it: {name} lies in [{low}, {high}]",
-                              value)
-        found.append(Constraint(name, float(value), upper=kind == "max"))
+        for kind, value in sorted(bound.items()):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ConfigError(f"constraints.{name}.{kind}", "must be a finite number", value)
+            if (kind == "max" and value <= low) or (kind == "min" and value > high):
+                raise ConfigError(f"constraints.{name}.{kind}", f"no model can meet it: {name} lies in "
+                                  f"[{low}, {high}]", value)
+            found.append(Constraint(name, float(value), upper=kind == "max"))
+        if len(bound) == 2 and bound["min"] > bound["max"]:
+            raise ConfigError(f"constraints.{name}", "min must not exceed max", bound)
     return tuple(found)
 
 

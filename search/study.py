@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from squeezer.search import quality, report
 from squeezer.search.config import MAX_SEED, ExperimentConfig
 from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+from squeezer.search.destinations import check_storage, check_tracking_uri
 from squeezer.search.early_stop import ParetoStop, headroom, val_curve
 from squeezer.search.errors import ConfigError
 from squeezer.search.locking import absolute, is_local, store_lock
@@ -64,7 +65,11 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
 
     name, seed = study_name or config.name, config.seed if seed is None else seed
     storage, tracking_uri = absolute(storage), absolute(tracking_uri)
+    check_storage(storage)  # within seconds, before anything is written
+    check_tracking_uri(tracking_uri)
     backend = backends.load(config.search.backend)  # a missing extra is bad input too: nothing written yet
+    if hasattr(backend, "check"):
+        backend.check(config.search)  # the cluster: reachable, and a trial fits on a node
     if not is_local(storage):
         open_storage(storage)  # an unreachable database server is bad input too, found before any training
     warm = warm_start_params(config, storage)  # a missing earlier study is bad input too: nothing written yet

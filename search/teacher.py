@@ -26,17 +26,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SQUEEZER_CACHE", Path.home() / ".cache" / "squeezer"))
 
 
-def get_teacher(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int) -> nn.Module:
-    """The teacher in eval mode: from ``spec['path']``, else from the cache, else trained now and cached."""
+def get_teacher(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int,
+                key: str = "teacher") -> nn.Module:
+    """The teacher in eval mode: from ``spec['path']``, else from the cache, else trained now and cached. ``key``:
+    the config section it comes from, for errors."""
     torch.manual_seed(seed)  # the initial weights too depend only on the cache key
     model = models.build({"family": spec["family"], **spec["arch"]}, splits.input_shape, splits.num_classes,
                          key="teacher.arch", tokens=splits.tokens)
     if spec.get("path"):
-        return _load(model, Path(spec["path"]))
+        return _load(model, Path(spec["path"]), f"{key}.path")
     path = cache_dir() / "teachers" / f"{teacher_key(spec, splits, seed, batch_size)}.pt"
     if path.is_file():
         print(f"teacher: loaded from cache {path}", file=sys.stderr)
-        return _load(model, path)
+        return _load(model, path, f"{key} (cached)")
     train(model, spec, splits, seed, batch_size)
     _save_atomically(model.state_dict(), path)
     return model.eval()
@@ -116,14 +118,45 @@ def weights_digest(model: nn.Module) -> str:
     return digest.hexdigest()[:20]
 
 
-def _load(model: nn.Module, path: Path) -> nn.Module:
+def _load(model: nn.Module, path: Path, key: str = "teacher.path") -> nn.Module:
+    state = read_state_dict(path, key)
+    mine = model.state_dict()
+    missing, unexpected = sorted(set(mine) - set(state)), sorted(set(state) - set(mine))
+    if missing or unexpected:
+        raise ConfigError(key, "does not fit the declared family/arch: " + "; ".join(
+            f"{what} keys {names[:3]}{' ...' if len(names) > 3 else ''} ({len(names)})"
+            for what, names in (("missing", missing), ("unexpected", unexpected)) if names), str(path))
+    wrong = next((k for k in mine if tuple(state[k].shape) != tuple(mine[k].shape)), None)
+    if wrong is not None:
+        raise ConfigError(key, f"does not fit the declared family/arch: {wrong} has shape {list(state[wrong].shape)}"
+                          f", the model's is {list(mine[wrong].shape)}", str(path))
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def read_state_dict(path: Path, key: str) -> dict[str, torch.Tensor]:
+    """A state dict saved with ``torch.save(model.state_dict(), path)``, loaded without running pickled code
+    (``weights_only``). A whole pickled model, an empty, truncated or foreign file is one ``ConfigError``."""
+    if path.stat().st_size == 0:
+        raise ConfigError(key, "is an empty file; save the weights with torch.save(model.state_dict(), PATH)",
+                          str(path))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    except (RuntimeError, KeyError, TypeError, ValueError) as err:
-        raise ConfigError("teacher.path", "could not load it as a state dict of the declared family/arch "
-                          f"({str(err).splitlines()[0]})", str(path)) from None
-    return model.eval()
+    except Exception as err:  # noqa: BLE001 - whatever the file holds, it is the user's input
+        message = str(err)
+        if "Weights only load failed" in message and ("GLOBAL" in message or "Unsupported" in message):
+            rule = ("holds a whole pickled model (torch.save(model)), which cannot be loaded safely: loading it runs "
+                    "code from the file; save its weights instead: torch.save(model.state_dict(), PATH)")
+        elif isinstance(err, EOFError) or "central directory" in message or "truncated" in message:
+            rule = "is truncated or corrupt (not a whole torch.save file)"
+        else:
+            rule = "is not a PyTorch checkpoint; save the weights with torch.save(model.state_dict(), PATH)"
+        raise ConfigError(key, rule, str(path)) from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ConfigError(key, "must hold a state dict (names to tensors), as torch.save(model.state_dict(), PATH) "
+                          f"writes; it holds a {type(state).__name__}", str(path))
+    return state
 
 
 def _save_atomically(state: object, path: Path) -> None:

@@ -82,7 +82,8 @@ def prepare(config: ExperimentConfig) -> Workbench:
         models.check_fits(arch, splits.input_shape, splits.num_classes, config.batch_size, key=_teacher_key(i),
                           tokens=splits.tokens)
     check_pipeline(config, splits, archs)
-    teachers = [get_teacher(spec, splits, seed, config.batch_size) for spec, seed in specs]
+    teachers = [get_teacher(spec, splits, seed, config.batch_size, key=_teacher_key(i).removesuffix(".arch"))
+                for i, (spec, seed) in enumerate(specs)]
     if splits.classes:  # once the input is known to be good: a bad-input error stays one line
         print(f"data: class indices {dict(enumerate(splits.classes))}", file=sys.stderr)
     outputs = TeacherOutputs(teachers, splits.train_x, DiskCache(teachers, splits.fingerprint()))

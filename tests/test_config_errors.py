@@ -86,7 +86,7 @@ def test_the_shipped_experiments_are_valid() -> None:
 
 def test_pareto_of_a_missing_study_database_creates_nothing(tmp_path: Path, capsys) -> None:
     assert main(["pareto", "--study-name", "digits", "--storage", f"sqlite:///{tmp_path}/none.db"]) == 2
-    assert "no such study database" in capsys.readouterr().err
+    assert "no such database file" in capsys.readouterr().err
     assert not (tmp_path / "none.db").exists()
 
 

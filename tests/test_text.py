@@ -226,7 +226,7 @@ def data_file(content: str):
     (data_file("text,label\n"), "data.text_column"),
     (data_file("text,label\n" + "fine film,fresh\n,rotten\n" * 30), "data.text_column"),
     (data_file("text,label\n" + "fine film,fresh\n" * 30), "data.label_column"),
-    (data_file("\x00\x01 not,a\ncsv"), "data.text_column"),
+    (data_file("\x00\x01 not,a\ncsv"), "data.path"),
     (lambda c, w: c["data"].update(text_column="body"), "data.text_column"),
     (lambda c, w: c["data"].update(max_length=1), "data.max_length"),
     (lambda c, w: c.update(student={"family": "mlp"}), "student.family"),

@@ -49,6 +49,11 @@ class QuantizeConfig(CompressorConfig):
               "must be a power of two in [16, 1024]", self.group_size)
         check(self.ends_bits in LAYER_BITS, "ends_bits", f"must be one of {list(LAYER_BITS)}", self.ends_bits)
         check(isinstance(self.layer_bits, dict), "layer_bits", "must map layer names to bits", self.layer_bits)
+        for layer in self.layer_bits:
+            check(isinstance(layer, (str, int)) and not isinstance(layer, bool), "layer_bits",
+                  "must map layer names (such as \"3\" or \"features.0\") to bits", layer)
+        # YAML reads an unquoted layer name such as 3 as a number; module names are strings
+        object.__setattr__(self, "layer_bits", {str(k): v for k, v in self.layer_bits.items()})
         for layer, bits in self.layer_bits.items():
             check(bits in LAYER_BITS, f"layer_bits.{layer}", f"must be one of {list(LAYER_BITS)}", bits)
         check(isinstance(self.calibration_samples, int) and self.calibration_samples >= 1, "calibration_samples",

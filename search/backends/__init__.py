@@ -1,6 +1,7 @@
 """Search backends: each schedules the trials of a ``Session`` and nothing else (one adapter module per backend).
 
-A backend module has ``run(session, target)``. Backends are imported only when used, so a missing optional
+A backend module has ``run(session, target)``, and may have ``check(settings)``: what it needs of its cluster,
+checked before any store is written. Backends are imported only when used, so a missing optional
 dependency is reported with its install hint instead of failing at import time.
 """
 

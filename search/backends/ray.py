@@ -23,7 +23,8 @@ from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from squeezer.search import report
-from squeezer.search.config import ExperimentConfig
+from squeezer.search.config import ExperimentConfig, SearchSettings
+from squeezer.search.errors import ConfigError
 from squeezer.search.objectives import METRICS
 from squeezer.search.study import Session, keep_metrics, make_sampler, replay_params, suggest_params
 from squeezer.search.tracking import RunId
@@ -38,13 +39,49 @@ SECONDS = "squeezer.seconds"  # the trial's own run time on the worker
 EPOCH_METRIC = "val_accuracy"  # what ASHA watches, epoch by epoch
 
 _session: Session | None = None  # the driver's session, for the callback (Tune pickles callbacks with its state)
+_started = False  # whether this process started (and so shuts down) Ray
+CONNECT_S = 5.0
+
+
+def check(settings: SearchSettings) -> None:
+    """Join (or start) Ray and check that a trial fits on one of its nodes, before any store is written: a malformed
+    or silent address, or more CPUs per trial than any node has, is one ``ConfigError`` rather than a hang."""
+    global _started
+    if settings.address:
+        _check_address(settings.address)
+    try:
+        _started = _connect(settings.address) or _started
+    except Exception as err:  # noqa: BLE001 - Ray's own errors for a cluster it cannot join
+        raise ConfigError("search.address", f"cannot join the Ray cluster ({type(err).__name__}: "
+                          f"{(str(err).strip().splitlines() or [''])[0]})", settings.address) from None
+    largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")), default=0)
+    if settings.cpus_per_trial > largest:
+        if _started:
+            ray.shutdown()
+            _started = False
+        raise ConfigError("search.cpus_per_trial", f"must fit on one node of the Ray cluster; its largest has "
+                          f"{largest:g} CPUs", settings.cpus_per_trial)
+
+
+def _check_address(address: str) -> None:
+    """``HOST:PORT`` (or ``ray://HOST:PORT``, or ``auto``), answering within seconds."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("search.address", "must be HOST:PORT of a Ray head (or ray://HOST:PORT, or auto)", address)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_S).close()
+    except OSError as err:
+        raise ConfigError("search.address", f"no Ray head answers there within {CONNECT_S:g} s ({err})",
+                          address) from None
 
 
 def run(session: Session, target: int) -> None:
     """Run the study on Ray until ``target`` trials finished; a killed driver resumes from Tune's saved state."""
-    global _session
+    global _session, _started
     settings = session.config.search
-    started_ray = _connect(settings.address)
+    check(settings)  # connected already by ``run_study``; again here for callers that skip it
     _session = session
     trainable = tune.with_resources(tune.with_parameters(_trainable, bench=session.bench),
                                     {"cpu": settings.cpus_per_trial})
@@ -60,8 +97,9 @@ def run(session: Session, target: int) -> None:
             _new_tuner(session, trainable, remaining, target, f"{session.name}.{len(experiments) + 1}").fit()
     finally:
         _session = None
-        if started_ray:
+        if _started:
             ray.shutdown()
+            _started = False
     session.close_stale_trials()  # trials Tune asked for but never ran to an end
 
 

@@ -25,6 +25,9 @@ def fashion_mnist(directory: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple
     def part(prefix: str) -> tuple[np.ndarray, np.ndarray]:
         images = read_idx(_find(directory, f"{prefix}-images-idx3-ubyte"))
         labels = read_idx(_find(directory, f"{prefix}-labels-idx1-ubyte"))
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise ConfigError("data.dir", f"the {prefix} IDX files must hold N images (N, H, W) and N labels",
+                              f"images {images.shape}, labels {labels.shape} in {directory}")
         return images[:, None].astype(np.float32), labels.astype(np.int64)
 
     return part("train"), part("t10k")
@@ -58,6 +61,10 @@ def read_idx(path: Path) -> np.ndarray:
 def npz(path: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise ConfigError(key, "file not found; give the path of an .npz with arrays X and y", str(path))
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":  # every .npz is a zip archive
+            raise ConfigError(key, "is not an .npz file (a NumPy zip archive of arrays X and y, as np.savez writes); "
+                              "text data is a .csv or .jsonl file", str(path))
     try:
         with np.load(path, allow_pickle=False) as arrays:
             missing = sorted({"X", "y"} - set(arrays.files))

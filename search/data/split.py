@@ -59,6 +59,10 @@ Labels = tuple[np.ndarray, np.ndarray | None, tuple[str, ...] | None]
 def class_indices(train_y: np.ndarray, test_y: np.ndarray | None) -> Labels:
     """Labels as class indices 0..K-1 (train, test) and the class names, if they were names. Names map to indices
     in sorted order, the same for the train and test files; whole-number floats become integers."""
+    if test_y is not None and _label_kind(train_y) != _label_kind(test_y):
+        raise ConfigError("data.test_path", f"its labels must be of the training labels' kind: the training file's "
+                          f"are {_label_kind(train_y)}, the test file's {_label_kind(test_y)}",
+                          f"{train_y[:3].tolist()} vs {test_y[:3].tolist()}")
     both = train_y if test_y is None else np.concatenate([train_y, test_y])
     if both.dtype.kind in "US":
         names, indices = np.unique(both, return_inverse=True)
@@ -71,6 +75,10 @@ def class_indices(train_y: np.ndarray, test_y: np.ndarray | None) -> Labels:
                           f"y of dtype {both.dtype}, min {both.min()}")
     both = both.astype(np.int64)
     return both[: len(train_y)], None if test_y is None else both[len(train_y):], None
+
+
+def _label_kind(labels: np.ndarray) -> str:
+    return "class names" if labels.dtype.kind in "USO" else "class indices"
 
 
 def _check_splits(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,

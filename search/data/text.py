@@ -56,15 +56,50 @@ def tokenize(texts: list[str], tokenizer: Any, max_length: int) -> np.ndarray:
 def _rows(path: Path, key: str) -> list[dict[str, Any]]:
     if not path.is_file():
         raise ConfigError(key, "file not found; give a .csv or .jsonl file with a text and a label column", str(path))
+    jsonl = path.name.endswith(".jsonl")
     try:
         raw = bz2.open(path, "rt", encoding="utf-8") if path.suffix == ".bz2" else open(path, encoding="utf-8")
         with raw as handle:
-            if path.name.endswith(".jsonl"):
-                return [json.loads(line) for line in handle if line.strip()]
-            return list(csv.DictReader(io.StringIO(handle.read())))
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error, json.JSONDecodeError) as err:
-        raise ConfigError(key, f"cannot read it as {'JSON lines' if path.name.endswith('.jsonl') else 'CSV'} "
+            content = handle.read()
+    except (OSError, EOFError, UnicodeDecodeError) as err:
+        raise ConfigError(key, f"cannot read it as {'JSON lines' if jsonl else 'CSV'} text "
                           f"({type(err).__name__}: {str(err).splitlines()[0]})", str(path)) from None
+    return _json_lines(content, path, key) if jsonl else _csv_rows(content, path, key)
+
+
+def _json_lines(content: str, path: Path, key: str) -> list[dict[str, Any]]:
+    rows = []
+    for number, line in enumerate(content.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ConfigError(key, f"line {number} is not JSON ({err.msg} at character {err.colno})",
+                              str(path)) from None
+        if not isinstance(row, dict):
+            raise ConfigError(key, f"line {number} must be a JSON object of columns, e.g. {{\"text\": ..., "
+                              f"\"label\": ...}}; it is a JSON {type(row).__name__}", str(path))
+        rows.append(row)
+    return rows
+
+
+def _csv_rows(content: str, path: Path, key: str) -> list[dict[str, Any]]:
+    """Rows of a CSV file with a header; strict, so an unclosed quote is an error rather than rows merged into one
+    field, and every row must have the header's columns."""
+    reader = csv.DictReader(io.StringIO(content), strict=True)
+    rows = []
+    try:
+        for row in reader:
+            if None in row or None in row.values():  # DictReader's marks of too many or too few fields
+                fields = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
+                raise ConfigError(key, f"line {reader.line_num} has {fields} fields, the header "
+                                  f"{len(reader.fieldnames or [])} (a stray comma or quote?)", str(path))
+            rows.append(row)
+    except csv.Error as err:
+        raise ConfigError(key, f"is not valid CSV at line {reader.line_num} ({err}; an unclosed quote?)",
+                          str(path)) from None
+    return rows
 
 
 def _check(texts: list[str], labels: list[Any], path: Path) -> None:

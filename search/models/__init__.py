@@ -24,6 +24,10 @@ TEXT_FAMILIES = ("hf", "bert", "bag", "textcnn")
 _CONTEXT = ("input_shape", "num_classes", "tokens", "teacher")  # given by the data and the study, not searched
 
 
+#: The config's sections: an error key that starts with one is already whole.
+SECTIONS = ("data", "teacher", "student", "pipeline", "measure", "training", "search")
+
+
 def build(arch: dict[str, Any], input_shape: tuple[int, ...], num_classes: int, key: str = "student", *,
           tokens: Tokens | None = None, teacher: nn.Module | None = None) -> nn.Module:
     """Build the model ``arch`` describes: ``family`` plus that family's keyword arguments. Text families need the
@@ -44,8 +48,9 @@ def build(arch: dict[str, Any], input_shape: tuple[int, ...], num_classes: int, 
     context = {k: v for k, v in (("tokens", tokens), ("teacher", teacher)) if k in params}
     try:
         return FAMILIES[family](tuple(input_shape), num_classes, **context, **arch)
-    except ConfigError as err:
-        raise ConfigError(f"{key}.{err.key}", err.rule, err.value) from None
+    except ConfigError as err:  # a family names its own setting; a key from the top (data.max_length) stays
+        section = err.key.split(".")[0].split("[")[0]
+        raise ConfigError(err.key if section in SECTIONS else f"{key}.{err.key}", err.rule, err.value) from None
     except TypeError as err:  # a value of the wrong type, e.g. a string depth
         raise ConfigError(key, f"family {family!r} rejected its settings ({err})", arch) from None
 

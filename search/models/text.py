@@ -122,6 +122,8 @@ def hf(input_shape: tuple[int, ...], num_classes: int, *, tokens: Tokens, model:
         if torch.empty(0).device.type == "meta":
             return TextClassifier(AutoModelForSequenceClassification.from_config(config), tokens.pad_id)
         loaded = AutoModelForSequenceClassification.from_pretrained(path, config=config, local_files_only=True)
+    except ConfigError:
+        raise
     except Exception as err:  # noqa: BLE001 - a user's files: unreadable config, truncated weights, ...
         raise ConfigError("teacher.arch.model", f"could not be loaded ({type(err).__name__}: "
                           f"{str(err).splitlines()[0]})", model) from None
