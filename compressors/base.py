@@ -111,6 +111,11 @@ class Compressor(ABC):
         anything trains; ``example`` is an input batch there), e.g. a layer it names does not exist."""
         return None  # most compressors work with any model
 
+    def check_data(self, train_size: int) -> None:
+        """Raise ``InvalidConfig`` if this config cannot work with a training split of ``train_size`` samples (checked
+        before anything trains), e.g. it sets aside more of them than there are."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
 

@@ -120,8 +120,8 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.trial < 0:
         raise ConfigError("--trial", "must be a trial number >= 0", args.trial)
-    check_tracking_uri(absolute(args.tracking_uri), must_exist=True)  # reading a store that is not there makes one
     check_out(Path(args.out))
+    check_tracking_uri(absolute(args.tracking_uri), must_exist=True)  # reading a store that is not there makes one
     readme = export_trial(absolute(args.tracking_uri), args.study_name, args.trial, Path(args.out), args.format)
     print(f"trial {args.trial} written to {readme.parent} (see {readme.name})")
     return 0
@@ -132,9 +132,9 @@ def _ui(args: argparse.Namespace) -> int:
     from squeezer.search.errors import ConfigError
     from squeezer.search.locking import absolute
 
-    check_tracking_uri(absolute(args.tracking_uri), must_exist=True)
     if not 0 < args.port < 65536:
         raise ConfigError("--port", "must be a TCP port in [1, 65535]", args.port)
+    check_tracking_uri(absolute(args.tracking_uri), must_exist=True)
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", args.tracking_uri,
                "--host", args.host, "--port", str(args.port)]

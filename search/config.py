@@ -300,6 +300,10 @@ def check_search(config: ExperimentConfig) -> ExperimentConfig:
             if value in ("pareto", "shadow", "squeezer"):
                 raise ConfigError(f"search.{key}", "needs objectives whose one trained metric is accuracy "
                                   f"(maximize); these are {config.objectives}", value)
+    for option in ("address", "max_concurrent", "cpus_per_trial"):
+        if option in given and search.backend != "ray":
+            raise ConfigError(f"search.{option}", f"is a setting of backend ray, not of {search.backend!r}",
+                              given[option])
     if search.scheduler in ("pareto", "shadow") and search.backend != "optuna":
         raise ConfigError("search.scheduler", "pareto and shadow run with backend optuna (with ray, use asha)",
                           search.scheduler)

@@ -5,6 +5,7 @@ a local file of another kind is one ``ConfigError``, not minutes of silent retri
 from __future__ import annotations
 
 import socket
+import sqlite3
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -35,7 +36,7 @@ def check_tracking_uri(uri: str, key: str = "--tracking-uri", must_exist: bool =
         if folder.exists() and not folder.is_dir():
             raise ConfigError(key, "names a file; a file store is a folder", uri)
     elif scheme == "sqlite":
-        _sqlite_file(uri, key, must_exist)
+        _sqlite_file(uri, key, must_exist, table="experiments", kind="an MLflow tracking store")
     else:
         _reachable(uri, key)
 
@@ -44,7 +45,7 @@ def check_storage(url: str, key: str = "--storage", must_exist: bool = False) ->
     """Refuse a study storage Optuna cannot open, found in seconds (a database server is reached once)."""
     scheme = _scheme(url, STORAGE_SCHEMES, key, "sqlite:///squeezer.db, journal:PATH or postgresql://...")
     if scheme == "sqlite":
-        _sqlite_file(url, key, must_exist)
+        _sqlite_file(url, key, must_exist, table="studies", kind="an Optuna study storage")
     elif scheme == "journal":
         path = local_path(url)
         if path is None or str(path) in ("", "."):
@@ -77,7 +78,9 @@ def _scheme(url: str, allowed: tuple[str, ...], key: str, example: str) -> str:
     return scheme
 
 
-def _sqlite_file(url: str, key: str, must_exist: bool) -> None:
+def _sqlite_file(url: str, key: str, must_exist: bool, table: str, kind: str) -> None:
+    """A local SQLite store: a new file, or a database holding ``table`` (``kind``'s); never someone else's
+    database, which MLflow or Optuna would add their tables to."""
     path = local_path(url)
     if path is None:
         raise ConfigError(key, "an SQLite URL names a file with three slashes: sqlite:///PATH", url)
@@ -85,11 +88,26 @@ def _sqlite_file(url: str, key: str, must_exist: bool) -> None:
         raise ConfigError(key, "no such database file; run `squeezer search` first or point at its file", url)
     if path.is_dir():
         raise ConfigError(key, "names a folder; an SQLite store is a file", url)
-    if path.is_file() and path.stat().st_size > 0:
-        with open(path, "rb") as handle:
-            if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
-                raise ConfigError(key, "names a file that is not an SQLite database", url)
     _parent_folder(path, key, url)
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb") as handle:
+        if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+            raise ConfigError(key, "names a file that is not an SQLite database", url)
+    tables = _tables(path)
+    if tables is None:
+        raise ConfigError(key, "names an SQLite database that cannot be read", url)
+    if tables and table not in tables:
+        raise ConfigError(key, f"names an SQLite database that is not {kind} (its tables: {sorted(tables)[:5]})",
+                          url)
+
+
+def _tables(path: Path) -> set[str] | None:
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=TIMEOUT_S) as connection:
+            return {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error:
+        return None
 
 
 def _parent_folder(path: Path, key: str, shown: str) -> None:

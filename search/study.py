@@ -34,7 +34,7 @@ from squeezer.search.runtime import export
 from squeezer.search.screening import Screen
 from squeezer.search.storage import exists, open_storage
 from squeezer.search.tracking import TRIAL_TAG, RunId, Tracker
-from squeezer.search.trial import Outcome, Workbench, baseline, flatten, prepare
+from squeezer.search.trial import CONFIG_FAULT, Outcome, Workbench, baseline, flatten, prepare
 from squeezer.spaces import Space, sample
 from squeezer.spaces.optuna import suggest
 
@@ -45,6 +45,7 @@ OWNER = "owner"  # user attribute: "host:pid" of the process running the trial
 HEARTBEAT = "heartbeat"  # user attribute: when the owner last said the trial is still running (epoch seconds)
 HEARTBEAT_S, SILENCE_S = 30.0, 120.0  # another machine's trial that has been silent this long is stale
 PARENT_WAIT_S = 60.0
+FIRST_FAILURES = 3  # trials that all failed for one configuration reason, none completed: the config is at fault
 
 
 @dataclass
@@ -92,6 +93,9 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
         front = session.finish()
     except KeyboardInterrupt:
         tracker.end(session.parent, "KILLED")
+        raise
+    except ConfigError:  # every trial failed for one configuration reason
+        tracker.end(session.parent, "FAILED")
         raise
     finally:
         tracker.close()
@@ -365,11 +369,26 @@ class Session:
         position = f"[trial {number} · {position}]"
         if outcome.metrics is None:
             self.out(f"{position} {'' if outcome.stopped else 'FAILED '}{outcome.reason} | {recipe}")
+            if not outcome.stopped:
+                self.stop_if_misconfigured(outcome.reason)
             return
         front = len(pareto_trials(self.study, self.config.objectives))
         hypervolume = self.log_hypervolume()
         self.out(f"{position} {report.metrics_line(outcome.metrics)} | pareto {front} hv {hypervolume:.4f} | "
                  f"{outcome.seconds:.1f}s | {recipe}")
+
+    def stop_if_misconfigured(self, reason: str) -> None:
+        """A study whose first ``FIRST_FAILURES`` trials all failed for one configuration reason, with none completed,
+        would fail every trial: it stops with that reason as bad input (``ConfigError``)."""
+        if not reason.startswith(CONFIG_FAULT):
+            return
+        trials = self.study.get_trials(deepcopy=False)
+        if any(t.state == TrialState.COMPLETE for t in trials):
+            return
+        reasons = [t.user_attrs["fail_reason"].splitlines()[0] for t in trials if _ran_and_failed(t)]
+        if len(reasons) >= FIRST_FAILURES and set(reasons) == {reason}:
+            key, _, rule = reason.removeprefix(CONFIG_FAULT).partition(": ")
+            raise ConfigError(key, f"{rule} (the first {len(reasons)} trials all failed so; the study stops)")
 
     def log_hypervolume(self) -> float:
         """The front's hypervolume (``squeezer.search.quality``) on the parent run, at the count of completed trials:
@@ -393,6 +412,7 @@ class Session:
         trials = self.study.get_trials(deepcopy=False)
         completed = [t for t in trials if t.state == TrialState.COMPLETE]
         failed = [t for t in trials if t.state == TrialState.FAIL and _ran_and_failed(t)]
+        interrupted = [t for t in trials if t.state == TrialState.FAIL and not _ran_and_failed(t)]
         stopped = [t for t in trials if t.state == TrialState.PRUNED]
         ended = sorted(feasible(self.study), key=lambda t: t.number)
         figures = {"pareto.png": report.front_figure(completed, front, self.teacher),
@@ -400,7 +420,8 @@ class Session:
                        [t.user_attrs["metrics"] for t in ended], self.config.objectives, self.teacher,
                        self.config.search.reference))}
         summary = {"trials.completed": len(completed), "trials.failed": len(failed),
-                   "trials.stopped_early": len(stopped), "pareto.size": len(front)}
+                   "trials.interrupted": len(interrupted), "trials.stopped_early": len(stopped),
+                   "pareto.size": len(front)}
         self.log_hypervolume()  # at its step, like every trial's: a step-0 summary point would break its history
         page = report.front_html(completed, front, self.teacher, recommended)
         self.tracker.finish_study(self.parent, self.name, {t.number for t in front},
@@ -408,6 +429,7 @@ class Session:
         for figure in figures.values():
             report.close(figure)
         early = f", {len(stopped)} stopped early" if stopped else ""
+        early += f", {len(interrupted)} interrupted (run again)" if interrupted else ""
         self.out(f"\nPareto front ({len(front)} of {len(completed)} completed trials; {len(failed)} failed{early}):")
         self.out(report.front_table(front, self.teacher, tested, recommended))
         return front

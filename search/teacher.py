@@ -118,8 +118,25 @@ def weights_digest(model: nn.Module) -> str:
     return digest.hexdigest()[:20]
 
 
+def check_checkpoint(spec: dict[str, Any], splits: Splits, key: str = "teacher") -> None:
+    """Refuse a teacher checkpoint that does not load into the declared family/arch, before any teacher trains
+    (its model is built on the meta device: nothing is allocated)."""
+    if not spec.get("path"):
+        return
+    with torch.device("meta"):
+        model = models.build({"family": spec["family"], **spec["arch"]}, splits.input_shape, splits.num_classes,
+                             key=f"{key}.arch", tokens=splits.tokens)
+    _fits(model, read_state_dict(Path(spec["path"]), f"{key}.path"), f"{key}.path", Path(spec["path"]))
+
+
 def _load(model: nn.Module, path: Path, key: str = "teacher.path") -> nn.Module:
     state = read_state_dict(path, key)
+    _fits(model, state, key, path)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def _fits(model: nn.Module, state: dict[str, torch.Tensor], key: str, path: Path) -> None:
     mine = model.state_dict()
     missing, unexpected = sorted(set(mine) - set(state)), sorted(set(state) - set(mine))
     if missing or unexpected:
@@ -130,8 +147,6 @@ def _load(model: nn.Module, path: Path, key: str = "teacher.path") -> nn.Module:
     if wrong is not None:
         raise ConfigError(key, f"does not fit the declared family/arch: {wrong} has shape {list(state[wrong].shape)}"
                           f", the model's is {list(mine[wrong].shape)}", str(path))
-    model.load_state_dict(state)
-    return model.eval()
 
 
 def read_state_dict(path: Path, key: str) -> dict[str, torch.Tensor]:

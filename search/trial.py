@@ -25,7 +25,7 @@ from squeezer.search.metrics import measure
 from squeezer.search.objectives import CHEAP, Constraint
 from squeezer.search.runtime import export
 from squeezer.search.errors import ConfigError
-from squeezer.search.teacher import DiskCache, ensemble_specs, get_teacher, teacher_tokenizer
+from squeezer.search.teacher import DiskCache, check_checkpoint, ensemble_specs, get_teacher, teacher_tokenizer
 from squeezer.spaces import boundary_points
 
 
@@ -47,6 +47,10 @@ class Outcome:
     def reason(self) -> str:
         """The first line of the error: what the progress line and the summary show."""
         return self.error.splitlines()[0] if self.error else ""
+
+
+#: How a trial's reason starts when the config, not the trial, is at fault (``attempt`` writes the type first).
+CONFIG_FAULT = f"{ConfigError.__name__}: "
 
 
 @dataclass
@@ -82,6 +86,8 @@ def prepare(config: ExperimentConfig) -> Workbench:
         models.check_fits(arch, splits.input_shape, splits.num_classes, config.batch_size, key=_teacher_key(i),
                           tokens=splits.tokens)
     check_pipeline(config, splits, archs)
+    for i, (spec, _) in enumerate(specs):  # every checkpoint, before any teacher trains (and is cached)
+        check_checkpoint(spec, splits, key=_teacher_key(i).removesuffix(".arch"))
     teachers = [get_teacher(spec, splits, seed, config.batch_size, key=_teacher_key(i).removesuffix(".arch"))
                 for i, (spec, seed) in enumerate(specs)]
     if splits.classes:  # once the input is known to be good: a bad-input error stays one line
@@ -95,6 +101,12 @@ def check_pipeline(config: ExperimentConfig, splits: data.Splits, teacher_archs:
     """Ask each compressor whether its settings work with every boundary student and the teachers, on the meta
     device, before anything trains (e.g. that a feature layer it names exists)."""
     shape, classes, tokens = splits.input_shape, splits.num_classes, splits.tokens
+    for step in config.pipeline:
+        for point in boundary_points(step.space):
+            try:
+                compressors.get(step.name)(point).check_data(len(splits.train_y))
+            except compressors.InvalidConfig as err:
+                raise ConfigError(f"{step.name}.{err.field}", err.rule, err.value) from None
     with torch.device("meta"):
         example = torch.zeros(1, *shape, dtype=splits.train_x.dtype)
         teachers = [models.build(arch, shape, classes, key=_teacher_key(i), tokens=tokens)
@@ -130,7 +142,10 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
         check_budgets(bench, cheap)
         ctx = dataclasses.replace(ctx, report=_both(report, watch(cheap) if watch else None))
     for step in bench.config.pipeline:
-        model = compressors.get(step.name)(dict(params.get(step.name, {}))).apply(model, ctx)
+        try:
+            model = compressors.get(step.name)(dict(params.get(step.name, {}))).apply(model, ctx)
+        except compressors.InvalidConfig as err:  # named by its step, as the config names it
+            raise ConfigError(f"{step.name}.{err.field}", err.rule, err.value) from None
     if not torch.isfinite(predict(model, s.val_x[:256])).all():
         raise TrialFailed("the compressed model outputs NaN or inf")
     metrics = measure(model, s.val_x, s.val_y, bench.config.measure, workdir, pad_id=s.pad_id)

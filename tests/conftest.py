@@ -61,3 +61,14 @@ def cnn_student(splits: data.Splits, channels: int = 8, hidden: int = 32) -> tor
     torch.manual_seed(0)
     return models.build({"family": "cnn", "depth": 2, "channels": channels, "hidden": hidden}, splits.input_shape,
                         splits.num_classes)
+
+
+def one_line(err: str, key: str) -> str:
+    """The one line of a bad-input error: it names ``key`` (no key twice over), and nothing else was printed."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("squeezer: error: "), err[-2000:]
+    assert key in lines[0] and "Traceback" not in err, lines[0]
+    named = lines[0].removeprefix("squeezer: error: ").split(": ")[0].split(".")
+    assert not any(named[i:i + 2] == named[j:j + 2] for i in range(len(named)) for j in range(i + 1, len(named))), \
+        f"a key named twice: {lines[0]}"
+    return lines[0]

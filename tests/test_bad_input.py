@@ -11,11 +11,12 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from squeezer.search.cli import main
 
-from conftest import digits_config
+from conftest import digits_config, one_line
 
 NAN, INF = float("nan"), float("inf")
 
@@ -26,6 +27,7 @@ class Case:
     key: str                                   # the setting or file the message must name
     config: Any = None                         # a mapping (or raw text) written as experiment.yaml
     files: Callable[[Path], None] | None = None  # writes data files beside it
+    args: tuple[str, ...] = ()                 # command-line flags after `squeezer search experiment.yaml`
 
     def write(self, where: Path) -> Path:
         if self.files:
@@ -99,7 +101,134 @@ def cases() -> list[Case]:
         found += [Case(f"{knob} = {spec}", knob.removeprefix("pipeline."), changed(knob, spec)) for spec in BAD_SPECS]
     found += [Case(f"{step}.{key} = {value!r}", step, changed(f"pipeline.{step}.{key}", value))
               for step, key, value in BAD_STEP_SETTINGS]
-    return found + unknown_names() + inconsistent() + absurd_sizes() + yaml_files() + data_files() + distillation()
+    return (found + unknown_names() + inconsistent() + absurd_sizes() + yaml_files() + data_files() + distillation()
+            + model_files() + stores() + flags() + settings_against_data() + messages())
+
+
+def state_dict_file(save: Callable[[Path], None]) -> Callable[[Path], None]:
+    return lambda where: save(where / "teacher.pt")
+
+
+def teacher_at(path: str = "teacher.pt", base: dict | None = None, member: bool = False) -> dict:
+    if member:
+        return changed("teacher.ensemble", [{"path": path}], base)
+    return changed("teacher.path", path, base)
+
+
+def _digits_teacher() -> torch.nn.Module:
+    from squeezer.search import models
+
+    arch = digits_config()["teacher"]["arch"]
+    return models.build({"family": "mlp", **arch}, (1, 8, 8), 10)
+
+
+def model_files() -> list[Case]:
+    """Teacher checkpoints as users save them: the whole module (pickled), empty, truncated, foreign, mismatched."""
+    def whole(path: Path) -> None:
+        torch.save(_digits_teacher(), path)
+
+    def truncated(path: Path) -> None:
+        torch.save(_digits_teacher().state_dict(), path)
+        _truncate(path, path.stat().st_size // 2)
+
+    def renamed(path: Path) -> None:
+        torch.save({f"net.{k}": v for k, v in _digits_teacher().state_dict().items()}, path)
+
+    def reshaped(path: Path) -> None:
+        state = _digits_teacher().state_dict()
+        torch.save({k: v[:3] if k == "1.weight" else v for k, v in state.items()}, path)
+
+    savers = {"a whole pickled module": whole, "an empty file": lambda p: p.write_bytes(b""),
+              "a truncated checkpoint": truncated, "a text file": lambda p: p.write_text("weights, surely\n"),
+              "a JSON file": lambda p: p.write_text('{"1.weight": [1, 2]}'),
+              "a tensor, not a state dict": lambda p: torch.save(torch.zeros(3), p),
+              "a dict of lists": lambda p: torch.save({"1.weight": [1.0]}, p),
+              "other key names": renamed, "another shape": reshaped,
+              "an npz": lambda p: np.savez(p.with_suffix(".npz"), X=np.zeros(2)) or p.with_suffix(".npz").rename(p)}
+    cases = [Case(f"teacher file: {name}", "teacher.path", teacher_at(), state_dict_file(save))
+             for name, save in savers.items()]
+    cases += [Case(f"ensemble teacher file: {name}", "teacher.ensemble[0].path", teacher_at(member=True),
+                   state_dict_file(save)) for name, save in list(savers.items())[:4]]
+    return cases
+
+
+def _sqlite_file(path: Path) -> None:
+    import sqlite3
+
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE t (a)")
+
+
+def stores() -> list[Case]:
+    """Tracking stores and study storages that cannot work, found before anything is written."""
+    digits = digits_config()
+    text = raw_file("notes.txt", b"not a database")
+    return [
+        Case("tracking: unknown scheme", "--tracking-uri", digits, args=("--tracking-uri", "bogus://x")),
+        Case("tracking: silent server", "--tracking-uri", digits, args=("--tracking-uri", "http://127.0.0.1:1")),
+        Case("tracking: a text file", "--tracking-uri", digits, text, args=("--tracking-uri", "sqlite:///notes.txt")),
+        Case("tracking: a folder as SQLite", "--tracking-uri", digits, lambda w: (w / "db").mkdir(),
+             args=("--tracking-uri", "sqlite:///db")),
+        Case("tracking: under a file", "--tracking-uri", digits, text,
+             args=("--tracking-uri", "sqlite:///notes.txt/mlflow.db")),
+        Case("tracking: a file as a file store", "--tracking-uri", digits, text, args=("--tracking-uri", "notes.txt")),
+        Case("tracking: SQLite with two slashes", "--tracking-uri", digits, args=("--tracking-uri", "sqlite://x.db")),
+        Case("tracking: silent database", "--tracking-uri", digits,
+             args=("--tracking-uri", "postgresql://u@127.0.0.1:1/db")),
+        Case("storage: unknown scheme", "--storage", digits, args=("--storage", "redis://127.0.0.1/0")),
+        Case("storage: a text file", "--storage", digits, text, args=("--storage", "sqlite:///notes.txt")),
+        Case("storage: journal is a folder", "--storage", digits, lambda w: (w / "j").mkdir(),
+             args=("--storage", "journal:j")),
+        Case("storage: journal without a path", "--storage", digits, args=("--storage", "journal:")),
+        Case("storage: silent database", "--storage", digits, args=("--storage", "mysql://u@127.0.0.1:1/db")),
+        Case("storage: a URL without a host", "--storage", digits, args=("--storage", "postgresql:///db")),
+        Case("storage: empty", "--storage", digits, args=("--storage", "")),
+    ]
+
+
+def flags() -> list[Case]:
+    digits = digits_config()
+    return [
+        Case("--seed below zero", "--seed", digits, args=("--seed", "-1")),
+        Case("--seed past the generators' range", "--seed", digits, args=("--seed", str(2**40))),
+        Case("--trials 0", "--trials", digits, args=("--trials", "0")),
+        Case("--trials absurd", "--trials", digits, args=("--trials", str(10**9))),
+        Case("--trials not a number", "--trials", digits, args=("--trials", "many")),
+        Case("--seed not a number", "--seed", digits, args=("--seed", "1.5")),
+        Case("--backend unknown", "--backend", digits, args=("--backend", "dask")),
+        Case("unknown flag", "--trails", digits, args=("--trails", "3")),
+        Case("a flag without its value", "--study-name", digits, args=("--study-name",)),
+        Case("--address with optuna", "--address", digits, args=("--address", "10.0.0.1:6379")),
+        Case("--max-concurrent with optuna", "--max-concurrent", digits, args=("--max-concurrent", "2")),
+        Case("--cpus-per-trial with optuna", "--cpus-per-trial", digits, args=("--cpus-per-trial", "2")),
+        Case("--cpus-per-trial not finite", "search.cpus_per_trial", digits,
+             args=("--backend", "ray", "--cpus-per-trial", "nan")),
+        Case("--max-concurrent negative", "search.max_concurrent", digits,
+             args=("--backend", "ray", "--max-concurrent", "-2")),
+        Case("search.address with optuna", "search.address", changed("search.address", "10.0.0.1:6379")),
+        Case("search.cpus_per_trial with optuna", "search.cpus_per_trial", changed("search.cpus_per_trial", 2)),
+    ]
+
+
+def settings_against_data() -> list[Case]:
+    """Settings that are valid alone but cannot fit the data: found before any training."""
+    return [
+        Case("probe larger than the training split allows", "distill.probe_size",
+             distill_with(weighting="adaptive", probe_size=5000)),
+        Case("a searched probe that can exceed the split", "distill.probe_size",
+             distill_with(temperature_schedule="gap", probe_size={"int": [100, 5000]})),
+    ]
+
+
+def messages() -> list[Case]:
+    return [
+        Case("layer_bits key not a layer name", "quantize.layer_bits",
+             changed("pipeline.quantize.layer_bits", {True: 8}, changed("pipeline.quantize.bits", 8))),
+        Case("min above max", "constraints.size_bytes",
+             changed("constraints", {"size_bytes": {"min": 5e5, "max": 1e5}})),
+        Case("min and max, one unknown", "constraints.size_bytes",
+             changed("constraints", {"size_bytes": {"min": 5, "most": 1e5}})),
+    ]
 
 
 def distill_with(**settings: Any) -> dict:
@@ -290,6 +419,19 @@ def data_files() -> list[Case]:
              changed("data", {"name": "fashion_mnist", "dir": "idx"})),
         case("idx dir missing files", lambda w: (w / "idx").mkdir(),
              changed("data", {"name": "fashion_mnist", "dir": "idx"}), key="data.dir"),
+        case("idx images and labels of different lengths",
+             idx_dir(bytes([0, 0, 8, 3]) + (10).to_bytes(4, "big") + (4).to_bytes(4, "big") * 2 + b"\x00" * 160,
+                     bytes([0, 0, 8, 1]) + (9).to_bytes(4, "big") + b"\x00" * 9),
+             changed("data", {"name": "fashion_mnist", "dir": "idx"}), key="data.dir"),
+        case("train labels indices, test labels names",
+             lambda w: (npz(X=x, y=y)(w), np.savez(w / "t.npz", X=x, y=np.array(["a", "b", "c", "d"] * 50))),
+             both, key="data.test_path"),
+        case("train labels names, test labels indices",
+             lambda w: (npz(X=x, y=np.array(["a", "b", "c", "d"] * 50))(w), np.savez(w / "t.npz", X=x, y=y)),
+             both, key="data.test_path"),
+        case("a plain text file as data", raw_file("d.npz", b"0.1 0.2 0.3\n0.4 0.5 0.6\n"), key="data.path"),
+        case("a text file named .txt", raw_file("d.txt", b"1,2,3\n"), changed("data.path", "d.txt", npz_config),
+             key="data.path"),
     ]
 
 
@@ -308,9 +450,46 @@ def snapshot(where: Path) -> dict[str, int]:
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(case: Case, tmp_path: Path, capsys) -> None:
     config = case.write(tmp_path)
     before = snapshot(tmp_path)
-    assert main(["search", str(config), "--trials", "1"]) == 2
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("squeezer: error: "), err[-2000:]
-    assert case.key in lines[0] and "Traceback" not in err
+    trials = () if any(a.startswith("--tr") for a in case.args) else ("--trials", "1")
+    assert main(["search", str(config), *trials, *case.args]) == 2
+    one_line(capsys.readouterr().err, case.key)
     assert snapshot(tmp_path) == before  # no squeezer.db, mlflow.db, artifacts or cached teacher
+
+
+READ_ONLY = [  # commands that only read a store: a missing or wrong one is refused, and none is created
+    ("export, no tracking store", "--tracking-uri", ["export", "--study-name", "digits", "--trial", "0", "--out", "o"]),
+    ("export, unknown scheme", "--tracking-uri", ["export", "--study-name", "digits", "--trial", "0", "--out", "o",
+                                                  "--tracking-uri", "bogus://x"]),
+    ("export --out an existing file", "--out", ["export", "--study-name", "digits", "--trial", "0", "--out",
+                                                "store.db", "--tracking-uri", "sqlite:///store.db"]),
+    ("export --out under a file", "--out", ["export", "--study-name", "digits", "--trial", "0", "--out",
+                                            "store.db/model", "--tracking-uri", "sqlite:///store.db"]),
+    ("export, negative trial", "--trial", ["export", "--study-name", "digits", "--trial", "-1", "--out", "o"]),
+    ("export, unknown format", "--format", ["export", "--study-name", "digits", "--trial", "0", "--out", "o",
+                                            "--format", "tflite"]),
+    ("export, an SQLite file that is not an MLflow store", "--tracking-uri", ["export", "--study-name", "digits", "--trial", "0", "--out", "o",
+                                               "--tracking-uri", "sqlite:///store.db"]),
+    ("pareto, no storage", "--storage", ["pareto", "--study-name", "digits"]),
+    ("pareto, storage a text file", "--storage", ["pareto", "--study-name", "digits", "--storage",
+                                                  "sqlite:///notes.txt"]),
+    ("ui, unknown scheme", "--tracking-uri", ["ui", "--tracking-uri", "bogus://x"]),
+    ("ui, no tracking store", "--tracking-uri", ["ui"]),
+    ("ui, silent server", "--tracking-uri", ["ui", "--tracking-uri", "http://127.0.0.1:1"]),
+    ("ui, port out of range", "--port", ["ui", "--tracking-uri", "sqlite:///store.db", "--port", "70000"]),
+    ("ui, a database of another kind", "--tracking-uri", ["ui", "--tracking-uri", "sqlite:///store.db"]),
+    ("pareto, a database of another kind", "--storage", ["pareto", "--study-name", "digits", "--storage",
+                                                          "sqlite:///store.db"]),
+    ("no command", "COMMAND", []),
+    ("unknown command", "COMMAND", ["serch"]),
+]
+
+
+@pytest.mark.parametrize("name, key, argv", READ_ONLY, ids=[c[0] for c in READ_ONLY])
+def test_commands_that_read_a_store_refuse_a_bad_one_and_write_nothing(name: str, key: str, argv: list[str],
+                                                                       tmp_path: Path, capsys) -> None:
+    _sqlite_file(tmp_path / "store.db")
+    (tmp_path / "notes.txt").write_text("not a database")
+    before = snapshot(tmp_path)
+    assert main(argv) == 2
+    one_line(capsys.readouterr().err, key)
+    assert snapshot(tmp_path) == before

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from squeezer.compressors.quantize.compressor import QuantizeConfig
 from squeezer.search.cli import main
 from squeezer.search.config import load_config
+from squeezer.search.objectives import parse_constraints
 
 from conftest import DIGITS_YAML, digits_config, write_config
 
@@ -102,3 +104,16 @@ def test_a_storage_that_cannot_be_opened_is_bad_input(tmp_path: Path, capsys) ->
     err = capsys.readouterr().err
     assert err.startswith("squeezer: error: --storage: ") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_layer_bits_may_name_a_layer_by_a_bare_number_as_the_readme_writes_it(tmp_path: Path) -> None:
+    path = tmp_path / "experiment.yaml"
+    path.write_text(DIGITS_YAML.read_text().replace("bits: {choice: [32, 16, 8]}", "bits: 8\n      layer_bits: {3: 32}"))
+    quantize = next(step for step in load_config(path).pipeline if step.name == "quantize")
+    assert QuantizeConfig.from_dict({"bits": 8, "layer_bits": {3: 32}}).layer_bits == {"3": 32}
+    assert quantize.space  # parsed; the layer is checked against the student before training
+
+
+def test_one_metric_may_have_both_a_floor_and_a_ceiling() -> None:
+    assert [str(c) for c in parse_constraints({"size_bytes": {"min": 1000, "max": 50000}})] == \
+        ["size_bytes <= 50000", "size_bytes >= 1000"]

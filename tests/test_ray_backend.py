@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from squeezer.search.cli import main
 from squeezer.search.screening import WARMUP
 
-from conftest import DIGITS_YAML, digits_config, write_config
+from conftest import DIGITS_YAML, digits_config, one_line, write_config
 from test_study import runs, stores
 
 RAY = Path(sys.executable).parent / "ray"
@@ -127,3 +127,17 @@ def test_squeezer_sampler_screens_the_recipes_tune_runs(tmp_path: Path) -> None:
     screened = [t for t in trials if t.user_attrs.get("screened")]
     assert screened and all(t.number >= WARMUP for t in screened)  # queued by the driver, run by Tune
     assert len(runs(tmp_path, "trial")) == 8
+
+
+@pytest.mark.parametrize("flags, key", [
+    (["--cpus-per-trial", "64"], "search.cpus_per_trial: must fit on one node of the Ray cluster"),
+    (["--address", "head-without-port"], "search.address: must be HOST:PORT"),
+    (["--address", "127.0.0.1:1"], "search.address: no Ray head answers there"),
+])
+def test_a_cluster_that_cannot_run_the_trials_is_refused_before_anything_is_created(
+        tmp_path: Path, capsys, flags: list[str], key: str) -> None:
+    tracking, storage = stores(tmp_path)
+    assert main(["search", str(DIGITS_YAML), "--backend", "ray", "--trials", "1", "--tracking-uri", tracking,
+                 "--storage", storage, *flags]) == 2
+    one_line(capsys.readouterr().err, key)
+    assert list(tmp_path.iterdir()) == []

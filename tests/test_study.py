@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 
 from squeezer import compressors
-from squeezer.compressors import Compressor, CompressorConfig, TrialContext
+from squeezer.compressors import Compressor, CompressorConfig, InvalidConfig, TrialContext
 from squeezer.search import data
 from squeezer.search.cli import main
 from squeezer.search.runtime import deploy, export
@@ -272,7 +274,8 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_study_goes_on(
 
 
 class Interrupt(Compressor):
-    """Plays the user pressing Ctrl-C during the second trial, while `armed` is set."""
+    """Plays the user pressing Ctrl-C (or a scheduler sending SIGTERM) during the second trial, while `armed` is
+    set."""
 
     name = "test-interrupt"
     Config = BreakConfig
@@ -280,24 +283,54 @@ class Interrupt(Compressor):
 
     def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
         if Interrupt.armed and ctx.seed == 1:
+            if self.config.how == "sigterm":
+                os.kill(os.getpid(), signal.SIGTERM)
             raise KeyboardInterrupt
         return model
 
 
-def test_ctrl_c_stops_cleanly_and_the_study_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+@pytest.mark.parametrize("how, code, said", [("raise", 130, "interrupted"), ("sigterm", 143, "stopped by SIGTERM")])
+def test_ctrl_c_or_sigterm_stops_cleanly_and_the_study_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys, how: str, code: int, said: str) -> None:
     monkeypatch.setattr(compressors.registry, "_REGISTRY",
                         {**compressors.registry._REGISTRY, "test-interrupt": Interrupt})
     config = digits_config()
-    config["pipeline"] = [{"distill": {"epochs": 2}}, "test-interrupt", "quantize"]
+    config["pipeline"] = [{"distill": {"epochs": 2}}, {"test-interrupt": {"how": how}}, "quantize"]
     path = write_config(tmp_path, config)
 
-    assert search(path, tmp_path, 3) == 130
-    assert "run the same command to resume" in capsys.readouterr().err
+    assert search(path, tmp_path, 3) == code
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("squeezer")]
+    assert err == [f"squeezer: {said}; finished trials are kept — run the same command to resume"]
     assert sorted(r.info.status for r in runs(tmp_path, "trial")) == ["FINISHED", "KILLED"]
     assert runs(tmp_path, "study")[0].info.status == "KILLED"
 
     monkeypatch.setattr(Interrupt, "armed", False)
     assert search(path, tmp_path, 3) == 0
-    states = [t.state.name for t in optuna.load_study(study_name="digits", storage=stores(tmp_path)[1]).trials]
-    assert states == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    study = optuna.load_study(study_name="digits", storage=stores(tmp_path)[1])
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert study.trials[1].user_attrs["fail_reason"].startswith("interrupted")
     assert runs(tmp_path, "study")[0].info.status == "FINISHED"
+    assert "3 completed trials; 0 failed, 1 interrupted (run again)" in capsys.readouterr().out
+
+
+class Misfit(Compressor):
+    """A setting that only a trial can find wrong: every trial fails for the same configuration reason."""
+
+    name = "test-misfit"
+    Config = BreakConfig
+
+    def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
+        raise InvalidConfig("how", "does not fit this data", self.config.how)
+
+
+def test_a_study_whose_first_trials_all_fail_for_one_config_reason_stops_as_bad_input(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setattr(compressors.registry, "_REGISTRY", {**compressors.registry._REGISTRY, "test-misfit": Misfit})
+    config = digits_config()
+    config["pipeline"] = [{"distill": {"epochs": 1}}, "test-misfit"]
+    assert search(write_config(tmp_path, config), tmp_path, 10) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("squeezer")]
+    assert len(err) == 1 and err[0].startswith("squeezer: error: test-misfit.how: does not fit this data"), err
+    study = optuna.load_study(study_name="digits", storage=stores(tmp_path)[1])
+    assert [t.state.name for t in study.trials] == ["FAIL"] * 3
+    assert runs(tmp_path, "study")[0].info.status == "FAILED"

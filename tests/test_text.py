@@ -25,6 +25,8 @@ from squeezer.search.data.text import full_length
 from squeezer.search.metrics import saved_size
 from squeezer.search.models import text
 
+from conftest import one_line
+
 POSITIVE = ["a great and moving film", "wonderful acting, fine story", "good fun", "a delight from start to end",
             "brilliant, warm and funny"]
 NEGATIVE = ["a dull and tedious mess", "awful script, poor acting", "bad", "a boring waste of two hours",
@@ -212,10 +214,10 @@ def broken_model(config: dict, where: Path, tokenizer: bool) -> None:
     config["teacher"]["arch"]["model"] = str(broken)
 
 
-def data_file(content: str):
+def data_file(content: str, suffix: str = "csv"):
     def change(config: dict, where: Path) -> None:
-        (where / "given.csv").write_text(content)
-        config["data"]["path"] = str(where / "given.csv")
+        (where / f"given.{suffix}").write_text(content)
+        config["data"]["path"] = str(where / f"given.{suffix}")
     return change
 
 
@@ -229,6 +231,15 @@ def data_file(content: str):
     (data_file("\x00\x01 not,a\ncsv"), "data.path"),
     (lambda c, w: c["data"].update(text_column="body"), "data.text_column"),
     (lambda c, w: c["data"].update(max_length=1), "data.max_length"),
+    (data_file('text,label\n"a fine film,fresh\n"bad",rotten\n' + "good,fresh\nbad,rotten\n" * 20), "data.path"),
+    (data_file('text,label\ngood,fresh\n"bad,rotten\n' + "good,fresh\nbad,rotten\n" * 20), "data.path"),
+    (data_file("text,label\n" + "good,fresh,extra\nbad,rotten\n" * 20), "data.path"),
+    (data_file('{"text": "good", "label": 1}\n["bad", 0]\n' * 20, "jsonl"), "data.path"),
+    (data_file('{"text": "good", "label": 1}\n{"text": bad}\n' * 20, "jsonl"), "data.path"),
+    (lambda c, w: (data_file("text,label\n" + "good,1\nbad,0\n" * 30)(c, w),
+                   (w / "test.csv").write_text("text,label\n" + "good,fresh\nbad,rotten\n" * 5),
+                   c["data"].update(test_path=str(w / "test.csv"))), "data.test_path"),
+    (lambda c, w: c["teacher"]["arch"].update(model=str(w)), "teacher.arch.model"),
     (lambda c, w: c.update(student={"family": "mlp"}), "student.family"),
 ])
 def test_bad_text_input_exits_2_with_one_line_and_writes_nothing(change, key: str, tmp_path: Path,
@@ -239,8 +250,7 @@ def test_bad_text_input_exits_2_with_one_line_and_writes_nothing(change, key: st
     path.write_text(yaml.safe_dump(config))
     before = sorted(p.name for p in tmp_path.rglob("*"))
     assert main(["search", str(path)]) == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and key in lines[0], lines
+    one_line(capsys.readouterr().err, key)
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 

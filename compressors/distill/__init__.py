@@ -20,7 +20,7 @@ from squeezer.compressors.distill.features import pair_layers
 from squeezer.compressors.distill.losses import kd_loss
 from squeezer.compressors.distill.teachers import TeacherOutputs
 from squeezer.compressors.distill.transformer import is_encoder, layer_map
-from squeezer.compressors.distill.trainer import Distiller, spatial_layers
+from squeezer.compressors.distill.trainer import Distiller, check_probe, spatial_layers
 from squeezer.compressors.registry import register
 
 
@@ -37,6 +37,9 @@ class Distill(Compressor):
 
     def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
         return Distiller(self.config, copy.deepcopy(model), ctx).run()
+
+    def check_data(self, train_size: int) -> None:
+        check_probe(self.config, train_size)
 
     def check_models(self, student: nn.Module, teachers: Sequence[nn.Module], example: torch.Tensor) -> None:
         c = self.config

@@ -210,11 +210,17 @@ def _source(c: DistillConfig, student: nn.Module, ctx: TrialContext, outputs: Te
     return Teachers(outputs, c.ensemble)
 
 
+def check_probe(c: DistillConfig, n: int) -> None:
+    """The probe (held-out training samples that gap and adaptive measure transfer on) takes at most half of them."""
+    if c.needs_probe and c.probe_size > n // 2:
+        raise InvalidConfig("probe_size", f"must be at most half the {n} training samples (the training split)",
+                            c.probe_size)
+
+
 def _split_probe(c: DistillConfig, n: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     if not c.needs_probe:
         return None, None
-    if c.probe_size > n // 2:
-        raise InvalidConfig("probe_size", f"must be at most half the {n} training samples", c.probe_size)
+    check_probe(c, n)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(_PROBE_SEED))
     return order[c.probe_size:], order[:c.probe_size]
 

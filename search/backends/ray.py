@@ -116,6 +116,8 @@ def _connect(address: str | None) -> bool:
     for name, value in _QUIET.items():
         os.environ.setdefault(name, value)
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    # "token authentication is enabled": Ray's default, worth no warning on every start (a logger name, no API)
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     if address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     else:  # bounded CPUs, no dashboard, loopback only

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,7 +59,9 @@ Labels = tuple[np.ndarray, np.ndarray | None, tuple[str, ...] | None]
 
 def class_indices(train_y: np.ndarray, test_y: np.ndarray | None) -> Labels:
     """Labels as class indices 0..K-1 (train, test) and the class names, if they were names. Names map to indices
-    in sorted order, the same for the train and test files; whole-number floats become integers."""
+    in sorted order, the same for the train and test files; whole-number floats, and numbers read as text (CSV),
+    become integers."""
+    train_y, test_y = _numbers(train_y), None if test_y is None else _numbers(test_y)
     if test_y is not None and _label_kind(train_y) != _label_kind(test_y):
         raise ConfigError("data.test_path", f"its labels must be of the training labels' kind: the training file's "
                           f"are {_label_kind(train_y)}, the test file's {_label_kind(test_y)}",
@@ -75,6 +78,14 @@ def class_indices(train_y: np.ndarray, test_y: np.ndarray | None) -> Labels:
                           f"y of dtype {both.dtype}, min {both.min()}")
     both = both.astype(np.int64)
     return both[: len(train_y)], None if test_y is None else both[len(train_y):], None
+
+
+def _numbers(labels: np.ndarray) -> np.ndarray:
+    """Labels written as text that are all whole numbers ("0", "1"), as integers."""
+    if labels.dtype.kind in "USO" and len(labels) and all(re.fullmatch(r"-?\d{1,18}", str(v).strip())
+                                                            for v in labels):
+        return np.array([int(str(v).strip()) for v in labels], dtype=np.int64)
+    return labels
 
 
 def _label_kind(labels: np.ndarray) -> str:
