@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import optuna
+from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -79,14 +80,15 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
     # here at once; on a server storage, other processes poll for what the creator is still writing.
     wait = 0.0 if is_local(storage) else PARENT_WAIT_S
     with store_lock(storage):
-        study, created = open_study(config, name, storage, seed, wait)
+        store = open_storage(storage)
+        study, created = open_study(config, name, store, seed, wait, where=storage)
         for params in warm if created else []:
             study.enqueue_trial(params, skip_if_exists=True)
         tracker = Tracker(tracking_uri, f"squeezer-{config.name}")
         parent = _parent_run(tracker, name, config, created, wait)
     if warm and created:
         out(f"warm start: the {len(warm)} Pareto members of study {config.search.warm_start!r} are tried first")
-    session = Session(study, bench, tracker, parent, name, seed, out)
+    session = Session(study, bench, tracker, parent, name, seed, out, storage=store)
     try:
         session.begin()
         backend.run(session, trials or config.search.trials)
@@ -115,8 +117,8 @@ def warm_start_params(config: ExperimentConfig, storage: str) -> list[dict[str, 
     return [dict(t.params) for t in pareto_trials(study, study.user_attrs.get("objectives", config.objectives))]
 
 
-def open_study(config: ExperimentConfig, name: str, storage: str, seed: int,
-               wait: float = 0.0) -> tuple[optuna.Study, bool]:
+def open_study(config: ExperimentConfig, name: str, storage: BaseStorage, seed: int, wait: float = 0.0,
+               where: str = "the storage") -> tuple[optuna.Study, bool]:
     """Create the study (returns ``created=True``), or load it by name to resume or join; a changed config is refused.
 
     Creating without ``load_if_exists`` is atomic in the storage, so of several processes started on one study
@@ -124,13 +126,12 @@ def open_study(config: ExperimentConfig, name: str, storage: str, seed: int,
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = [StudyDirection[d.upper()] for d in config.objectives.values()]
-    backend = open_storage(storage)
     try:
-        study = optuna.create_study(study_name=name, storage=backend, directions=directions,
+        study = optuna.create_study(study_name=name, storage=storage, directions=directions,
                                     sampler=make_sampler(config, seed))
     except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(study_name=name, storage=backend, sampler=make_sampler(config, seed))
-        _check_same_config(study, config, name, storage, wait)
+        study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(config, seed))
+        _check_same_config(study, config, name, where, wait)
         # A resuming or joining process must not replay the creator's random draws (the same seed would sample
         # the same first points again): its sampler's seed also depends on the trials so far and the process.
         stream = np.random.SeedSequence([seed, len(study.trials), os.getpid()]).generate_state(1)[0]
@@ -210,6 +211,7 @@ class Session:
     name: str
     seed: int
     out: Print
+    storage: BaseStorage | None = None  # the study's storage, as opened (Ray's searcher writes to it too)
     teacher: dict[str, float] = field(default_factory=dict)
     me: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     screen: Screen | None = None
@@ -263,11 +265,19 @@ class Session:
     def close_stale_trials(self) -> int:
         """Fail the trials whose process died; they are run again as new trials."""
         stale = [t for t in self.study.get_trials(deepcopy=False, states=[TrialState.RUNNING]) if self._stale(t)]
-        for t in stale:  # no fail_reason: counted as interrupted, not as a trial that ran and failed
-            self.study.tell(t.number, state=TrialState.FAIL)
+        for t in stale:  # counted as interrupted, not as a trial that ran and failed
+            self.fail(t.number, STOPPED)
         if stale:
             self.out(f"marked {len(stale)} interrupted trial(s) of a stopped process as failed")
         return len(stale)
+
+    def fail(self, number: int, reason: str) -> None:
+        """Tell trial ``number`` FAIL with its reason (a trial this process holds no ``optuna.Trial`` of)."""
+        if self.storage is not None:  # Optuna's Study has no public way to set an attribute of a trial by number
+            study_id = self.storage.get_study_id_from_name(self.name)
+            trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
+            self.storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+        self.study.tell(number, state=TrialState.FAIL)
 
     def reconcile(self) -> int:
         """Make MLflow say what the storage says after a crash: a trial run left RUNNING ends FINISHED or FAILED

@@ -163,6 +163,21 @@ class Tracker:
         runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1)
         return runs[0].info.run_id if runs else None
 
+    def reopen_trial_run(self, study: str, number: int) -> str | None:
+        """Trial ``number``'s unfinished run (KILLED when a stopped process left it), RUNNING again: a trial that
+        runs again under its own number (Ray Tune restores it) keeps one run. None if it has none."""
+        self.flush()
+        query = (f"tags.`{STUDY_TAG}` = '{study}' and tags.`{ROLE_TAG}` = 'trial' and "
+                 f"tags.`{TRIAL_TAG}` = '{number}' and status != 'FINISHED'")
+        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1)
+        if not runs:
+            return None
+        run_id = runs[0].info.run_id
+        self.client.update_run(run_id, status="RUNNING")
+        if ERROR_TAG in runs[0].data.tags:
+            self.client.delete_tag(run_id, ERROR_TAG)
+        return run_id
+
     def log_result(self, run_id: RunId, metrics: Mapping[str, float] | None, curves: Curves = (),
                    model_dir: Path | None = None, error: str | None = None) -> None:
         """Everything a trial produced, in one batch (final metrics at step 0, curves at their epochs); queued.

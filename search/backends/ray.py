@@ -26,7 +26,7 @@ from squeezer.search import report
 from squeezer.search.config import ExperimentConfig, SearchSettings
 from squeezer.search.errors import ConfigError
 from squeezer.search.objectives import METRICS
-from squeezer.search.study import Session, keep_metrics, make_sampler, replay_params, suggest_params
+from squeezer.search.study import INTERRUPTED, Session, keep_metrics, make_sampler, replay_params, suggest_params
 from squeezer.search.tracking import RunId
 from squeezer.search.trial import Outcome, Workbench, attempt, flatten
 
@@ -37,6 +37,7 @@ CURVES = "squeezer.curves"    # per-epoch metrics, as JSON, in the final result
 NODE = "squeezer.node"        # the Ray node that ran the trial
 SECONDS = "squeezer.seconds"  # the trial's own run time on the worker
 EPOCH_METRIC = "val_accuracy"  # what ASHA watches, epoch by epoch
+SKIPPED = "squeezer.skipped"  # a restored trial the storage holds as finished: not run again
 
 _session: Session | None = None  # the driver's session, for the callback (Tune pickles callbacks with its state)
 _started = False  # whether this process started (and so shuts down) Ray
@@ -83,18 +84,25 @@ def run(session: Session, target: int) -> None:
     settings = session.config.search
     check(settings)  # connected already by ``run_study``; again here for callers that skip it
     _session = session
-    trainable = tune.with_resources(tune.with_parameters(_trainable, bench=session.bench),
+    # The storage's finished trials are final: a trial Tune restores although it finished (Tune saved its state
+    # before the storage was told) is skipped, neither run nor recorded again.
+    done = frozenset(t.number for t in session.finished())
+    trainable = tune.with_resources(tune.with_parameters(_trainable, bench=session.bench, done=done),
                                     {"cpu": settings.cpus_per_trial})
     experiments = sorted(results_dir().glob(f"{session.name}.*"), key=lambda p: int(p.suffix[1:]))
     try:
         if experiments and tune.Tuner.can_restore(str(experiments[-1])):
             session.out(f"study {session.name!r}: resuming the Ray Tune experiment in {experiments[-1]}")
             tune.Tuner.restore(str(experiments[-1]), trainable=trainable, resume_unfinished=True).fit()
-        remaining = target - len(session.finished())
-        session.out(f"study {session.name!r}: {target - remaining}/{target} trials done; running the rest on Ray "
-                    f"({ray.cluster_resources().get('CPU', 0):g} CPUs, {len(ray.nodes())} node(s))")
-        if remaining > 0:  # a new Tune experiment for what is left (a raised target, or a first run)
-            _new_tuner(session, trainable, remaining, target, f"{session.name}.{len(experiments) + 1}").fit()
+        count = len(experiments)
+        while (remaining := target - len(session.finished())) > 0:
+            # a new Tune experiment for what is left (a first run, a raised target, trials interrupted)
+            session.out(f"study {session.name!r}: {target - remaining}/{target} trials done; running the rest on "
+                        f"Ray ({ray.cluster_resources().get('CPU', 0):g} CPUs, {len(ray.nodes())} node(s))")
+            count += 1
+            _new_tuner(session, trainable, remaining, target, f"{session.name}.{count}").fit()
+            if target - len(session.finished()) >= remaining:
+                break  # no trial finished: nothing new would come of another round
     finally:
         _session = None
         if _started:
@@ -140,7 +148,7 @@ def _new_tuner(session: Session, trainable: Any, samples: int, target: int, name
     searcher = _Searcher(
         config, space=_Space(config, session.seed), metric=list(config.objectives),
         mode=[d[:3] for d in config.objectives.values()], sampler=make_sampler(config, session.seed),
-        study_name=session.study.study_name, storage=session.study._storage)
+        study_name=session.study.study_name, storage=session.storage)
     cpus = ray.cluster_resources().get("CPU", 1)
     concurrent = settings.max_concurrent or max(1, int(cpus // settings.cpus_per_trial))
     scheduler = None
@@ -180,8 +188,13 @@ class _Searcher(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         trial = self._ot_trials.get(trial_id)
-        if trial is not None and result and trial_id not in self._completed_trials:
-            if CURVES not in result:  # stopped early by the scheduler: PRUNED, as Optuna calls it
+        if result and result.get(SKIPPED):
+            return  # finished before: the storage keeps its outcome
+        if trial is not None and trial_id not in self._completed_trials:
+            if not result:  # no result at all: its worker died, or the driver stopped it
+                trial.set_user_attr("fail_reason", f"{INTERRUPTED}: the Ray trial ended without a result (its "
+                                    "worker or the driver stopped)")
+            elif CURVES not in result:  # stopped early by the scheduler: PRUNED, as Optuna calls it
                 result = None
             elif result.get(ERROR):
                 trial.set_user_attr("fail_reason", str(result[ERROR])[:2000])
@@ -203,20 +216,25 @@ class _Mirror(tune.Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         s = _active()
+        if int(trial.config[NUMBER]) in {t.number for t in s.finished()}:
+            return  # restored by Tune, finished in the storage: skipped, and its run is there already
         params = flatten(replay_params(s.config, trial.config))
-        self.runs[trial.trial_id] = s.trial_run(trial.config[NUMBER], params,
-                                                tags={"squeezer.tune_trial": trial.trial_id})
+        # a trial Tune restores runs again under its number: the run its stopped attempt left is its run again
+        self.runs[trial.trial_id] = s.tracker.reopen_trial_run(s.name, int(trial.config[NUMBER])) or s.trial_run(
+            trial.config[NUMBER], params, tags={"squeezer.tune_trial": trial.trial_id})
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        if CURVES not in result:
-            return  # a per-epoch report, for the scheduler
+        if CURVES not in result or trial.trial_id not in self.runs:
+            return  # a per-epoch report, for the scheduler; or a skipped trial
         s, run_id = _active(), self.runs[trial.trial_id]
         s.tracker.set_tag(run_id, NODE, result[NODE])
         curves = [(step, values) for step, values in json.loads(result[CURVES])]
         s.tracker.log_result(run_id, _metrics(result), curves, error=result.get(ERROR) or None)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        s, run_id = _active(), self.runs.pop(trial.trial_id)
+        s, run_id = _active(), self.runs.pop(trial.trial_id, None)
+        if run_id is None:
+            return  # skipped: finished before this restore
         result = trial.last_result or {}
         params = flatten(replay_params(s.config, trial.config))
         number, position = int(trial.config[NUMBER]), f"{len(s.finished())}/{self.target}"
@@ -236,7 +254,8 @@ class _Mirror(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         s, run_id = _active(), self.runs.pop(trial.trial_id, None)
         if run_id is not None:
-            s.tracker.kill(run_id, f"the Ray worker died: {trial.error_file or 'no error file'}")
+            s.tracker.kill(run_id, f"{INTERRUPTED}: the Ray trial ended without a result (its worker or the driver "
+                           f"stopped; {trial.error_file or 'no error file'})")
 
 
 def _active() -> Session:
@@ -245,12 +264,16 @@ def _active() -> Session:
     return _session
 
 
-def _trainable(config: Mapping[str, Any], bench: Workbench) -> None:
-    """One trial on a Ray worker: the same ``attempt`` the Optuna backend runs, reported to Tune."""
-    torch.set_num_threads(max(1, int(tune.get_context().get_trial_resources().required_resources.get("CPU", 1))))
+def _trainable(config: Mapping[str, Any], bench: Workbench, done: frozenset[int] = frozenset()) -> None:
+    """One trial on a Ray worker: the same ``attempt`` the Optuna backend runs, reported to Tune. A trial the
+    storage holds as finished (``done``) is skipped."""
     number, asha = int(config[NUMBER]), bench.config.search.scheduler == "asha"
     nan = float("nan")
     unknown = {k: nan for k in bench.config.objectives}  # Tune wants the search metrics in every result
+    if number in done:
+        tune.report({**unknown, SKIPPED: True})
+        return
+    torch.set_num_threads(max(1, int(tune.get_context().get_trial_resources().required_resources.get("CPU", 1))))
 
     def per_epoch(step: int, metrics: Mapping[str, float]) -> None:
         accuracy = next((v for k, v in metrics.items() if k.endswith(".val_accuracy")), None)
