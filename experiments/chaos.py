@@ -6,8 +6,8 @@ Each round starts the same command and kills its whole process group at a random
 (opening the stores, reconciling MLflow, starting Ray), odd rounds while trials run. Start-up kills fall before the
 time the last restart took to run a trial again; trial kills fall a random `--window` seconds after the first trial
 of the round started, so they land in training, in storage writes and in the MLflow queue (on Ray, 20-60 s into the
-run). Each round reports its **restart-to-first-trial time**: from the command's start to the first trial of this
-round starting (new, or one Tune restores). After each round every trial that was COMPLETE stays COMPLETE with the
+run). Each round reports its **restart-to-first-trial time**: from the command's start until trials run again (a new
+trial starts, or one finishes: Tune first reruns the trials it restores, which started in the last life). After each round every trial that was COMPLETE stays COMPLETE with the
 same values. A last run goes to the target. At the end: the target is reached, no Optuna trial and no MLflow run is
 left RUNNING, each trial has at most one MLflow run, every FAILED trial carries its reason, and the COMPLETE trials are
 exactly the trials with a FINISHED MLflow run. Prints a table and writes JSON (``--out``).
@@ -59,7 +59,7 @@ def run_chaos(backend: str, kills: int, trials: int, workdir: Path, seed: int = 
         if during == "start-up" and restarts:  # before the point a trial ran last time
             time.sleep(rng.uniform(0.5, max(1.0, statistics.median(restarts))))
         else:
-            restart = _await_trial_start(process, storage, wall)
+            restart = _await_trials_running(process, storage, wall, len(seen))
             if restart is not None:
                 restarts.append(restart)
                 time.sleep(rng.uniform(0.0, window) if during == "trials" else 0.0)
@@ -88,12 +88,15 @@ def run_chaos(backend: str, kills: int, trials: int, workdir: Path, seed: int = 
             **_check(storage, tracking, trials, seen)}
 
 
-def _await_trial_start(process: subprocess.Popen, storage: str, since: dt.datetime,
-                       timeout: float = 180.0) -> float | None:
-    """Seconds until a trial starts (``datetime_start`` after ``since``); None if the process ended first."""
+def _await_trials_running(process: subprocess.Popen, storage: str, since: dt.datetime, complete: int,
+                          timeout: float = 180.0) -> float | None:
+    """Seconds until trials run again: a new trial starts (``datetime_start`` after ``since``), or one finishes (Ray
+    Tune first reruns the trials it restores, which started in the last life); None if the process ended first."""
     begun, deadline = time.monotonic(), time.monotonic() + timeout
     while process.poll() is None and time.monotonic() < deadline:
-        if any(t.datetime_start and t.datetime_start >= since for t in _trials(storage)):
+        trials = _trials(storage)
+        if any(t.datetime_start and t.datetime_start >= since for t in trials) or \
+                sum(t.state.name == "COMPLETE" for t in trials) > complete:
             return time.monotonic() - begun
         time.sleep(0.1)
     return None

@@ -3,6 +3,7 @@ and write a README with its metrics, its ratios to the teacher and the code that
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -69,15 +70,39 @@ def describe(study: str, number: int, run, parent, fmt: str, out: Path) -> str: 
         lines += ["", f"{r['x_smaller']:.1f}x smaller and {r['x_faster']:.1f}x faster (batch 1) than the teacher, "
                   f"at {100 * r['accuracy_share']:.1f} % of its validation accuracy."]
     lines += ["", "Accuracy is on the validation split; `test_accuracy` on the test split, which the search never "
-              "saw. Latency: median over repeats after warm-up, in the runtime the study measured in.", "",
-              "## Reload", ""]
+              "saw, both fed to the deployed model as raw input. Latency: median over repeats after warm-up, in the "
+              "runtime the study measured in.", ""]
+    lines += input_section(out, fmt) + ["## Reload", ""]
     if fmt == "onnx":
         lines += ["```python", "import numpy as np", "import onnxruntime as ort", "",
                   f'session = ort.InferenceSession("{out / "model.onnx"}")',
-                  'logits = session.run(None, {"input": x})[0]   # x: a float32 (or token id) batch, as in training',
+                  'logits = session.run(None, {"input": x})[0]   # x: a raw batch, as described above',
                   "```"]
     else:
         lines += ["```python", "from pathlib import Path", "from squeezer.search.runtime.export import load", "",
                   f'model = load(Path("{out}"))   # a torch module; quantization realised as the torch runtime does',
-                  "logits = model(x)", "```"]
+                  "logits = model(x)   # x: a raw batch, as described above", "```"]
     return "\n".join(lines) + "\n"
+
+
+def input_section(out: Path, fmt: str) -> list[str]:
+    """What the model takes and gives, as its metadata (ONNX) or architecture.json (torch) records it."""
+    if fmt == "onnx":
+        import onnx
+
+        from squeezer.search.runtime.preprocess import onnx_metadata
+
+        described = onnx_metadata(onnx.load(str(out / "model.onnx")))
+    else:
+        described = json.loads((out / "architecture.json").read_text()).get("inputs", {}).get("spec") or {}
+    if not described:
+        return []
+    prep = described.get("preprocessing")
+    done = "none: the values as they are" if not prep else (
+        f"standardised inside the model ({prep['standardize']}: (x - mean) / std with the training split's "
+        f"{len(prep['mean'])} mean(s) and std(s), recorded in its metadata)")
+    return ["## Input and output", "",
+            f"- input `input`: {described['dtype']}, shape {described['input_shape']}, the **raw** values as in your "
+            "data (no scaling of your own)",
+            f"- preprocessing: {done}",
+            f"- output `logits`: one score per class, in this order: {described['classes']}", ""]

@@ -16,16 +16,19 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from squeezer.compressors.quantize import float_model
 from squeezer.search.config import MeasureSettings
+from squeezer.search.data.preprocess import InputSpec
 from squeezer.search.data.text import full_length
 from squeezer.search.runtime import Deployed, deploy
 
 
 def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: MeasureSettings, workdir: Path,
-            pad_id: int | None = None) -> dict[str, float]:
-    """All trial metrics of ``model`` deployed in ``settings.runtime`` under ``workdir``. For token inputs
+            pad_id: int | None = None, spec: InputSpec | None = None) -> dict[str, float]:
+    """All trial metrics of ``model`` deployed in ``settings.runtime`` under ``workdir``. With ``spec``, the deployed
+    model takes the raw input ``x`` (its preprocessing is part of it: measured with it). For token inputs
     (``pad_id`` given), speed is measured at the full sequence length."""
     timed = x[: settings.batch] if pad_id is None else full_length(x[: settings.batch], pad_id)
-    deployed = deploy(model, settings.runtime, workdir, timed[:1], settings.threads)
+    example = timed[:1] if spec is None else spec.prepared(timed[:1])
+    deployed = deploy(model, settings.runtime, workdir, example, settings.threads, spec)
     predicted = deployed.predict(x).argmax(1)
     single, batch = latency_ms(deployed, timed[:1], settings), latency_ms(deployed, timed, settings)
     return {
@@ -38,7 +41,7 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: Measur
         "latency_batch_p90_ms": _p90(batch),
         "throughput": len(timed) / (statistics.median(batch) / 1e3),
         "params": float(count_params(model)),
-        "flops": float(count_flops(model, timed[:1])),
+        "flops": float(count_flops(model, example)),
     }
 
 

@@ -20,6 +20,7 @@ from squeezer.compressors import Compressor, CompressorConfig, InvalidConfig, Tr
 from squeezer.search import data
 from squeezer.search.cli import main
 from squeezer.search.runtime import deploy, export
+from squeezer.search.runtime.eager import EagerModel
 from squeezer.search.runtime.ort import OnnxModel
 
 from conftest import DIGITS_YAML, digits_config, write_config
@@ -65,7 +66,7 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
         assert (folder / "model.onnx").stat().st_size == child.data.metrics["size_bytes"]
         assert accuracy(OnnxModel(folder / "model.onnx"), splits) == child.data.metrics["accuracy"]
         reloaded = deploy(export.load(folder, splits.input_shape, splits.num_classes, realised=False),
-                          "onnxruntime", tmp_path / "again", splits.val_x[:1])
+                          "onnxruntime", tmp_path / "again", splits.val_x[:1], spec=export.spec(folder))
         assert accuracy(reloaded, splits) == child.data.metrics["accuracy"]
         # one trial number everywhere: the tag, the run name (which also says the recipe), the progress line
         number = int(child.data.tags["squeezer.trial"])
@@ -73,7 +74,7 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
         assert child.info.run_name.rsplit(" · ", 1)[1] in ("fp32", "fp16", "int8")
         assert f"[trial {number} · " in out
         if child.data.tags["pareto"] == "true":  # re-evaluated on the test split, which the search never saw
-            test = (OnnxModel(folder / "model.onnx").predict(splits.test_x).argmax(1) == splits.test_y).float()
+            test = (OnnxModel(folder / "model.onnx").predict(splits.test_raw).argmax(1) == splits.test_y).float()
             assert child.data.metrics["test_accuracy"] == test.mean().item()
         else:
             assert "test_accuracy" not in child.data.metrics
@@ -82,7 +83,7 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
     assert parent.data.tags["squeezer.recommended"] == next(
         c.data.tags["squeezer.trial"] for c in children if c.data.tags.get("recommended") == "true")
     recommended = mlflow.pyfunc.load_model(parent.data.tags["squeezer.recommended_model"])  # an MLflow model
-    assert recommended.predict(splits.val_x[:3].numpy())["logits"].shape == (3, 10)
+    assert recommended.predict(splits.val_raw[:3].numpy())["logits"].shape == (3, 10)
     history = sorted(client.get_metric_history(parent.info.run_id, "pareto.hypervolume"), key=lambda m: m.step)
     # 0 until a trial beats the teacher on some objective inside its box (tiny students can time slower than it)
     assert [m.step for m in history][:4] == [1, 2, 3, 4] and all(0 <= m.value < 1 for m in history)
@@ -113,15 +114,19 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
         assert f"# Trial {number} of study digits" in readme and "## Reload" in readme and "x smaller" in readme
     assert accuracy(OnnxModel(tmp_path / "export-onnx" / "model.onnx"), splits) == child.data.metrics["accuracy"]
     rebuilt = deploy(export.load(tmp_path / "export-torch", realised=False), "onnxruntime", tmp_path / "re",
-                     splits.val_x[:1])  # shapes come from architecture.json
+                     splits.val_x[:1], spec=export.spec(tmp_path / "export-torch"))  # from architecture.json
     assert accuracy(rebuilt, splits) == child.data.metrics["accuracy"]
+    as_deployed = export.load(tmp_path / "export-torch")  # in torch, realised, taking the raw input
+    assert accuracy(EagerModel(as_deployed, tmp_path / "none"), splits) == pytest.approx(
+        child.data.metrics["accuracy"], abs=2 / len(splits.val_y))  # torch's own int8 kernels, not ONNX Runtime's
     assert main(["export", "--study-name", "digits", "--trial", "99", "--out", str(tmp_path / "x"),
                  "--tracking-uri", stores(tmp_path)[0]]) == 2
     assert "--trial: no finished trial with this number" in capsys.readouterr().err
 
 
 def accuracy(deployed, splits) -> float:
-    return (deployed.predict(splits.val_x).argmax(1) == splits.val_y).float().mean().item()
+    """On the validation inputs as the user has them (raw): the deployed model standardises them itself."""
+    return (deployed.predict(splits.val_raw).argmax(1) == splits.val_y).float().mean().item()
 
 
 def test_by_default_the_stores_are_files_in_the_working_directory(tmp_path: Path) -> None:

@@ -193,7 +193,7 @@ def test_a_text_study_runs_to_its_end_and_its_front_is_tested_and_exported(
     config.write_text(yaml.safe_dump(study))
     assert main(["search", str(config)]) == 0
     assert "1 completed" in capsys.readouterr().out
-    client = MlflowClient("sqlite:///mlflow.db")
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")  # absolute: MLflow caches stores by URI
     [run] = client.search_runs([client.get_experiment_by_name("squeezer-tiny_text").experiment_id],
                                filter_string="tags.pareto = 'true'")
     assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0

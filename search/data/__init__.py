@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from squeezer.search.data.images import FASHION_MNIST_DIR, digits, fashion_mnist, npz, read_idx
+from squeezer.search.data.preprocess import STANDARDIZE, InputSpec, Standardize
 from squeezer.search.data.split import Splits, Tokens, class_indices, split
 from squeezer.search.data.text import TEXT_KEYS, read_texts, tokenize
 from squeezer.search.errors import ConfigError
@@ -29,7 +30,8 @@ def load(spec: Mapping[str, Any], seed: int, tokenizer: Any = None) -> Splits:
         train = (train[0], train_y)
         if test is not None and test_y is not None:
             test = (test[0], test_y)
-        return split(train, test, val_fraction, test_fraction, seed, spec.get("train_size"), classes=classes)
+        return split(train, test, val_fraction, test_fraction, seed, spec.get("train_size"), classes=classes,
+                     standardize=spec.get("standardize", "feature"))
     elif spec.get("name") == "digits":
         train, test = digits(), None
     elif spec.get("name") == "fashion_mnist":
@@ -37,7 +39,8 @@ def load(spec: Mapping[str, Any], seed: int, tokenizer: Any = None) -> Splits:
     else:
         raise ConfigError("data.name", f"must be one of {[*IMAGE_SETS, *TEXT_SETS]}, or set `path` to an .npz, "
                           ".csv or .jsonl file", spec.get("name"))
-    return split(train, test, val_fraction, test_fraction, seed, spec.get("train_size"))
+    return split(train, test, val_fraction, test_fraction, seed, spec.get("train_size"),
+                 standardize=spec.get("standardize", "feature"))
 
 
 def is_text(spec: Mapping[str, Any]) -> bool:
@@ -61,5 +64,5 @@ def _text(spec: Mapping[str, Any], seed: int, tokenizer: Any, val_fraction: floa
                  spec.get("train_size"), tokens=tokens, classes=classes)
 
 
-__all__ = ["FASHION_MNIST_DIR", "IMAGE_SETS", "TEXT_KEYS", "TEXT_SETS", "Splits", "Tokens", "is_text", "load",
+__all__ = ["FASHION_MNIST_DIR", "IMAGE_SETS", "STANDARDIZE", "InputSpec", "Standardize", "TEXT_KEYS", "TEXT_SETS", "Splits", "Tokens", "is_text", "load",
            "read_idx"]

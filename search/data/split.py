@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from squeezer.search.data.preprocess import InputSpec, Standardize
 from squeezer.search.errors import ConfigError
 
 
@@ -23,7 +24,9 @@ class Tokens:
 @dataclass
 class Splits:
     """Train / validation / test tensors, the test split for final reports only: standardised features, or token
-    ids padded to one length (``tokens`` set)."""
+    ids padded to one length (``tokens`` set). Deployed models take the user's raw input: ``val_raw`` and
+    ``test_raw`` are the validation and test inputs as the user has them (the same tensors where nothing is
+    standardised), ``standardize`` what the deployed model does to them first."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -33,6 +36,22 @@ class Splits:
     test_y: torch.Tensor
     tokens: Tokens | None = None
     classes: tuple[str, ...] | None = None  # the class names, where the labels were names (index i is class i)
+    standardize: Standardize | None = None
+    raw: tuple[torch.Tensor, torch.Tensor] | None = None  # validation and test inputs before standardisation
+
+    @property
+    def val_raw(self) -> torch.Tensor:
+        return self.val_x if self.raw is None else self.raw[0]
+
+    @property
+    def test_raw(self) -> torch.Tensor:
+        return self.test_x if self.raw is None else self.raw[1]
+
+    @property
+    def spec(self) -> InputSpec:
+        """What the deployed model takes: the raw input's shape and type, class names, preprocessing."""
+        classes = self.classes or tuple(str(i) for i in range(self.num_classes))
+        return InputSpec(self.input_shape, "int64" if self.tokens else "float32", classes, self.standardize)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -110,9 +129,11 @@ def _check_splits(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: 
 
 def split(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray] | None,
           val_fraction: float, test_fraction: float, seed: int, train_size: int | None,
-          tokens: Tokens | None = None, classes: tuple[str, ...] | None = None) -> Splits:
+          tokens: Tokens | None = None, classes: tuple[str, ...] | None = None,
+          standardize: str = "feature") -> Splits:
     """Split ``train`` by ``seed`` into training, validation and (unless ``test`` is given) test parts; features are
-    standardised with the training part's mean and deviation, token ids kept as they are."""
+    standardised (``standardize``: per feature or channel, global, none) with the training part's statistics, token
+    ids kept as they are."""
     x, y = train
     order = np.random.default_rng(seed).permutation(len(x))
     n_test = 0 if test is not None else int(round(test_fraction * len(x)))
@@ -122,10 +143,11 @@ def split(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarr
         train_idx = train_idx[: int(train_size)]
     test = test if test is not None else (x[test_idx], y[test_idx])
     _check_splits(x, y, train_idx, val_idx, test)
-    if tokens is None:
-        mean, std = x[train_idx].mean(), x[train_idx].std() + 1e-8
-        tensor = lambda a: torch.from_numpy(np.ascontiguousarray((a - mean) / std, dtype=np.float32))  # noqa: E731
-    else:
-        tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))  # noqa: E731
+    fitted = None if tokens is not None else Standardize.fit(x[train_idx], standardize)
+    dtype = np.int64 if tokens is not None else np.float32
+    as_is = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=dtype))  # noqa: E731
+    tensor = as_is if fitted is None else lambda a: torch.from_numpy(np.ascontiguousarray(fitted(a)))  # noqa: E731
+    raw = None if fitted is None else (as_is(x[val_idx]), as_is(test[0]))
     return Splits(tensor(x[train_idx]), torch.from_numpy(y[train_idx]), tensor(x[val_idx]),
-                  torch.from_numpy(y[val_idx]), tensor(test[0]), torch.from_numpy(test[1]), tokens, classes)
+                  torch.from_numpy(y[val_idx]), tensor(test[0]), torch.from_numpy(test[1]), tokens, classes,
+                  fitted, raw)

@@ -10,6 +10,8 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from squeezer.search.data.preprocess import InputSpec
+
 RUNTIMES = ("onnxruntime", "torch")
 ARTIFACTS = {"onnxruntime": "model.onnx", "torch": "model.pt"}  # the file each runtime deploys, in the trial's folder
 
@@ -22,16 +24,19 @@ class Deployed(Protocol):
     def predict(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
-def deploy(model: nn.Module, runtime: str, workdir: Path, example: torch.Tensor, threads: int = 1) -> Deployed:
-    """Write ``model`` as ``runtime`` deploys it under ``workdir`` (model.onnx or model.pt) and load it there."""
+def deploy(model: nn.Module, runtime: str, workdir: Path, example: torch.Tensor, threads: int = 1,
+           spec: InputSpec | None = None) -> Deployed:
+    """Write ``model`` as ``runtime`` deploys it under ``workdir`` (model.onnx or model.pt) and load it there.
+    ``example``: an input as the model sees it; with ``spec``, the deployed model takes the raw input (its
+    preprocessing is part of the artifact)."""
     if runtime == "onnxruntime":
         from squeezer.search.runtime import ort
 
-        return ort.deploy(model, workdir / ARTIFACTS[runtime], example, threads)
+        return ort.deploy(model, workdir / ARTIFACTS[runtime], example, threads, spec)
     if runtime == "torch":
         from squeezer.search.runtime import eager
 
-        return eager.deploy(model, workdir / ARTIFACTS[runtime])
+        return eager.deploy(model, workdir / ARTIFACTS[runtime], spec)
     raise ValueError(f"measure.runtime: must be one of {list(RUNTIMES)}, but got {runtime!r}")
 
 

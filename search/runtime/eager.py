@@ -14,6 +14,7 @@ from torch import nn
 from squeezer.compressors.quantize import HALF_DTYPES, Precision, Quantized, dynamic_int8, static_int8, \
     weight_layers
 from squeezer.compressors.training import predict
+from squeezer.search.data.preprocess import InputSpec
 from squeezer.search.runtime.onnx_graph import mostly_zeros
 
 SUPPORTED_BITS = (32, 16, 8)
@@ -53,8 +54,12 @@ def realise(model: nn.Module) -> nn.Module:
     return static_int8(inner, model.calibration, per_channel=plan.per_channel, keep_float=keep)
 
 
-def deploy(model: nn.Module, path: Path) -> EagerModel:
-    realised = realise(model)
+def deploy(model: nn.Module, path: Path, spec: InputSpec | None = None) -> EagerModel:
+    """Realise ``model``'s quantization and save its state (with the statistics of ``spec``'s preprocessing, which
+    the deployed model applies to its raw input first)."""
+    from squeezer.search.runtime.preprocess import taking_raw_input
+
+    realised = taking_raw_input(realise(model), spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(packed_state(realised.state_dict()), path)
     return EagerModel(realised, path)

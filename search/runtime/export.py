@@ -14,6 +14,7 @@ from torch import nn
 
 from squeezer.compressors.quantize import Plan, Quantized, float_model
 from squeezer.search import models
+from squeezer.search.data.preprocess import InputSpec, Standardize
 from squeezer.search.runtime.eager import packed_state, realise, unpacked_state
 
 ARCHITECTURE, WEIGHTS = "architecture.json", "student.pt"
@@ -50,10 +51,13 @@ def save(model: nn.Module, arch: dict[str, Any], out: Path, onnx_file: Path | No
 
 def load(out: Path, input_shape: tuple[int, ...] | None = None, num_classes: int | None = None, tokens: Any = None,
          realised: bool = True) -> nn.Module:
-    """Rebuild the model saved in ``out``; with ``realised``, its quantization is realised as the torch runtime
-    does (the ONNX file runs in ONNX Runtime as it is). Shapes and tokens default to those saved with it."""
+    """Rebuild the model saved in ``out``. With ``realised``, as deployed: its quantization realised as the torch
+    runtime does (the ONNX file runs in ONNX Runtime as it is), taking the user's raw input (the preprocessing
+    training used is put in front). Without, the trained model (maybe a ``Quantized`` plan) on standardised input,
+    as ``spec(out)`` describes. Shapes and tokens default to those saved with it."""
     description = json.loads((out / ARCHITECTURE).read_text())
     saved = description.get("inputs", {})
+    standardize = Standardize.from_description((saved.get("spec") or {}).get("preprocessing"))
     input_shape = tuple(saved["input_shape"]) if input_shape is None else input_shape
     num_classes = saved["num_classes"] if num_classes is None else num_classes
     if tokens is None and saved.get("tokens"):
@@ -69,10 +73,25 @@ def load(out: Path, input_shape: tuple[int, ...] | None = None, num_classes: int
     reshape(model, description["layers"])
     model.load_state_dict(unpacked_state(state), assign=True)
     model.eval()
-    if description["plan"] is None:
-        return model
-    quantized = Quantized(model, Plan(**description["plan"]), calibration)
-    return realise(quantized) if realised else quantized
+    if description["plan"] is not None:
+        model = Quantized(model, Plan(**description["plan"]), calibration)
+    return _raw_input(realise(model), standardize) if realised else model
+
+
+def _raw_input(model: nn.Module, standardize: Standardize | None) -> nn.Module:
+    """The model as deployed: taking the user's raw input, standardised first where training standardised it."""
+    from squeezer.search.runtime.preprocess import Standardized
+
+    return model if standardize is None else Standardized(standardize, model).eval()
+
+
+def spec(out: Path) -> InputSpec | None:
+    """What the model saved in ``out`` takes (shape, type, classes, preprocessing); None for an older export."""
+    saved = json.loads((out / ARCHITECTURE).read_text()).get("inputs", {}).get("spec")
+    if not saved:
+        return None
+    return InputSpec(tuple(saved["input_shape"][1:]), saved["dtype"], tuple(saved["classes"]),
+                     Standardize.from_description(saved["preprocessing"]))
 
 
 def reload(out: Path, runtime: str, splits: Any) -> Any:

@@ -10,9 +10,11 @@ import torch
 from torch import nn
 
 from squeezer.compressors.quantize import Quantized, float_model, weight_layers
+from squeezer.search.data.preprocess import InputSpec
 from squeezer.search.runtime.onnx_export import INPUT, export_onnx
 from squeezer.search.runtime.onnx_graph import pack_sparse
 from squeezer.search.runtime.onnx_quantize import quantize_onnx
+from squeezer.search.runtime.preprocess import prepend_to_onnx
 
 SUPPORTED_HALF = ("fp16",)  # ONNX Runtime's CPU kernels have no bf16
 
@@ -36,8 +38,10 @@ class OnnxModel:
         return torch.cat([self(chunk) for chunk in x.split(batch_size)])
 
 
-def deploy(model: nn.Module, path: Path, example: torch.Tensor, threads: int = 1) -> OnnxModel:
-    """Export ``model`` (realising its quantization plan, if any) to ``path`` and open a session on it."""
+def deploy(model: nn.Module, path: Path, example: torch.Tensor, threads: int = 1,
+           spec: InputSpec | None = None) -> OnnxModel:
+    """Export ``model`` (realising its quantization plan, if any) to ``path`` and open a session on it; with
+    ``spec``, the graph standardises its raw input first and records what it takes in its metadata."""
     path.parent.mkdir(parents=True, exist_ok=True)
     inner = float_model(model)
     export_onnx(inner, example, path)
@@ -47,6 +51,9 @@ def deploy(model: nn.Module, path: Path, example: torch.Tensor, threads: int = 1
                              f"{model.plan.half!r}; bf16 needs measure.runtime: torch")
         quantize_onnx(path, model.plan, model.calibration, weight_layers(inner))
     proto = onnx.load(str(path))
-    if pack_sparse(proto):
+    packed = pack_sparse(proto)
+    if spec is not None:
+        prepend_to_onnx(proto, spec)
+    if packed or spec is not None:
         onnx.save(proto, str(path))
     return OnnxModel(path, threads)

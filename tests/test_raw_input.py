@@ -1,0 +1,88 @@
+"""The deployed model takes the user's raw input: the standardisation training used (per feature column by default)
+is part of the exported ONNX graph and of the torch export, and their metadata say what the model takes. Fed the raw
+test rows, an exported Pareto member scores exactly its logged test accuracy, in both runtimes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from squeezer.search import data
+from squeezer.search.cli import main
+from squeezer.search.runtime import export
+from squeezer.search.runtime.eager import EagerModel
+from squeezer.search.runtime.ort import OnnxModel
+from squeezer.search.runtime.preprocess import onnx_metadata
+
+from conftest import write_config
+
+SCALES = np.array([1e-3, 1.0, 50.0, 1e3, 2e4, 0.2])  # columns on wildly different scales, as tables have them
+
+
+def table(where: Path, rows: int, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(rows, len(SCALES)))
+    y = np.where(z[:, 0] + z[:, 3] - z[:, 4] > 0, "good", "bad")
+    path = where / f"table{seed}.npz"
+    np.savez(path, X=(z * SCALES + 10 * SCALES).astype(np.float32), y=y)
+    return path
+
+
+def study(where: Path, runtime: str) -> dict:
+    return {
+        "name": "table", "seed": 0,
+        "data": {"path": str(table(where, 600, 0)), "test_path": str(table(where, 200, 1)), "val_fraction": 0.2},
+        "teacher": {"family": "mlp", "arch": {"depth": 1, "width": 32}, "epochs": 20, "lr": 0.01},
+        "student": {"family": "mlp", "depth": 1, "width": {"int": [4, 16]}},
+        "pipeline": [{"distill": {"epochs": 10, "lr": 0.01}}, {"quantize": {"bits": {"choice": [32, 8]}}}],
+        "search": {"sampler": "random", "trials": 2, "scheduler": "none"},
+        "measure": {"runtime": runtime, "repeats": 5, "warmup": 1, "batch": 8},
+    }
+
+
+def test_features_are_standardised_per_column_by_default() -> None:
+    x = np.stack([np.arange(10.0), 1000 + 100 * np.arange(10.0)], 1).astype(np.float32)
+    splits = data.split((x, np.arange(10) % 2), None, 0.2, 0.2, 0, None)
+    assert splits.standardize.mode == "feature" and len(splits.standardize.mean) == 2
+    assert abs(float(splits.train_x[:, 1].mean())) < 1e-5 and abs(float(splits.train_x[:, 1].std()) - 1) < 0.2
+    assert np.allclose(splits.standardize(splits.val_raw.numpy()), splits.val_x.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("runtime, fmt, deployed", [("onnxruntime", "onnx", "model.onnx"),
+                                                     ("torch", "torch", "student.pt")])
+def test_an_exported_member_fed_raw_rows_scores_its_logged_test_accuracy(
+        tmp_path: Path, capsys, runtime: str, fmt: str, deployed: str) -> None:
+    config = write_config(tmp_path, study(tmp_path, runtime))
+    assert main(["search", str(config)]) == 0
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")  # absolute: MLflow caches stores by URI
+    experiment = client.get_experiment_by_name("squeezer-table")
+    member = client.search_runs([experiment.experiment_id], "tags.pareto = 'true'")[0]
+    logged = member.data.metrics["test_accuracy"]
+    assert logged > 0.8  # the rule is learnable once each column is on its own scale
+    out = tmp_path / "handed-over"
+    assert main(["export", "--study-name", "table", "--trial", member.data.tags["squeezer.trial"], "--out", str(out),
+                 "--format", fmt]) == 0
+
+    with np.load(tmp_path / "table1.npz") as raw:  # the user's own test file, untouched
+        x, names = raw["X"], raw["y"]
+    if fmt == "onnx":
+        model = OnnxModel(out / deployed)
+        meta = onnx_metadata(onnx.load(str(out / deployed)))
+        assert meta["input"] == "input" and meta["input_shape"] == ["N", 6] and meta["dtype"] == "float32"
+        assert meta["classes"] == ["bad", "good"] and meta["preprocessing"]["standardize"] == "feature"
+        assert len(meta["preprocessing"]["mean"]) == 6
+        classes = np.array(meta["classes"])
+    else:
+        model = EagerModel(export.load(out), out / deployed)
+        classes = np.array(export.spec(out).classes)
+        assert json.loads((out / "architecture.json").read_text())["inputs"]["spec"]["classes"] == ["bad", "good"]
+    predicted = model.predict(torch.from_numpy(x)).argmax(1).numpy()
+    assert (classes[predicted] == names).mean() == pytest.approx(logged, abs=1e-6)
+    readme = (out / "README.md").read_text()
+    assert "raw" in readme and "['bad', 'good']" in readme  # it says what to feed and what comes out
