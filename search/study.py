@@ -222,9 +222,12 @@ class Session:
 
     def begin(self) -> None:
         """Record the teacher's baseline and make MLflow agree with the storage about what a crash left open."""
-        self.teacher = baseline(self.bench)
-        self.study.set_user_attr("teacher", self.teacher)  # `squeezer pareto` shows ratios to it
-        self.tracker.log_metrics(self.parent, {f"teacher.{k}": v for k, v in self.teacher.items()})
+        known = self.study.user_attrs.get("teacher")
+        # measured once per study: a resumed study keeps its reference (hypervolume, ratios) and starts sooner
+        self.teacher = known or baseline(self.bench)
+        if not known:
+            self.study.set_user_attr("teacher", self.teacher)  # `squeezer pareto` shows ratios to it
+            self.tracker.log_metrics(self.parent, {f"teacher.{k}": v for k, v in self.teacher.items()})
         self.out(f"teacher: {report.metrics_line(self.teacher)} test_accuracy={self.teacher['test_accuracy']:.4f}")
         if self.config.search.sampler == "squeezer":  # a resumed process draws other candidates than its first life
             self.screen = Screen(self.bench, self.teacher, self.seed + len(self.study.trials),
@@ -465,7 +468,8 @@ class Session:
                 if run_id is None or folder is None:  # a run rebuilt after a crash has no artifacts
                     continue
                 deployed = export.reload(folder, self.config.measure.runtime, s)
-                tested[trial.number] = (deployed.predict(s.test_x).argmax(1) == s.test_y).float().mean().item()
+                predicted = deployed.predict(s.test_raw).argmax(1)  # the user's raw input, as deployed
+                tested[trial.number] = (predicted == s.test_y).float().mean().item()
                 self.tracker.log_metrics(run_id, {"test_accuracy": tested[trial.number]})
         self.study.set_user_attr("test_accuracy", {str(k): v for k, v in tested.items()})
         return tested
