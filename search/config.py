@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from squeezer import compressors
-from squeezer.search.data import TEXT_KEYS, is_text
+from squeezer.search.data import STANDARDIZE, TEXT_KEYS, is_text
+from squeezer.search.data.images import MAX_SIDE
 from squeezer.search.data.text import MAX_LENGTH
 from squeezer.search.errors import ConfigError
 from squeezer.search.yamlfile import read_yaml
@@ -26,8 +27,8 @@ SAMPLERS = ("squeezer", "nsga2", "tpe", "random")
 TOP_LEVEL = {"name", "seed", "data", "teacher", "student", "pipeline", "objectives", "constraints", "search",
              "measure", "training"}
 DATA_KEYS = {"name", "path", "test_path", "dir", "val_fraction", "test_fraction", "train_size", "text_column",
-             "label_column", "max_length"}
-TEACHER_KEYS = {"family", "arch", "path", "epochs", "lr", "ensemble"}
+             "label_column", "max_length", "standardize", "image_size", "channels"}
+TEACHER_KEYS = {"family", "arch", "path", "epochs", "lr", "ensemble", "model", "torchvision", "kwargs", "weights"}
 ENSEMBLE_KEYS = {"family", "arch", "path", "epochs", "lr", "seed"}
 MAX_TEACHERS = 16
 
@@ -116,7 +117,7 @@ def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
         config = ExperimentConfig(
             name=raw["name"], seed=_int(raw.get("seed", 0), "seed", maximum=MAX_SEED),
             data=_data(raw.get("data"), base_dir), teacher=_teacher(raw.get("teacher"), base_dir),
-            student=_student(raw.get("student")), pipeline=_pipeline(raw.get("pipeline", list(DEFAULT_PIPELINE))),
+            student=_student(raw.get("student"), base_dir), pipeline=_pipeline(raw.get("pipeline", list(DEFAULT_PIPELINE))),
             objectives=parse_objectives(raw.get("objectives")), constraints=parse_constraints(raw.get("constraints")),
             search=_settings(SearchSettings, raw.get("search"), "search"),
             measure=_settings(MeasureSettings, raw.get("measure"), "measure"),
@@ -152,8 +153,8 @@ def check_name(name: Any, key: str) -> None:
 def _data(raw: Any, base_dir: Path) -> dict[str, Any]:
     data = _section(raw, "data", DATA_KEYS)
     if not data.get("name") and not data.get("path"):
-        raise ConfigError("data", "needs `name` (digits, fashion_mnist or rotten_tomatoes) or `path` (an .npz with X "
-                          "and y, or a .csv / .jsonl of texts and labels)")
+        raise ConfigError("data", "needs `name` (digits, fashion_mnist or rotten_tomatoes) or `path` (an image folder, "
+                          "an .npz with X and y, or a .csv / .jsonl of texts and labels)")
     for key in ("path", "test_path", "dir"):
         if data.get(key):
             data[key] = str((base_dir / str(data[key])).resolve())
@@ -172,17 +173,42 @@ def _data(raw: Any, base_dir: Path) -> dict[str, Any]:
         _int(data["train_size"], "data.train_size", minimum=1, maximum=LIMITS["data.train_size"])
     if "max_length" in data:
         _int(data["max_length"], "data.max_length", minimum=2, maximum=MAX_LENGTH)
+    for key in ("image_size", "channels"):
+        if key in data and not (data.get("path") and Path(data["path"]).is_dir()):
+            raise ConfigError(f"data.{key}", "is a setting of image folders (data.path: a folder of class folders)",
+                              data[key])
+    size = data.get("image_size")
+    if size is not None:
+        sides = [size] if isinstance(size, int) and not isinstance(size, bool) else size
+        if not isinstance(sides, list) or len(sides) not in (1, 2) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 4 <= v <= MAX_SIDE for v in sides):
+            raise ConfigError("data.image_size", f"must be a side or [H, W], each in [4, {MAX_SIDE}]", size)
+    if "channels" in data and data["channels"] not in (1, 3):
+        raise ConfigError("data.channels", "must be 1 (grayscale) or 3 (RGB)", data["channels"])
+    if "standardize" in data and data["standardize"] not in STANDARDIZE:
+        raise ConfigError("data.standardize", f"must be one of {list(STANDARDIZE)} (per feature column or image "
+                          "channel; one mean and std for all; none)", data["standardize"])
     given = sorted(TEXT_KEYS & set(data))
     if given and not is_text(data):
         raise ConfigError(f"data.{given[0]}", "is a setting of text data (rotten_tomatoes, or a .csv / .jsonl path)",
                           data[given[0]])
+    if "standardize" in data and is_text(data):
+        raise ConfigError("data.standardize", "is a setting of feature and image data; text is token ids",
+                          data["standardize"])
     return data
 
 
 def _teacher(raw: Any, base_dir: Path) -> dict[str, Any]:
-    teacher = _teacher_settings(_section(raw, "teacher", TEACHER_KEYS), base_dir, "teacher")
+    teacher = _user_model(_section(raw, "teacher", TEACHER_KEYS), base_dir, "teacher")
+    if "weights" in teacher:
+        if "path" in teacher:
+            raise ConfigError("teacher.weights", "is another name for teacher.path: give one of them",
+                              teacher["weights"])
+        teacher["path"] = teacher.pop("weights")
+    teacher = _teacher_settings(teacher, base_dir, "teacher")
     if not teacher.get("family"):
-        raise ConfigError("teacher.family", "is required (e.g. mlp or cnn) to build or load the teacher")
+        raise ConfigError("teacher.family", "is required to build or load the teacher: a family (e.g. mlp or cnn), "
+                          "model: \"my_models.py:factory\", or torchvision: NAME")
     teacher.setdefault("arch", {})
     ensemble = teacher.get("ensemble")
     if ensemble is not None:
@@ -213,9 +239,40 @@ def _teacher_settings(teacher: dict[str, Any], base_dir: Path, key: str) -> dict
     return teacher
 
 
-def _student(raw: Any) -> Space:
+def _user_model(section: dict[str, Any], base_dir: Path, key: str, own: str = "model") -> dict[str, Any]:
+    """``model: "pkg.mod:fn"`` (or ``"file.py:fn"``, relative to the experiment file) or ``torchvision: NAME``, with
+    ``kwargs``: the families ``factory`` and ``torchvision`` with those settings."""
+    given = [k for k in (own, "torchvision") if k in section]
+    if not given:
+        if "kwargs" in section:
+            raise ConfigError(f"{key}.kwargs", f"goes with {own} or torchvision", section["kwargs"])
+        return section
+    clash = sorted({"family", "arch", *given[1:]} & set(section))
+    if clash:
+        raise ConfigError(f"{key}.{given[0]}", f"names the model on its own: drop {key}.{clash[0]}", section[clash[0]])
+    kwargs = section.pop("kwargs", None) or {}
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"{key}.kwargs", "must be a mapping of the constructor's arguments", kwargs)
+    reference = section.pop(given[0])
+    if given[0] == own:
+        if isinstance(reference, str) and reference.split(":")[0].endswith(".py"):
+            where, _, name = reference.partition(":")
+            reference = f"{(base_dir / where).resolve()}:{name}"
+        section["family"], settings = "factory", {"model": reference, **kwargs}
+    else:
+        section["family"], settings = "torchvision", {"name": reference, **kwargs}
+    if key == "teacher":
+        section["arch"] = settings
+        return section
+    return {**section, **settings}
+
+
+def _student(raw: Any, base_dir: Path = Path(".")) -> Space:
+    if isinstance(raw, dict):
+        raw = _user_model(dict(raw), base_dir, "student", own="factory")
     if not isinstance(raw, dict) or "family" not in raw:
-        raise ConfigError("student", "needs a `family` (e.g. mlp, or {choice: {mlp: {...}, cnn: {...}}})", raw)
+        raise ConfigError("student", "needs a `family` (e.g. mlp, teacher, or {choice: {mlp: {...}, cnn: {...}}}), "
+                          "or factory: \"my_models.py:student\" or torchvision: NAME", raw)
     return parse_space(raw, "student")
 
 

@@ -4,6 +4,7 @@ and write a README with its metrics, its ratios to the teacher and the code that
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,6 +22,7 @@ SHOWN = ("accuracy", "test_accuracy", "f1_macro", "size_bytes", "latency_ms", "l
 
 def export_trial(tracking_uri: str, study: str, number: int, out: Path, fmt: str = "onnx") -> Path:
     """Write trial ``number`` of ``study`` to ``out`` in ``fmt`` (onnx or torch) with its README; return the README."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a few small files: no progress bars
     client = MlflowClient(tracking_uri)
     run, parent = _runs(client, study, number)
     files = {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -17,6 +17,7 @@ from squeezer.compressors.base import TrialContext
 from squeezer.compressors.training import Optim, fit, hard_labels
 from squeezer.search import models
 from squeezer.search.models import text
+from squeezer.search.models.user import source_digest
 from squeezer.search.data import Splits
 from squeezer.search.errors import ConfigError
 
@@ -54,6 +55,8 @@ def teacher_tokenizer(spec: Mapping[str, Any]) -> Any:
 def teacher_key(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int) -> str:
     """The cache key: everything the trained weights depend on (settings, training data, seed, batch size)."""
     settings = json.dumps({k: v for k, v in spec.items() if k != "path"}, sort_keys=True)
+    if spec.get("family") == "factory":  # the user's code may change under the same name
+        settings += source_digest(str(spec["arch"].get("model", "")))
     return hashlib.sha256(f"{settings}|{splits.fingerprint()}|{seed}|{batch_size}".encode()).hexdigest()[:20]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import sys
@@ -70,7 +71,8 @@ def baseline(bench: Workbench) -> dict[str, float]:
     """The teacher measured like a trial (plus its test accuracy): the reference every student is compared with."""
     s = bench.splits
     with tempfile.TemporaryDirectory(prefix="squeezer-") as workdir:
-        metrics = measure(bench.teacher, s.val_x, s.val_y, bench.config.measure, Path(workdir), pad_id=s.pad_id)
+        metrics = measure(bench.teacher, s.val_raw, s.val_y, bench.config.measure, Path(workdir), pad_id=s.pad_id,
+                          spec=s.spec)
     return {**metrics, "test_accuracy": accuracy(bench.teacher, s.test_x, s.test_y)}
 
 
@@ -78,12 +80,13 @@ def prepare(config: ExperimentConfig) -> Workbench:
     """Load the data and the teachers, check every student the space allows against the pipeline, then train (or
     load) the teachers and compute (or load) their logits on the training split."""
     splits = data.load(config.data, config.seed, tokenizer=teacher_tokenizer(config.teacher))
-    for arch in boundary_points(config.student):  # on the meta device: an absurd width allocates nothing
-        models.check_fits(arch, splits.input_shape, splits.num_classes, config.batch_size, tokens=splits.tokens)
     specs = ensemble_specs(config.teacher, config.seed)
     archs = [{"family": spec["family"], **spec["arch"]} for spec, _ in specs]
-    for i, arch in enumerate(archs):
+    for i, arch in enumerate(archs):  # teachers first: a `teacher` student is the teacher
         models.check_fits(arch, splits.input_shape, splits.num_classes, config.batch_size, key=_teacher_key(i),
+                          tokens=splits.tokens)
+    for arch in boundary_points(config.student):  # on the meta device: an absurd width allocates nothing
+        models.check_fits(models.resolve(arch, archs[0]), splits.input_shape, splits.num_classes, config.batch_size,
                           tokens=splits.tokens)
     check_pipeline(config, splits, archs)
     for i, (spec, _) in enumerate(specs):  # every checkpoint, before any teacher trains (and is cached)
@@ -95,6 +98,11 @@ def prepare(config: ExperimentConfig) -> Workbench:
     outputs = TeacherOutputs(teachers, splits.train_x, DiskCache(teachers, splits.fingerprint()))
     outputs.all_logits()
     return Workbench(config, splits, outputs)
+
+
+def teacher_arch(config: ExperimentConfig) -> dict[str, Any]:
+    """The main teacher's family and settings."""
+    return {"family": config.teacher["family"], **config.teacher["arch"]}
 
 
 def check_pipeline(config: ExperimentConfig, splits: data.Splits, teacher_archs: list[dict[str, Any]]) -> None:
@@ -111,14 +119,32 @@ def check_pipeline(config: ExperimentConfig, splits: data.Splits, teacher_archs:
         example = torch.zeros(1, *shape, dtype=splits.train_x.dtype)
         teachers = [models.build(arch, shape, classes, key=_teacher_key(i), tokens=tokens)
                     for i, arch in enumerate(teacher_archs)]
+        for i, teacher in enumerate(teachers if tokens is None else []):  # text models cut padding: not on meta
+            check_output(teacher, example, classes, _teacher_key(i).removesuffix(".arch"))
         for arch in boundary_points(config.student):
-            student = models.build(arch, shape, classes, tokens=tokens)
+            student = models.build(models.resolve(arch, teacher_archs[0]), shape, classes, tokens=tokens)
+            if tokens is None:
+                check_output(student, example, classes, "student")
             for step in config.pipeline:
                 for point in boundary_points(step.space):
                     try:
                         compressors.get(step.name)(point).check_models(student, teachers, example)
                     except compressors.InvalidConfig as err:
                         raise ConfigError(f"{step.name}.{err.field}", err.rule, err.value) from None
+
+
+def check_output(model: nn.Module, example: torch.Tensor, num_classes: int, key: str) -> None:
+    """A model (on the meta device) must take the data's input and give one score per class."""
+    try:
+        with torch.no_grad():
+            out = model.eval()(example)
+    except Exception as err:  # noqa: BLE001 - a user's model: whatever it raises on this input, say so
+        raise ConfigError(key, f"does not run on the data's input of shape {list(example.shape)} "
+                          f"({type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]})") from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (example.shape[0], num_classes):
+        shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(key, f"must output one score per class, shape [N, {num_classes}] for the data's "
+                          f"{num_classes} classes; it outputs {shape}")
 
 
 def _teacher_key(index: int) -> str:
@@ -148,10 +174,11 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
             raise ConfigError(f"{step.name}.{err.field}", err.rule, err.value) from None
     if not torch.isfinite(predict(model, s.val_x[:256])).all():
         raise TrialFailed("the compressed model outputs NaN or inf")
-    metrics = measure(model, s.val_x, s.val_y, bench.config.measure, workdir, pad_id=s.pad_id)
+    metrics = measure(model, s.val_raw, s.val_y, bench.config.measure, workdir, pad_id=s.pad_id, spec=s.spec)
     inputs = {"input_shape": list(s.input_shape), "num_classes": s.num_classes,
-              "tokens": None if s.tokens is None else vars(s.tokens)}
-    export.save(model, dict(params["student"]), workdir, inputs=inputs)  # beside the deployed file: users take it
+              "tokens": None if s.tokens is None else vars(s.tokens), "spec": s.spec.describe()}
+    built = models.resolve(dict(params["student"]), teacher_arch(bench.config))  # a teacher student: the teacher's
+    export.save(model, built, workdir, inputs=inputs)  # beside the deployed file: users take it
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise TrialFailed(f"non-finite metrics {bad}")
@@ -163,15 +190,21 @@ def student(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: int
     """The untrained student ``params['student']`` describes (checked to fit in memory first, seeded), and the
     context its compressors run in."""
     s = bench.splits
+    if params["student"].get("family") == models.TEACHER:  # the teacher itself, with its trained weights
+        return copy.deepcopy(bench.teacher), _context(bench, seed, report)
     models.check_fits(dict(params["student"]), s.input_shape, s.num_classes, bench.config.batch_size,
                       tokens=s.tokens)
     torch.manual_seed(seed)
     model = models.build(dict(params["student"]), s.input_shape, s.num_classes, tokens=s.tokens,
                          teacher=bench.teacher)
-    ctx = TrialContext(s.train_x, s.train_y, s.val_x, s.val_y, teacher=bench.teacher,
-                       teachers=bench.outputs, seed=seed, batch_size=bench.config.batch_size,
-                       report=report)
-    return model, ctx
+    return model, _context(bench, seed, report)
+
+
+def _context(bench: Workbench, seed: int, report: Report) -> TrialContext:
+    s = bench.splits
+    return TrialContext(s.train_x, s.train_y, s.val_x, s.val_y, teacher=bench.teacher,
+                        teachers=bench.outputs, seed=seed, batch_size=bench.config.batch_size,
+                        report=report)
 
 
 #: ``watch(cheap_metrics)`` -> the per-epoch report hook that may stop the trial (``StoppedEarly``); or None.
@@ -192,7 +225,8 @@ def cheap_metrics(bench: Workbench, model: nn.Module, params: Mapping[str, Mappi
             model = quick.apply(model, ctx)
     s = bench.splits
     with tempfile.TemporaryDirectory(prefix="squeezer-untrained-") as tmp:  # not the trial's folder: no artifact
-        metrics = measure(model, s.val_x[:64], s.val_y[:64], bench.config.measure, Path(tmp), pad_id=s.pad_id)
+        metrics = measure(model, s.val_raw[:64], s.val_y[:64], bench.config.measure, Path(tmp), pad_id=s.pad_id,
+                          spec=s.spec)
     return {k: v for k, v in metrics.items() if k in CHEAP}
 
 

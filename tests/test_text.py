@@ -17,7 +17,7 @@ from squeezer.compressors.distill.transformer import attention_loss, hidden_loss
 from squeezer.compressors.quantize import Precision, dynamic_int8
 from squeezer.compressors.prune import Prune
 from squeezer.compressors.quantize import Quantize
-from squeezer.search.runtime import deploy
+from squeezer.search.runtime import deploy, export
 from squeezer.compressors.transformer_prune import prune_heads_and_ffn
 from squeezer.search import data, models
 from squeezer.search.cli import main
@@ -199,6 +199,9 @@ def test_a_text_study_runs_to_its_end_and_its_front_is_tested_and_exported(
     assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0
     assert main(["export", "--study-name", "tiny_text", "--trial", "0", "--out", str(tmp_path / "out"),
                  "--format", "onnx" if runtime == "onnxruntime" else "torch"]) == 0
+    if runtime == "torch":  # rebuilt whole: buffers outside the state dict (position ids) are real, not meta
+        rebuilt = export.load(tmp_path / "out")
+        assert not any(t.is_meta for t in [*rebuilt.buffers(), *rebuilt.parameters()])
 
 
 def broken_model(config: dict, where: Path, tokenizer: bool) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from squeezer.search.data.images import FASHION_MNIST_DIR, digits, fashion_mnist, npz, read_idx
+from squeezer.search.data.images import FASHION_MNIST_DIR, digits, fashion_mnist, image_folder, npz, read_idx
 from squeezer.search.data.preprocess import STANDARDIZE, InputSpec, Standardize
 from squeezer.search.data.split import Splits, Tokens, class_indices, split
 from squeezer.search.data.text import TEXT_KEYS, read_texts, tokenize
@@ -23,9 +23,9 @@ def load(spec: Mapping[str, Any], seed: int, tokenizer: Any = None) -> Splits:
     if is_text(spec):
         return _text(spec, seed, tokenizer, val_fraction, test_fraction)
     if spec.get("path"):
-        train, test = npz(Path(spec["path"]), "data.path"), None
+        train, test = _features(spec, "path"), None
         if spec.get("test_path"):
-            test = npz(Path(spec["test_path"]), "data.test_path")
+            test = _features(spec, "test_path")
         train_y, test_y, classes = class_indices(train[1], None if test is None else test[1])
         train = (train[0], train_y)
         if test is not None and test_y is not None:
@@ -41,6 +41,16 @@ def load(spec: Mapping[str, Any], seed: int, tokenizer: Any = None) -> Splits:
                           ".csv or .jsonl file", spec.get("name"))
     return split(train, test, val_fraction, test_fraction, seed, spec.get("train_size"),
                  standardize=spec.get("standardize", "feature"))
+
+
+def _features(spec: Mapping[str, Any], which: str) -> tuple[Any, Any]:
+    """An image folder (a directory: one sub-folder per class) or an .npz of arrays X and y."""
+    path, key = Path(spec[which]), f"data.{which}"
+    if path.is_dir():
+        size = spec.get("image_size")
+        size = (size, size) if isinstance(size, int) else None if size is None else tuple(size)
+        return image_folder(path, key, size, spec.get("channels"))
+    return npz(path, key)
 
 
 def is_text(spec: Mapping[str, Any]) -> bool:

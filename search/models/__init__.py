@@ -15,11 +15,14 @@ from squeezer.search.data import Tokens
 from squeezer.search.errors import ConfigError
 from squeezer.search.models import text
 from squeezer.search.models.checks import MAX_DEPTH
+from squeezer.search.models.user import factory, torchvision
 from squeezer.search.models.vision import cnn, mlp
 
 Family = Callable[..., nn.Module]
 FAMILIES: dict[str, Family] = {"mlp": mlp, "cnn": cnn, "hf": text.hf, "bert": text.bert, "bag": text.bag,
-                               "textcnn": text.textcnn}
+                               "textcnn": text.textcnn, "factory": factory, "torchvision": torchvision}
+#: A student that is the teacher itself (copied with its trained weights), for the pipeline to compress.
+TEACHER = "teacher"
 TEXT_FAMILIES = ("hf", "bert", "bag", "textcnn")
 _CONTEXT = ("input_shape", "num_classes", "tokens", "teacher")  # given by the data and the study, not searched
 
@@ -35,15 +38,16 @@ def build(arch: dict[str, Any], input_shape: tuple[int, ...], num_classes: int, 
     arch = dict(arch)
     family = arch.pop("family", None)
     if family not in FAMILIES:
-        raise ConfigError(f"{key}.family", f"must be one of {sorted(FAMILIES)}", family)
+        raise ConfigError(f"{key}.family", f"must be one of {sorted(FAMILIES)}"
+                          + (f" (or {TEACHER!r}, for students)" if key == "student" else ""), family)
     if (family in TEXT_FAMILIES) != (tokens is not None):
         kinds = TEXT_FAMILIES if tokens is not None else sorted(set(FAMILIES) - set(TEXT_FAMILIES))
         raise ConfigError(f"{key}.family", f"does not fit the data: {'text' if tokens else 'image or feature'} data "
                           f"needs one of {list(kinds)}", family)
     params = inspect.signature(FAMILIES[family]).parameters
-    known = [p for p in params if p not in _CONTEXT]
+    known = [p for p, v in params.items() if p not in _CONTEXT and v.kind != v.VAR_KEYWORD]
     unknown = sorted(set(arch) - set(known))
-    if unknown:
+    if unknown and not any(v.kind == v.VAR_KEYWORD for v in params.values()):  # user families take any setting
         raise ConfigError(f"{key}.{unknown[0]}", f"is not a setting of family {family!r}; its settings are {known}")
     context = {k: v for k, v in (("tokens", tokens), ("teacher", teacher)) if k in params}
     try:
@@ -53,6 +57,18 @@ def build(arch: dict[str, Any], input_shape: tuple[int, ...], num_classes: int, 
         raise ConfigError(err.key if section in SECTIONS else f"{key}.{err.key}", err.rule, err.value) from None
     except TypeError as err:  # a value of the wrong type, e.g. a string depth
         raise ConfigError(key, f"family {family!r} rejected its settings ({err})", arch) from None
+
+
+def resolve(arch: dict[str, Any], teacher: dict[str, Any]) -> dict[str, Any]:
+    """The family and settings ``arch`` builds: a ``teacher`` student is the teacher's own (``teacher``: the
+    teacher's family and settings)."""
+    if arch.get("family") != TEACHER:
+        return dict(arch)
+    extra = sorted(set(arch) - {"family"})
+    if extra:
+        raise ConfigError(f"student.{extra[0]}", "family teacher takes no settings: it is the teacher, compressed by "
+                          "the pipeline (prune, lowrank, quantize)", arch[extra[0]])
+    return dict(teacher)
 
 
 def check_fits(arch: dict[str, Any], input_shape: tuple[int, ...], num_classes: int, batch_size: int,
@@ -91,4 +107,4 @@ def available_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
-__all__ = ["FAMILIES", "MAX_DEPTH", "TEXT_FAMILIES", "available_memory", "build", "check_fits"]
+__all__ = ["FAMILIES", "MAX_DEPTH", "TEACHER", "TEXT_FAMILIES", "available_memory", "build", "check_fits", "resolve"]

@@ -68,10 +68,16 @@ def load(out: Path, input_shape: tuple[int, ...] | None = None, num_classes: int
     calibration = state.pop("__calibration__", None)
     # every weight comes from the file, so a student first copied from its teacher is built plain
     arch = {k: v for k, v in description["arch"].items() if k != "init"}
+    state = unpacked_state(state)
     with torch.device("meta"):  # the built weights are all replaced; nothing is allocated twice
         model = models.build(arch, input_shape, num_classes, tokens=tokens)
     reshape(model, description["layers"])
-    model.load_state_dict(unpacked_state(state), assign=True)
+    model.load_state_dict(state, assign=True)
+    if any(b.is_meta for b in model.buffers()):
+        # buffers outside the state dict (a transformer's position ids) would stay uninitialised: build for real
+        model = models.build(arch, input_shape, num_classes, tokens=tokens)
+        reshape(model, description["layers"])
+        model.load_state_dict(state)
     model.eval()
     if description["plan"] is not None:
         model = Quantized(model, Plan(**description["plan"]), calibration)

@@ -1,0 +1,196 @@
+"""The user's own model and data: a residual network from the user's Python file as the teacher, the teacher itself
+as a student (pruned through Torch-Pruning's dependency graph, so its residual channels stay consistent, and
+quantized), an image folder of PNGs as the data; exported, the student takes the images' raw pixels. And every way
+a user's model can be wrong, in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from squeezer.search.cli import main
+from squeezer.search.runtime import export
+from squeezer.search.runtime.ort import OnnxModel
+from squeezer.search.runtime.preprocess import onnx_metadata
+
+from conftest import one_line
+
+MODELS = '''
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.conv2, self.bn2 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return torch.relu(x + self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))))
+
+
+class Residual(nn.Module):
+    def __init__(self, num_classes, width):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width),
+                                  nn.ReLU())
+        self.blocks = nn.Sequential(Block(width), Block(width))
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+def residual(num_classes, width=16):
+    return Residual(num_classes, width)
+
+
+def three_outputs(width=8):
+    return nn.Sequential(nn.Flatten(), nn.Linear(256, 5))
+
+
+def broken(width=8):
+    raise RuntimeError("no GPU here")
+
+
+def not_a_model():
+    return "a model"
+
+
+NOT_CALLABLE = 3
+'''
+
+
+def stripes(where: Path, per_class: int, seed: int) -> Path:
+    """16x16 grayscale PNGs in class folders: horizontal, vertical or diagonal stripes, with noise."""
+    rng = np.random.default_rng(seed)
+    grid = np.indices((16, 16))
+    patterns = {"horizontal": grid[0] % 4 < 2, "vertical": grid[1] % 4 < 2, "diagonal": (grid[0] + grid[1]) % 4 < 2}
+    for name, pattern in patterns.items():
+        (where / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.clip(pattern * 160 + rng.normal(60, 40, (16, 16)), 0, 255).astype(np.uint8)
+            Image.fromarray(np.roll(pixels, rng.integers(4), axis=rng.integers(2))).save(where / name / f"{i}.png")
+    return where
+
+
+def experiment(where: Path, **student: object) -> dict:
+    (where / "my_models.py").write_text(MODELS)
+    return {
+        "name": "mine", "seed": 0,
+        "data": {"path": str(stripes(where / "train", 60, 0)), "test_path": str(stripes(where / "test", 20, 1)),
+                 "val_fraction": 0.2},
+        "teacher": {"model": "my_models.py:residual", "kwargs": {"width": 16}, "epochs": 6, "lr": 0.01},
+        "student": student or {"family": "teacher"},
+        "pipeline": [{"distill": {"epochs": 2, "lr": 0.003}}, {"prune": {"ratio": 0.5, "finetune_epochs": 1}},
+                     {"quantize": {"bits": {"choice": [32, 8]}}}],
+        "search": {"sampler": "random", "trials": 2, "scheduler": "none"},
+        "measure": {"repeats": 5, "warmup": 1, "batch": 8},
+    }
+
+
+def test_the_users_residual_network_compressed_as_its_own_student_takes_raw_pixels(tmp_path: Path) -> None:
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(experiment(tmp_path)))
+    assert main(["search", str(path)]) == 0
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("squeezer-mine").experiment_id],
+                              "tags.`squeezer.role` = 'trial'")
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    member = next(r for r in runs if r.data.tags["pareto"] == "true")
+    number = member.data.tags["squeezer.trial"]
+    for fmt in ("onnx", "torch"):
+        assert main(["export", "--study-name", "mine", "--trial", number, "--out", str(tmp_path / fmt), "--format",
+                     fmt, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]) == 0
+
+    # the user's test images, read as they are: 0-255 pixels, the class is the folder
+    files = sorted((tmp_path / "test").rglob("*.png"))
+    pixels = torch.from_numpy(np.stack([np.asarray(Image.open(f), dtype=np.float32)[None] for f in files]))
+    truth = np.array([f.parent.name for f in files])
+    deployed = OnnxModel(tmp_path / "onnx" / "model.onnx")
+    classes = np.array(onnx_metadata(onnx.load(str(tmp_path / "onnx" / "model.onnx")))["classes"])
+    assert list(classes) == ["diagonal", "horizontal", "vertical"]
+    accuracy = (classes[deployed.predict(pixels).argmax(1).numpy()] == truth).mean()
+    assert accuracy == pytest.approx(member.data.metrics["test_accuracy"], abs=1e-6)
+
+    # the torch export rebuilds the user's network from their factory, with the pruned widths
+    rebuilt = export.load(tmp_path / "torch")
+    teacher_params = 2 * 2 * 16 * 16 * 9 + 16 * 9  # the blocks' and stem's convolutions at width 16
+    convs = sum(m.weight.numel() for m in rebuilt.modules() if isinstance(m, torch.nn.Conv2d))
+    assert convs < 0.5 * teacher_params  # half the channels of every coupled group removed
+    with torch.no_grad():
+        assert rebuilt(pixels[:4]).shape == (4, 3)
+
+
+def test_an_image_folder_reads_classes_from_folder_names_and_keeps_raw_pixels(tmp_path: Path) -> None:
+    from squeezer.search import data
+
+    splits = data.load({"path": str(stripes(tmp_path / "imgs", 10, 0)), "val_fraction": 0.2, "test_fraction": 0.2},
+                       seed=0)
+    assert splits.classes == ("diagonal", "horizontal", "vertical") and splits.input_shape == (1, 16, 16)
+    assert float(splits.val_raw.max()) > 100 and splits.standardize.shape == (1, 1, 1)
+
+
+def bad_image(where: Path) -> None:
+    (where / "train" / "vertical" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+
+
+def resized(where: Path) -> None:
+    Image.new("L", (20, 12)).save(where / "train" / "vertical" / "odd.png")
+
+
+def empty_class(where: Path) -> None:
+    (where / "train" / "empty").mkdir()
+
+
+BAD = [  # (name, section, settings merged into it or (replace) taking its place, files, the key named)
+    ("factory file missing", "teacher", {"model": "nowhere.py:residual"}, None, "teacher.arch.model"),
+    ("factory module missing", "teacher", {"model": "no_such_package.models:resnet"}, None, "teacher.arch.model"),
+    ("factory function missing", "teacher", {"model": "my_models.py:resnet"}, None, "teacher.arch.model"),
+    ("factory not callable", "teacher", {"model": "my_models.py:NOT_CALLABLE"}, None, "teacher.arch.model"),
+    ("factory raising", "teacher", {"model": "my_models.py:broken"}, None, "teacher.arch.model"),
+    ("factory returning a string", "teacher", {"model": "my_models.py:not_a_model", "kwargs": {}}, None,
+     "teacher.arch.model"),
+    ("a reference without a function", "teacher", {"model": "my_models.py"}, None, "teacher.arch.model"),
+    ("an unknown factory argument", "teacher", {"kwargs": {"depth": 3}}, None, "teacher.arch.depth"),
+    ("kwargs not a mapping", "teacher", {"kwargs": [16]}, None, "teacher.kwargs"),
+    ("model and family both", "teacher", {"family": "mlp"}, None, "teacher.model"),
+    ("output not one score per class", "teacher", {"model": "my_models.py:three_outputs"}, None, "teacher"),
+    ("weights of another model", "teacher", {"weights": "other.pt"}, None, "teacher.path"),
+    ("weights and path both", "teacher", {"weights": "other.pt", "path": "other.pt"}, None, "teacher.weights"),
+    ("student factory missing", "student", {"factory": "my_models.py:resnet", "family": None}, None,
+     "student.model"),
+    ("teacher student with settings", "student", {"width": 4}, None, "student.width"),
+    ("a corrupt image", "data", {}, bad_image, "data.path"),
+    ("mixed image sizes", "data", {}, resized, "data.image_size"),
+    ("an empty class folder", "data", {}, empty_class, "data.path"),
+    ("image_size of one pixel", "data", {"image_size": 1}, None, "data.image_size"),
+    ("channels 2", "data", {"channels": 2}, None, "data.channels"),
+    ("image_size on an npz", "data", {"path": None, "test_path": None, "name": "digits", "image_size": 8}, None,
+     "data.image_size"),
+]
+
+
+@pytest.mark.parametrize("name, section, settings, files, key", BAD, ids=[b[0] for b in BAD])
+def test_a_users_model_or_image_folder_that_cannot_work_is_one_line(name: str, section: str, settings: dict, files,
+                                                                    key: str, tmp_path: Path, capsys) -> None:
+    config = experiment(tmp_path)
+    config[section] = {k: v for k, v in {**config[section], **settings}.items() if v is not None}
+    if "weights" in settings:
+        torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "other.pt")
+    if files:
+        files(tmp_path)
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(config))
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert main(["search", str(path), "--trials", "1"]) == 2
+    one_line(capsys.readouterr().err, key)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
