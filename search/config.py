@@ -27,8 +27,9 @@ SAMPLERS = ("squeezer", "nsga2", "tpe", "random")
 TOP_LEVEL = {"name", "seed", "data", "teacher", "student", "pipeline", "objectives", "constraints", "search",
              "measure", "training"}
 DATA_KEYS = {"name", "path", "test_path", "dir", "val_fraction", "test_fraction", "train_size", "text_column",
-             "label_column", "max_length", "standardize", "image_size", "channels"}
-TEACHER_KEYS = {"family", "arch", "path", "epochs", "lr", "ensemble", "model", "torchvision", "kwargs", "weights"}
+             "label_column", "max_length", "standardize", "image_size", "channels", "given"}
+TEACHER_KEYS = {"family", "arch", "path", "epochs", "lr", "ensemble", "model", "torchvision", "kwargs", "weights",
+                "given"}
 ENSEMBLE_KEYS = {"family", "arch", "path", "epochs", "lr", "seed"}
 MAX_TEACHERS = 16
 
@@ -125,8 +126,17 @@ def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
                             "training.batch_size", minimum=1, maximum=LIMITS["training.batch_size"]), raw=raw)
     except SpaceError as err:
         raise ConfigError(err.knob, err.rule, err.value) from None
+    if "standardize" not in config.data and pretrained_elsewhere(config.teacher):
+        config.data["standardize"] = "none"  # the user's trained model expects the data as the user has it
     check_runtime(config)
     return check_search(config)
+
+
+def pretrained_elsewhere(teacher: Mapping[str, Any]) -> bool:
+    """Whether the teacher was trained outside Squeezer (the user's model with its weights, or a Python object):
+    it expects the data as the user has it, so the data is not standardised unless ``data.standardize`` says so."""
+    return teacher.get("family") == "given" or (teacher.get("family") in ("factory", "torchvision")
+                                                 and bool(teacher.get("path")))
 
 
 def check_runtime(config: ExperimentConfig) -> None:
@@ -152,7 +162,7 @@ def check_name(name: Any, key: str) -> None:
 
 def _data(raw: Any, base_dir: Path) -> dict[str, Any]:
     data = _section(raw, "data", DATA_KEYS)
-    if not data.get("name") and not data.get("path"):
+    if not data.get("name") and not data.get("path") and not data.get("given"):
         raise ConfigError("data", "needs `name` (digits, fashion_mnist or rotten_tomatoes) or `path` (an image folder, "
                           "an .npz with X and y, or a .csv / .jsonl of texts and labels)")
     for key in ("path", "test_path", "dir"):

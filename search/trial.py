@@ -76,22 +76,33 @@ def baseline(bench: Workbench) -> dict[str, float]:
     return {**metrics, "test_accuracy": accuracy(bench.teacher, s.test_x, s.test_y)}
 
 
-def prepare(config: ExperimentConfig) -> Workbench:
+@dataclass(frozen=True)
+class Given:
+    """What a Python caller passes as objects (``compress``): the teacher module, the data already split."""
+
+    teacher: nn.Module | None = None
+    splits: data.Splits | None = None
+
+
+def prepare(config: ExperimentConfig, given: Given = Given()) -> Workbench:
     """Load the data and the teachers, check every student the space allows against the pipeline, then train (or
-    load) the teachers and compute (or load) their logits on the training split."""
-    splits = data.load(config.data, config.seed, tokenizer=teacher_tokenizer(config.teacher))
+    load) the teachers and compute (or load) their logits on the training split. ``given``: objects that stand
+    in for the config's data and teacher (``data.given``, ``teacher.family: given``)."""
+    splits = given.splits or data.load(config.data, config.seed, tokenizer=teacher_tokenizer(config.teacher))
     specs = ensemble_specs(config.teacher, config.seed)
     archs = [{"family": spec["family"], **spec["arch"]} for spec, _ in specs]
+    template = given.teacher
     for i, arch in enumerate(archs):  # teachers first: a `teacher` student is the teacher
         models.check_fits(arch, splits.input_shape, splits.num_classes, config.batch_size, key=_teacher_key(i),
-                          tokens=splits.tokens)
+                          tokens=splits.tokens, template=template)
     for arch in boundary_points(config.student):  # on the meta device: an absurd width allocates nothing
         models.check_fits(models.resolve(arch, archs[0]), splits.input_shape, splits.num_classes, config.batch_size,
-                          tokens=splits.tokens)
-    check_pipeline(config, splits, archs)
+                          tokens=splits.tokens, template=template)
+    check_pipeline(config, splits, archs, template)
     for i, (spec, _) in enumerate(specs):  # every checkpoint, before any teacher trains (and is cached)
         check_checkpoint(spec, splits, key=_teacher_key(i).removesuffix(".arch"))
-    teachers = [get_teacher(spec, splits, seed, config.batch_size, key=_teacher_key(i).removesuffix(".arch"))
+    teachers = [template.eval() if spec["family"] == models.GIVEN else
+                get_teacher(spec, splits, seed, config.batch_size, key=_teacher_key(i).removesuffix(".arch"))
                 for i, (spec, seed) in enumerate(specs)]
     if splits.classes:  # once the input is known to be good: a bad-input error stays one line
         print(f"data: class indices {dict(enumerate(splits.classes))}", file=sys.stderr)
@@ -105,7 +116,8 @@ def teacher_arch(config: ExperimentConfig) -> dict[str, Any]:
     return {"family": config.teacher["family"], **config.teacher["arch"]}
 
 
-def check_pipeline(config: ExperimentConfig, splits: data.Splits, teacher_archs: list[dict[str, Any]]) -> None:
+def check_pipeline(config: ExperimentConfig, splits: data.Splits, teacher_archs: list[dict[str, Any]],
+                   template: nn.Module | None = None) -> None:
     """Ask each compressor whether its settings work with every boundary student and the teachers, on the meta
     device, before anything trains (e.g. that a feature layer it names exists)."""
     shape, classes, tokens = splits.input_shape, splits.num_classes, splits.tokens
@@ -117,12 +129,13 @@ def check_pipeline(config: ExperimentConfig, splits: data.Splits, teacher_archs:
                 raise ConfigError(f"{step.name}.{err.field}", err.rule, err.value) from None
     with torch.device("meta"):
         example = torch.zeros(1, *shape, dtype=splits.train_x.dtype)
-        teachers = [models.build(arch, shape, classes, key=_teacher_key(i), tokens=tokens)
+        teachers = [models.build(arch, shape, classes, key=_teacher_key(i), tokens=tokens, template=template)
                     for i, arch in enumerate(teacher_archs)]
         for i, teacher in enumerate(teachers if tokens is None else []):  # text models cut padding: not on meta
             check_output(teacher, example, classes, _teacher_key(i).removesuffix(".arch"))
         for arch in boundary_points(config.student):
-            student = models.build(models.resolve(arch, teacher_archs[0]), shape, classes, tokens=tokens)
+            student = models.build(models.resolve(arch, teacher_archs[0]), shape, classes, tokens=tokens,
+                                   template=template)
             if tokens is None:
                 check_output(student, example, classes, "student")
             for step in config.pipeline:
@@ -190,7 +203,7 @@ def student(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: int
     """The untrained student ``params['student']`` describes (checked to fit in memory first, seeded), and the
     context its compressors run in."""
     s = bench.splits
-    if params["student"].get("family") == models.TEACHER:  # the teacher itself, with its trained weights
+    if params["student"].get("family") in (models.TEACHER, models.GIVEN):  # the teacher, with its trained weights
         return copy.deepcopy(bench.teacher), _context(bench, seed, report)
     models.check_fits(dict(params["student"]), s.input_shape, s.num_classes, bench.config.batch_size,
                       tokens=s.tokens)

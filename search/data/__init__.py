@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from squeezer.search.data.images import FASHION_MNIST_DIR, digits, fashion_mnist, image_folder, npz, read_idx
 from squeezer.search.data.preprocess import STANDARDIZE, InputSpec, Standardize
-from squeezer.search.data.split import Splits, Tokens, class_indices, split
+from squeezer.search.data.split import Splits, Tokens, class_indices, given_splits, split
 from squeezer.search.data.text import TEXT_KEYS, read_texts, tokenize
 from squeezer.search.errors import ConfigError
 
@@ -20,6 +20,9 @@ def load(spec: Mapping[str, Any], seed: int, tokenizer: Any = None) -> Splits:
     """Load the dataset a config's ``data`` section names and split it by ``seed``; text is tokenized with
     ``tokenizer`` (the teacher's)."""
     val_fraction, test_fraction = float(spec.get("val_fraction", 0.1)), float(spec.get("test_fraction", 0.2))
+    if spec.get("given"):
+        raise ConfigError("data.given", "stands for data passed as Python objects: pass them again "
+                          "(compress(train=...))", spec["given"])
     if is_text(spec):
         return _text(spec, seed, tokenizer, val_fraction, test_fraction)
     if spec.get("path"):
@@ -74,5 +77,5 @@ def _text(spec: Mapping[str, Any], seed: int, tokenizer: Any, val_fraction: floa
                  spec.get("train_size"), tokens=tokens, classes=classes)
 
 
-__all__ = ["FASHION_MNIST_DIR", "IMAGE_SETS", "STANDARDIZE", "InputSpec", "Standardize", "TEXT_KEYS", "TEXT_SETS", "Splits", "Tokens", "is_text", "load",
+__all__ = ["FASHION_MNIST_DIR", "IMAGE_SETS", "STANDARDIZE", "InputSpec", "Standardize", "TEXT_KEYS", "TEXT_SETS", "Splits", "Tokens", "given_splits", "is_text", "load",
            "read_idx"]

@@ -151,3 +151,35 @@ def split(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarr
     return Splits(tensor(x[train_idx]), torch.from_numpy(y[train_idx]), tensor(x[val_idx]),
                   torch.from_numpy(y[val_idx]), tensor(test[0]), torch.from_numpy(test[1]), tokens, classes,
                   fitted, raw)
+
+
+def given_splits(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
+                 test: tuple[np.ndarray, np.ndarray] | None, val_fraction: float, test_fraction: float, seed: int,
+                 standardize: str = "feature") -> Splits:
+    """Splits of data passed as arrays: the validation and test parts as given, or carved from ``train`` by
+    ``seed`` where not given; labels and standardisation as ``split`` makes them."""
+    if val is None:
+        return _given_labels(train, test, lambda tr, te, classes: split(
+            tr, te, val_fraction, test_fraction, seed, None, classes=classes, standardize=standardize))
+    if test is None:  # carve the test part from train, then keep the given validation part
+        order = np.random.default_rng(seed).permutation(len(train[0]))
+        n_test = int(round(test_fraction * len(order)))
+        test = (train[0][order[:n_test]], train[1][order[:n_test]])
+        train = (train[0][order[n_test:]], train[1][order[n_test:]])
+    names = [train[1], val[1], test[1]]
+    y_train, y_rest, classes = class_indices(names[0], np.concatenate(names[1:]))
+    y_val, y_test = y_rest[: len(val[1])], y_rest[len(val[1]):]
+    x = np.concatenate([train[0], val[0]])
+    _check_splits(np.concatenate([x, test[0]]), np.concatenate([y_train, y_val, y_test]),
+                  np.arange(len(train[0])), np.arange(len(train[0]), len(x)), (test[0], y_test))
+    fitted = Standardize.fit(train[0], standardize)
+    as_is = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    tensor = as_is if fitted is None else lambda a: torch.from_numpy(np.ascontiguousarray(fitted(a)))  # noqa: E731
+    return Splits(tensor(train[0]), torch.from_numpy(y_train), tensor(val[0]), torch.from_numpy(y_val),
+                  tensor(test[0]), torch.from_numpy(y_test), None, classes, fitted,
+                  None if fitted is None else (as_is(val[0]), as_is(test[0])))
+
+
+def _given_labels(train, test, make):  # noqa: ANN001, ANN202 - (x, y) pairs and a Splits factory
+    y_train, y_test, classes = class_indices(train[1], None if test is None else test[1])
+    return make((train[0], y_train), None if test is None else (test[0], y_test), classes)

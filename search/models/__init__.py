@@ -3,6 +3,7 @@ settings: image and feature-table families in ``vision``, text families (over to
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import os
@@ -23,6 +24,8 @@ FAMILIES: dict[str, Family] = {"mlp": mlp, "cnn": cnn, "hf": text.hf, "bert": te
                                "textcnn": text.textcnn, "factory": factory, "torchvision": torchvision}
 #: A student that is the teacher itself (copied with its trained weights), for the pipeline to compress.
 TEACHER = "teacher"
+#: A model passed as a Python object (``compress(teacher=...)``): built as a copy of that ``template``.
+GIVEN = "given"
 TEXT_FAMILIES = ("hf", "bert", "bag", "textcnn")
 _CONTEXT = ("input_shape", "num_classes", "tokens", "teacher")  # given by the data and the study, not searched
 
@@ -32,11 +35,18 @@ SECTIONS = ("data", "teacher", "student", "pipeline", "measure", "training", "se
 
 
 def build(arch: dict[str, Any], input_shape: tuple[int, ...], num_classes: int, key: str = "student", *,
+          template: nn.Module | None = None,
           tokens: Tokens | None = None, teacher: nn.Module | None = None) -> nn.Module:
     """Build the model ``arch`` describes: ``family`` plus that family's keyword arguments. Text families need the
     data's ``tokens``; a family that can start from the teacher (``init: teacher``) gets ``teacher``."""
     arch = dict(arch)
     family = arch.pop("family", None)
+    if family == GIVEN:
+        if template is None:
+            raise ConfigError(f"{key}.family", "given names the model passed as a Python object "
+                              "(compress(teacher=...)); pass it again (export.load(..., template=model))", family)
+        copied = copy.deepcopy(template)
+        return copied.to("meta") if torch.empty(0).device.type == "meta" else copied
     if family not in FAMILIES:
         raise ConfigError(f"{key}.family", f"must be one of {sorted(FAMILIES)}"
                           + (f" (or {TEACHER!r}, for students)" if key == "student" else ""), family)
@@ -72,7 +82,7 @@ def resolve(arch: dict[str, Any], teacher: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_fits(arch: dict[str, Any], input_shape: tuple[int, ...], num_classes: int, batch_size: int,
-               key: str = "student", tokens: Tokens | None = None) -> None:
+               key: str = "student", tokens: Tokens | None = None, template: nn.Module | None = None) -> None:
     """Refuse a model whose training would not fit in the memory available, before allocating any of it.
 
     The model is built on the meta device (shapes only). Training needs its weights four times (weights, gradients,
@@ -81,7 +91,7 @@ def check_fits(arch: dict[str, Any], input_shape: tuple[int, ...], num_classes: 
     """
     with torch.device("meta"):
         try:
-            model = build(arch, input_shape, num_classes, key=key, tokens=tokens)
+            model = build(arch, input_shape, num_classes, key=key, tokens=tokens, template=template)
         except RuntimeError as err:  # e.g. a weight tensor whose size overflows 64 bits
             raise ConfigError(key, f"is too large to build ({str(err).splitlines()[0]})", arch) from None
     # Activations per sample: a Linear layer's outputs once per token for text, a conv layer's once per position.
@@ -107,4 +117,4 @@ def available_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
-__all__ = ["FAMILIES", "MAX_DEPTH", "TEACHER", "TEXT_FAMILIES", "available_memory", "build", "check_fits", "resolve"]
+__all__ = ["FAMILIES", "GIVEN", "MAX_DEPTH", "TEACHER", "TEXT_FAMILIES", "available_memory", "build", "check_fits", "resolve"]

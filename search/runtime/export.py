@@ -50,11 +50,12 @@ def save(model: nn.Module, arch: dict[str, Any], out: Path, onnx_file: Path | No
 
 
 def load(out: Path, input_shape: tuple[int, ...] | None = None, num_classes: int | None = None, tokens: Any = None,
-         realised: bool = True) -> nn.Module:
+         realised: bool = True, template: nn.Module | None = None) -> nn.Module:
     """Rebuild the model saved in ``out``. With ``realised``, as deployed: its quantization realised as the torch
     runtime does (the ONNX file runs in ONNX Runtime as it is), taking the user's raw input (the preprocessing
     training used is put in front). Without, the trained model (maybe a ``Quantized`` plan) on standardised input,
-    as ``spec(out)`` describes. Shapes and tokens default to those saved with it."""
+    as ``spec(out)`` describes. Shapes and tokens default to those saved with it. ``template``: for a student that
+    is a copy of a teacher passed as a Python object (family ``given``), that object (its code is yours)."""
     description = json.loads((out / ARCHITECTURE).read_text())
     saved = description.get("inputs", {})
     standardize = Standardize.from_description((saved.get("spec") or {}).get("preprocessing"))
@@ -70,12 +71,12 @@ def load(out: Path, input_shape: tuple[int, ...] | None = None, num_classes: int
     arch = {k: v for k, v in description["arch"].items() if k != "init"}
     state = unpacked_state(state)
     with torch.device("meta"):  # the built weights are all replaced; nothing is allocated twice
-        model = models.build(arch, input_shape, num_classes, tokens=tokens)
+        model = models.build(arch, input_shape, num_classes, tokens=tokens, template=template)
     reshape(model, description["layers"])
     model.load_state_dict(state, assign=True)
     if any(b.is_meta for b in model.buffers()):
         # buffers outside the state dict (a transformer's position ids) would stay uninitialised: build for real
-        model = models.build(arch, input_shape, num_classes, tokens=tokens)
+        model = models.build(arch, input_shape, num_classes, tokens=tokens, template=template)
         reshape(model, description["layers"])
         model.load_state_dict(state)
     model.eval()
@@ -100,7 +101,7 @@ def spec(out: Path) -> InputSpec | None:
                      Standardize.from_description(saved["preprocessing"]))
 
 
-def reload(out: Path, runtime: str, splits: Any) -> Any:
+def reload(out: Path, runtime: str, splits: Any, template: nn.Module | None = None) -> Any:
     """The deployed model a trial wrote to ``out`` (as downloaded from its MLflow run), runnable again: its ONNX
     file in ONNX Runtime, or its export rebuilt in torch. ``splits``: the study's data (shapes, tokens)."""
     from squeezer.search.runtime.eager import EagerModel
@@ -108,7 +109,7 @@ def reload(out: Path, runtime: str, splits: Any) -> Any:
 
     if runtime == "onnxruntime":
         return OnnxModel(out / "model.onnx")
-    model = load(out, splits.input_shape, splits.num_classes, tokens=splits.tokens)
+    model = load(out, splits.input_shape, splits.num_classes, tokens=splits.tokens, template=template)
     return EagerModel(model, out / "model.pt")
 
 

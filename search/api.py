@@ -1,0 +1,196 @@
+"""Squeezer from Python: ``compress`` runs the same study as ``squeezer search`` (same storage, MLflow layout and
+resume rules), with the teacher and the data given as objects if you like.
+
+    from squeezer.search import compress
+    result = compress("experiment.yaml", teacher=my_model, train=train_ds, val=val_ds, test=test_ds, trials=30)
+    result.front          # the Pareto members: trial number, metrics (test_accuracy too) and recipe
+    result.recommended    # the knee of the front
+    result.export(result.recommended, "out/", format="onnx")
+
+A teacher given as an ``nn.Module`` is used as it is (no training); data given as ``(x, y)`` arrays or tensors, a
+``torch.utils.data.Dataset`` of ``(x, y)`` or a ``DataLoader`` of batches is read into memory once. Bad arguments
+raise ``ValueError`` with the one line the command line prints.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from squeezer.search.config import ExperimentConfig, parse_config, with_search
+from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+from squeezer.search.errors import ConfigError
+from squeezer.search.yamlfile import read_yaml
+
+#: What ``compress`` searches when no config is given: the teacher itself compressed (pruned, int8 or fp16) and
+#: small MLP students, distilled.
+DEFAULTS: dict[str, Any] = {
+    "name": "squeezer", "seed": 0,
+    "pipeline": [{"distill": {"temperature": {"float": [1.0, 8.0], "log": True}, "epochs": 5}},
+                 {"prune": {"ratio": {"float": [0.0, 0.6]}, "finetune_epochs": 1}},
+                 {"quantize": {"bits": {"choice": [32, 16, 8]}}}],
+    "search": {"trials": 20},
+}
+
+
+@dataclass(frozen=True)
+class Member:
+    """One trial of the front: ``member.number``, ``member.accuracy`` (any metric, as an attribute or a key),
+    ``member.params`` (the recipe)."""
+
+    number: int
+    metrics: Mapping[str, float]
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> float:
+        try:
+            return self.metrics[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self.number if name == "number" else self.metrics[name]
+
+
+@dataclass(frozen=True)
+class Result:
+    """A finished study: its Pareto members, the recommended one, and how to hand one over."""
+
+    study_name: str
+    front: list[Member]
+    recommended: Member | None
+    tracking_uri: str
+
+    def __iter__(self) -> Iterator[Member]:
+        return iter(self.front)
+
+    def export(self, trial: Member | int, out: str | Path, format: str = "onnx") -> Path:  # noqa: A002
+        """What ``squeezer export`` writes (the model and its README); returns the README's path."""
+        from squeezer.search.destinations import check_out
+        from squeezer.search.handoff import FORMATS, export_trial
+
+        number = trial.number if isinstance(trial, Member) else trial
+        if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+            raise ConfigError("trial", "must be a front member or a trial number >= 0", trial)
+        if format not in FORMATS:
+            raise ConfigError("format", f"must be one of {sorted(FORMATS)}", format)
+        check_out(Path(out), "out")
+        return export_trial(self.tracking_uri, self.study_name, number, Path(out), format)
+
+
+def compress(config: str | Path | Mapping[str, Any] | None = None, *, teacher: nn.Module | None = None,
+             train: Any = None, val: Any = None, test: Any = None, trials: int | None = None,
+             study_name: str | None = None, storage: str = DEFAULT_STORAGE,
+             tracking_uri: str = DEFAULT_TRACKING_URI, seed: int | None = None, backend: str | None = None,
+             quiet: bool = False) -> Result:
+    """Run (or resume) a compression study and return its front. ``config``: an experiment file, a mapping of the
+    same sections, or None for defaults that fit the teacher (the teacher itself compressed, and MLP students).
+    ``teacher``, ``train``/``val``/``test``: objects that replace the config's teacher and data. Keyword arguments
+    mirror the command line's flags."""
+    from squeezer.search.study import pareto_trials, run_study
+    from squeezer.search.trial import Given
+
+    raw, base = _raw(config)
+    if teacher is not None:
+        if not isinstance(teacher, nn.Module):
+            raise ConfigError("teacher", "must be a torch.nn.Module", type(teacher).__name__)
+        raw["teacher"] = {"family": "given", "given": _digest_module(teacher)}
+        if config is None:
+            raw["student"] = {"family": {"choice": {"teacher": {}, "mlp": {"depth": {"int": [1, 2]},
+                                                                            "width": {"int": [16, 256], "log": True}}}}}
+    splits = None
+    if train is not None:
+        data = dict(raw.get("data") or {})
+        if teacher is not None:  # your model expects the data as you have it, unless you say otherwise
+            data.setdefault("standardize", "none")
+        raw["data"] = data
+        splits, digest = _splits(data, train, val, test, raw.get("seed", 0) if seed is None else seed)
+        raw["data"] = {k: v for k, v in (raw.get("data") or {}).items() if k in ("val_fraction", "test_fraction",
+                                                                                 "standardize")} | {"given": digest}
+    elif val is not None or test is not None:
+        raise ConfigError("train", "is needed when val or test are given as objects")
+    if config is None and teacher is None:
+        raise ConfigError("teacher", "is needed without a config: pass teacher=your_model (or a config file)")
+    if trials is not None and (not isinstance(trials, int) or isinstance(trials, bool) or trials < 1):
+        raise ConfigError("trials", "must be an integer >= 1", trials)
+    parsed: ExperimentConfig = with_search(parse_config(raw, base), backend=backend)
+    result = run_study(parsed, trials=trials, study_name=study_name, storage=storage, tracking_uri=tracking_uri,
+                       seed=seed, out=(lambda line: None) if quiet else print, given=Given(teacher, splits))
+    tested = {int(k): v for k, v in result.study.user_attrs.get("test_accuracy", {}).items()}
+    members = [Member(t.number, {**t.user_attrs["metrics"], **({"test_accuracy": tested[t.number]}
+                                                                 if t.number in tested else {})}, dict(t.params))
+               for t in pareto_trials(result.study, parsed.objectives)]
+    recommended = result.study.user_attrs.get("recommended")
+    from squeezer.search.locking import absolute
+
+    return Result(study_name or parsed.name, members, next((m for m in members if m.number == recommended), None),
+                  absolute(tracking_uri))
+
+
+def _raw(config: Any) -> tuple[dict[str, Any], Path]:
+    if config is None:
+        return copy.deepcopy(DEFAULTS), Path(".")
+    if isinstance(config, (str, Path)):
+        return read_yaml(Path(config)), Path(config).parent
+    if isinstance(config, Mapping):
+        return copy.deepcopy(dict(config)), Path(".")
+    raise ConfigError("config", "must be a path to an experiment file, a mapping, or None", type(config).__name__)
+
+
+def _splits(spec: Mapping[str, Any], train: Any, val: Any, test: Any, seed: int) -> tuple[Any, str]:
+    from squeezer.search.data import given_splits
+
+    parts = {name: None if obj is None else _arrays(obj, name) for name, obj in
+             (("train", train), ("val", val), ("test", test))}
+    digest = hashlib.sha256()
+    for part in parts.values():
+        if part is not None:
+            digest.update(part[0].tobytes())
+            digest.update(part[1].astype(str).tobytes())
+    shapes = {part[0].shape[1:] for part in parts.values() if part is not None}
+    if len(shapes) > 1:
+        raise ConfigError("val", f"train, val and test must have one sample shape; they have {sorted(shapes)}")
+    splits = given_splits(parts["train"], parts["val"], parts["test"], float(spec.get("val_fraction", 0.1)),
+                          float(spec.get("test_fraction", 0.2)), seed, spec.get("standardize", "feature"))
+    return splits, digest.hexdigest()[:16]
+
+
+def _arrays(data: Any, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` as arrays, from a pair of arrays or tensors, a Dataset of pairs, or a DataLoader of batches."""
+    from squeezer.search.data.images import _features
+
+    if isinstance(data, tuple) and len(data) == 2:
+        x, y = (np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v) for v in data)
+    elif isinstance(data, torch.utils.data.DataLoader):
+        batches = [(np.asarray(b[0]), np.asarray(b[1])) for b in data]
+        if not batches:
+            raise ConfigError(key, "the DataLoader yields no batches")
+        x, y = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+    elif isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__"):
+        pairs = [data[i] for i in range(len(data))]
+        if not pairs or not all(isinstance(p, (tuple, list)) and len(p) == 2 for p in pairs[:1]):
+            raise ConfigError(key, "a Dataset must yield (x, y) pairs", type(pairs[0]).__name__ if pairs else "empty")
+        x = np.stack([np.asarray(p[0]) for p in pairs])
+        y = np.asarray([p[1].item() if isinstance(p[1], torch.Tensor) else p[1] for p in pairs])
+    else:
+        raise ConfigError(key, "must be (x, y) arrays or tensors, a torch Dataset of (x, y), or a DataLoader",
+                          type(data).__name__)
+    if y.ndim != 1 or len(y) != len(x):
+        raise ConfigError(key, "y must be one label per sample of x", f"x{x.shape}, y{y.shape}")
+    return _features(x, key, Path(key)), y
+
+
+def _digest_module(model: nn.Module) -> str:
+    from squeezer.search.teacher import weights_digest
+
+    return f"{type(model).__qualname__}:{weights_digest(model)}"
+
+
+__all__ = ["Member", "Result", "compress"]
