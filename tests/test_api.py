@@ -3,6 +3,9 @@ study storage and MLflow layout as the command line. Wrong objects raise ValueEr
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +92,15 @@ def test_wrong_objects_raise_value_error_with_one_line(tmp_path: Path, arguments
         compress(arguments.pop("config"), quiet=True, storage=f"sqlite:///{tmp_path}/o.db", **arguments)
     assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("import numpy as np, torch\nfrom sklearn.datasets import load_digits")
+    (tmp_path / "example.py").write_text(readme[start:readme.index("```", start)])
+    run = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "SQUEEZER_CACHE": str(tmp_path / "cache")})
+    assert run.returncode == 0, run.stderr[-2000:]
+    printed = [line.split() for line in run.stdout.splitlines()]
+    assert any(len(row) == 4 and row[0].isdigit() for row in printed)  # a member: number, accuracies, bytes
+    assert (tmp_path / "notebook-model" / "model.onnx").is_file()
