@@ -7,7 +7,8 @@ Each round starts the same command and kills its whole process group at a random
 time the last restart took to run a trial again; trial kills fall a random `--window` seconds after the first trial
 of the round started, so they land in training, in storage writes and in the MLflow queue (on Ray, 20-60 s into the
 run). Each round reports its **restart-to-first-trial time**: from the command's start until trials run again (a new
-trial starts, or one finishes: Tune first reruns the trials it restores, which started in the last life). After each round every trial that was COMPLETE stays COMPLETE with the
+trial starts, or one finishes: Tune first reruns the trials it restores, which started in the last life). After each
+round every trial that was COMPLETE stays COMPLETE with the
 same values. A last run goes to the target. At the end: the target is reached, no Optuna trial and no MLflow run is
 left RUNNING, each trial has at most one MLflow run, every FAILED trial carries its reason, and the COMPLETE trials are
 exactly the trials with a FINISHED MLflow run. Prints a table and writes JSON (``--out``).

@@ -118,7 +118,8 @@ def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
         config = ExperimentConfig(
             name=raw["name"], seed=_int(raw.get("seed", 0), "seed", maximum=MAX_SEED),
             data=_data(raw.get("data"), base_dir), teacher=_teacher(raw.get("teacher"), base_dir),
-            student=_student(raw.get("student"), base_dir), pipeline=_pipeline(raw.get("pipeline", list(DEFAULT_PIPELINE))),
+            student=_student(raw.get("student"), base_dir),
+            pipeline=_pipeline(raw.get("pipeline", list(DEFAULT_PIPELINE))),
             objectives=parse_objectives(raw.get("objectives")), constraints=parse_constraints(raw.get("constraints")),
             search=_settings(SearchSettings, raw.get("search"), "search"),
             measure=_settings(MeasureSettings, raw.get("measure"), "measure"),

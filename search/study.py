@@ -58,7 +58,7 @@ class StudyResult:
 
 def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name: str | None = None,
               storage: str = DEFAULT_STORAGE, tracking_uri: str = DEFAULT_TRACKING_URI, seed: int | None = None,
-              out: Print = print, given: Given = Given()) -> StudyResult:
+              out: Print = print, given: Given | None = None) -> StudyResult:
     """Run (or resume) the study until it holds ``trials`` finished trials, then record the Pareto front.
 
     The backend (``config.search.backend``) schedules the trials: ``optuna`` in this process, ``ray`` on a Ray cluster.
@@ -75,7 +75,7 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
     if not is_local(storage):
         open_storage(storage)  # an unreachable database server is bad input too, found before any training
     warm = warm_start_params(config, storage)  # a missing earlier study is bad input too: nothing written yet
-    bench = prepare(config, given)  # every input error surfaces here, before a study or run exists
+    bench = prepare(config, given or Given())  # every input error surfaces here, before a study or run exists
     # A local store is opened by one process at a time, so what a killed creator left half done is finished
     # here at once; on a server storage, other processes poll for what the creator is still writing.
     wait = 0.0 if is_local(storage) else PARENT_WAIT_S

@@ -84,10 +84,11 @@ class Given:
     splits: data.Splits | None = None
 
 
-def prepare(config: ExperimentConfig, given: Given = Given()) -> Workbench:
+def prepare(config: ExperimentConfig, given: Given | None = None) -> Workbench:
     """Load the data and the teachers, check every student the space allows against the pipeline, then train (or
     load) the teachers and compute (or load) their logits on the training split. ``given``: objects that stand
     in for the config's data and teacher (``data.given``, ``teacher.family: given``)."""
+    given = given or Given()
     splits = given.splits or data.load(config.data, config.seed, tokenizer=teacher_tokenizer(config.teacher))
     specs = ensemble_specs(config.teacher, config.seed)
     archs = [{"family": spec["family"], **spec["arch"]} for spec, _ in specs]

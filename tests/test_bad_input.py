@@ -467,7 +467,8 @@ READ_ONLY = [  # commands that only read a store: a missing or wrong one is refu
     ("export, negative trial", "--trial", ["export", "--study-name", "digits", "--trial", "-1", "--out", "o"]),
     ("export, unknown format", "--format", ["export", "--study-name", "digits", "--trial", "0", "--out", "o",
                                             "--format", "tflite"]),
-    ("export, an SQLite file that is not an MLflow store", "--tracking-uri", ["export", "--study-name", "digits", "--trial", "0", "--out", "o",
+    ("export, an SQLite file that is not an MLflow store", "--tracking-uri", [
+        "export", "--study-name", "digits", "--trial", "0", "--out", "o",
                                                "--tracking-uri", "sqlite:///store.db"]),
     ("pareto, no storage", "--storage", ["pareto", "--study-name", "digits"]),
     ("pareto, storage a text file", "--storage", ["pareto", "--study-name", "digits", "--storage",

@@ -108,7 +108,8 @@ def test_a_storage_that_cannot_be_opened_is_bad_input(tmp_path: Path, capsys) ->
 
 def test_layer_bits_may_name_a_layer_by_a_bare_number_as_the_readme_writes_it(tmp_path: Path) -> None:
     path = tmp_path / "experiment.yaml"
-    path.write_text(DIGITS_YAML.read_text().replace("bits: {choice: [32, 16, 8]}", "bits: 8\n      layer_bits: {3: 32}"))
+    bare = DIGITS_YAML.read_text().replace("bits: {choice: [32, 16, 8]}", "bits: 8\n      layer_bits: {3: 32}")
+    path.write_text(bare)
     quantize = next(step for step in load_config(path).pipeline if step.name == "quantize")
     assert QuantizeConfig.from_dict({"bits": 8, "layer_bits": {3: 32}}).layer_bits == {"3": 32}
     assert quantize.space  # parsed; the layer is checked against the student before training

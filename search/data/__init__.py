@@ -77,5 +77,5 @@ def _text(spec: Mapping[str, Any], seed: int, tokenizer: Any, val_fraction: floa
                  spec.get("train_size"), tokens=tokens, classes=classes)
 
 
-__all__ = ["FASHION_MNIST_DIR", "IMAGE_SETS", "STANDARDIZE", "InputSpec", "Standardize", "TEXT_KEYS", "TEXT_SETS", "Splits", "Tokens", "given_splits", "is_text", "load",
-           "read_idx"]
+__all__ = ["FASHION_MNIST_DIR", "IMAGE_SETS", "STANDARDIZE", "InputSpec", "Standardize", "TEXT_KEYS", "TEXT_SETS",
+           "Splits", "Tokens", "given_splits", "is_text", "load", "read_idx"]

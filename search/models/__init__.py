@@ -117,4 +117,5 @@ def available_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
-__all__ = ["FAMILIES", "GIVEN", "MAX_DEPTH", "TEACHER", "TEXT_FAMILIES", "available_memory", "build", "check_fits", "resolve"]
+__all__ = ["FAMILIES", "GIVEN", "MAX_DEPTH", "TEACHER", "TEXT_FAMILIES", "available_memory", "build", "check_fits",
+           "resolve"]
