@@ -75,7 +75,7 @@ def describe(teacher: dict[str, float], member: dict[str, Any], factorised: list
                                 if k.startswith("student.")),
             "bits": bits, "ends_bits": ends if bits < ends else None,
             "prune": f"{float(p.get('prune.ratio', 0)):.2f} "
-                     f"{'structured' if p.get('prune.structured') == 'True' else 'unstructured'} "
+                     f"{'structured' if p.get('prune.structured', 'True') == 'True' else 'unstructured'} "
                      f"{p.get('prune.importance', 'magnitude')}",
             "rank_ratio": float(p.get("lowrank.rank_ratio", 1.0)), "factorised": factorised}
 
