@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from squeezer import compressors
 from squeezer.search.data import STANDARDIZE, TEXT_KEYS, is_text
 from squeezer.search.data.images import MAX_SIDE
+from squeezer.search.data.tables import is_table
 from squeezer.search.data.text import MAX_LENGTH
 from squeezer.search.errors import ConfigError
 from squeezer.search.yamlfile import read_yaml
@@ -27,7 +28,7 @@ SAMPLERS = ("squeezer", "nsga2", "tpe", "random")
 TOP_LEVEL = {"name", "seed", "data", "teacher", "student", "pipeline", "objectives", "constraints", "search",
              "measure", "training"}
 DATA_KEYS = {"name", "path", "test_path", "dir", "val_fraction", "test_fraction", "train_size", "text_column",
-             "label_column", "max_length", "standardize", "image_size", "channels", "given"}
+             "label_column", "max_length", "standardize", "image_size", "channels", "given", "feature_columns"}
 TEACHER_KEYS = {"family", "arch", "path", "epochs", "lr", "ensemble", "model", "torchvision", "kwargs", "weights",
                 "given"}
 ENSEMBLE_KEYS = {"family", "arch", "path", "epochs", "lr", "seed"}
@@ -199,7 +200,13 @@ def _data(raw: Any, base_dir: Path) -> dict[str, Any]:
     if "standardize" in data and data["standardize"] not in STANDARDIZE:
         raise ConfigError("data.standardize", f"must be one of {list(STANDARDIZE)} (per feature column or image "
                           "channel; one mean and std for all; none)", data["standardize"])
-    given = sorted(TEXT_KEYS & set(data))
+    if "feature_columns" in data and not (isinstance(data["feature_columns"], list) and data["feature_columns"]
+                                          and all(isinstance(c, str) for c in data["feature_columns"])):
+        raise ConfigError("data.feature_columns", "must be a list of column names", data["feature_columns"])
+    if "feature_columns" in data and "text_column" in data:
+        raise ConfigError("data.feature_columns", "is a setting of numeric tables; text_column names text data",
+                          data["feature_columns"])
+    given = sorted(TEXT_KEYS & set(data) - ({"label_column"} if is_table(data) else set()))
     if given and not is_text(data):
         raise ConfigError(f"data.{given[0]}", "is a setting of text data (rotten_tomatoes, or a .csv / .jsonl path)",
                           data[given[0]])

@@ -98,3 +98,20 @@ def test_class_names_map_to_the_same_indices_in_the_train_and_test_files(tmp_pat
     splits = data.load({"path": str(tmp_path / "train.npz"), "test_path": str(tmp_path / "test.npz")}, seed=0)
     assert splits.test_y.tolist() == [2, 1, 2, 0] and splits.num_classes == 3
     assert splits.classes == ("cat", "dog", "emu")  # index i is class i (the study prints the mapping)
+
+
+@pytest.mark.parametrize("content, settings, key", [
+    ("a,b,label\n1,2,x\n3,4,y\n", {"label_column": "outcome"}, "data.label_column"),
+    ("a,b,label\n1,2,x\n3,4,y\n", {"feature_columns": ["a", "z"]}, "data.feature_columns"),
+    ("a,b,label\n1,2,x\n3,4,y\n", {"feature_columns": "a"}, "data.feature_columns"),
+    ("a,b,label\n" + "1,,x\n3,4,y\n" * 10, {"feature_columns": ["a", "b"]}, "data.path"),
+    ("a,b,label\n" + "1,red,x\n3,blue,y\n" * 10, {"feature_columns": ["a", "b"]}, "data.feature_columns"),
+])
+def test_a_table_that_cannot_work_names_its_column(tmp_path: Path, content: str, settings: dict, key: str) -> None:
+    from squeezer.search.config import parse_config
+
+    (tmp_path / "t.csv").write_text(content)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        config = parse_config({"name": "t", "data": {"path": str(tmp_path / "t.csv"), **settings},
+                               "teacher": {"family": "mlp"}, "student": {"family": "mlp"}})
+        data.load(config.data, seed=0)

@@ -86,3 +86,44 @@ def test_an_exported_member_fed_raw_rows_scores_its_logged_test_accuracy(
     assert (classes[predicted] == names).mean() == pytest.approx(logged, abs=1e-6)
     readme = (out / "README.md").read_text()
     assert "raw" in readme and "['bad', 'good']" in readme  # it says what to feed and what comes out
+
+
+def csv_table(where: Path, rows: int, seed: int, fmt: str = "csv") -> Path:
+    """The same kind of table as a CSV or Parquet file, as users export them from a spreadsheet or a database."""
+    import pandas as pd
+
+    with np.load(table(where, rows, seed)) as arrays:
+        frame = pd.DataFrame(arrays["X"], columns=[f"f{i}" for i in range(len(SCALES))]).assign(outcome=arrays["y"])
+    path = where / f"table{seed}.{fmt}"
+    frame.to_csv(path, index=False) if fmt == "csv" else frame.to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_numeric_csv_or_parquet_table_is_read_by_its_columns(tmp_path: Path, fmt: str) -> None:
+    path = csv_table(tmp_path, 100, 0, fmt)
+    splits = data.load({"path": str(path), "label_column": "outcome", "val_fraction": 0.2}, seed=0)
+    assert splits.tokens is None and splits.input_shape == (6,) and splits.classes == ("bad", "good")
+    assert len(splits.standardize.mean) == 6  # per column
+    picked = data.load({"path": str(path), "label_column": "outcome", "feature_columns": ["f0", "f3"]}, seed=0)
+    assert picked.input_shape == (2,)
+
+
+def test_an_exported_member_of_a_csv_table_study_takes_the_csv_rows(tmp_path: Path) -> None:
+    import pandas as pd
+
+    config = study(tmp_path, "onnxruntime")
+    config["data"] = {"path": str(csv_table(tmp_path, 600, 0)), "test_path": str(csv_table(tmp_path, 200, 1)),
+                      "label_column": "outcome", "val_fraction": 0.2}
+    assert main(["search", str(write_config(tmp_path, config))]) == 0
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    member = client.search_runs([client.get_experiment_by_name("squeezer-table").experiment_id],
+                                "tags.pareto = 'true'")[0]
+    assert main(["export", "--study-name", "table", "--trial", member.data.tags["squeezer.trial"], "--out",
+                 str(tmp_path / "out")]) == 0
+    rows = pd.read_csv(tmp_path / "table1.csv")
+    x = torch.from_numpy(rows.drop(columns="outcome").to_numpy(dtype=np.float32))
+    classes = np.array(onnx_metadata(onnx.load(str(tmp_path / "out" / "model.onnx")))["classes"])
+    predicted = classes[OnnxModel(tmp_path / "out" / "model.onnx").predict(x).argmax(1).numpy()]
+    assert (predicted == rows["outcome"].to_numpy()).mean() == pytest.approx(member.data.metrics["test_accuracy"],
+                                                                             abs=1e-6)

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 from squeezer.search.data.images import FASHION_MNIST_DIR, digits, fashion_mnist, image_folder, npz, read_idx
 from squeezer.search.data.preprocess import STANDARDIZE, InputSpec, Standardize
+from squeezer.search.data.tables import is_table, read_table
 from squeezer.search.data.split import Splits, Tokens, class_indices, given_splits, split
 from squeezer.search.data.text import TEXT_KEYS, read_texts, tokenize
 from squeezer.search.errors import ConfigError
@@ -49,6 +50,8 @@ def load(spec: Mapping[str, Any], seed: int, tokenizer: Any = None) -> Splits:
 def _features(spec: Mapping[str, Any], which: str) -> tuple[Any, Any]:
     """An image folder (a directory: one sub-folder per class) or an .npz of arrays X and y."""
     path, key = Path(spec[which]), f"data.{which}"
+    if is_table({**spec, "path": str(path)}):
+        return read_table(path, key, str(spec.get("label_column", "label")), spec.get("feature_columns"))
     if path.is_dir():
         size = spec.get("image_size")
         size = (size, size) if isinstance(size, int) else None if size is None else tuple(size)
@@ -57,9 +60,10 @@ def _features(spec: Mapping[str, Any], which: str) -> tuple[Any, Any]:
 
 
 def is_text(spec: Mapping[str, Any]) -> bool:
-    """Whether the ``data`` section names text: a named text set, or a .csv / .jsonl file."""
+    """Whether the ``data`` section names text: a named text set, or a .csv / .jsonl file that is not a numeric
+    table (``tables.is_table``)."""
     path = str(spec.get("path") or "")
-    return spec.get("name") in TEXT_SETS or path.endswith((".csv", ".jsonl", ".csv.bz2"))
+    return spec.get("name") in TEXT_SETS or path.endswith((".csv", ".jsonl", ".csv.bz2")) and not is_table(spec)
 
 
 def _text(spec: Mapping[str, Any], seed: int, tokenizer: Any, val_fraction: float, test_fraction: float) -> Splits:
