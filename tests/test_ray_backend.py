@@ -91,9 +91,13 @@ def two_node_cluster(tmp_path: Path):
 def test_a_study_runs_across_a_two_node_ray_cluster(tmp_path: Path, two_node_cluster) -> None:
     address, env = two_node_cluster
     tracking, storage = stores(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "squeezer.search.cli", "search", str(DIGITS_YAML), "--backend",
-                           "ray", "--address", address, "--trials", "4", "--tracking-uri", tracking, "--storage",
-                           storage], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    config = digits_config()
+    # random draws are instant: Tune starts two trials at once, one per node (screening on the driver can take
+    # longer than a digits trial, and a reused actor then runs every trial on one node)
+    config["search"] = {"sampler": "random", "scheduler": "none"}
+    done = subprocess.run([sys.executable, "-m", "squeezer.search.cli", "search", str(write_config(tmp_path, config)),
+                           "--backend", "ray", "--address", address, "--trials", "4", "--tracking-uri", tracking,
+                           "--storage", storage], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     children = runs(tmp_path, "trial")
     assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
