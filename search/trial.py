@@ -9,9 +9,10 @@ import sys
 import tempfile
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -124,10 +125,8 @@ def check_pipeline(config: ExperimentConfig, splits: data.Splits, teacher_archs:
     shape, classes, tokens = splits.input_shape, splits.num_classes, splits.tokens
     for step in config.pipeline:
         for point in boundary_points(step.space):
-            try:
+            with named_by(step.name):
                 compressors.get(step.name)(point).check_data(len(splits.train_y))
-            except compressors.InvalidConfig as err:
-                raise ConfigError(f"{step.name}.{err.field}", err.rule, err.value) from None
     with torch.device("meta"):
         example = torch.zeros(1, *shape, dtype=splits.train_x.dtype)
         teachers = [models.build(arch, shape, classes, key=_teacher_key(i), tokens=tokens, template=template)
@@ -141,10 +140,17 @@ def check_pipeline(config: ExperimentConfig, splits: data.Splits, teacher_archs:
                 check_output(student, example, classes, "student")
             for step in config.pipeline:
                 for point in boundary_points(step.space):
-                    try:
+                    with named_by(step.name):
                         compressors.get(step.name)(point).check_models(student, teachers, example)
-                    except compressors.InvalidConfig as err:
-                        raise ConfigError(f"{step.name}.{err.field}", err.rule, err.value) from None
+
+
+@contextmanager
+def named_by(step: str) -> Iterator[None]:
+    """A compressor's ``InvalidConfig`` as the config names it: ``ConfigError('<step>.<field>', ...)``."""
+    try:
+        yield
+    except compressors.InvalidConfig as err:
+        raise ConfigError(f"{step}.{err.field}", err.rule, err.value) from None
 
 
 def check_output(model: nn.Module, example: torch.Tensor, num_classes: int, key: str) -> None:
@@ -182,10 +188,8 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
         check_budgets(bench, cheap)
         ctx = dataclasses.replace(ctx, report=_both(report, watch(cheap) if watch else None))
     for step in bench.config.pipeline:
-        try:
+        with named_by(step.name):
             model = compressors.get(step.name)(dict(params.get(step.name, {}))).apply(model, ctx)
-        except compressors.InvalidConfig as err:  # named by its step, as the config names it
-            raise ConfigError(f"{step.name}.{err.field}", err.rule, err.value) from None
     if not torch.isfinite(predict(model, s.val_x[:256])).all():
         raise TrialFailed("the compressed model outputs NaN or inf")
     metrics = measure(model, s.val_raw, s.val_y, bench.config.measure, workdir, pad_id=s.pad_id, spec=s.spec)

@@ -143,14 +143,21 @@ def split(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarr
         train_idx = train_idx[: int(train_size)]
     test = test if test is not None else (x[test_idx], y[test_idx])
     _check_splits(x, y, train_idx, val_idx, test)
-    fitted = None if tokens is not None else Standardize.fit(x[train_idx], standardize)
+    return _splits((x[train_idx], y[train_idx]), (x[val_idx], y[val_idx]), test, tokens, classes, standardize)
+
+
+def _splits(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
+            test: tuple[np.ndarray, np.ndarray], tokens: Tokens | None, classes: tuple[str, ...] | None,
+            standardize: str) -> Splits:
+    """The three parts as tensors: features standardised with the training part's statistics (the raw validation
+    and test inputs kept beside), token ids as they are."""
+    fitted = None if tokens is not None else Standardize.fit(train[0], standardize)
     dtype = np.int64 if tokens is not None else np.float32
     as_is = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=dtype))  # noqa: E731
     tensor = as_is if fitted is None else lambda a: torch.from_numpy(np.ascontiguousarray(fitted(a)))  # noqa: E731
-    raw = None if fitted is None else (as_is(x[val_idx]), as_is(test[0]))
-    return Splits(tensor(x[train_idx]), torch.from_numpy(y[train_idx]), tensor(x[val_idx]),
-                  torch.from_numpy(y[val_idx]), tensor(test[0]), torch.from_numpy(test[1]), tokens, classes,
-                  fitted, raw)
+    raw = None if fitted is None else (as_is(val[0]), as_is(test[0]))
+    return Splits(tensor(train[0]), torch.from_numpy(train[1]), tensor(val[0]), torch.from_numpy(val[1]),
+                  tensor(test[0]), torch.from_numpy(test[1]), tokens, classes, fitted, raw)
 
 
 def given_splits(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
@@ -172,12 +179,7 @@ def given_splits(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np
     x = np.concatenate([train[0], val[0]])
     _check_splits(np.concatenate([x, test[0]]), np.concatenate([y_train, y_val, y_test]),
                   np.arange(len(train[0])), np.arange(len(train[0]), len(x)), (test[0], y_test))
-    fitted = Standardize.fit(train[0], standardize)
-    as_is = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-    tensor = as_is if fitted is None else lambda a: torch.from_numpy(np.ascontiguousarray(fitted(a)))  # noqa: E731
-    return Splits(tensor(train[0]), torch.from_numpy(y_train), tensor(val[0]), torch.from_numpy(y_val),
-                  tensor(test[0]), torch.from_numpy(y_test), None, classes, fitted,
-                  None if fitted is None else (as_is(val[0]), as_is(test[0])))
+    return _splits((train[0], y_train), (val[0], y_val), (test[0], y_test), None, classes, standardize)
 
 
 def _given_labels(train, test, make):  # noqa: ANN001, ANN202 - (x, y) pairs and a Splits factory
