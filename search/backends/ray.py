@@ -41,6 +41,8 @@ SKIPPED = "squeezer.skipped"  # a restored trial the storage holds as finished: 
 
 _session: Session | None = None  # the driver's session, for the callback (Tune pickles callbacks with its state)
 _started = False  # whether this process started (and so shuts down) Ray
+#: trial numbers when ``run`` began: those finished (a restored one is skipped) and all (a restored one reopens its run)
+_earlier: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
 CONNECT_S = 5.0
 
 
@@ -86,7 +88,10 @@ def run(session: Session, target: int) -> None:
     _session = session
     # The storage's finished trials are final: a trial Tune restores although it finished (Tune saved its state
     # before the storage was told) is skipped, neither run nor recorded again.
-    done = frozenset(t.number for t in session.finished())
+    global _earlier
+    trials = session.study.get_trials(deepcopy=False)
+    done = frozenset(t.number for t in session.finished(trials))
+    _earlier = (done, frozenset(t.number for t in trials))  # read once, not at every trial start
     trainable = tune.with_resources(tune.with_parameters(_trainable, bench=session.bench, done=done),
                                     {"cpu": settings.cpus_per_trial})
     experiments = sorted(results_dir().glob(f"{session.name}.*"), key=lambda p: int(p.suffix[1:]))
@@ -215,13 +220,15 @@ class _Mirror(tune.Callback):
         return _Mirror, (self.target,)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        s = _active()
-        if int(trial.config[NUMBER]) in {t.number for t in s.finished()}:
+        s, number = _active(), int(trial.config[NUMBER])
+        done, earlier = _earlier
+        if number in done:
             return  # restored by Tune, finished in the storage: skipped, and its run is there already
         params = flatten(replay_params(s.config, trial.config))
         # a trial Tune restores runs again under its number: the run its stopped attempt left is its run again
-        self.runs[trial.trial_id] = s.tracker.reopen_trial_run(s.name, int(trial.config[NUMBER])) or s.trial_run(
-            trial.config[NUMBER], params, tags={"squeezer.tune_trial": trial.trial_id})
+        reopened = s.tracker.reopen_trial_run(s.name, number) if number in earlier else None
+        self.runs[trial.trial_id] = reopened or s.trial_run(number, params,
+                                                            tags={"squeezer.tune_trial": trial.trial_id})
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if CURVES not in result or trial.trial_id not in self.runs:
