@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from optuna.trial import FrozenTrial
 
+from squeezer.search import baselines
 from squeezer.spaces import plain_names
 
 COLUMNS = ("accuracy", "size_bytes", "latency_ms", "latency_p90_ms", "throughput", "params")
@@ -35,6 +36,8 @@ BIT_NAMES = {32: "fp32", 16: "fp16", 8: "int8", 4: "int4", 2: "ternary"}
 def run_name(number: int, params: Mapping[str, Any]) -> str:
     """The trial at a glance, for MLflow's runs table: ``t07 cnn d2c8 · T3.1 α0.7 · prune 30 % · int8``."""
     p = plain_names(params)
+    if "baseline.recipe" in p:  # squeezer.search.baselines
+        return f"t{number:02d} teacher as trained · {p['baseline.recipe']} (baseline)"
     student = {k.removeprefix("student."): v for k, v in p.items() if k.startswith("student.")}
     family = student.pop("family", "model")
     shape = "".join(f"{k[0]}{fmt(v)}" for k, v in student.items() if isinstance(v, (int, float))
@@ -104,7 +107,7 @@ def front_table(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | Non
     head += f" {'smaller':>7} {'faster':>6} {'of acc':>6}" if teacher else ""
     lines = [head + "  recipe"]
     for row in front_rows(front, teacher, tested):
-        params = {k: v for k, v in row.items() if "." in k}
+        params = {k: v for k, v in row.items() if "." in k or k == baselines.PARAM}
         test = "" if row["test_accuracy"] is None else f"{row['test_accuracy']:.4f}"
         mark = "*" if row["trial"] == recommended else " "
         line = (f"{row['trial']:>5}{mark} {row['accuracy']:>8.4f} {test:>6} {human_bytes(row['size_bytes']):>8} "

@@ -18,7 +18,7 @@ import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial
 
-from squeezer.search import quality
+from squeezer.search import baselines, quality
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.objectives import CHEAP
 from squeezer.search.trial import Workbench, broken_budgets, cheap_metrics, student
@@ -43,7 +43,7 @@ class Screen:
 
     def propose(self, done: Sequence[FrozenTrial], front: Sequence[FrozenTrial]) -> dict[str, Any] | None:
         """Flat params of the recipe to try next, or None for a plain random draw (too few trials to learn from)."""
-        known = [t for t in done if t.user_attrs.get("metrics")]
+        known = [t for t in done if t.user_attrs.get("metrics") and not baselines.is_baseline(t)]
         if len(known) < WARMUP:
             return None
         pool = [self.draw(front) for _ in range(self.candidates)]
@@ -56,6 +56,7 @@ class Screen:
     def draw(self, front: Sequence[FrozenTrial]) -> dict[str, Any]:
         """A random recipe, or (half the time, once there is a front) a front member with some knobs drawn afresh."""
         keep: dict[str, Any] = {}
+        front = [t for t in front if not baselines.is_baseline(t)]  # a baseline is no point of the space to mutate
         if front and self.rng.random() < 0.5:
             parent = front[int(self.rng.integers(len(front)))].params
             keep = {k: v for k, v in parent.items() if self.rng.random() > MUTATE}

@@ -22,7 +22,7 @@ from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from squeezer.search import quality, report
+from squeezer.search import baselines, quality, report
 from squeezer.search.config import MAX_SEED, ExperimentConfig
 from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from squeezer.search.destinations import check_storage, check_tracking_uri
@@ -82,10 +82,14 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
     with store_lock(storage):
         store = open_storage(storage)
         study, created = open_study(config, name, store, seed, wait, where=storage)
-        for params in warm if created else []:
-            study.enqueue_trial(params, skip_if_exists=True)
+        first = (baselines.queue() if baselines.wanted(config.student) else []) + [(p, None) for p in warm]
+        for params, attrs in first if created else []:  # the obvious baseline, then an earlier study's front
+            study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=True)
         tracker = Tracker(tracking_uri, f"squeezer-{config.name}")
         parent = _parent_run(tracker, name, config, created, wait)
+    if created and baselines.wanted(config.student):
+        out(f"baselines: the teacher as trained, quantized without training ({', '.join(baselines.BASELINES)}), "
+            "is tried first")
     if warm and created:
         out(f"warm start: the {len(warm)} Pareto members of study {config.search.warm_start!r} are tried first")
     session = Session(study, bench, tracker, parent, name, seed, out, storage=store)
@@ -114,7 +118,8 @@ def warm_start_params(config: ExperimentConfig, storage: str) -> list[dict[str, 
     if source not in names:
         raise ConfigError("search.warm_start", f"no such study in {storage}; studies there: {names}", source)
     study = optuna.load_study(study_name=source, storage=open_storage(storage))
-    return [dict(t.params) for t in pareto_trials(study, study.user_attrs.get("objectives", config.objectives))]
+    front = pareto_trials(study, study.user_attrs.get("objectives", config.objectives))
+    return [dict(t.params) for t in front if not baselines.is_baseline(t)]  # the new study runs its own baselines
 
 
 def open_study(config: ExperimentConfig, name: str, storage: BaseStorage, seed: int, wait: float = 0.0,
@@ -185,13 +190,22 @@ def make_sampler(config: ExperimentConfig, seed: int) -> optuna.samplers.BaseSam
 
 
 def suggest_params(trial: optuna.trial.BaseTrial, config: ExperimentConfig) -> dict[str, dict[str, Any]]:
-    """Sample the joint space: the student's architecture and every pipeline step's settings."""
+    """Sample the joint space: the student's architecture and every pipeline step's settings; or, for a trial
+    queued as a baseline (``squeezer.search.baselines``), its recipe."""
+    if baselines.PARAM in trial.user_attrs:
+        return baselines.params(_steps(config), baselines.suggest(trial))
     return _joint(config, lambda space, prefix: suggest(trial, space, prefix))
 
 
 def replay_params(config: ExperimentConfig, values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The nested params that flat sampled ``values`` (``{'student.width': 64, ...}``) stand for."""
+    if baselines.PARAM in values:
+        return baselines.params(_steps(config), values[baselines.PARAM])
     return _joint(config, lambda space, prefix: sample(space, lambda name, knob: values[name], prefix))
+
+
+def _steps(config: ExperimentConfig) -> dict[str, Space]:
+    return {step.name: step.space for step in config.pipeline}
 
 
 def _joint(config: ExperimentConfig, pick: Callable[[Space, str], dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -187,9 +187,9 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
         cheap = cheap_metrics(bench, model, params, ctx)
         check_budgets(bench, cheap)
         ctx = dataclasses.replace(ctx, report=_both(report, watch(cheap) if watch else None))
-    for step in bench.config.pipeline:
-        with named_by(step.name):
-            model = compressors.get(step.name)(dict(params.get(step.name, {}))).apply(model, ctx)
+    for name, settings in steps(bench.config, params):
+        with named_by(name):
+            model = compressors.get(name)(settings).apply(model, ctx)
     if not torch.isfinite(predict(model, s.val_x[:256])).all():
         raise TrialFailed("the compressed model outputs NaN or inf")
     metrics = measure(model, s.val_raw, s.val_y, bench.config.measure, workdir, pad_id=s.pad_id, spec=s.spec)
@@ -201,6 +201,14 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
     if bad:
         raise TrialFailed(f"non-finite metrics {bad}")
     return metrics
+
+
+def steps(config: ExperimentConfig, params: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The compressors a trial runs, in order, with their settings: the pipeline's steps that ``params`` holds (all,
+    for a sampled recipe), then any other compressor it names (a baseline quantizes without a quantize step)."""
+    names = [step.name for step in config.pipeline if step.name in params]
+    names += [name for name in params if name not in names and name in compressors.available()]
+    return [(name, dict(params[name])) for name in names]
 
 
 def student(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: int,
@@ -237,8 +245,8 @@ def cheap_metrics(bench: Workbench, model: nn.Module, params: Mapping[str, Mappi
                   ctx: TrialContext) -> dict[str, float]:
     """Size and speed of ``model`` after the pipeline without its training (``Compressor.untrained``), deployed and
     measured like a trial: what is known before anything trains. Its accuracy means nothing and is dropped."""
-    for step in bench.config.pipeline:
-        quick = compressors.get(step.name)(dict(params.get(step.name, {}))).untrained()
+    for name, settings in steps(bench.config, params):
+        quick = compressors.get(name)(settings).untrained()
         if quick is not None:
             model = quick.apply(model, ctx)
     s = bench.splits

@@ -42,6 +42,21 @@ def test_the_ray_backend_records_trials_like_the_optuna_backend(tmp_path: Path) 
     assert {"pareto.csv", "pareto.png", "config.yaml"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
 
 
+def test_the_teachers_own_baselines_run_first_on_ray_as_on_optuna(tmp_path: Path) -> None:
+    config = digits_config()
+    config["student"] = {"family": {"choice": {"teacher": {}, "mlp": {"width": {"int": [16, 64]}}}}}
+    config["search"] = {"sampler": "random", "backend": "ray"}
+    tracking, storage = stores(tmp_path)
+    assert main(["search", str(write_config(tmp_path, config)), "--trials", "3", "--tracking-uri", tracking,
+                 "--storage", storage]) == 0
+    trials = {int(r.data.tags["squeezer.trial"]): r for r in runs(tmp_path, "trial")}
+    assert [trials[n].data.params.get("baseline.recipe") for n in range(3)] == ["fp16", "int8", None]
+    assert all(r.info.status == "FINISHED" for r in trials.values())
+    assert "distill.temperature" not in trials[0].data.params  # nothing trained: no distillation setting applies
+    study = optuna.load_study(study_name="digits", storage=storage)
+    assert [t.params for t in study.trials[:2]] == [{"baseline": "fp16"}, {"baseline": "int8"}]
+
+
 def test_a_ray_study_resumes_to_a_raised_target(tmp_path: Path) -> None:
     tracking, storage = stores(tmp_path)
     for trials in ("2", "3"):
