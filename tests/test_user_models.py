@@ -5,6 +5,7 @@ a user's model can be wrong, in one line."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,10 @@ import yaml
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from squeezer.search import models
 from squeezer.search.cli import main
+from squeezer.search.errors import ConfigError
+from squeezer.search.models import registry
 from squeezer.search.runtime import export
 from squeezer.search.runtime.ort import OnnxModel
 from squeezer.search.runtime.preprocess import onnx_metadata
@@ -99,18 +103,30 @@ def experiment(where: Path, **student: object) -> dict:
 
 def test_the_users_residual_network_compressed_as_its_own_student_takes_raw_pixels(tmp_path: Path) -> None:
     path = tmp_path / "experiment.yaml"
-    path.write_text(yaml.safe_dump(experiment(tmp_path)))
+    path.write_text(yaml.safe_dump({**experiment(tmp_path), "search": {"sampler": "random", "trials": 4,
+                                                                       "scheduler": "none"}}))
     assert main(["search", str(path)]) == 0
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("squeezer-mine").experiment_id],
-                              "tags.`squeezer.role` = 'trial'")
-    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
-    member = next(r for r in runs if r.data.tags["pareto"] == "true")
-    number = member.data.tags["squeezer.trial"]
-    for fmt in ("onnx", "torch"):
-        assert main(["export", "--study-name", "mine", "--trial", number, "--out", str(tmp_path / fmt), "--format",
-                     fmt, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]) == 0
+                              "tags.`squeezer.role` = 'trial'", order_by=["params.`squeezer.trial`"])
+    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    trial = {int(r.data.tags["squeezer.trial"]): r for r in runs}
 
+    # the obvious baseline ran first: the teacher as trained, quantized without training, fp16 and int8
+    assert [trial[n].data.params.get("baseline.recipe") for n in range(4)] == ["fp16", "int8", None, None]
+    assert trial[0].info.run_name == "t00 teacher as trained · fp16 (baseline)"
+    teacher_bytes = client.get_run(runs[0].data.tags["mlflow.parentRunId"]).data.metrics["teacher.size_bytes"]
+    assert all(trial[n].data.metrics["size_bytes"] < teacher_bytes for n in (0, 1))
+    # ... and the front contains it or a student that dominates it
+    objectives = {"accuracy": 1, "size_bytes": -1, "latency_ms": -1}
+    front = [r for r in runs if r.data.tags["pareto"] == "true"]
+    for base in (trial[0], trial[1]):
+        assert any(all(sign * (m.data.metrics[k] - base.data.metrics[k]) >= 0 for k, sign in objectives.items())
+                   for m in front)
+
+    member = front[-1]
+    assert main(["export", "--study-name", "mine", "--trial", member.data.tags["squeezer.trial"], "--out",
+                 str(tmp_path / "onnx"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]) == 0
     # the user's test images, read as they are: 0-255 pixels, the class is the folder
     files = sorted((tmp_path / "test").rglob("*.png"))
     pixels = torch.from_numpy(np.stack([np.asarray(Image.open(f), dtype=np.float32)[None] for f in files]))
@@ -121,7 +137,9 @@ def test_the_users_residual_network_compressed_as_its_own_student_takes_raw_pixe
     accuracy = (classes[deployed.predict(pixels).argmax(1).numpy()] == truth).mean()
     assert accuracy == pytest.approx(member.data.metrics["test_accuracy"], abs=1e-6)
 
-    # the torch export rebuilds the user's network from their factory, with the pruned widths
+    # a searched student's torch export rebuilds the user's network from their factory, with the pruned widths
+    assert main(["export", "--study-name", "mine", "--trial", "2", "--out", str(tmp_path / "torch"), "--format",
+                 "torch", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]) == 0
     rebuilt = export.load(tmp_path / "torch")
     teacher_params = 2 * 2 * 16 * 16 * 9 + 16 * 9  # the blocks' and stem's convolutions at width 16
     convs = sum(m.weight.numel() for m in rebuilt.modules() if isinstance(m, torch.nn.Conv2d))
@@ -194,3 +212,34 @@ def test_a_users_model_or_image_folder_that_cannot_work_is_one_line(name: str, s
     assert main(["search", str(path), "--trials", "1"]) == 2
     one_line(capsys.readouterr().err, key)
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_a_packages_student_family_is_found_through_its_entry_point(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "squeezer_family_demo.py").write_text(
+        "from torch import nn\n"
+        "def tiny(input_shape, num_classes, width=8):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.LazyLinear(width), nn.ReLU(), nn.Linear(width, num_classes))\n")
+    dist = tmp_path / "squeezer_family_demo-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: squeezer-family-demo\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[squeezer.families]\ntiny = squeezer_family_demo:tiny\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    assert "tiny" in registry.available() and "squeezer_family_demo" not in sys.modules  # named, not imported
+    built = models.build({"family": "tiny", "width": 4}, (1, 8, 8), 10)
+    assert built(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    with pytest.raises(ConfigError, match="student.depth: is not a setting of family 'tiny'"):
+        models.build({"family": "tiny", "depth": 2}, (1, 8, 8), 10)
+
+
+def test_a_family_registered_from_python_is_named_like_a_built_in_one(monkeypatch) -> None:
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @models.register("linear")
+    def linear(input_shape, num_classes):
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(int(np.prod(input_shape)), num_classes))
+
+    assert models.build({"family": "linear"}, (4,), 3)(torch.zeros(1, 4)).shape == (1, 3)
+    with pytest.raises(ConfigError) as err:
+        models.build({"family": "nope"}, (4,), 3)
+    assert "'linear'" in str(err.value) and "squeezer.families" in str(err.value)

@@ -1,5 +1,6 @@
 """Student (and teacher) families by name, each a function of the input shape, the class count and its searchable
-settings: image and feature-table families in ``vision``, text families (over token ids) in ``text``."""
+settings: image and feature-table families in ``vision``, text families (over token ids) in ``text``, the user's own
+in ``user``, all by name in ``registry``."""
 
 from __future__ import annotations
 
@@ -7,26 +8,21 @@ import copy
 import inspect
 import math
 import os
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from squeezer.search.data import Tokens
 from squeezer.search.errors import ConfigError
-from squeezer.search.models import text
+from squeezer.search.models import registry
 from squeezer.search.models.checks import MAX_DEPTH
-from squeezer.search.models.user import factory, torchvision
-from squeezer.search.models.vision import cnn, mlp
+from squeezer.search.models.registry import register
 
-Family = Callable[..., nn.Module]
-FAMILIES: dict[str, Family] = {"mlp": mlp, "cnn": cnn, "hf": text.hf, "bert": text.bert, "bag": text.bag,
-                               "textcnn": text.textcnn, "factory": factory, "torchvision": torchvision}
 #: A student that is the teacher itself (copied with its trained weights), for the pipeline to compress.
 TEACHER = "teacher"
 #: A model passed as a Python object (``compress(teacher=...)``): built as a copy of that ``template``.
 GIVEN = "given"
-TEXT_FAMILIES = ("hf", "bert", "bag", "textcnn")
 _CONTEXT = ("input_shape", "num_classes", "tokens", "teacher")  # given by the data and the study, not searched
 
 
@@ -47,21 +43,24 @@ def build(arch: dict[str, Any], input_shape: tuple[int, ...], num_classes: int, 
                               "(compress(teacher=...)); pass it again (export.load(..., template=model))", family)
         copied = copy.deepcopy(template)
         return copied.to("meta") if torch.empty(0).device.type == "meta" else copied
-    if family not in FAMILIES:
-        raise ConfigError(f"{key}.family", f"must be one of {sorted(FAMILIES)}"
-                          + (f" (or {TEACHER!r}, for students)" if key == "student" else ""), family)
-    if (family in TEXT_FAMILIES) != (tokens is not None):
-        kinds = TEXT_FAMILIES if tokens is not None else sorted(set(FAMILIES) - set(TEXT_FAMILIES))
+    build_family = registry.get(family) if isinstance(family, str) else None
+    if build_family is None:
+        raise ConfigError(f"{key}.family", f"must be one of {registry.available()}"
+                          + (f" (or {TEACHER!r}, for students)" if key == "student" else "")
+                          + f"; packages add families under the entry-point group {registry.ENTRY_POINT_GROUP!r}",
+                          family)
+    if registry.reads_tokens(build_family) != (tokens is not None):
+        kinds = registry.of_kind(text=tokens is not None)
         raise ConfigError(f"{key}.family", f"does not fit the data: {'text' if tokens else 'image or feature'} data "
-                          f"needs one of {list(kinds)}", family)
-    params = inspect.signature(FAMILIES[family]).parameters
+                          f"needs one of {kinds}", family)
+    params = inspect.signature(build_family).parameters
     known = [p for p, v in params.items() if p not in _CONTEXT and v.kind != v.VAR_KEYWORD]
     unknown = sorted(set(arch) - set(known))
     if unknown and not any(v.kind == v.VAR_KEYWORD for v in params.values()):  # user families take any setting
         raise ConfigError(f"{key}.{unknown[0]}", f"is not a setting of family {family!r}; its settings are {known}")
     context = {k: v for k, v in (("tokens", tokens), ("teacher", teacher)) if k in params}
     try:
-        return FAMILIES[family](tuple(input_shape), num_classes, **context, **arch)
+        return build_family(tuple(input_shape), num_classes, **context, **arch)
     except ConfigError as err:  # a family names its own setting; a key from the top (data.max_length) stays
         section = err.key.split(".")[0].split("[")[0]
         raise ConfigError(err.key if section in SECTIONS else f"{key}.{err.key}", err.rule, err.value) from None
@@ -117,5 +116,4 @@ def available_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
-__all__ = ["FAMILIES", "GIVEN", "MAX_DEPTH", "TEACHER", "TEXT_FAMILIES", "available_memory", "build", "check_fits",
-           "resolve"]
+__all__ = ["GIVEN", "MAX_DEPTH", "TEACHER", "available_memory", "build", "check_fits", "register", "resolve"]

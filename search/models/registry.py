@@ -1,0 +1,57 @@
+"""Model families by name: the built-in ones, those registered from Python (``register``), and those a package
+declares under the entry-point group ``squeezer.families`` (loaded when first named).
+
+A family is a function ``(input_shape, num_classes, **settings) -> nn.Module``; it takes ``tokens`` when it reads
+token ids (a text family), and ``teacher`` when it may start from the teacher's weights."""
+
+from __future__ import annotations
+
+import inspect
+from importlib.metadata import entry_points
+from typing import Callable
+
+from torch import nn
+
+from squeezer.search.models import text
+from squeezer.search.models.user import factory, torchvision
+from squeezer.search.models.vision import cnn, mlp
+
+Family = Callable[..., nn.Module]
+ENTRY_POINT_GROUP = "squeezer.families"
+_REGISTRY: dict[str, Family] = {"mlp": mlp, "cnn": cnn, "hf": text.hf, "bert": text.bert, "bag": text.bag,
+                                "textcnn": text.textcnn, "factory": factory, "torchvision": torchvision}
+
+
+def register(name: str) -> Callable[[Family], Family]:
+    """Decorator: make a family function available as ``family: name``."""
+    def add(function: Family) -> Family:
+        _REGISTRY[name] = function
+        return function
+    return add
+
+
+def get(name: str) -> Family | None:
+    """The family registered as ``name`` (an entry point is imported now: that runs its package's code), or None."""
+    if name not in _REGISTRY:
+        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+        if found:
+            _REGISTRY[name] = found[0].load()
+    return _REGISTRY.get(name)
+
+
+def available() -> list[str]:
+    """Every family name: registered, and declared by installed packages (not imported for this)."""
+    return sorted(set(_REGISTRY) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
+def of_kind(text: bool) -> list[str]:
+    """The registered families that build text models (``text``) or image and feature models."""
+    return sorted(name for name, family in _REGISTRY.items() if reads_tokens(family) == text)
+
+
+def reads_tokens(family: Family) -> bool:
+    """Whether a family builds text models (it takes the data's ``tokens``)."""
+    return "tokens" in inspect.signature(family).parameters
+
+
+__all__ = ["ENTRY_POINT_GROUP", "Family", "available", "get", "of_kind", "reads_tokens", "register"]
