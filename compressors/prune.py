@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +69,11 @@ class Prune(Compressor):
             model = self._prune(model, ctx, 1 - (1 - target) / (1 - done))
             model = self._finetune(model, ctx)
         return remove_masks(model)
+
+    def check_models(self, student: nn.Module, teachers: Sequence[nn.Module], example: torch.Tensor) -> None:
+        check(self.config.ratio == 0 or any(isinstance(m, PRUNABLE) for m in student.modules()), "ratio",
+              "needs a student with Linear or Conv layers to prune; this one has none (a torch.export program calls "
+              "operators, not layers: give the teacher as model: with your factory to prune it)", self.config.ratio)
 
     def _prune(self, model: nn.Module, ctx: TrialContext, ratio: float) -> nn.Module:
         cfg = self.config

@@ -30,7 +30,7 @@ TOP_LEVEL = {"name", "seed", "data", "teacher", "student", "pipeline", "objectiv
 DATA_KEYS = {"name", "path", "test_path", "dir", "val_fraction", "test_fraction", "train_size", "text_column",
              "label_column", "max_length", "standardize", "image_size", "channels", "given", "feature_columns"}
 TEACHER_KEYS = {"family", "arch", "path", "epochs", "lr", "ensemble", "model", "torchvision", "kwargs", "weights",
-                "given"}
+                "given", "program"}
 ENSEMBLE_KEYS = {"family", "arch", "path", "epochs", "lr", "seed"}
 MAX_TEACHERS = 16
 
@@ -137,8 +137,8 @@ def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
 def pretrained_elsewhere(teacher: Mapping[str, Any]) -> bool:
     """Whether the teacher was trained outside Squeezer (the user's model with its weights, or a Python object):
     it expects the data as the user has it, so the data is not standardised unless ``data.standardize`` says so."""
-    return teacher.get("family") == "given" or (teacher.get("family") in ("factory", "torchvision")
-                                                 and bool(teacher.get("path")))
+    return teacher.get("family") in ("given", "program") or (teacher.get("family") in ("factory", "torchvision")
+                                                             and bool(teacher.get("path")))
 
 
 def check_runtime(config: ExperimentConfig) -> None:
@@ -217,7 +217,7 @@ def _data(raw: Any, base_dir: Path) -> dict[str, Any]:
 
 
 def _teacher(raw: Any, base_dir: Path) -> dict[str, Any]:
-    teacher = _user_model(_section(raw, "teacher", TEACHER_KEYS), base_dir, "teacher")
+    teacher = _program(_user_model(_section(raw, "teacher", TEACHER_KEYS), base_dir, "teacher"), base_dir)
     if "weights" in teacher:
         if "path" in teacher:
             raise ConfigError("teacher.weights", "is another name for teacher.path: give one of them",
@@ -238,6 +238,23 @@ def _teacher(raw: Any, base_dir: Path) -> dict[str, Any]:
                                                           ENSEMBLE_KEYS), base_dir, f"teacher.ensemble[{i}]")
                                for i, m in enumerate(ensemble)]
     return teacher
+
+
+def _program(teacher: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """``program: model.pt2``: a ``torch.export`` program, used as exported (family ``program``)."""
+    if "program" not in teacher:
+        return teacher
+    clash = sorted({"family", "arch", "model", "torchvision", "kwargs", "path", "weights", "epochs"} & set(teacher))
+    if clash:
+        raise ConfigError(f"teacher.{clash[0]}", "does not go with teacher.program: a program is its own "
+                          "architecture and weights, used as exported", teacher[clash[0]])
+    file = teacher.pop("program")
+    if not isinstance(file, str) or not file:
+        raise ConfigError("teacher.program", "must be the path of a .pt2 file (torch.export.save)", file)
+    path = (base_dir / file).resolve()
+    if not path.is_file():
+        raise ConfigError("teacher.program", "file not found", str(path))
+    return {**teacher, "family": "program", "arch": {"file": str(path)}}
 
 
 def _teacher_settings(teacher: dict[str, Any], base_dir: Path, key: str) -> dict[str, Any]:

@@ -36,6 +36,8 @@ def get_teacher(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int
                          key="teacher.arch", tokens=splits.tokens)
     if spec.get("path"):
         return _load(model, Path(spec["path"]), f"{key}.path")
+    if spec["family"] == "program":  # trained where it was exported: its weights are in the file
+        return model.eval()
     path = cache_dir() / "teachers" / f"{teacher_key(spec, splits, seed, batch_size)}.pt"
     if path.is_file():
         print(f"teacher: loaded from cache {path}", file=sys.stderr)

@@ -128,7 +128,7 @@ def check_pipeline(config: ExperimentConfig, splits: data.Splits, teacher_archs:
             with named_by(step.name):
                 compressors.get(step.name)(point).check_data(len(splits.train_y))
     with torch.device("meta"):
-        example = torch.zeros(1, *shape, dtype=splits.train_x.dtype)
+        example = torch.zeros(2, *shape, dtype=splits.train_x.dtype)  # two: a batch of any size
         teachers = [models.build(arch, shape, classes, key=_teacher_key(i), tokens=tokens, template=template)
                     for i, arch in enumerate(teacher_archs)]
         for i, teacher in enumerate(teachers if tokens is None else []):  # text models cut padding: not on meta

@@ -169,6 +169,48 @@ def empty_class(where: Path) -> None:
     (where / "train" / "empty").mkdir()
 
 
+def save_program(where: Path, batch: int | None = None) -> Path:
+    """The user's small CNN for 16x16 grayscale images, exported with ``torch.export`` (a batch of any size, unless
+    ``batch`` fixes one) and saved as ``model.pt2``."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(32, 3)).eval()
+    example = torch.zeros(batch or 2, 1, 16, 16)
+    shapes = None if batch else ({0: torch.export.Dim("batch")},)
+    torch.export.save(torch.export.export(net, (example,), dynamic_shapes=shapes), where / "model.pt2")
+    return where / "model.pt2"
+
+
+def test_a_torch_export_program_is_the_teacher_as_exported(tmp_path: Path) -> None:
+    save_program(tmp_path)
+    config = experiment(tmp_path, family={"choice": {"teacher": {}, "cnn": {"channels": 4, "hidden": 8}}})
+    config["teacher"] = {"program": "model.pt2"}
+    config["pipeline"] = [{"distill": {"epochs": 1}}, {"quantize": {"bits": 8}}]
+    config["search"]["trials"] = 3
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(config))
+    assert main(["search", str(tmp_path / "experiment.yaml")]) == 0
+    assert not (tmp_path / "cache" / "teachers").exists()  # used as exported: nothing trained, nothing cached
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("squeezer-mine").experiment_id],
+                              "tags.`squeezer.role` = 'trial'")
+    assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
+    assert sorted(r.data.params.get("baseline.recipe", "") for r in runs) == ["", "fp16", "int8"]
+    assert main(["export", "--study-name", "mine", "--trial", "1", "--out", str(tmp_path / "int8"),
+                 "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]) == 0
+    assert OnnxModel(tmp_path / "int8" / "model.onnx").predict(torch.zeros(5, 1, 16, 16)).shape == (5, 3)
+
+
+def text_program(where: Path) -> None:
+    (where / "model.pt2").write_text("not a program")
+
+
+def batch_one_program(where: Path) -> None:
+    save_program(where, batch=1)
+
+
+PROGRAM = {"program": "model.pt2", "model": None, "kwargs": None, "epochs": None, "lr": None}
+
+
 BAD = [  # (name, section, settings merged into it or (replace) taking its place, files, the key named)
     ("factory file missing", "teacher", {"model": "nowhere.py:residual"}, None, "teacher.arch.model"),
     ("factory module missing", "teacher", {"model": "no_such_package.models:resnet"}, None, "teacher.arch.model"),
@@ -187,6 +229,11 @@ BAD = [  # (name, section, settings merged into it or (replace) taking its place
     ("student factory missing", "student", {"factory": "my_models.py:resnet", "family": None}, None,
      "student.model"),
     ("teacher student with settings", "student", {"width": 4}, None, "student.width"),
+    ("a program that is not one", "teacher", PROGRAM, text_program, "teacher.arch.file"),
+    ("a program missing", "teacher", PROGRAM, None, "teacher.program"),
+    ("a program for a batch of one", "teacher", PROGRAM, batch_one_program, "teacher"),
+    ("a program trained again", "teacher", {**PROGRAM, "epochs": 3}, save_program, "teacher.epochs"),
+    ("a program pruned", "teacher", PROGRAM, save_program, "prune.ratio"),
     ("a corrupt image", "data", {}, bad_image, "data.path"),
     ("mixed image sizes", "data", {}, resized, "data.image_size"),
     ("an empty class folder", "data", {}, empty_class, "data.path"),

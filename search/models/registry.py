@@ -13,13 +13,13 @@ from typing import Callable
 from torch import nn
 
 from squeezer.search.models import text
-from squeezer.search.models.user import factory, torchvision
+from squeezer.search.models.user import factory, program, torchvision
 from squeezer.search.models.vision import cnn, mlp
 
 Family = Callable[..., nn.Module]
 ENTRY_POINT_GROUP = "squeezer.families"
 _REGISTRY: dict[str, Family] = {"mlp": mlp, "cnn": cnn, "hf": text.hf, "bert": text.bert, "bag": text.bag,
-                                "textcnn": text.textcnn, "factory": factory, "torchvision": torchvision}
+                                "textcnn": text.textcnn, "factory": factory, "torchvision": torchvision, "program": program}
 
 
 def register(name: str) -> Callable[[Family], Family]:

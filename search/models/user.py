@@ -1,5 +1,5 @@
-"""The user's own models as families: a factory function in their package or in a Python file (``factory``), and
-torchvision's constructors (``torchvision``). Importing a factory runs the user's code: Squeezer imports only the
+"""The user's own models as families: a factory function in their package or in a Python file (``factory``),
+torchvision's constructors (``torchvision``), and a ``torch.export`` program file (``program``). Importing a factory runs the user's code: Squeezer imports only the
 module the config names, and only because the user named it.
 
 A factory gets the searched settings as keyword arguments, plus ``num_classes`` and ``input_shape`` when it takes
@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import logging
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -64,6 +65,44 @@ def torchvision(input_shape: tuple[int, ...], num_classes: int, *, name: str, **
     if len(input_shape) == 3 and input_shape[0] == 1:
         return nn.Sequential(GrayToRGB(), built)
     return built
+
+
+def program(input_shape: tuple[int, ...], num_classes: int, *, file: str) -> nn.Module:
+    """A ``torch.export`` program (``torch.export.save``, a ``.pt2`` file), read by ``torch.export.load``: its graph
+    and weights, no pickled code. Its graph keeps the mode it was exported in (export it in eval mode); it must take
+    a batch of any size (``dynamic_shapes`` with a batch ``Dim``)."""
+    path = Path(file)
+    if not path.is_file():
+        raise ConfigError("file", "file not found", str(path))
+    meta = torch.empty(0).device.type == "meta"
+    quiet = logging.getLogger("torch.export")  # it logs a failed load's traceback before raising: one line is ours
+    level, quiet.level = quiet.level, logging.CRITICAL
+    with torch.device("cpu"):  # checked on the meta device like any model, but the file has real weights
+        try:
+            graph = torch.export.load(str(path)).module()
+        except Exception as err:  # noqa: BLE001 - not a program, truncated, or saved by another torch
+            raise ConfigError("file", f"is not a torch.export program that loads ({type(err).__name__}: "
+                              f"{_first_line(err)}); save one with torch.export.save", str(path)) from None
+        finally:
+            quiet.setLevel(level)
+    built = Program(graph)
+    return built.to("meta") if meta else built
+
+
+class Program(nn.Module):
+    """An exported program's graph as a module. ``train()`` and ``eval()`` do not reach the graph, which cannot
+    change mode: its BatchNorm and dropout stay as exported (fine-tuning it trains the weights only)."""
+
+    def __init__(self, graph: nn.Module) -> None:
+        super().__init__()
+        self.graph = graph
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.graph(x)
+
+    def train(self, mode: bool = True) -> "Program":
+        self.training = mode
+        return self
 
 
 class GrayToRGB(nn.Module):
@@ -128,4 +167,4 @@ def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
-__all__ = ["GrayToRGB", "factory", "load_function", "source_digest", "torchvision"]
+__all__ = ["GrayToRGB", "Program", "factory", "load_function", "program", "source_digest", "torchvision"]

@@ -42,6 +42,10 @@ def realise(model: nn.Module) -> nn.Module:
     if plan.bits == 16:
         return Precision(copy.deepcopy(inner), HALF_DTYPES[plan.half]).eval()  # .to() would change the plan's model
     bits = {name: plan.bits_of(name) for name in weight_layers(inner)}
+    if not bits and plan.bits < 16:
+        raise ValueError(f"quantize.bits: the torch runtime quantizes Linear and Conv layers, and this model has "
+                         f"none (a torch.export program calls operators); measure.runtime: onnxruntime quantizes its "
+                         f"graph; not {plan.bits}")
     unsupported = sorted({b for b in bits.values() if b not in SUPPORTED_BITS})
     if unsupported:
         raise ValueError(f"quantize.bits: the torch runtime runs {list(SUPPORTED_BITS)} bits, not {unsupported}; "
