@@ -68,6 +68,12 @@ class TrialContext:
     seed: int = 0
     batch_size: int = 128
     report: Report = field(default=lambda step, metrics: None)
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None  # train-time augmentation of an input batch
+
+    def inputs(self, idx: torch.Tensor) -> torch.Tensor:
+        """The training inputs at ``idx``, augmented when the study augments (a training batch)."""
+        x = self.train_x[idx]
+        return x if self.augment is None else self.augment(x)
 
     def generator(self, salt: int = 0) -> torch.Generator:
         """A generator seeded from the trial seed, so a stage repeats exactly under the same seed."""

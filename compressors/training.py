@@ -103,7 +103,7 @@ def finetune(model: nn.Module, ctx: TrialContext, epochs: int, lr: float, *, sta
 
 def hard_labels(model: nn.Module, ctx: TrialContext) -> BatchLoss:
     """The plain supervised loss: cross-entropy of ``model`` with the labels of the batch."""
-    return lambda idx: F.cross_entropy(model(ctx.train_x[idx]), ctx.train_y[idx])
+    return lambda idx: F.cross_entropy(model(ctx.inputs(idx)), ctx.train_y[idx])
 
 
 @torch.no_grad()

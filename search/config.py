@@ -20,6 +20,7 @@ from squeezer.search.errors import ConfigError
 from squeezer.search.yamlfile import read_yaml
 from squeezer.search.objectives import (METRIC_RANGES, METRICS, Constraint, only_accuracy_trained, parse_constraints,
                                         parse_objectives)
+from squeezer.search.data.augment import Augment
 from squeezer.spaces import Space, SpaceError, boundary_points, parse_space
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -28,7 +29,8 @@ SAMPLERS = ("squeezer", "nsga2", "tpe", "random")
 TOP_LEVEL = {"name", "seed", "data", "teacher", "student", "pipeline", "objectives", "constraints", "search",
              "measure", "training"}
 DATA_KEYS = {"name", "path", "test_path", "dir", "val_fraction", "test_fraction", "train_size", "text_column",
-             "label_column", "max_length", "standardize", "image_size", "channels", "given", "feature_columns"}
+             "label_column", "max_length", "standardize", "image_size", "channels", "given", "feature_columns",
+             "augment"}
 TEACHER_KEYS = {"family", "arch", "path", "epochs", "lr", "ensemble", "model", "torchvision", "kwargs", "weights",
                 "given", "program"}
 ENSEMBLE_KEYS = {"family", "arch", "path", "epochs", "lr", "seed"}
@@ -213,6 +215,8 @@ def _data(raw: Any, base_dir: Path) -> dict[str, Any]:
     if "standardize" in data and is_text(data):
         raise ConfigError("data.standardize", "is a setting of feature and image data; text is token ids",
                           data["standardize"])
+    if Augment.parse(data.get("augment")) is not None and is_text(data):
+        raise ConfigError("data.augment", "flips and crops images; text is token ids", data["augment"])
     return data
 
 

@@ -19,6 +19,7 @@ from squeezer.search import models
 from squeezer.search.models import text
 from squeezer.search.models.user import source_digest
 from squeezer.search.data import Splits
+from squeezer.search.data.augment import Augment
 from squeezer.search.errors import ConfigError
 
 
@@ -72,7 +73,7 @@ def train(model: nn.Module, spec: dict[str, Any], splits: Splits, seed: int, bat
 
     torch.manual_seed(seed)
     ctx = TrialContext(splits.train_x, splits.train_y, splits.val_x, splits.val_y, seed=seed,
-                       batch_size=batch_size, report=report)
+                       batch_size=batch_size, report=report, augment=Augment.parse(spec.get("augment")))
     return fit(model, ctx, hard_labels(model, ctx), Optim(epochs, float(spec.get("lr", 1e-3))), stage="teacher")
 
 

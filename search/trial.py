@@ -23,6 +23,7 @@ from squeezer.compressors.distill import TeacherOutputs
 from squeezer.compressors.training import accuracy, predict
 from squeezer.search import data, models
 from squeezer.search.config import ExperimentConfig
+from squeezer.search.data.augment import Augment
 from squeezer.search.metrics import measure
 from squeezer.search.objectives import CHEAP, Constraint
 from squeezer.search.runtime import export
@@ -62,6 +63,7 @@ class Workbench:
     config: ExperimentConfig
     splits: data.Splits
     outputs: TeacherOutputs  # the main teacher first, then the ensemble's; logits computed or loaded from the cache
+    augment: Augment | None = None  # what training batches go through (``data.augment``)
 
     @property
     def teacher(self) -> nn.Module:
@@ -91,7 +93,12 @@ def prepare(config: ExperimentConfig, given: Given | None = None) -> Workbench:
     in for the config's data and teacher (``data.given``, ``teacher.family: given``)."""
     given = given or Given()
     splits = given.splits or data.load(config.data, config.seed, tokenizer=teacher_tokenizer(config.teacher))
-    specs = ensemble_specs(config.teacher, config.seed)
+    augment = Augment.parse(config.data.get("augment"))
+    if augment is not None:
+        augment.check(splits.input_shape)
+    # a teacher trained here is trained on augmented batches too (and cached under that)
+    specs = [({**spec, "augment": augment.describe()} if augment else spec, seed)
+             for spec, seed in ensemble_specs(config.teacher, config.seed)]
     archs = [{"family": spec["family"], **spec["arch"]} for spec, _ in specs]
     template = given.teacher
     for i, arch in enumerate(archs):  # teachers first: a `teacher` student is the teacher
@@ -110,7 +117,7 @@ def prepare(config: ExperimentConfig, given: Given | None = None) -> Workbench:
         print(f"data: class indices {dict(enumerate(splits.classes))}", file=sys.stderr)
     outputs = TeacherOutputs(teachers, splits.train_x, DiskCache(teachers, splits.fingerprint()))
     outputs.all_logits()
-    return Workbench(config, splits, outputs)
+    return Workbench(config, splits, outputs, augment)
 
 
 def teacher_arch(config: ExperimentConfig) -> dict[str, Any]:
@@ -230,7 +237,7 @@ def _context(bench: Workbench, seed: int, report: Report) -> TrialContext:
     s = bench.splits
     return TrialContext(s.train_x, s.train_y, s.val_x, s.val_y, teacher=bench.teacher,
                         teachers=bench.outputs, seed=seed, batch_size=bench.config.batch_size,
-                        report=report)
+                        report=report, augment=bench.augment)
 
 
 #: ``watch(cheap_metrics)`` -> the per-epoch report hook that may stop the trial (``StoppedEarly``); or None.

@@ -18,6 +18,7 @@ from PIL import Image
 
 from squeezer.search import models
 from squeezer.search.cli import main
+from squeezer.search.data.augment import Augment
 from squeezer.search.errors import ConfigError
 from squeezer.search.models import registry
 from squeezer.search.runtime import export
@@ -238,6 +239,11 @@ BAD = [  # (name, section, settings merged into it or (replace) taking its place
     ("mixed image sizes", "data", {}, resized, "data.image_size"),
     ("an empty class folder", "data", {}, empty_class, "data.path"),
     ("image_size of one pixel", "data", {"image_size": 1}, None, "data.image_size"),
+    ("augment unknown", "data", {"augment": {"rotate": 15}}, None, "data.augment.rotate"),
+    ("augment not a mapping", "data", {"augment": ["flip"]}, None, "data.augment"),
+    ("augment flip not a bool", "data", {"augment": {"flip": "yes"}}, None, "data.augment.flip"),
+    ("augment crop the whole image", "data", {"augment": {"crop": 16}}, None, "data.augment.crop"),
+    ("augment crop negative", "data", {"augment": {"crop": -2}}, None, "data.augment.crop"),
     ("channels 2", "data", {"channels": 2}, None, "data.channels"),
     ("image_size on an npz", "data", {"path": None, "test_path": None, "name": "digits", "image_size": 8}, None,
      "data.image_size"),
@@ -290,3 +296,27 @@ def test_a_family_registered_from_python_is_named_like_a_built_in_one(monkeypatc
     with pytest.raises(ConfigError) as err:
         models.build({"family": "nope"}, (4,), 3)
     assert "'linear'" in str(err.value) and "squeezer.families" in str(err.value)
+
+
+def test_augmentation_flips_and_shifts_each_image_of_a_training_batch() -> None:
+    torch.manual_seed(0)
+    images = torch.arange(64 * 2 * 6 * 6, dtype=torch.float32).reshape(64, 2, 6, 6)
+    flipped = Augment(flip=True)(images)
+    same = (flipped == images).flatten(1).all(1)
+    assert 10 < int(same.sum()) < 54 and (flipped[~same] == images[~same].flip(3)).all()
+    shifted = Augment(crop=2)(images)
+    assert shifted.shape == images.shape
+    for image, original in zip(shifted, images, strict=True):  # a 6x6 window of the image padded by 2 with zeros
+        padded = torch.nn.functional.pad(original, (2, 2, 2, 2))
+        assert any((padded[:, a:a + 6, b:b + 6] == image).all() for a in range(5) for b in range(5))
+    assert not (shifted == images).all()
+
+
+def test_an_augmented_study_trains_its_teacher_on_augmented_batches_and_caches_it_apart(tmp_path: Path) -> None:
+    config = experiment(tmp_path)
+    config["pipeline"] = [{"distill": {"epochs": 1}}, "quantize"]
+    for augment in (None, {"flip": True, "crop": 2}):
+        (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(
+            {**config, "name": f"mine{bool(augment)}", "data": {**config["data"], "augment": augment}}))
+        assert main(["search", str(tmp_path / "experiment.yaml"), "--trials", "1"]) == 0
+    assert len(list((tmp_path / "cache" / "teachers").glob("*.pt"))) == 2

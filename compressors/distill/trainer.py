@@ -68,7 +68,7 @@ class Distiller:
         return {k: w * self.multipliers[k] for k, w in self.active.items()}
 
     def loss(self, idx: torch.Tensor) -> torch.Tensor:
-        x, y, T = self.ctx.train_x[idx], self.ctx.train_y[idx], self.temperature
+        x, y, T = self.ctx.inputs(idx), self.ctx.train_y[idx], self.temperature
         layers = [s for s, _, _ in self.hints] + [s for s, _ in self.maps]
         encoded = self._encode(idx, x)
         with capture(self.student, layers) as features:

@@ -123,7 +123,8 @@ class Quantize(Compressor):
                                                                                           plan.group_size))
         if ctx.teachers is not None:
             logits = ctx.teachers.logits()
-            loss = lambda idx: kd_loss(model(ctx.train_x[idx]), logits[idx], ctx.train_y[idx], 2.0, 0.5, 0.5)
+            def loss(idx: torch.Tensor) -> torch.Tensor:
+                return kd_loss(model(ctx.inputs(idx)), logits[idx], ctx.train_y[idx], 2.0, 0.5, 0.5)
         else:
             loss = hard_labels(model, ctx)
         fit(model, ctx, loss, Optim(self.config.qat_epochs, self.config.qat_lr), stage="qat")

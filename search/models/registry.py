@@ -19,7 +19,8 @@ from squeezer.search.models.vision import cnn, mlp
 Family = Callable[..., nn.Module]
 ENTRY_POINT_GROUP = "squeezer.families"
 _REGISTRY: dict[str, Family] = {"mlp": mlp, "cnn": cnn, "hf": text.hf, "bert": text.bert, "bag": text.bag,
-                                "textcnn": text.textcnn, "factory": factory, "torchvision": torchvision, "program": program}
+                                "textcnn": text.textcnn, "factory": factory, "torchvision": torchvision,
+                                "program": program}
 
 
 def register(name: str) -> Callable[[Family], Family]:

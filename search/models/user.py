@@ -1,6 +1,6 @@
 """The user's own models as families: a factory function in their package or in a Python file (``factory``),
-torchvision's constructors (``torchvision``), and a ``torch.export`` program file (``program``). Importing a factory runs the user's code: Squeezer imports only the
-module the config names, and only because the user named it.
+torchvision's constructors (``torchvision``), and a ``torch.export`` program file (``program``). Importing a factory
+runs the user's code: Squeezer imports only the module the config names, and only because the user named it.
 
 A factory gets the searched settings as keyword arguments, plus ``num_classes`` and ``input_shape`` when it takes
 them; it must return an ``nn.Module`` whose output is one score per class."""
