@@ -32,7 +32,7 @@ DATA_KEYS = {"name", "path", "test_path", "dir", "val_fraction", "test_fraction"
              "label_column", "max_length", "standardize", "image_size", "channels", "given", "feature_columns",
              "augment"}
 TEACHER_KEYS = {"family", "arch", "path", "epochs", "lr", "ensemble", "model", "torchvision", "kwargs", "weights",
-                "given", "program"}
+                "given", "program", "hf"}
 ENSEMBLE_KEYS = {"family", "arch", "path", "epochs", "lr", "seed"}
 MAX_TEACHERS = 16
 
@@ -245,7 +245,18 @@ def _teacher(raw: Any, base_dir: Path) -> dict[str, Any]:
 
 
 def _program(teacher: dict[str, Any], base_dir: Path) -> dict[str, Any]:
-    """``program: model.pt2``: a ``torch.export`` program, used as exported (family ``program``)."""
+    """``program: model.pt2``: a ``torch.export`` program, used as exported (family ``program``); ``hf: DIR``: a
+    local Hugging Face model directory (family ``hf``)."""
+    if "hf" in teacher:
+        clash = sorted({"family", "arch", "model", "torchvision", "kwargs", "program"} & set(teacher))
+        if clash:
+            raise ConfigError(f"teacher.{clash[0]}", "does not go with teacher.hf, which names the model",
+                              teacher[clash[0]])
+        where = teacher.pop("hf")
+        if not isinstance(where, str) or not where:
+            raise ConfigError("teacher.hf", "must be a local Hugging Face model directory", where)
+        local = base_dir / where
+        return {**teacher, "family": "hf", "arch": {"model": str(local.resolve()) if local.exists() else where}}
     if "program" not in teacher:
         return teacher
     clash = sorted({"family", "arch", "model", "torchvision", "kwargs", "path", "weights", "epochs"} & set(teacher))

@@ -39,6 +39,14 @@ def get_teacher(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int
         return _load(model, Path(spec["path"]), f"{key}.path")
     if spec["family"] == "program":  # trained where it was exported: its weights are in the file
         return model.eval()
+    labels = text.fine_tuned_labels(spec["arch"].get("model", text.DEFAULT_MODEL), splits.num_classes) \
+        if spec["family"] == "hf" else None
+    if labels is not None:  # a classifier for these classes already: used as is, unless epochs asks for more
+        how = text.align_classes(model, labels, splits.classes, spec["arch"].get("model", text.DEFAULT_MODEL))
+        print(f"teacher: {spec['arch'].get('model')} is fine-tuned for the data's {len(labels)} classes; {how}",
+              file=sys.stderr)
+        if "epochs" not in spec:
+            return model.eval()
     path = cache_dir() / "teachers" / f"{teacher_key(spec, splits, seed, batch_size)}.pt"
     if path.is_file():
         print(f"teacher: loaded from cache {path}", file=sys.stderr)

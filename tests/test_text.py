@@ -386,3 +386,54 @@ def test_the_teachers_hidden_states_and_attentions_are_computed_once_then_cached
     again = TeacherOutputs([teacher], x, cache)
     again.encoded([2], [1, 3])
     assert again.forward_passes == 0
+
+
+def test_a_users_fine_tuned_classifier_directory_is_the_teacher_as_it_is(tmp_path: Path, minilm_tokenizer,
+                                                                         capsys) -> None:
+    """A sequence classifier already trained for the data's classes (its labels in another order than the data's)
+    is used as is: not trained again, nothing cached, its outputs matched to the data's classes by name."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=minilm_tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
+                        id2label={0: "rotten", 1: "fresh"}, label2id={"rotten": 0, "fresh": 1})
+    model = BertForSequenceClassification(config)
+    batch = minilm_tokenizer(POSITIVE + NEGATIVE, padding=True, return_tensors="pt")
+    labels = torch.tensor([1] * 5 + [0] * 5)  # its own order: fresh is 1
+    optimizer = torch.optim.Adam(model.parameters(), 3e-3)
+    for _ in range(40):  # the user's fine-tuning, elsewhere
+        optimizer.zero_grad()
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+    model.save_pretrained(tmp_path / "mine")
+    minilm_tokenizer.save_pretrained(tmp_path / "mine")
+
+    study = text_study(tmp_path, tmp_path / "mine", trials=1)
+    study["teacher"] = {"hf": "mine"}  # relative to the experiment file
+    (tmp_path / "text.yaml").write_text(yaml.safe_dump(study))
+    assert main(["search", str(tmp_path / "text.yaml")]) == 0
+    out, err = capsys.readouterr()
+    assert "is fine-tuned for the data's 2 classes; its outputs matched to the data's classes by name" in err
+    assert "teacher: epoch" not in err and not (tmp_path / "cache" / "teachers").exists()
+    teacher_line = next(line for line in out.splitlines() if line.startswith("teacher:"))
+    assert "accuracy=1.0000" in teacher_line  # matched in the wrong order, it would be wrong on every review
+
+
+def test_a_classifier_fine_tuned_for_other_classes_than_the_datas_is_one_line(tmp_path: Path, minilm_tokenizer,
+                                                                            capsys) -> None:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=minilm_tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=64,
+                        id2label={0: "positive", 1: "negative"})
+    BertForSequenceClassification(config).save_pretrained(tmp_path / "other")
+    minilm_tokenizer.save_pretrained(tmp_path / "other")
+    study = text_study(tmp_path, tmp_path / "other", trials=1)
+    study["teacher"] = {"hf": str(tmp_path / "other")}
+    (tmp_path / "text.yaml").write_text(yaml.safe_dump(study))
+    capsys.readouterr()  # saving the model printed its progress
+    assert main(["search", str(tmp_path / "text.yaml")]) == 2
+    assert "fine-tuned for the classes ['positive', 'negative'], but the data's are ['fresh', 'rotten']" in \
+        one_line(capsys.readouterr().err, "teacher.arch.model")
+    assert not (tmp_path / "mlflow.db").exists()

@@ -7,6 +7,7 @@ Nothing here reaches a model hub: every load is ``local_files_only`` and the hub
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,8 @@ def hf(input_shape: tuple[int, ...], num_classes: int, *, tokens: Tokens, model:
         config = AutoConfig.from_pretrained(path, num_labels=num_classes, local_files_only=True)
         if torch.empty(0).device.type == "meta":
             return TextClassifier(AutoModelForSequenceClassification.from_config(config), tokens.pad_id)
-        loaded = AutoModelForSequenceClassification.from_pretrained(path, config=config, local_files_only=True)
+        loaded = AutoModelForSequenceClassification.from_pretrained(path, config=config, local_files_only=True,
+                                                                    ignore_mismatched_sizes=True)
     except ConfigError:
         raise
     except Exception as err:  # noqa: BLE001 - a user's files: unreadable config, truncated weights, ...
@@ -132,6 +134,38 @@ def hf(input_shape: tuple[int, ...], num_classes: int, *, tokens: Tokens, model:
     check(input_shape[0] <= config.max_position_embeddings, "data.max_length",
           f"must be <= the teacher's {config.max_position_embeddings} positions", input_shape[0])
     return TextClassifier(loaded, tokens.pad_id)
+
+
+def fine_tuned_labels(name: str, num_classes: int) -> list[str] | None:
+    """The class names (in its output order) of a model directory that is already a sequence classifier for
+    ``num_classes`` classes; None for one that is not (its head is new and must be fine-tuned)."""
+    config = json.loads((model_dir(name) / "config.json").read_text())
+    heads = [a for a in config.get("architectures") or [] if a.endswith("ForSequenceClassification")]
+    labels = config.get("id2label") or {}
+    if not heads or len(labels) != num_classes:
+        return None
+    return [str(labels.get(str(i), labels.get(i, f"LABEL_{i}"))) for i in range(num_classes)]
+
+
+def align_classes(model: TextClassifier, labels: list[str], classes: tuple[str, ...] | None, name: str) -> str:
+    """Reorder a fine-tuned classifier's outputs to the data's class order (its head's rows permuted in place, so
+    a copy or an export keeps it). Returns how the classes were matched, for the log."""
+    generic = all(label == f"LABEL_{i}" for i, label in enumerate(labels))
+    if classes is None or generic:
+        return f"its outputs taken as the data's classes in order ({labels} = {list(classes or range(len(labels)))})"
+    mine, theirs = [c.lower() for c in classes], [label.lower() for label in labels]
+    if sorted(mine) != sorted(theirs):
+        raise ConfigError("teacher.arch.model", f"is fine-tuned for the classes {labels}, but the data's are "
+                          f"{list(classes)} (rename them, or give teacher.epochs to fine-tune a new head)", name)
+    order = [theirs.index(c) for c in mine]
+    head = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == len(labels)][-1]
+    with torch.no_grad():
+        head.weight.copy_(head.weight[order])
+        if head.bias is not None:
+            head.bias.copy_(head.bias[order])
+    model.model.config.id2label = dict(enumerate(classes))
+    model.model.config.label2id = {c: i for i, c in enumerate(classes)}
+    return f"its outputs matched to the data's classes by name ({labels} -> {list(classes)})"
 
 
 def bert(input_shape: tuple[int, ...], num_classes: int, *, tokens: Tokens, teacher: nn.Module | None = None,
