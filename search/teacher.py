@@ -19,13 +19,9 @@ from squeezer.search import models
 from squeezer.search.models import text
 from squeezer.search.models.user import source_digest
 from squeezer.search.data import Splits
+from squeezer.search.defaults import cache_dir
 from squeezer.search.data.augment import Augment
 from squeezer.search.errors import ConfigError
-
-
-def cache_dir() -> Path:
-    """Where trained teachers are kept: ``$SQUEEZER_CACHE`` or ``~/.cache/squeezer``."""
-    return Path(os.environ.get("SQUEEZER_CACHE", Path.home() / ".cache" / "squeezer"))
 
 
 def get_teacher(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int,
@@ -106,7 +102,8 @@ class DiskCache:
     """Teacher outputs on disk under ``<cache>/outputs/<teacher digest>-<data digest>/<name>.pt``.
 
     Keyed by the teacher's weights and the data, so resumed studies, parallel workers and other studies with the
-    same teacher reuse them. Written atomically: a reader never sees half a file.
+    same teacher reuse them. Written atomically: a reader never sees half a file. Read memory-mapped: only the rows
+    a batch indexes are read from disk.
     """
 
     def __init__(self, teachers: list[nn.Module], data_fingerprint: str) -> None:
@@ -119,8 +116,11 @@ class DiskCache:
         print(f"teacher {teacher}: {name} loaded from cache {path}", file=sys.stderr, flush=True)
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
 
-    def put(self, teacher: int, name: str, value: torch.Tensor) -> None:
-        _save_atomically(value, self.dirs[teacher] / f"{name}.pt")
+    def put(self, teacher: int, name: str, value: torch.Tensor) -> torch.Tensor:
+        """Write ``value``; returns it memory-mapped from the file."""
+        path = self.dirs[teacher] / f"{name}.pt"
+        _save_atomically(value, path)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
 
 
 def weights_digest(model: nn.Module) -> str:

@@ -92,24 +92,21 @@ def prepare(config: ExperimentConfig, given: Given | None = None) -> Workbench:
     load) the teachers and compute (or load) their logits on the training split. ``given``: objects that stand
     in for the config's data and teacher (``data.given``, ``teacher.family: given``)."""
     given = given or Given()
-    splits = given.splits or data.load(config.data, config.seed, tokenizer=teacher_tokenizer(config.teacher))
     augment = Augment.parse(config.data.get("augment"))
-    if augment is not None:
-        augment.check(splits.input_shape)
     # a teacher trained here is trained on augmented batches too (and cached under that)
     specs = [({**spec, "augment": augment.describe()} if augment else spec, seed)
              for spec, seed in ensemble_specs(config.teacher, config.seed)]
-    archs = [{"family": spec["family"], **spec["arch"]} for spec, _ in specs]
     template = given.teacher
-    for i, arch in enumerate(archs):  # teachers first: a `teacher` student is the teacher
-        models.check_fits(arch, splits.input_shape, splits.num_classes, config.batch_size, key=_teacher_key(i),
-                          tokens=splits.tokens, template=template)
-    for arch in boundary_points(config.student):  # on the meta device: an absurd width allocates nothing
-        models.check_fits(models.resolve(arch, archs[0]), splits.input_shape, splits.num_classes, config.batch_size,
-                          tokens=splits.tokens, template=template)
-    check_pipeline(config, splits, archs, template)
-    for i, (spec, _) in enumerate(specs):  # every checkpoint, before any teacher trains (and is cached)
-        check_checkpoint(spec, splits, key=_teacher_key(i).removesuffix(".arch"))
+    ahead = given.splits or data.preview(config.data)  # an image folder's shape and classes, from its headers
+    if ahead is not None:  # checked before the folder is decoded (and cached)
+        check_models(config, ahead, specs, template, augment)
+    splits = given.splits or data.load(config.data, config.seed, tokenizer=teacher_tokenizer(config.teacher))
+    if ahead is None:
+        check_models(config, splits, specs, template, augment)
+    for step in config.pipeline:
+        for point in boundary_points(step.space):
+            with named_by(step.name):
+                compressors.get(step.name)(point).check_data(len(splits.train_y))
     teachers = [template.eval() if spec["family"] == models.GIVEN else
                 get_teacher(spec, splits, seed, config.batch_size, key=_teacher_key(i).removesuffix(".arch"))
                 for i, (spec, seed) in enumerate(specs)]
@@ -125,23 +122,38 @@ def teacher_arch(config: ExperimentConfig) -> dict[str, Any]:
     return {"family": config.teacher["family"], **config.teacher["arch"]}
 
 
-def check_pipeline(config: ExperimentConfig, splits: data.Splits, teacher_archs: list[dict[str, Any]],
+def check_models(config: ExperimentConfig, shape: data.Shape, specs: list[tuple[dict[str, Any], int]],
+                 template: nn.Module | None = None, augment: Augment | None = None) -> None:
+    """Everything about the models that the data's ``shape`` (its sample shape, classes and tokens) decides, before
+    anything is allocated or trains: every teacher and every student the space allows fit in memory and give one
+    score per class, the pipeline's settings work with them (on the meta device), every checkpoint loads."""
+    if augment is not None:
+        augment.check(shape.input_shape)
+    archs = [{"family": spec["family"], **spec["arch"]} for spec, _ in specs]
+    for i, arch in enumerate(archs):  # teachers first: a `teacher` student is the teacher
+        models.check_fits(arch, shape.input_shape, shape.num_classes, config.batch_size, key=_teacher_key(i),
+                          tokens=shape.tokens, template=template)
+    for arch in boundary_points(config.student):  # on the meta device: an absurd width allocates nothing
+        models.check_fits(models.resolve(arch, archs[0]), shape.input_shape, shape.num_classes, config.batch_size,
+                          tokens=shape.tokens, template=template)
+    check_pipeline(config, shape, archs, template)
+    for i, (spec, _) in enumerate(specs):  # every checkpoint, before any teacher trains (and is cached)
+        check_checkpoint(spec, shape, key=_teacher_key(i).removesuffix(".arch"))
+
+
+def check_pipeline(config: ExperimentConfig, shape: data.Shape, teacher_archs: list[dict[str, Any]],
                    template: nn.Module | None = None) -> None:
     """Ask each compressor whether its settings work with every boundary student and the teachers, on the meta
     device, before anything trains (e.g. that a feature layer it names exists)."""
-    shape, classes, tokens = splits.input_shape, splits.num_classes, splits.tokens
-    for step in config.pipeline:
-        for point in boundary_points(step.space):
-            with named_by(step.name):
-                compressors.get(step.name)(point).check_data(len(splits.train_y))
+    dims, classes, tokens = shape.input_shape, shape.num_classes, shape.tokens
     with torch.device("meta"):
-        example = torch.zeros(2, *shape, dtype=splits.train_x.dtype)  # two: a batch of any size
-        teachers = [models.build(arch, shape, classes, key=_teacher_key(i), tokens=tokens, template=template)
+        example = torch.zeros(2, *dims, dtype=torch.int64 if tokens else torch.float32)  # two: a batch of any size
+        teachers = [models.build(arch, dims, classes, key=_teacher_key(i), tokens=tokens, template=template)
                     for i, arch in enumerate(teacher_archs)]
         for i, teacher in enumerate(teachers if tokens is None else []):  # text models cut padding: not on meta
             check_output(teacher, example, classes, _teacher_key(i).removesuffix(".arch"))
         for arch in boundary_points(config.student):
-            student = models.build(models.resolve(arch, teacher_archs[0]), shape, classes, tokens=tokens,
+            student = models.build(models.resolve(arch, teacher_archs[0]), dims, classes, tokens=tokens,
                                    template=template)
             if tokens is None:
                 check_output(student, example, classes, "student")

@@ -16,7 +16,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from squeezer.search import models
+from squeezer.search import data, models
 from squeezer.search.cli import main
 from squeezer.search.data.augment import Augment
 from squeezer.search.errors import ConfigError
@@ -162,6 +162,12 @@ def bad_image(where: Path) -> None:
     (where / "train" / "vertical" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
 
 
+def cut_short(where: Path) -> None:
+    """An image whose header reads but whose pixels are cut off."""
+    image = where / "train" / "vertical" / "0.png"
+    image.write_bytes(image.read_bytes()[:60])
+
+
 def resized(where: Path) -> None:
     Image.new("L", (20, 12)).save(where / "train" / "vertical" / "odd.png")
 
@@ -236,6 +242,7 @@ BAD = [  # (name, section, settings merged into it or (replace) taking its place
     ("a program trained again", "teacher", {**PROGRAM, "epochs": 3}, save_program, "teacher.epochs"),
     ("a program pruned", "teacher", PROGRAM, save_program, "prune.ratio"),
     ("a corrupt image", "data", {}, bad_image, "data.path"),
+    ("an image cut short", "data", {}, cut_short, "data.path"),
     ("mixed image sizes", "data", {}, resized, "data.image_size"),
     ("an empty class folder", "data", {}, empty_class, "data.path"),
     ("image_size of one pixel", "data", {"image_size": 1}, None, "data.image_size"),
@@ -320,3 +327,44 @@ def test_an_augmented_study_trains_its_teacher_on_augmented_batches_and_caches_i
             {**config, "name": f"mine{bool(augment)}", "data": {**config["data"], "augment": augment}}))
         assert main(["search", str(tmp_path / "experiment.yaml"), "--trials", "1"]) == 0
     assert len(list((tmp_path / "cache" / "teachers").glob("*.pt"))) == 2
+
+
+def test_an_image_folder_is_memory_mapped_and_trains_as_the_same_images_held_in_memory(tmp_path: Path) -> None:
+    """The folder is decoded once into a uint8 array on disk, its splits written to float32 files and memory-mapped;
+    a trial on it gives what a trial on the same images in an .npz (read into memory) gives."""
+    config = experiment(tmp_path)
+    files = sorted(p for p in (tmp_path / "train").rglob("*.png"))  # the folder's order: class folders, then files
+    np.savez(tmp_path / "same.npz", X=np.stack([np.asarray(Image.open(f), dtype=np.float32)[None] for f in files]),
+             y=np.array([f.parent.name for f in files]))
+    config.update(student={"family": "cnn", "channels": 4, "hidden": 8},
+                  pipeline=[{"distill": {"epochs": 1}}, {"quantize": {"bits": 8}}])
+    metrics = {}
+    for name, path in (("folder", tmp_path / "train"), ("memory", tmp_path / "same.npz")):
+        (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(
+            {**config, "name": name, "data": {"path": str(path), "val_fraction": 0.2, "test_fraction": 0.2}}))
+        assert main(["search", str(tmp_path / "experiment.yaml"), "--trials", "1"]) == 0
+        client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+        [run] = client.search_runs([client.get_experiment_by_name(f"squeezer-{name}").experiment_id],
+                                   "tags.`squeezer.role` = 'trial'")
+        metrics[name] = run.data.metrics
+    for metric in ("accuracy", "f1_macro", "test_accuracy"):
+        assert metrics["folder"][metric] == pytest.approx(metrics["memory"][metric], abs=1e-6), metric
+
+    splits = data.load({"path": str(tmp_path / "train"), "val_fraction": 0.2, "test_fraction": 0.2}, seed=0)
+    [mapped] = (tmp_path / "cache" / "images").glob("*.npy")
+    assert np.load(mapped, mmap_mode="r").shape == (180, 1, 16, 16)
+    for name in ("train_x", "val_x", "test_x", "val_raw", "test_raw"):
+        [part] = (tmp_path / "cache" / "splits").glob(f"*/{name}.npy")
+        tensor = getattr(splits, name)
+        assert mapped_file(tensor) == str(part) and torch.equal(torch.from_numpy(np.load(part)), tensor)
+
+
+def mapped_file(tensor: torch.Tensor) -> str | None:
+    """The file whose memory mapping holds ``tensor``'s data (from /proc/self/maps), or None for anonymous memory."""
+    address = tensor.data_ptr()
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        start, end = (int(v, 16) for v in fields[0].split("-"))
+        if start <= address < end:
+            return fields[5].strip() if len(fields) > 5 and fields[5].startswith("/") else None
+    return None

@@ -18,7 +18,9 @@ class OutputCache(Protocol):
 
     def get(self, teacher: int, name: str) -> torch.Tensor | None: ...
 
-    def put(self, teacher: int, name: str, value: torch.Tensor) -> None: ...
+    def put(self, teacher: int, name: str, value: torch.Tensor) -> torch.Tensor | None:
+        """Keep ``value``; may return the kept copy (e.g. memory-mapped from disk) to use instead of it."""
+        ...
 
 
 class TeacherOutputs:
@@ -62,9 +64,7 @@ class TeacherOutputs:
                 self._kept[(0, name)] = value
         if any((0, name) not in self._kept for name in names):
             for name, value in self._encode_all().items():
-                self._kept[(0, name)] = value
-                if self.cache:
-                    self.cache.put(0, name, value)
+                self._keep(0, name, value)
         values = {name: self._kept[(0, name)] for name in names}
         return ({i: values[f"hidden.{i}"] for i in hidden}, {i: values[f"attention_probs.{i}"] for i in attention})
 
@@ -103,21 +103,23 @@ class TeacherOutputs:
             return
         _, found = self._run(0, sorted(set(missing.values())))
         for name, layer in missing.items():
-            value = (attention_map(found[layer]) if name.startswith("attention.") else found[layer]).half()
-            self._kept[(0, name)] = value
-            if self.cache:
-                self.cache.put(0, name, value)
+            self._keep(0, name, (attention_map(found[layer]) if name.startswith("attention.") else found[layer]).half())
 
     def _get(self, teacher: int, name: str, compute) -> torch.Tensor:  # noqa: ANN001 - a thunk
         key = (teacher, name)
         if key not in self._kept:
             value = self.cache.get(teacher, name) if self.cache else None
             if value is None:
-                value = compute()
-                if self.cache:
-                    self.cache.put(teacher, name, value)
+                return self._keep(teacher, name, compute())
             self._kept[key] = value
         return self._kept[key]
+
+    def _keep(self, teacher: int, name: str, value: torch.Tensor) -> torch.Tensor:
+        """Keep a computed output: the cache's copy of it where there is one (memory-mapped: the computed tensor
+        is freed)."""
+        kept = self.cache.put(teacher, name, value) if self.cache else None
+        self._kept[(teacher, name)] = value if kept is None else kept
+        return self._kept[(teacher, name)]
 
     @torch.no_grad()
     def _run(self, teacher: int, layers: list[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from squeezer.search.data.images import FASHION_MNIST_DIR, digits, fashion_mnist, image_folder, npz, read_idx
+from squeezer.search.data.folders import image_folder, scan
+from squeezer.search.data.images import FASHION_MNIST_DIR, digits, fashion_mnist, npz, read_idx
 from squeezer.search.data.preprocess import STANDARDIZE, InputSpec, Standardize
 from squeezer.search.data.tables import is_table, read_table
-from squeezer.search.data.split import Splits, Tokens, class_indices, given_splits, split
+from squeezer.search.data.split import Preview, Shape, Splits, Tokens, class_indices, given_splits, split
 from squeezer.search.data.text import TEXT_KEYS, read_texts, tokenize
 from squeezer.search.errors import ConfigError
 
@@ -47,15 +48,29 @@ def load(spec: Mapping[str, Any], seed: int, tokenizer: Any = None) -> Splits:
                  standardize=spec.get("standardize", "feature"))
 
 
+def preview(spec: Mapping[str, Any]) -> Preview | None:
+    """The shape and class count of an image folder (``data.path`` a directory), from its files' headers: what the
+    models are checked against before the images are decoded. None for other data (read whole by ``load``)."""
+    if not spec.get("path") or not Path(spec["path"]).is_dir() or is_text(spec) or is_table(spec):
+        return None
+    folders = [scan(Path(spec[which]), f"data.{which}", _size(spec), spec.get("channels"))
+               for which in ("path", "test_path") if spec.get(which) and Path(spec[which]).is_dir()]
+    _, _, classes = class_indices(folders[0].labels, folders[1].labels if len(folders) > 1 else None)
+    return Preview((folders[0].channels, *folders[0].size), len(classes or ()))
+
+
+def _size(spec: Mapping[str, Any]) -> tuple[int, int] | None:
+    size = spec.get("image_size")
+    return (size, size) if isinstance(size, int) else None if size is None else tuple(size)
+
+
 def _features(spec: Mapping[str, Any], which: str) -> tuple[Any, Any]:
     """An image folder (a directory: one sub-folder per class) or an .npz of arrays X and y."""
     path, key = Path(spec[which]), f"data.{which}"
     if is_table({**spec, "path": str(path)}):
         return read_table(path, key, str(spec.get("label_column", "label")), spec.get("feature_columns"))
     if path.is_dir():
-        size = spec.get("image_size")
-        size = (size, size) if isinstance(size, int) else None if size is None else tuple(size)
-        return image_folder(path, key, size, spec.get("channels"))
+        return image_folder(path, key, _size(spec), spec.get("channels"))
     return npz(path, key)
 
 
@@ -81,5 +96,5 @@ def _text(spec: Mapping[str, Any], seed: int, tokenizer: Any, val_fraction: floa
                  spec.get("train_size"), tokens=tokens, classes=classes)
 
 
-__all__ = ["FASHION_MNIST_DIR", "IMAGE_SETS", "STANDARDIZE", "InputSpec", "Standardize", "TEXT_KEYS", "TEXT_SETS",
-           "Splits", "Tokens", "given_splits", "is_text", "load", "read_idx"]
+__all__ = ["FASHION_MNIST_DIR", "IMAGE_SETS", "STANDARDIZE", "InputSpec", "Preview", "Shape", "Standardize",
+           "TEXT_KEYS", "TEXT_SETS", "Splits", "Tokens", "given_splits", "is_text", "load", "preview", "read_idx"]

@@ -92,48 +92,4 @@ def _features(x: np.ndarray, key: str, path: Path) -> np.ndarray:
     return x[:, None] if x.ndim == 3 else x
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 MAX_SIDE = 4096
-
-
-def image_folder(directory: Path, key: str, image_size: tuple[int, int] | None = None,
-                 channels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """An image folder: one sub-folder per class (its name is the class), PNG or JPEG files in it. Images are read
-    as grayscale (1 channel) or RGB (3; default: RGB unless every image is grayscale), resized to ``image_size``
-    (H, W) when given; without it they must all have one size. Returns pixel values (N, C, H, W) as they are (0-255)
-    and the class names per image."""
-    from PIL import Image, UnidentifiedImageError
-
-    folders = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(folders) < 2:
-        raise ConfigError(key, "an image folder needs one sub-folder per class, at least two", str(directory))
-    files: list[tuple[Path, str]] = []
-    for folder in folders:
-        found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not found:
-            raise ConfigError(key, f"class folder {folder.name!r} holds no images ({', '.join(IMAGE_SUFFIXES)})",
-                              str(folder))
-        files += [(p, folder.name) for p in found]
-    images, modes, sizes = [], set(), set()
-    for path, _ in files:
-        try:
-            with Image.open(path) as image:
-                image.load()
-                modes.add(image.mode)
-                sizes.add(image.size)
-                images.append(image.copy())
-        except (OSError, UnidentifiedImageError, ValueError) as err:
-            raise ConfigError(key, f"cannot read the image {path.relative_to(directory)} ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else 'corrupt'})", str(directory)) from None
-    if image_size is None and len(sizes) > 1:
-        raise ConfigError("data.image_size", f"is needed: the images have {len(sizes)} sizes (e.g. "
-                          f"{sorted(sizes)[:3]} as width x height); set image_size: [H, W] to resize them", None)
-    channels = channels or (1 if modes <= {"L", "1", "I;16", "I"} else 3)
-    mode = "L" if channels == 1 else "RGB"
-    width, height = (image_size[1], image_size[0]) if image_size else next(iter(sizes))
-    arrays = [np.asarray(image.convert(mode).resize((width, height), Image.BILINEAR)
-                         if image.size != (width, height) else image.convert(mode), dtype=np.float32)
-              for image in images]
-    x = np.stack(arrays)
-    x = x[:, None] if channels == 1 else x.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(x), np.array([name for _, name in files])

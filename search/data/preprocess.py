@@ -12,6 +12,7 @@ import torch
 
 STANDARDIZE = ("feature", "global", "none")  # data.standardize
 MIN_STD = 1e-8  # a constant feature is centred, not blown up
+CHUNK_BYTES = 64 << 20  # rows read at once when fitting, as float64
 
 
 @dataclass(frozen=True)
@@ -25,18 +26,26 @@ class Standardize:
     shape: tuple[int, ...]
 
     @classmethod
-    def fit(cls, x: np.ndarray, mode: str) -> Standardize | None:
-        """The standardisation of training features ``x`` (N, F) or (N, C, H, W); None for ``mode`` none."""
+    def fit(cls, x: np.ndarray, mode: str, rows: np.ndarray | None = None) -> Standardize | None:
+        """The standardisation of training features ``x`` (N, F) or (N, C, H, W) (only its ``rows``, if given);
+        None for ``mode`` none. Computed over chunks of rows (merged as Chan et al. merge variances), so a
+        memory-mapped ``x`` is never read whole into memory."""
         if mode == "none":
             return None
-        x64 = x.astype(np.float64)
-        if mode == "global":
-            mean, std, shape = x64.mean(keepdims=True), x64.std(keepdims=True), (1,)
-        else:  # per column of a table (N, F), per channel of an image (N, C, H, W)
-            axes = (0,) if x.ndim == 2 else (0, *range(2, x.ndim))
-            mean, std = x64.mean(axis=axes), x64.std(axis=axes)
-            shape = (x.shape[1],) + (1,) * (x.ndim - 2)
+        rows = np.arange(len(x)) if rows is None else np.asarray(rows)
+        per_row = max(1, int(np.prod(x.shape[1:]))) * 8
+        count, mean, m2 = 0, np.zeros(()), np.zeros(())
+        for chunk in np.array_split(rows, max(1, len(rows) * per_row // CHUNK_BYTES)):
+            values = np.asarray(x[np.sort(chunk)], dtype=np.float64)
+            # one row per statistic: all values (global), or per column of a table / channel of an image
+            values = values.reshape(1, -1) if mode == "global" else np.moveaxis(values, 1, 0).reshape(x.shape[1], -1)
+            n, chunk_mean = values.shape[1], values.mean(axis=1)
+            chunk_m2 = ((values - chunk_mean[:, None]) ** 2).sum(axis=1)
+            delta, total = chunk_mean - mean, count + n
+            mean, m2, count = mean + delta * n / total, m2 + chunk_m2 + delta ** 2 * count * n / total, total
+        std = np.sqrt(m2 / count)
         std = np.where(std < MIN_STD, 1.0, std)
+        shape = (1,) if mode == "global" else (x.shape[1],) + (1,) * (x.ndim - 2)
         return cls(mode, tuple(np.ravel(mean).tolist()), tuple(np.ravel(std).tolist()), shape)
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
+from typing import Protocol
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from squeezer.search.data.preprocess import InputSpec, Standardize
+from squeezer.search.defaults import cache_dir
 from squeezer.search.errors import ConfigError
 
 
@@ -19,6 +23,29 @@ class Tokens:
 
     vocab_size: int
     pad_id: int
+
+
+class Shape(Protocol):
+    """What the models depend on: one sample's shape, the number of classes, the tokens of text (``Splits``, or an
+    image folder's ``Preview`` before it is decoded)."""
+
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def num_classes(self) -> int: ...
+
+    @property
+    def tokens(self) -> Tokens | None: ...
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The shape of data known before it is read (an image folder's, from its files' headers)."""
+
+    input_shape: tuple[int, ...]
+    num_classes: int
+    tokens: Tokens | None = None
 
 
 @dataclass
@@ -68,7 +95,9 @@ class Splits:
 
     def fingerprint(self) -> str:
         """A short hash of the training data, to key caches on."""
-        digest = hashlib.sha256(self.train_x.numpy().tobytes())
+        digest = hashlib.sha256()
+        for chunk in self.train_x.split(4096):  # a chunk at a time: the data may be memory-mapped
+            digest.update(chunk.numpy().tobytes())
         digest.update(self.train_y.numpy().tobytes())
         return digest.hexdigest()[:16]
 
@@ -118,7 +147,7 @@ def _check_splits(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: 
     if classes < 2:
         raise ConfigError("data", "the training split must hold at least two classes", f"{classes} class(es)")
     for name, size, least in (("training", len(train_idx), 2 * classes), ("validation", len(val_idx), classes),
-                              ("test", len(test[0]), 1)):
+                              ("test", len(test[1]), 1)):
         if size < least:
             raise ConfigError("data", f"the {name} split needs at least {least} samples; use more data or change "
                               "data.val_fraction / data.test_fraction", f"{size} samples")
@@ -141,23 +170,79 @@ def split(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarr
     test_idx, val_idx, train_idx = np.split(order, [n_test, n_test + n_val])
     if train_size:
         train_idx = train_idx[: int(train_size)]
-    test = test if test is not None else (x[test_idx], y[test_idx])
+    if test is None:
+        test, test_idx = (x, y[test_idx]), test_idx
+    else:
+        test_idx = None
     _check_splits(x, y, train_idx, val_idx, test)
-    return _splits((x[train_idx], y[train_idx]), (x[val_idx], y[val_idx]), test, tokens, classes, standardize)
+    return _splits((x, train_idx, y[train_idx]), (x, val_idx, y[val_idx]), (test[0], test_idx, test[1]), tokens,
+                   classes, standardize)
 
 
-def _splits(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
-            test: tuple[np.ndarray, np.ndarray], tokens: Tokens | None, classes: tuple[str, ...] | None,
+#: A part of the data: the samples ``x[rows]`` (all of ``x`` when rows is None) and their labels.
+Part = tuple[np.ndarray, "np.ndarray | None", np.ndarray]
+
+
+def _splits(train: Part, val: Part, test: Part, tokens: Tokens | None, classes: tuple[str, ...] | None,
             standardize: str) -> Splits:
     """The three parts as tensors: features standardised with the training part's statistics (the raw validation
-    and test inputs kept beside), token ids as they are."""
-    fitted = None if tokens is not None else Standardize.fit(train[0], standardize)
-    dtype = np.int64 if tokens is not None else np.float32
-    as_is = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=dtype))  # noqa: E731
-    tensor = as_is if fitted is None else lambda a: torch.from_numpy(np.ascontiguousarray(fitted(a)))  # noqa: E731
-    raw = None if fitted is None else (as_is(val[0]), as_is(test[0]))
-    return Splits(tensor(train[0]), torch.from_numpy(train[1]), tensor(val[0]), torch.from_numpy(val[1]),
-                  tensor(test[0]), torch.from_numpy(test[1]), tokens, classes, fitted, raw)
+    and test inputs kept beside), token ids as they are. Parts of a memory-mapped array (an image folder) are
+    written, a chunk at a time, to memory-mapped files (``mapped``) instead of being read into memory."""
+    fitted = None if tokens is not None else Standardize.fit(train[0], standardize, rows=train[1])
+    store = _MappedParts(train, val, test, standardize) if any(isinstance(p[0], np.memmap) for p in (train, val,
+                                                                                                     test)) else None
+
+    def tensor(part: Part, name: str, transform: Standardize | None) -> torch.Tensor:
+        if store is not None:
+            return store.tensor(part, name, transform)
+        values = part[0] if part[1] is None else part[0][part[1]]
+        if tokens is not None:
+            return torch.from_numpy(np.ascontiguousarray(values, dtype=np.int64))
+        values = np.ascontiguousarray(values, dtype=np.float32)
+        return torch.from_numpy(values if transform is None else np.ascontiguousarray(transform(values)))
+
+    raw = None if fitted is None else (tensor(val, "val_raw", None), tensor(test, "test_raw", None))
+    return Splits(tensor(train, "train_x", fitted), torch.from_numpy(train[2]), tensor(val, "val_x", fitted),
+                  torch.from_numpy(val[2]), tensor(test, "test_x", fitted), torch.from_numpy(test[2]), tokens,
+                  classes, fitted, raw)
+
+
+class _MappedParts:
+    """The parts of memory-mapped data as float32 ``.npy`` files under ``<cache>/splits/<digest>/``, written once
+    a chunk of rows at a time and memory-mapped (copy-on-write: a tensor op never writes back)."""
+
+    CHUNK_BYTES = 64 << 20
+
+    def __init__(self, train: Part, val: Part, test: Part, standardize: str) -> None:
+        digest = hashlib.sha256(standardize.encode())
+        for x, rows, _ in (train, val, test):
+            digest.update(str(getattr(x, "filename", None) or hashlib.sha256(np.ascontiguousarray(x)).hexdigest())
+                          .encode())
+            digest.update(b"all" if rows is None else np.asarray(rows).tobytes())
+        self.folder = cache_dir() / "splits" / digest.hexdigest()[:20]
+
+    def tensor(self, part: Part, name: str, transform: Standardize | None) -> torch.Tensor:
+        path = self.folder / f"{name}.npy"
+        if not path.is_file():
+            self._write(part, path, transform)
+        return torch.from_numpy(np.load(path, mmap_mode="c"))
+
+    def _write(self, part: Part, path: Path, transform: Standardize | None) -> None:
+        x, rows, _ = part
+        rows = np.arange(len(x)) if rows is None else np.asarray(rows)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(rows), *x.shape[1:]))
+        step = max(1, self.CHUNK_BYTES // max(1, 4 * int(np.prod(x.shape[1:]))))
+        try:
+            for start in range(0, len(rows), step):
+                chunk = np.asarray(x[rows[start:start + step]], dtype=np.float32)
+                out[start:start + len(chunk)] = chunk if transform is None else transform(chunk)
+            out.flush()
+            del out
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 def given_splits(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
@@ -179,7 +264,8 @@ def given_splits(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np
     x = np.concatenate([train[0], val[0]])
     _check_splits(np.concatenate([x, test[0]]), np.concatenate([y_train, y_val, y_test]),
                   np.arange(len(train[0])), np.arange(len(train[0]), len(x)), (test[0], y_test))
-    return _splits((train[0], y_train), (val[0], y_val), (test[0], y_test), None, classes, standardize)
+    return _splits((train[0], None, y_train), (val[0], None, y_val), (test[0], None, y_test), None, classes,
+                   standardize)
 
 
 def _given_labels(train, test, make):  # noqa: ANN001, ANN202 - (x, y) pairs and a Splits factory

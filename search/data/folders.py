@@ -1,0 +1,159 @@
+"""Image folders, however large: one sub-folder per class (its name is the class), PNG or JPEG files in it.
+
+Reading one is two passes. The scan reads every file's header only (size, colour mode). The decode runs once per
+folder contents and size: worker processes of a ``DataLoader`` decode and resize the images in parallel, and each
+batch is written straight into a ``uint8`` array on disk (``<cache>/images/<digest>.npy``), which is then
+memory-mapped. No pass holds more than one batch of images in memory, and a resumed or repeated study skips the
+decode."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from squeezer.search.defaults import cache_dir
+from squeezer.search.errors import ConfigError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+GRAY_MODES = {"L", "1", "I;16", "I"}
+DECODE_BATCH = 256
+ANNOUNCE = 2000  # images: a decode this long is announced
+
+
+@dataclass(frozen=True)
+class Folder:
+    """What the scan found: the image files (relative to ``directory``), their class names, and the shape every
+    image is decoded to (``channels``, height, width)."""
+
+    directory: Path
+    files: tuple[str, ...]
+    labels: np.ndarray
+    channels: int
+    size: tuple[int, int]  # (H, W)
+
+    def digest(self) -> str:
+        """A hash of what the decoded array depends on: the files (names, sizes, modification times) and the
+        shape they are decoded to."""
+        h = hashlib.sha256(f"{self.directory.resolve()}|{self.channels}|{self.size}".encode())
+        for name in self.files:
+            stat = (self.directory / name).stat()
+            h.update(f"{name}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        return h.hexdigest()[:20]
+
+
+def scan(directory: Path, key: str, image_size: tuple[int, int] | None = None,
+         channels: int | None = None) -> Folder:
+    """The image files and classes of ``directory``, from their headers; the decoded shape: ``image_size`` (H, W),
+    or the images' one size; ``channels`` 1 or 3 (default: 3 unless every image is grayscale)."""
+    from PIL import Image, UnidentifiedImageError
+
+    folders = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(folders) < 2:
+        raise ConfigError(key, "an image folder needs one sub-folder per class, at least two", str(directory))
+    files: list[tuple[str, str]] = []
+    for folder in folders:
+        found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise ConfigError(key, f"class folder {folder.name!r} holds no images ({', '.join(IMAGE_SUFFIXES)})",
+                              str(folder))
+        files += [(str(p.relative_to(directory)), folder.name) for p in found]
+    modes, sizes = set(), set()
+    for name, _ in files:
+        try:
+            with Image.open(directory / name) as image:  # the header only: nothing is decoded here
+                modes.add(image.mode)
+                sizes.add(image.size)
+        except (OSError, UnidentifiedImageError, ValueError) as err:
+            raise ConfigError(key, f"cannot read the image {name} ({_reason(err)})", str(directory)) from None
+    if image_size is None and len(sizes) > 1:
+        raise ConfigError("data.image_size", f"is needed: the images have {len(sizes)} sizes (e.g. "
+                          f"{sorted(sizes)[:3]} as width x height); set image_size: [H, W] to resize them", None)
+    width, height = (image_size[1], image_size[0]) if image_size else next(iter(sizes))
+    return Folder(directory, tuple(f for f, _ in files), np.array([c for _, c in files]),
+                  channels or (1 if modes <= GRAY_MODES else 3), (height, width))
+
+
+def decode(folder: Folder, key: str) -> np.ndarray:
+    """Every image of ``folder`` as ``uint8`` pixels (N, C, H, W), memory-mapped from the decode cache (decoded
+    now, in worker processes, if not there yet)."""
+    path = cache_dir() / "images" / f"{folder.digest()}.npy"
+    if not path.is_file():
+        _decode_to(folder, key, path)
+    return np.load(path, mmap_mode="r")
+
+
+def _decode_to(folder: Folder, key: str, path: Path) -> None:
+    workers = min(4, max(0, (os.cpu_count() or 1) - 1)) if len(folder.files) > DECODE_BATCH else 0
+    if len(folder.files) >= ANNOUNCE:
+        print(f"data: decoding {len(folder.files)} images of {folder.directory} ({workers} worker processes; once, "
+              f"kept in {path.parent})", file=sys.stderr, flush=True)
+    created = [d for d in (path.parent.parent, path.parent) if not d.exists()]  # removed again if the decode fails
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    shape = (len(folder.files), folder.channels, *folder.size)
+    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
+    loader = torch.utils.data.DataLoader(_Decoder(folder), batch_size=DECODE_BATCH, num_workers=workers,
+                                         collate_fn=list)
+    try:
+        start = 0
+        for batch in loader:
+            for offset, (pixels, error) in enumerate(batch):
+                if error is not None:
+                    raise ConfigError(key, f"cannot read the image {folder.files[start + offset]} ({error})",
+                                      str(folder.directory))
+                out[start + offset] = pixels
+            start += len(batch)
+        out.flush()
+        del out
+        os.replace(partial, path)  # atomic: a reader sees the whole array or none
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        for made in reversed(created):  # an unreadable image leaves nothing behind
+            if not any(made.iterdir()):
+                made.rmdir()
+        raise
+
+
+class _Decoder(torch.utils.data.Dataset):
+    """One image, decoded, converted and resized: ``(pixels (C, H, W) uint8, None)`` or ``(None, reason)``."""
+
+    def __init__(self, folder: Folder) -> None:
+        self.folder = folder
+
+    def __len__(self) -> int:
+        return len(self.folder.files)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray | None, str | None]:
+        from PIL import Image, UnidentifiedImageError
+
+        height, width = self.folder.size
+        try:
+            with Image.open(self.folder.directory / self.folder.files[i]) as image:
+                image = image.convert("L" if self.folder.channels == 1 else "RGB")
+                if image.size != (width, height):
+                    image = image.resize((width, height), Image.BILINEAR)
+                pixels = np.asarray(image, dtype=np.uint8)
+        except (OSError, UnidentifiedImageError, ValueError) as err:
+            return None, _reason(err)
+        return (pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)), None
+
+
+def _reason(err: BaseException) -> str:
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'corrupt'}"
+
+
+def image_folder(directory: Path, key: str, image_size: tuple[int, int] | None = None,
+                 channels: int | None = None) -> tuple[Any, np.ndarray]:
+    """Pixels (N, C, H, W, ``uint8``, memory-mapped) and class names of an image folder (``scan``, ``decode``)."""
+    folder = scan(directory, key, image_size, channels)
+    return decode(folder, key), folder.labels
+
+
+__all__ = ["Folder", "IMAGE_SUFFIXES", "decode", "image_folder", "scan"]
