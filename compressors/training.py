@@ -106,11 +106,22 @@ def hard_labels(model: nn.Module, ctx: TrialContext) -> BatchLoss:
     return lambda idx: F.cross_entropy(model(ctx.inputs(idx)), ctx.train_y[idx])
 
 
+#: Values (samples x values per sample) in one inference batch: large images go in smaller batches, so that their
+#: activations stay bounded.
+BATCH_VALUES = 1 << 22
+
+
+def inference_batch(x: torch.Tensor, most: int = 1024, values: int = BATCH_VALUES) -> int:
+    """How many samples of ``x`` to run at once for inference: at most ``most``, and about ``values`` values."""
+    return max(1, min(most, values // max(1, x[0].numel() if len(x) else 1)))
+
+
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """Logits of ``model`` on ``x`` in eval mode, batched. Token rows of a model with a ``pad_id`` go in order of
     length, so each batch carries little padding (the logits come back in the original order)."""
     model.eval()
+    batch_size = batch_size or inference_batch(x)
     pad_id = getattr(model, "pad_id", None)
     if pad_id is None or x.is_floating_point():
         return torch.cat([model(chunk).float() for chunk in x.split(batch_size)])

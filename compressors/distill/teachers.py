@@ -10,7 +10,7 @@ from torch import nn
 
 from squeezer.compressors.distill.features import capture
 from squeezer.compressors.distill.losses import attention_map
-from squeezer.compressors.training import by_length, predict
+from squeezer.compressors.training import by_length, inference_batch, predict
 
 
 class OutputCache(Protocol):
@@ -31,8 +31,9 @@ class TeacherOutputs:
     """
 
     def __init__(self, teachers: Sequence[nn.Module], x: torch.Tensor, cache: OutputCache | None = None,
-                 batch_size: int = 1024) -> None:
-        self.teachers, self.x, self.cache, self.batch_size = list(teachers), x, cache, batch_size
+                 batch_size: int | None = None) -> None:
+        self.teachers, self.x, self.cache = list(teachers), x, cache
+        self.batch_size = batch_size or inference_batch(x)
         self._kept: dict[tuple[int, str], torch.Tensor] = {}
         self.forward_passes = 0  # full passes over x this process ran: 0 when everything came from the cache
 

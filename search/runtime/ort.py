@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from squeezer.compressors.quantize import Quantized, float_model, weight_layers
+from squeezer.compressors.training import inference_batch
 from squeezer.search.data.preprocess import InputSpec
 from squeezer.search.runtime.onnx_export import INPUT, export_onnx
 from squeezer.search.runtime.onnx_graph import pack_sparse
@@ -34,8 +35,8 @@ class OnnxModel:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.session.run(None, {INPUT: x.numpy()})[0]).float()
 
-    def predict(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-        return torch.cat([self(chunk) for chunk in x.split(batch_size)])
+    def predict(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        return torch.cat([self(chunk) for chunk in x.split(batch_size or inference_batch(x))])
 
 
 def deploy(model: nn.Module, path: Path, example: torch.Tensor, threads: int = 1,
