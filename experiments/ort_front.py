@@ -33,10 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     teacher, members = load(args.tracking_uri, args.study)
     factorised = factorised_layers(args.tracking_uri, args.study)
     rows = sorted((describe(teacher, m, factorised[m["trial"]]) for m in members), key=lambda r: -r["accuracy"])
-    table = render(teacher, rows)
+    checked = [describe(teacher, b, []) | {"baseline": b["params"]["baseline.recipe"],
+                                           "held_by": dominated_by(b, members)}
+               for b in baselines(args.tracking_uri, args.study)]
+    table = render(teacher, rows) + render_baselines(checked)
     print(table)
     out = HERE / "results" / f"{args.study}_front"
-    out.with_suffix(".json").write_text(json.dumps({"teacher": teacher, "members": rows}, indent=2))
+    out.with_suffix(".json").write_text(json.dumps({"teacher": teacher, "members": rows, "baselines": checked},
+                                                   indent=2))
     out.with_suffix(".md").write_text(table + "\n")
     return 0
 
@@ -57,6 +61,40 @@ def factorised_layers(uri: str, study: str) -> dict[int, list[str]]:
             found[int(run.data.tags["squeezer.trial"])] = [n for n, s in layers.items() if s.get("kind") == "Sequential"
                                                            and n in _children_parents(layers)]
     return found
+
+
+def baselines(uri: str, study: str) -> list[dict[str, Any]]:
+    """The study's baseline trials (the teacher quantized without training, ``squeezer.search.baselines``)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(f"squeezer-{study}")
+    runs = client.search_runs([experiment.experiment_id], f"tags.`squeezer.study` = '{study}' and "
+                              "params.`baseline.recipe` != ''", max_results=100)
+    return [{"trial": int(r.data.tags["squeezer.trial"]), "metrics": r.data.metrics, "params": r.data.params}
+            for r in runs if r.info.status == "FINISHED"]
+
+
+def dominated_by(baseline: dict[str, Any], members: list[dict[str, Any]]) -> list[int]:
+    """The Pareto members at least as good as ``baseline`` in accuracy, size and latency (itself, if it is one)."""
+    b = baseline["metrics"]
+    return sorted(m["trial"] for m in members if m["metrics"]["accuracy"] >= b["accuracy"]
+                  and m["metrics"]["size_bytes"] <= b["size_bytes"] and m["metrics"]["latency_ms"] <= b["latency_ms"])
+
+
+def render_baselines(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    lines = ["", "", "The obvious baseline, the teacher quantized without training (run first):", "",
+             "| trial | baseline | accuracy | % of teacher | model.onnx | x smaller | latency b1 | x faster "
+             "| on the front, or dominated by |", "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in sorted(rows, key=lambda r: r["trial"]):
+        held = ("on the front" if r["trial"] in r["held_by"] else
+                "dominated by trial(s) " + ", ".join(map(str, r["held_by"])) if r["held_by"] else "NOT held")
+        lines.append(f"| {r['trial']} | {r['baseline']} | {r['accuracy']:.4f} | {100 * r['accuracy_share']:.1f} % | "
+                     f"{r['size_bytes'] / 1e3:.1f} KB | {r['smaller']:.1f}x | {r['latency_ms']:.3f} ms | "
+                     f"{r['faster']:.1f}x | {held} |")
+    return "\n".join(lines)
 
 
 def _children_parents(layers: dict[str, Any]) -> set[str]:
