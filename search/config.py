@@ -20,6 +20,7 @@ from squeezer.search.errors import ConfigError
 from squeezer.search.yamlfile import read_yaml
 from squeezer.search.objectives import (METRIC_RANGES, METRICS, Constraint, only_accuracy_trained, parse_constraints,
                                         parse_objectives)
+from squeezer.search.data import saved
 from squeezer.search.data.augment import Augment
 from squeezer.spaces import Space, SpaceError, boundary_points, parse_space
 
@@ -30,7 +31,7 @@ TOP_LEVEL = {"name", "seed", "data", "teacher", "student", "pipeline", "objectiv
              "measure", "training"}
 DATA_KEYS = {"name", "path", "test_path", "dir", "val_fraction", "test_fraction", "train_size", "text_column",
              "label_column", "max_length", "standardize", "image_size", "channels", "given", "feature_columns",
-             "augment"}
+             "augment", "image_column"}
 TEACHER_KEYS = {"family", "arch", "path", "epochs", "lr", "ensemble", "model", "torchvision", "kwargs", "weights",
                 "given", "program", "hf"}
 ENSEMBLE_KEYS = {"family", "arch", "path", "epochs", "lr", "seed"}
@@ -208,10 +209,14 @@ def _data(raw: Any, base_dir: Path) -> dict[str, Any]:
     if "feature_columns" in data and "text_column" in data:
         raise ConfigError("data.feature_columns", "is a setting of numeric tables; text_column names text data",
                           data["feature_columns"])
-    given = sorted(TEXT_KEYS & set(data) - ({"label_column"} if is_table(data) else set()))
+    folder = saved.is_saved(data.get("path"))  # a Hugging Face datasets folder
+    given = sorted(TEXT_KEYS & set(data) - ({"label_column"} if is_table(data) or folder else set()))
     if given and not is_text(data):
         raise ConfigError(f"data.{given[0]}", "is a setting of text data (rotten_tomatoes, or a .csv / .jsonl path)",
                           data[given[0]])
+    if "image_column" in data and (not folder or is_text(data)):
+        raise ConfigError("data.image_column", "is a setting of a Hugging Face datasets folder of images",
+                          data["image_column"])
     if "standardize" in data and is_text(data):
         raise ConfigError("data.standardize", "is a setting of feature and image data; text is token ids",
                           data["standardize"])

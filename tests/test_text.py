@@ -437,3 +437,18 @@ def test_a_classifier_fine_tuned_for_other_classes_than_the_datas_is_one_line(tm
     assert "fine-tuned for the classes ['positive', 'negative'], but the data's are ['fresh', 'rotten']" in \
         one_line(capsys.readouterr().err, "teacher.arch.model")
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_saved_hugging_face_text_dataset_is_the_data(tmp_path: Path, tiny_teacher: Path, capsys) -> None:
+    from datasets import Dataset
+
+    rows = [(POSITIVE if i % 2 else NEGATIVE)[i % 5] for i in range(120)]
+    Dataset.from_dict({"sentence": rows, "label": ["fresh" if i % 2 else "rotten" for i in range(120)]}) \
+        .save_to_disk(str(tmp_path / "reviews"))
+    study = text_study(tmp_path, tiny_teacher, trials=1)
+    study["data"] = {"path": str(tmp_path / "reviews"), "text_column": "sentence", "max_length": 16}
+    study["student"] = {"family": "bag", "dim": 8, "hidden": 8}
+    (tmp_path / "text.yaml").write_text(yaml.safe_dump(study))
+    capsys.readouterr()
+    assert main(["search", str(tmp_path / "text.yaml")]) == 0
+    assert "class indices {0: 'fresh', 1: 'rotten'}" in capsys.readouterr().err

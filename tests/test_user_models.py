@@ -368,3 +368,52 @@ def mapped_file(tensor: torch.Tensor) -> str | None:
         if start <= address < end:
             return fields[5].strip() if len(fields) > 5 and fields[5].startswith("/") else None
     return None
+
+
+def saved_dataset(where: Path, out: Path, splits: tuple[str, ...] = ("train", "test")) -> Path:
+    """The stripe images as a Hugging Face DatasetDict (an Image column and a ClassLabel), saved to disk."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features
+    from datasets import Image as ImageFeature
+
+    names = ["diagonal", "horizontal", "vertical"]
+    features = Features({"picture": ImageFeature(), "kind": ClassLabel(names=names)})
+    parts = {}
+    for part, folder in zip(splits, ("train", "test"), strict=False):
+        files = sorted((where / folder).rglob("*.png"))
+        parts[part] = Dataset.from_dict({"picture": [str(f) for f in files],
+                                         "kind": [names.index(f.parent.name) for f in files]}, features=features)
+    DatasetDict(parts).save_to_disk(str(out))
+    return out
+
+
+def test_a_saved_hugging_face_image_dataset_is_the_data_with_its_test_split(tmp_path: Path, capsys) -> None:
+    config = experiment(tmp_path)
+    saved_dataset(tmp_path, tmp_path / "saved")
+    config.update(data={"path": "saved", "image_column": "picture", "label_column": "kind", "val_fraction": 0.2},
+                  student={"family": "cnn", "channels": 4, "hidden": 8},
+                  pipeline=[{"distill": {"epochs": 1}}, {"quantize": {"bits": 8}}])
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert main(["search", str(tmp_path / "experiment.yaml"), "--trials", "1"]) == 0
+    assert "class indices {0: 'diagonal', 1: 'horizontal', 2: 'vertical'}" in capsys.readouterr().err
+    splits = data.load({"path": str(tmp_path / "saved"), "image_column": "picture", "label_column": "kind"}, seed=0)
+    assert len(splits.test_y) == 60 and splits.input_shape == (1, 16, 16)  # the dataset's own test split
+    assert mapped_file(splits.train_x) is not None  # decoded once, memory-mapped like an image folder
+
+
+@pytest.mark.parametrize("settings, key", [
+    ({"image_column": "photo"}, "data.image_column"),
+    ({"label_column": "class"}, "data.label_column"),
+    ({"image_column": "kind"}, "data.image_column"),
+    ({"text_column": "picture"}, "data.text_column"),
+])
+def test_a_saved_dataset_named_wrongly_is_one_line(settings: dict, key: str, tmp_path: Path, capsys) -> None:
+    config = experiment(tmp_path)
+    saved_dataset(tmp_path, tmp_path / "saved")
+    config["data"] = {"path": "saved", "image_column": "picture", "label_column": "kind", **settings}
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert main(["search", str(tmp_path / "experiment.yaml"), "--trials", "1"]) == 2
+    one_line(capsys.readouterr().err, key)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before

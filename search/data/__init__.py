@@ -8,10 +8,11 @@ from typing import Any, Mapping
 
 from squeezer.search.data.folders import image_folder, scan
 from squeezer.search.data.images import FASHION_MNIST_DIR, digits, fashion_mnist, npz, read_idx
+from squeezer.search.data import saved
 from squeezer.search.data.preprocess import STANDARDIZE, InputSpec, Standardize
 from squeezer.search.data.tables import is_table, read_table
 from squeezer.search.data.split import Preview, Shape, Splits, Tokens, class_indices, given_splits, split
-from squeezer.search.data.text import TEXT_KEYS, read_texts, tokenize
+from squeezer.search.data.text import TEXT_KEYS, check_texts, read_texts, tokenize
 from squeezer.search.errors import ConfigError
 
 IMAGE_SETS = ("digits", "fashion_mnist")
@@ -28,7 +29,10 @@ def load(spec: Mapping[str, Any], seed: int, tokenizer: Any = None) -> Splits:
     if is_text(spec):
         return _text(spec, seed, tokenizer, val_fraction, test_fraction)
     if spec.get("path"):
-        train, test = _features(spec, "path"), None
+        if saved.is_saved(spec["path"]):  # a datasets folder may hold its test split
+            train, test = saved.images(spec, "data.path", _size(spec), spec.get("channels"))
+        else:
+            train, test = _features(spec, "path"), None
         if spec.get("test_path"):
             test = _features(spec, "test_path")
         train_y, test_y, classes = class_indices(train[1], None if test is None else test[1])
@@ -51,7 +55,8 @@ def load(spec: Mapping[str, Any], seed: int, tokenizer: Any = None) -> Splits:
 def preview(spec: Mapping[str, Any]) -> Preview | None:
     """The shape and class count of an image folder (``data.path`` a directory), from its files' headers: what the
     models are checked against before the images are decoded. None for other data (read whole by ``load``)."""
-    if not spec.get("path") or not Path(spec["path"]).is_dir() or is_text(spec) or is_table(spec):
+    if not spec.get("path") or not Path(spec["path"]).is_dir() or saved.is_saved(spec["path"]) or is_text(spec) \
+            or is_table(spec):
         return None
     folders = [scan(Path(spec[which]), f"data.{which}", _size(spec), spec.get("channels"))
                for which in ("path", "test_path") if spec.get(which) and Path(spec[which]).is_dir()]
@@ -67,6 +72,8 @@ def _size(spec: Mapping[str, Any]) -> tuple[int, int] | None:
 def _features(spec: Mapping[str, Any], which: str) -> tuple[Any, Any]:
     """An image folder (a directory: one sub-folder per class) or an .npz of arrays X and y."""
     path, key = Path(spec[which]), f"data.{which}"
+    if saved.is_saved(path):
+        return saved.images({**spec, "path": str(path)}, key, _size(spec), spec.get("channels"))[0]
     if is_table({**spec, "path": str(path)}):
         return read_table(path, key, str(spec.get("label_column", "label")), spec.get("feature_columns"))
     if path.is_dir():
@@ -78,6 +85,8 @@ def is_text(spec: Mapping[str, Any]) -> bool:
     """Whether the ``data`` section names text: a named text set, or a .csv / .jsonl file that is not a numeric
     table (``tables.is_table``)."""
     path = str(spec.get("path") or "")
+    if saved.is_saved(path):
+        return saved.is_text(spec)
     return spec.get("name") in TEXT_SETS or path.endswith((".csv", ".jsonl", ".csv.bz2")) and not is_table(spec)
 
 
@@ -85,10 +94,17 @@ def _text(spec: Mapping[str, Any], seed: int, tokenizer: Any, val_fraction: floa
     if tokenizer is None:
         raise ConfigError("teacher", "text data needs a Hugging Face teacher (family: hf), whose tokenizer the "
                           "students share", spec.get("name") or spec.get("path"))
-    texts, labels = read_texts(spec, "data.path" if spec.get("path") else "data.name")
+    test_texts, test_labels = [], None
+    if saved.is_saved(spec.get("path")):
+        (texts, labels), test_part = saved.texts(spec, "data.path")
+        check_texts(texts, labels, Path(spec["path"]))
+        if test_part is not None:
+            test_texts, test_labels = test_part
+    else:
+        texts, labels = read_texts(spec, "data.path" if spec.get("path") else "data.name")
     length = int(spec.get("max_length", 64))
-    test_texts, test_labels = read_texts({**spec, "path": spec["test_path"]}, "data.test_path") \
-        if spec.get("test_path") else ([], None)
+    if spec.get("test_path"):
+        test_texts, test_labels = read_texts({**spec, "path": spec["test_path"]}, "data.test_path")
     labels, test_y, classes = class_indices(labels, test_labels)
     test = None if test_y is None else (tokenize(test_texts, tokenizer, length), test_y)
     tokens = Tokens(vocab_size=len(tokenizer), pad_id=int(tokenizer.pad_token_id or 0))

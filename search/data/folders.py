@@ -71,7 +71,7 @@ def scan(directory: Path, key: str, image_size: tuple[int, int] | None = None,
                 modes.add(image.mode)
                 sizes.add(image.size)
         except (OSError, UnidentifiedImageError, ValueError) as err:
-            raise ConfigError(key, f"cannot read the image {name} ({_reason(err)})", str(directory)) from None
+            raise ConfigError(key, f"cannot read the image {name} ({reason(err)})", str(directory)) from None
     if image_size is None and len(sizes) > 1:
         raise ConfigError("data.image_size", f"is needed: the images have {len(sizes)} sizes (e.g. "
                           f"{sorted(sizes)[:3]} as width x height); set image_size: [H, W] to resize them", None)
@@ -83,31 +83,52 @@ def scan(directory: Path, key: str, image_size: tuple[int, int] | None = None,
 def decode(folder: Folder, key: str) -> np.ndarray:
     """Every image of ``folder`` as ``uint8`` pixels (N, C, H, W), memory-mapped from the decode cache (decoded
     now, in worker processes, if not there yet)."""
-    path = cache_dir() / "images" / f"{folder.digest()}.npy"
+    return decoded(FolderImages(folder), folder.digest(), len(folder.files), (folder.channels, *folder.size), key,
+                   str(folder.directory))
+
+
+class FolderImages:
+    """Image ``i`` of a folder, opened (picklable: DataLoader workers call it)."""
+
+    def __init__(self, folder: Folder) -> None:
+        self.folder = folder
+
+    def __call__(self, i: int) -> Any:
+        from PIL import Image
+
+        return Image.open(self.folder.directory / self.folder.files[i])
+
+    def name(self, i: int) -> str:
+        return self.folder.files[i]
+
+
+def decoded(images: Any, digest: str, count: int, shape: tuple[int, int, int], key: str, where: str) -> np.ndarray:
+    """``count`` images (``images(i)`` opens image i as a PIL image; ``images.name(i)`` names it) as ``uint8``
+    pixels of ``shape`` (C, H, W), memory-mapped from ``<cache>/images/<digest>.npy``, decoded there first if
+    missing."""
+    path = cache_dir() / "images" / f"{digest}.npy"
     if not path.is_file():
-        _decode_to(folder, key, path)
+        _decode_to(images, count, shape, key, where, path)
     return np.load(path, mmap_mode="r")
 
 
-def _decode_to(folder: Folder, key: str, path: Path) -> None:
-    workers = min(4, max(0, (os.cpu_count() or 1) - 1)) if len(folder.files) > DECODE_BATCH else 0
-    if len(folder.files) >= ANNOUNCE:
-        print(f"data: decoding {len(folder.files)} images of {folder.directory} ({workers} worker processes; once, "
-              f"kept in {path.parent})", file=sys.stderr, flush=True)
+def _decode_to(images: Any, count: int, shape: tuple[int, int, int], key: str, where: str, path: Path) -> None:
+    workers = min(4, max(0, (os.cpu_count() or 1) - 1)) if count > DECODE_BATCH else 0
+    if count >= ANNOUNCE:
+        print(f"data: decoding {count} images of {where} ({workers} worker processes; once, kept in "
+              f"{path.parent})", file=sys.stderr, flush=True)
     created = [d for d in (path.parent.parent, path.parent) if not d.exists()]  # removed again if the decode fails
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.partial")
-    shape = (len(folder.files), folder.channels, *folder.size)
-    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
-    loader = torch.utils.data.DataLoader(_Decoder(folder), batch_size=DECODE_BATCH, num_workers=workers,
-                                         collate_fn=list)
+    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(count, *shape))
+    loader = torch.utils.data.DataLoader(_Decoder(images, count, shape), batch_size=DECODE_BATCH,
+                                         num_workers=workers, collate_fn=list)
     try:
         start = 0
         for batch in loader:
             for offset, (pixels, error) in enumerate(batch):
                 if error is not None:
-                    raise ConfigError(key, f"cannot read the image {folder.files[start + offset]} ({error})",
-                                      str(folder.directory))
+                    raise ConfigError(key, f"cannot read the image {images.name(start + offset)} ({error})", where)
                 out[start + offset] = pixels
             start += len(batch)
         out.flush()
@@ -124,28 +145,28 @@ def _decode_to(folder: Folder, key: str, path: Path) -> None:
 class _Decoder(torch.utils.data.Dataset):
     """One image, decoded, converted and resized: ``(pixels (C, H, W) uint8, None)`` or ``(None, reason)``."""
 
-    def __init__(self, folder: Folder) -> None:
-        self.folder = folder
+    def __init__(self, images: Any, count: int, shape: tuple[int, int, int]) -> None:
+        self.images, self.count, self.shape = images, count, shape
 
     def __len__(self) -> int:
-        return len(self.folder.files)
+        return self.count
 
     def __getitem__(self, i: int) -> tuple[np.ndarray | None, str | None]:
         from PIL import Image, UnidentifiedImageError
 
-        height, width = self.folder.size
+        channels, height, width = self.shape
         try:
-            with Image.open(self.folder.directory / self.folder.files[i]) as image:
-                image = image.convert("L" if self.folder.channels == 1 else "RGB")
+            with self.images(i) as image:
+                image = image.convert("L" if channels == 1 else "RGB")
                 if image.size != (width, height):
                     image = image.resize((width, height), Image.BILINEAR)
                 pixels = np.asarray(image, dtype=np.uint8)
         except (OSError, UnidentifiedImageError, ValueError) as err:
-            return None, _reason(err)
+            return None, reason(err)
         return (pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)), None
 
 
-def _reason(err: BaseException) -> str:
+def reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'corrupt'}"
 
 
@@ -156,4 +177,4 @@ def image_folder(directory: Path, key: str, image_size: tuple[int, int] | None =
     return decode(folder, key), folder.labels
 
 
-__all__ = ["Folder", "IMAGE_SUFFIXES", "decode", "image_folder", "scan"]
+__all__ = ["Folder", "GRAY_MODES", "IMAGE_SUFFIXES", "decode", "decoded", "image_folder", "reason", "scan"]

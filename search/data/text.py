@@ -42,7 +42,7 @@ def read_texts(spec: Mapping[str, Any], key: str) -> tuple[list[str], np.ndarray
             continue
         texts.append(str(row[text_col] or "").strip())
         labels.append(row[label_col])
-    _check(texts, labels, path)
+    check_texts(texts, labels, path)
     return texts, np.asarray(labels)
 
 
@@ -102,7 +102,7 @@ def _csv_rows(content: str, path: Path, key: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _check(texts: list[str], labels: list[Any], path: Path) -> None:
+def check_texts(texts: list[str], labels: list[Any], path: Path) -> None:
     if not texts or not any(texts):
         raise ConfigError("data.text_column", "holds no text", f"{len(texts)} rows in {path.name}")
     empty = sum(1 for t in texts if not t)
