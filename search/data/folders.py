@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from squeezer.search.data.arrays import NpyWriter
 from squeezer.search.defaults import cache_dir
 from squeezer.search.errors import ConfigError
 
@@ -118,26 +119,19 @@ def _decode_to(images: Any, count: int, shape: tuple[int, int, int], key: str, w
         print(f"data: decoding {count} images of {where} ({workers} worker processes; once, kept in "
               f"{path.parent})", file=sys.stderr, flush=True)
     created = [d for d in (path.parent.parent, path.parent) if not d.exists()]  # removed again if the decode fails
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.partial")
-    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(count, *shape))
     loader = torch.utils.data.DataLoader(_Decoder(images, count, shape), batch_size=DECODE_BATCH,
                                          num_workers=workers, collate_fn=list)
     try:
-        start = 0
-        for batch in loader:
-            for offset, (pixels, error) in enumerate(batch):
-                if error is not None:
-                    raise ConfigError(key, f"cannot read the image {images.name(start + offset)} ({error})", where)
-                out[start + offset] = pixels
-            start += len(batch)
-        out.flush()
-        del out
-        os.replace(partial, path)  # atomic: a reader sees the whole array or none
+        with NpyWriter(path, (count, *shape), np.uint8) as out:
+            for batch in loader:
+                for offset, (_, error) in enumerate(batch):
+                    if error is not None:
+                        raise ConfigError(key, f"cannot read the image {images.name(out.rows + offset)} ({error})",
+                                          where)
+                out.append(np.stack([pixels for pixels, _ in batch]))
     except BaseException:
-        partial.unlink(missing_ok=True)
         for made in reversed(created):  # an unreadable image leaves nothing behind
-            if not any(made.iterdir()):
+            if made.is_dir() and not any(made.iterdir()):
                 made.rmdir()
         raise
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from typing import Protocol
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from squeezer.search.data.arrays import NpyWriter
 from squeezer.search.data.preprocess import InputSpec, Standardize
 from squeezer.search.defaults import cache_dir
 from squeezer.search.errors import ConfigError
@@ -211,7 +211,7 @@ class _MappedParts:
     """The parts of memory-mapped data as float32 ``.npy`` files under ``<cache>/splits/<digest>/``, written once
     a chunk of rows at a time and memory-mapped (copy-on-write: a tensor op never writes back)."""
 
-    CHUNK_BYTES = 64 << 20
+    CHUNK_BYTES = 32 << 20
 
     def __init__(self, train: Part, val: Part, test: Part, standardize: str) -> None:
         digest = hashlib.sha256(standardize.encode())
@@ -230,19 +230,11 @@ class _MappedParts:
     def _write(self, part: Part, path: Path, transform: Standardize | None) -> None:
         x, rows, _ = part
         rows = np.arange(len(x)) if rows is None else np.asarray(rows)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(rows), *x.shape[1:]))
         step = max(1, self.CHUNK_BYTES // max(1, 4 * int(np.prod(x.shape[1:]))))
-        try:
+        with NpyWriter(path, (len(rows), *x.shape[1:]), np.float32) as out:
             for start in range(0, len(rows), step):
                 chunk = np.asarray(x[rows[start:start + step]], dtype=np.float32)
-                out[start:start + len(chunk)] = chunk if transform is None else transform(chunk)
-            out.flush()
-            del out
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
+                out.append(chunk if transform is None else transform(chunk))
 
 
 def given_splits(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,

@@ -1,0 +1,65 @@
+"""Arrays written to disk a chunk at a time, in NumPy's ``.npy`` format, for memory-mapping afterwards.
+
+Written through the file, not through a writable memory map: every ``SYNC_BYTES`` the written pages are flushed and
+dropped from the page cache, so a process under a memory limit never holds more than that in dirty pages (a memory
+map's dirty pages are written back only when the kernel is already short of memory, and it stalls). The file is
+complete or absent: it is written beside its name and renamed when whole."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+SYNC_BYTES = 32 << 20
+
+
+class NpyWriter:
+    """``with NpyWriter(path, shape, dtype) as out: out.append(rows)`` ... the rows in order, ``shape[0]`` in all."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype | type) -> None:
+        self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
+        self.partial = path.with_suffix(f".{os.getpid()}.partial")
+        self.rows = self.unsynced = 0
+
+    def __enter__(self) -> NpyWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.partial, "wb")
+        np.lib.format.write_array_header_1_0(self.file, {"descr": np.lib.format.dtype_to_descr(self.dtype),
+                                                         "fortran_order": False, "shape": self.shape})
+        return self
+
+    def append(self, rows: np.ndarray) -> None:
+        data = np.ascontiguousarray(rows, dtype=self.dtype)
+        if data.shape[1:] != self.shape[1:] or self.rows + len(data) > self.shape[0]:
+            raise ValueError(f"rows of shape {data.shape} do not continue an array of shape {self.shape}")
+        self.file.write(data.tobytes())
+        self.rows, self.unsynced = self.rows + len(data), self.unsynced + data.nbytes
+        if self.unsynced >= SYNC_BYTES:
+            self._sync()
+
+    def _sync(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        if hasattr(os, "posix_fadvise"):  # written: the pages need not stay in memory
+            os.posix_fadvise(self.file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        self.unsynced = 0
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        try:
+            if kind is None:
+                if self.rows != self.shape[0]:
+                    raise ValueError(f"{self.rows} rows written of {self.shape[0]}")
+                self._sync()
+        finally:
+            self.file.close()
+            if kind is None and self.rows == self.shape[0]:
+                os.replace(self.partial, self.path)
+            else:
+                self.partial.unlink(missing_ok=True)
+
+
+__all__ = ["NpyWriter"]
