@@ -22,6 +22,7 @@ from squeezer.search.objectives import (METRIC_RANGES, METRICS, Constraint, only
                                         parse_objectives)
 from squeezer.search.data import saved
 from squeezer.search.data.augment import Augment
+from squeezer.search.models import hub, text
 from squeezer.spaces import Space, SpaceError, boundary_points, parse_space
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -139,9 +140,11 @@ def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
 
 def pretrained_elsewhere(teacher: Mapping[str, Any]) -> bool:
     """Whether the teacher was trained outside Squeezer (the user's model with its weights, or a Python object):
-    it expects the data as the user has it, so the data is not standardised unless ``data.standardize`` says so."""
-    return teacher.get("family") in ("given", "program") or (teacher.get("family") in ("factory", "torchvision")
-                                                             and bool(teacher.get("path")))
+    it expects the data as the user has it, so the data is not standardised unless ``data.standardize`` says so.
+    (A Hugging Face image classifier does its own preprocessing of raw pixels.)"""
+    family = teacher.get("family")
+    return family in ("given", "program", "hf_image") or (family in ("factory", "torchvision")
+                                                           and bool(teacher.get("path")))
 
 
 def check_runtime(config: ExperimentConfig) -> None:
@@ -261,7 +264,12 @@ def _program(teacher: dict[str, Any], base_dir: Path) -> dict[str, Any]:
         if not isinstance(where, str) or not where:
             raise ConfigError("teacher.hf", "must be a local Hugging Face model directory", where)
         local = base_dir / where
-        return {**teacher, "family": "hf", "arch": {"model": str(local.resolve()) if local.exists() else where}}
+        if not (local / "config.json").is_file() and where not in text.PACKAGED:
+            raise ConfigError("teacher.hf", "must be a local Hugging Face model directory (with config.json; a "
+                              f"save_pretrained output) or one of {sorted(text.PACKAGED)}", str(local))
+        model = str(local.resolve()) if local.exists() else where
+        image = any(a.endswith(hub.IMAGE_HEAD) for a in hub.architectures(Path(model)))
+        return {**teacher, "family": "hf_image" if image else "hf", "arch": {"model": model}}
     if "program" not in teacher:
         return teacher
     clash = sorted({"family", "arch", "model", "torchvision", "kwargs", "path", "weights", "epochs"} & set(teacher))

@@ -16,7 +16,7 @@ from torch import nn
 from squeezer.compressors.base import TrialContext
 from squeezer.compressors.training import Optim, fit, hard_labels
 from squeezer.search import models
-from squeezer.search.models import text
+from squeezer.search.models import hub, text
 from squeezer.search.models.user import source_digest
 from squeezer.search.data import Splits
 from squeezer.search.defaults import cache_dir
@@ -35,10 +35,11 @@ def get_teacher(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int
         return _load(model, Path(spec["path"]), f"{key}.path")
     if spec["family"] == "program":  # trained where it was exported: its weights are in the file
         return model.eval()
-    labels = text.fine_tuned_labels(spec["arch"].get("model", text.DEFAULT_MODEL), splits.num_classes) \
-        if spec["family"] == "hf" else None
+    head = {"hf": hub.SEQUENCE_HEAD, "hf_image": hub.IMAGE_HEAD}.get(spec["family"])
+    name = spec["arch"].get("model", text.DEFAULT_MODEL)
+    labels = hub.fine_tuned_labels(text.model_dir(name), splits.num_classes, head) if head else None
     if labels is not None:  # a classifier for these classes already: used as is, unless epochs asks for more
-        how = text.align_classes(model, labels, splits.classes, spec["arch"].get("model", text.DEFAULT_MODEL))
+        how = hub.align_classes(model, labels, splits.classes, name)
         print(f"teacher: {spec['arch'].get('model')} is fine-tuned for the data's {len(labels)} classes; {how}",
               file=sys.stderr)
         if "epochs" not in spec:

@@ -162,6 +162,15 @@ def bad_image(where: Path) -> None:
     (where / "train" / "vertical" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
 
 
+def processorless_vit(where: Path) -> None:
+    """An image classifier's directory without its preprocessor_config.json."""
+    (where / "vit").mkdir()
+    (where / "vit" / "config.json").write_text('{"architectures": ["ViTForImageClassification"]}')
+
+
+HF = {"hf": "vit", "model": None, "kwargs": None, "epochs": None, "lr": None}
+
+
 def cut_short(where: Path) -> None:
     """An image whose header reads but whose pixels are cut off."""
     image = where / "train" / "vertical" / "0.png"
@@ -241,6 +250,8 @@ BAD = [  # (name, section, settings merged into it or (replace) taking its place
     ("a program for a batch of one", "teacher", PROGRAM, batch_one_program, "teacher"),
     ("a program trained again", "teacher", {**PROGRAM, "epochs": 3}, save_program, "teacher.epochs"),
     ("a program pruned", "teacher", PROGRAM, save_program, "prune.ratio"),
+    ("a Hugging Face directory missing", "teacher", HF, None, "teacher.hf"),
+    ("an image classifier without its processor", "teacher", HF, processorless_vit, "teacher.arch.model"),
     ("a corrupt image", "data", {}, bad_image, "data.path"),
     ("an image cut short", "data", {}, cut_short, "data.path"),
     ("mixed image sizes", "data", {}, resized, "data.image_size"),
@@ -417,3 +428,40 @@ def test_a_saved_dataset_named_wrongly_is_one_line(settings: dict, key: str, tmp
     assert main(["search", str(tmp_path / "experiment.yaml"), "--trials", "1"]) == 2
     one_line(capsys.readouterr().err, key)
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_a_users_hugging_face_image_classifier_is_the_teacher_as_it_is(tmp_path: Path, capsys) -> None:
+    """A ViT fine-tuned elsewhere on the stripes (with its own image processor, its labels in another order) is used
+    as is: it takes the raw grayscale pixels and prepares them as its processor does; a teacher student of it is
+    quantized and deployed."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessorPil
+
+    config = experiment(tmp_path)  # writes the stripe images
+    labels = ["vertical", "diagonal", "horizontal"]  # its own order
+    processor = ViTImageProcessorPil(size={"height": 16, "width": 16}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    files = sorted((tmp_path / "train").rglob("*.png"))
+    pixels = processor(images=[Image.open(f).convert("RGB") for f in files], return_tensors="pt")["pixel_values"]
+    targets = torch.tensor([labels.index(f.parent.name) for f in files])
+    torch.manual_seed(0)
+    model = ViTForImageClassification(ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=1,
+                                                num_attention_heads=2, intermediate_size=64,
+                                                id2label=dict(enumerate(labels))))
+    optimizer = torch.optim.Adam(model.parameters(), 3e-3)
+    for _ in range(60):  # the user's fine-tuning, elsewhere
+        optimizer.zero_grad()
+        model(pixel_values=pixels, labels=targets).loss.backward()
+        optimizer.step()
+    model.save_pretrained(tmp_path / "vit")
+    processor.save_pretrained(tmp_path / "vit")
+
+    config.update(data={"path": "train", "test_path": "test", "val_fraction": 0.2}, teacher={"hf": "vit"},
+                  student={"family": "teacher"}, pipeline=[{"quantize": {"bits": {"choice": [16, 8]}}}])
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert main(["search", str(tmp_path / "experiment.yaml"), "--trials", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert "fine-tuned for the data's 3 classes; its outputs matched to the data's classes by name" in err
+    assert not (tmp_path / "cache" / "teachers").exists()
+    teacher = next(line for line in out.splitlines() if line.startswith("teacher:"))
+    assert float(teacher.split("accuracy=")[1].split()[0]) > 0.9, teacher  # its preprocessing and classes, matched
+    assert "[trial 1 · 2/2] accuracy=" in out  # the int8 baseline of the user's ViT

@@ -13,6 +13,7 @@ from typing import Callable
 from torch import nn
 
 from squeezer.search.models import text
+from squeezer.search.models.hub import hf_image
 from squeezer.search.models.user import factory, program, torchvision
 from squeezer.search.models.vision import cnn, mlp
 
@@ -20,7 +21,7 @@ Family = Callable[..., nn.Module]
 ENTRY_POINT_GROUP = "squeezer.families"
 _REGISTRY: dict[str, Family] = {"mlp": mlp, "cnn": cnn, "hf": text.hf, "bert": text.bert, "bag": text.bag,
                                 "textcnn": text.textcnn, "factory": factory, "torchvision": torchvision,
-                                "program": program}
+                                "program": program, "hf_image": hf_image}
 
 
 def register(name: str) -> Callable[[Family], Family]:

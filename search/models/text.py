@@ -7,7 +7,6 @@ Nothing here reaches a model hub: every load is ``local_files_only`` and the hub
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -98,8 +97,9 @@ def tokenizer(name: str, key: str = "teacher.arch.model") -> Any:
     """The tokenizer saved with the model ``name``."""
     from transformers import AutoTokenizer
 
+    where = model_dir(name, key)
     try:
-        loaded = AutoTokenizer.from_pretrained(model_dir(name, key), local_files_only=True)
+        loaded = AutoTokenizer.from_pretrained(where, local_files_only=True)
     except (OSError, ValueError) as err:
         raise ConfigError(key, f"has no readable tokenizer ({str(err).splitlines()[0]})", name) from None
     if len(loaded) <= len(loaded.all_special_tokens):  # no vocabulary files: every word would be [UNK]
@@ -134,38 +134,6 @@ def hf(input_shape: tuple[int, ...], num_classes: int, *, tokens: Tokens, model:
     check(input_shape[0] <= config.max_position_embeddings, "data.max_length",
           f"must be <= the teacher's {config.max_position_embeddings} positions", input_shape[0])
     return TextClassifier(loaded, tokens.pad_id)
-
-
-def fine_tuned_labels(name: str, num_classes: int) -> list[str] | None:
-    """The class names (in its output order) of a model directory that is already a sequence classifier for
-    ``num_classes`` classes; None for one that is not (its head is new and must be fine-tuned)."""
-    config = json.loads((model_dir(name) / "config.json").read_text())
-    heads = [a for a in config.get("architectures") or [] if a.endswith("ForSequenceClassification")]
-    labels = config.get("id2label") or {}
-    if not heads or len(labels) != num_classes:
-        return None
-    return [str(labels.get(str(i), labels.get(i, f"LABEL_{i}"))) for i in range(num_classes)]
-
-
-def align_classes(model: TextClassifier, labels: list[str], classes: tuple[str, ...] | None, name: str) -> str:
-    """Reorder a fine-tuned classifier's outputs to the data's class order (its head's rows permuted in place, so
-    a copy or an export keeps it). Returns how the classes were matched, for the log."""
-    generic = all(label == f"LABEL_{i}" for i, label in enumerate(labels))
-    if classes is None or generic:
-        return f"its outputs taken as the data's classes in order ({labels} = {list(classes or range(len(labels)))})"
-    mine, theirs = [c.lower() for c in classes], [label.lower() for label in labels]
-    if sorted(mine) != sorted(theirs):
-        raise ConfigError("teacher.arch.model", f"is fine-tuned for the classes {labels}, but the data's are "
-                          f"{list(classes)} (rename them, or give teacher.epochs to fine-tune a new head)", name)
-    order = [theirs.index(c) for c in mine]
-    head = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == len(labels)][-1]
-    with torch.no_grad():
-        head.weight.copy_(head.weight[order])
-        if head.bias is not None:
-            head.bias.copy_(head.bias[order])
-    model.model.config.id2label = dict(enumerate(classes))
-    model.model.config.label2id = {c: i for i, c in enumerate(classes)}
-    return f"its outputs matched to the data's classes by name ({labels} -> {list(classes)})"
 
 
 def bert(input_shape: tuple[int, ...], num_classes: int, *, tokens: Tokens, teacher: nn.Module | None = None,
