@@ -7,6 +7,8 @@ complete or absent: it is written beside its name and renamed when whole."""
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
 from pathlib import Path
 from types import TracebackType
@@ -62,4 +64,18 @@ class NpyWriter:
                 self.partial.unlink(missing_ok=True)
 
 
-__all__ = ["NpyWriter"]
+def open_mapped(path: Path, writable: bool = False) -> np.memmap:
+    """The ``.npy`` array at ``path``, memory-mapped for random access: the kernel reads the pages a row needs and
+    nothing around them (read-ahead off: batches pick rows at random, and read-ahead pages would evict the ones in
+    use when memory is short; under a 1.5 GiB limit a 3.5 GB training split read 20x its size per epoch with it).
+    ``writable``: copy-on-write, so that a tensor op on it never writes the file."""
+    array = np.load(path, mmap_mode="c" if writable else "r")
+    advise = getattr(mmap, "MADV_RANDOM", None)
+    if advise is not None and array.nbytes:
+        start = array.ctypes.data - array.ctypes.data % mmap.PAGESIZE  # within the mapping: it starts on a page
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(array.ctypes.data + array.nbytes - start), advise)
+    return array
+
+
+__all__ = ["NpyWriter", "open_mapped"]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from squeezer.search.data.arrays import NpyWriter
+from squeezer.search.data.arrays import NpyWriter, open_mapped
 from squeezer.search.defaults import cache_dir
 from squeezer.search.errors import ConfigError
 
@@ -110,7 +110,7 @@ def decoded(images: Any, digest: str, count: int, shape: tuple[int, int, int], k
     path = cache_dir() / "images" / f"{digest}.npy"
     if not path.is_file():
         _decode_to(images, count, shape, key, where, path)
-    return np.load(path, mmap_mode="r")
+    return open_mapped(path)
 
 
 def _decode_to(images: Any, count: int, shape: tuple[int, int, int], key: str, where: str, path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from squeezer.search.data.arrays import NpyWriter
+from squeezer.search.data.arrays import NpyWriter, open_mapped
 from squeezer.search.data.preprocess import InputSpec, Standardize
 from squeezer.search.defaults import cache_dir
 from squeezer.search.errors import ConfigError
@@ -225,7 +225,7 @@ class _MappedParts:
         path = self.folder / f"{name}.npy"
         if not path.is_file():
             self._write(part, path, transform)
-        return torch.from_numpy(np.load(path, mmap_mode="c"))
+        return torch.from_numpy(open_mapped(path, writable=True))
 
     def _write(self, part: Part, path: Path, transform: Standardize | None) -> None:
         x, rows, _ = part
