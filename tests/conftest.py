@@ -72,3 +72,15 @@ def one_line(err: str, key: str) -> str:
     assert not any(named[i:i + 2] == named[j:j + 2] for i in range(len(named)) for j in range(i + 1, len(named))), \
         f"a key named twice: {lines[0]}"
     return lines[0]
+
+
+def install_plugin(where: Path, monkeypatch: pytest.MonkeyPatch, module: str, source: str, group: str,
+                   entry: str) -> None:
+    """A package as pip would leave it: ``module``.py with ``source``, and a dist-info declaring ``entry``
+    (``name = module:object``) in the entry-point ``group``; on sys.path for this test."""
+    (where / f"{module}.py").write_text(source)
+    dist = where / f"{module}-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[{group}]\n{entry}\n")
+    monkeypatch.syspath_prepend(str(where))

@@ -14,7 +14,7 @@ from squeezer import compressors
 from squeezer.compressors import Compressor, CompressorConfig, InvalidConfig, TrialContext
 from squeezer.compressors.training import accuracy
 
-from conftest import mlp_student
+from conftest import install_plugin, mlp_student
 
 
 class CompressorContract:
@@ -143,15 +143,11 @@ def test_a_plugin_registers_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_third_party_plugin_is_found_through_its_entry_point(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(compressors.registry, "_REGISTRY", dict(compressors.registry._REGISTRY))
-    (tmp_path / "squeezer_plugin_demo.py").write_text(
-        "from squeezer.compressors import Distill\n"
-        "class Gentle(Distill):\n"
-        "    name = 'gentle'\n")
-    dist = tmp_path / "squeezer_plugin_demo-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: squeezer-plugin-demo\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[squeezer.compressors]\ngentle = squeezer_plugin_demo:Gentle\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    install_plugin(tmp_path, monkeypatch, "squeezer_plugin_demo",
+                   "from squeezer.compressors import Distill\n"
+                   "class Gentle(Distill):\n"
+                   "    name = 'gentle'\n",
+                   "squeezer.compressors", "gentle = squeezer_plugin_demo:Gentle")
     assert compressors.get("gentle").__name__ == "Gentle"
     assert "gentle" in compressors.available()
 

@@ -25,7 +25,7 @@ from squeezer.search.runtime import export
 from squeezer.search.runtime.ort import OnnxModel
 from squeezer.search.runtime.preprocess import onnx_metadata
 
-from conftest import one_line
+from conftest import install_plugin, one_line
 
 MODELS = '''
 import torch
@@ -286,15 +286,12 @@ def test_a_users_model_or_image_folder_that_cannot_work_is_one_line(name: str, s
 
 
 def test_a_packages_student_family_is_found_through_its_entry_point(tmp_path: Path, monkeypatch) -> None:
-    (tmp_path / "squeezer_family_demo.py").write_text(
-        "from torch import nn\n"
-        "def tiny(input_shape, num_classes, width=8):\n"
-        "    return nn.Sequential(nn.Flatten(), nn.LazyLinear(width), nn.ReLU(), nn.Linear(width, num_classes))\n")
-    dist = tmp_path / "squeezer_family_demo-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: squeezer-family-demo\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[squeezer.families]\ntiny = squeezer_family_demo:tiny\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    install_plugin(tmp_path, monkeypatch, "squeezer_family_demo",
+                   "from torch import nn\n"
+                   "def tiny(input_shape, num_classes, width=8):\n"
+                   "    return nn.Sequential(nn.Flatten(), nn.LazyLinear(width), nn.ReLU(),\n"
+                   "                         nn.Linear(width, num_classes))\n",
+                   "squeezer.families", "tiny = squeezer_family_demo:tiny")
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     assert "tiny" in registry.available() and "squeezer_family_demo" not in sys.modules  # named, not imported
     built = models.build({"family": "tiny", "width": 4}, (1, 8, 8), 10)
