@@ -18,7 +18,7 @@ from torch.nn.utils import prune as torch_prune
 from squeezer.compressors.base import Compressor, CompressorConfig, TrialContext, check
 from squeezer.compressors.registry import register
 from squeezer.compressors.training import finetune
-from squeezer.compressors.transformer_prune import is_transformer, prune_heads_and_ffn
+from squeezer.compressors.transformer_prune import drop_layers, encoder_layers, is_transformer, prune_heads_and_ffn
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 IMPORTANCE = ("magnitude", "taylor")
@@ -35,9 +35,13 @@ class PruneConfig(CompressorConfig):
     steps: int = 1               # prune in this many steps, fine-tuning after each
     finetune_epochs: int = 0     # per step
     lr: float = 5e-4
+    keep_layers: int | None = None  # a transformer encoder: keep this many of its layers (every k-th), first
 
     def validate(self) -> None:
         check(0 <= self.ratio < 1, "ratio", "must be in [0, 1)", self.ratio)
+        check(self.keep_layers is None or (isinstance(self.keep_layers, int) and not isinstance(self.keep_layers, bool)
+                                           and self.keep_layers >= 1), "keep_layers",
+              "must be an integer >= 1 (the encoder layers kept), or null", self.keep_layers)
         check(isinstance(self.structured, bool), "structured", "must be true or false", self.structured)
         check(self.importance in IMPORTANCE, "importance", f"must be one of {list(IMPORTANCE)}", self.importance)
         check(self.scope in SCOPES, "scope", f"must be one of {list(SCOPES)}", self.scope)
@@ -61,6 +65,8 @@ class Prune(Compressor):
     def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
         model = copy.deepcopy(model).eval()
         cfg = self.config
+        if cfg.keep_layers is not None:
+            model = drop_layers(model, cfg.keep_layers)
         if cfg.ratio == 0:
             return self._finetune(model, ctx)
         for step in range(1, cfg.steps + 1):
@@ -71,6 +77,10 @@ class Prune(Compressor):
         return remove_masks(model)
 
     def check_models(self, student: nn.Module, teachers: Sequence[nn.Module], example: torch.Tensor) -> None:
+        layers = len(encoder_layers(student))
+        check(self.config.keep_layers is None or 0 < self.config.keep_layers <= layers, "keep_layers",
+              f"must be at most the student's {layers} encoder layers" if layers else
+              "drops a transformer encoder's layers; this student has none", self.config.keep_layers)
         check(self.config.ratio == 0 or any(isinstance(m, PRUNABLE) for m in student.modules()), "ratio",
               "needs a student with Linear or Conv layers to prune; this one has none (a torch.export program calls "
               "operators, not layers: give the teacher as model: with your factory to prune it)", self.config.ratio)

@@ -1,4 +1,5 @@
-"""Structured pruning of BERT-style encoders: whole attention heads and FFN units, lowest L1 weight first.
+"""Structured pruning of BERT-style encoders: whole layers (every k-th kept), and whole attention heads and FFN units,
+lowest L1 weight first.
 
 Each layer keeps ``1 - ratio`` of its heads and of its FFN units (at least one of each); the Linear layers are
 rebuilt smaller, so the saved model really shrinks. Hugging Face's attention reshapes by head size, so fewer heads
@@ -25,6 +26,27 @@ def is_transformer(model: nn.Module) -> bool:
 
 
 Scores = dict[nn.Parameter, torch.Tensor]
+
+
+def kept_layers(total: int, keep: int) -> list[int]:
+    """Which of ``total`` layers ``keep`` evenly spaced ones are, the last included (6 keep 3: 1, 3, 5)."""
+    return [(i + 1) * total // keep - 1 for i in range(keep)]
+
+
+def drop_layers(model: nn.Module, keep: int) -> nn.Module:
+    """Keep ``keep`` of the encoder's layers in place, evenly spaced (``kept_layers``); the others are removed."""
+    layers_of_model = set(encoder_layers(model))
+    lists = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m)
+             and all(layer in layers_of_model for layer in m)]
+    for name, layers in lists:
+        parent, _, child = name.rpartition(".")
+        kept = nn.ModuleList([layers[i] for i in kept_layers(len(layers), min(keep, len(layers)))])
+        setattr(model.get_submodule(parent) if parent else model, child, kept)
+    for module in model.modules():  # a Hugging Face model's config says how many layers it has
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "num_hidden_layers"):
+            config.num_hidden_layers = len(encoder_layers(model))
+    return model
 
 
 @torch.no_grad()

@@ -14,7 +14,7 @@ import yaml
 
 from squeezer.compressors import Distill, InvalidConfig, TeacherOutputs, TrialContext
 from squeezer.compressors.distill.transformer import attention_loss, hidden_loss, layer_map
-from squeezer.compressors.quantize import Precision, dynamic_int8
+from squeezer.compressors.quantize import Precision, dynamic_int8, float_model
 from squeezer.compressors.prune import Prune
 from squeezer.compressors.quantize import Quantize
 from squeezer.search.runtime import deploy, export
@@ -452,3 +452,31 @@ def test_a_saved_hugging_face_text_dataset_is_the_data(tmp_path: Path, tiny_teac
     capsys.readouterr()
     assert main(["search", str(tmp_path / "text.yaml")]) == 0
     assert "class indices {0: 'fresh', 1: 'rotten'}" in capsys.readouterr().err
+
+
+def test_the_teachers_own_encoder_with_layers_dropped_and_heads_pruned_exports_and_reloads(
+        tmp_path: Path, tiny_teacher: Path) -> None:
+    study = text_study(tmp_path, tiny_teacher, trials=3)  # two baselines, then the pruned teacher
+    study["student"] = {"family": "teacher"}
+    study["pipeline"] = [{"distill": {"epochs": 1}}, {"prune": {"keep_layers": 2, "ratio": 0.5}},
+                         {"quantize": {"bits": 32}}]
+    study["measure"]["runtime"] = "torch"
+    (tmp_path / "text.yaml").write_text(yaml.safe_dump(study))
+    assert main(["search", str(tmp_path / "text.yaml")]) == 0
+    assert main(["export", "--study-name", "tiny_text", "--trial", "2", "--out", str(tmp_path / "out"),
+                 "--format", "torch"]) == 0
+    rebuilt = float_model(export.load(tmp_path / "out", realised=False))
+    layers = [m for m in rebuilt.modules() if hasattr(m, "attention") and hasattr(m, "intermediate")]
+    assert rebuilt.layers == len(layers) == 2  # of the teacher's 4: its 2nd and 4th
+    assert all(layer.attention.self.num_attention_heads == 2 for layer in layers)  # of 4
+    ids = torch.randint(1, 1000, (3, 16))
+    assert rebuilt.eval()(ids).shape == (3, 2)
+
+
+def test_dropping_layers_of_a_student_without_any_is_one_line(tmp_path: Path, tiny_teacher: Path, capsys) -> None:
+    study = text_study(tmp_path, tiny_teacher, trials=1)
+    study["student"] = {"family": "bag", "dim": 8, "hidden": 8}
+    study["pipeline"] = [{"prune": {"keep_layers": 2}}]
+    (tmp_path / "text.yaml").write_text(yaml.safe_dump(study))
+    assert main(["search", str(tmp_path / "text.yaml")]) == 2
+    assert "this student has none" in one_line(capsys.readouterr().err, "prune.keep_layers")

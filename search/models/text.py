@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from squeezer.compressors.distill.transformer import Encoded
+from squeezer.compressors.transformer_prune import encoder_layers
 from squeezer.search.data import Tokens
 from squeezer.search.errors import ConfigError
 from squeezer.search.models.checks import check
@@ -45,7 +46,7 @@ class TextClassifier(nn.Module):
 
     @property
     def layers(self) -> int:
-        return int(self.model.config.num_hidden_layers)
+        return len(encoder_layers(self))
 
     @property
     def hidden_size(self) -> int:

@@ -118,7 +118,9 @@ def layers(model: nn.Module) -> dict[str, dict[str, Any]]:
     found = {}
     for name, module in model.named_modules():
         spec: dict[str, Any] = {}
-        if type(module) in LAYERS:
+        if type(module) is nn.ModuleList:  # an encoder's layers: some may have been dropped
+            spec = {"kind": "ModuleList", "length": len(module)}
+        elif type(module) in LAYERS:
             spec = {"kind": type(module).__name__, **{a: getattr(module, a) for a in LAYERS[type(module)]}}
             if hasattr(module, "bias"):
                 spec["bias"] = module.bias is not None
@@ -135,7 +137,11 @@ def reshape(model: nn.Module, recorded: dict[str, dict[str, Any]]) -> None:
         spec = dict(spec)
         attributes = {a: spec.pop(a) for a in ATTRIBUTES if a in spec}
         kind = spec.pop("kind", None)
-        if kind is not None:
+        if kind == "ModuleList":
+            current = _get(model, name)
+            if isinstance(current, nn.ModuleList) and len(current) > spec["length"]:
+                _set(model, name, nn.ModuleList(list(current)[: spec["length"]]))  # the layers kept, renumbered
+        elif kind is not None:
             current = _get(model, name)
             if not (type(current).__name__ == kind and layers_equal(current, kind, spec)):
                 _set(model, name, _construct(kinds[kind], spec))
