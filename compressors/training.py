@@ -108,7 +108,7 @@ def hard_labels(model: nn.Module, ctx: TrialContext) -> BatchLoss:
 
 #: Values (samples x values per sample) in one inference batch: large images go in smaller batches, so that their
 #: activations stay bounded.
-BATCH_VALUES = 1 << 22
+BATCH_VALUES = 1 << 20
 
 
 def inference_batch(x: torch.Tensor, most: int = 1024, values: int = BATCH_VALUES) -> int:

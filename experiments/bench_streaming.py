@@ -97,7 +97,7 @@ def run(name: str, data: dict, cap: int, work: Path) -> dict:
     print(f"{name}: exit {done.returncode} in {seconds:.0f} s; cgroup peak {peak / 2**30:.2f} GiB", flush=True)
     return {"exit": done.returncode, "seconds": round(seconds, 1), "cgroup_peak_bytes": peak,
             "peak_rss_bytes": rss * 1024 if rss > before else None, "oom_kills": kills, "lines": lines,
-            "stderr_tail": done.stderr.strip().splitlines()[-3:]}
+            "stderr_tail": done.stderr.strip().splitlines()[-8:]}
 
 
 def float32_bytes(data_dir: Path, val_fraction: float) -> tuple[int, tuple[int, ...]]:

@@ -26,6 +26,7 @@ from squeezer.search.config import ExperimentConfig
 from squeezer.search.data.augment import Augment
 from squeezer.search.metrics import measure
 from squeezer.search.objectives import CHEAP, Constraint
+from squeezer.search.models import text as text_models
 from squeezer.search.runtime import export
 from squeezer.search.errors import ConfigError
 from squeezer.search.teacher import DiskCache, check_checkpoint, ensemble_specs, get_teacher, teacher_tokenizer
@@ -97,6 +98,9 @@ def prepare(config: ExperimentConfig, given: Given | None = None) -> Workbench:
     specs = [({**spec, "augment": augment.describe()} if augment else spec, seed)
              for spec, seed in ensemble_specs(config.teacher, config.seed)]
     template = given.teacher
+    for i, (spec, _) in enumerate(specs):  # a Hugging Face directory that is not there: said before anything else
+        if spec["family"] in ("hf", "hf_image"):
+            text_models.model_dir(spec["arch"].get("model", text_models.DEFAULT_MODEL), f"{_teacher_key(i)}.model")
     ahead = given.splits or data.preview(config.data)  # an image folder's shape and classes, from its headers
     if ahead is not None:  # checked before the folder is decoded (and cached)
         check_models(config, ahead, specs, template, augment)

@@ -250,7 +250,7 @@ BAD = [  # (name, section, settings merged into it or (replace) taking its place
     ("a program for a batch of one", "teacher", PROGRAM, batch_one_program, "teacher"),
     ("a program trained again", "teacher", {**PROGRAM, "epochs": 3}, save_program, "teacher.epochs"),
     ("a program pruned", "teacher", PROGRAM, save_program, "prune.ratio"),
-    ("a Hugging Face directory missing", "teacher", HF, None, "teacher.hf"),
+    ("a Hugging Face directory missing", "teacher", HF, None, "teacher.arch.model"),
     ("an image classifier without its processor", "teacher", HF, processorless_vit, "teacher.arch.model"),
     ("a corrupt image", "data", {}, bad_image, "data.path"),
     ("an image cut short", "data", {}, cut_short, "data.path"),

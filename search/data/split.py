@@ -96,7 +96,8 @@ class Splits:
     def fingerprint(self) -> str:
         """A short hash of the training data, to key caches on."""
         digest = hashlib.sha256()
-        for chunk in self.train_x.split(4096):  # a chunk at a time: the data may be memory-mapped
+        rows = max(1, (16 << 20) // max(1, self.train_x[0].numel() * self.train_x.element_size()))
+        for chunk in self.train_x.split(rows):  # 16 MiB at a time: the data may be memory-mapped
             digest.update(chunk.numpy().tobytes())
         digest.update(self.train_y.numpy().tobytes())
         return digest.hexdigest()[:16]
