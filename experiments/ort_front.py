@@ -112,7 +112,8 @@ def describe(teacher: dict[str, float], member: dict[str, Any], factorised: list
             "student": " ".join(f"{k.removeprefix('student.')}={v}" for k, v in sorted(p.items())
                                 if k.startswith("student.")),
             "bits": bits, "ends_bits": ends if bits < ends else None,
-            "prune": f"{float(p.get('prune.ratio', 0)):.2f} "
+            "prune": (f"{p['prune.keep_layers']} layers kept, " if p.get("prune.keep_layers") not in (None, "None")
+                      else "") + f"{float(p.get('prune.ratio', 0)):.2f} "
                      f"{'structured' if p.get('prune.structured', 'True') == 'True' else 'unstructured'} "
                      f"{p.get('prune.importance', 'magnitude')}",
             "rank_ratio": float(p.get("lowrank.rank_ratio", 1.0)), "factorised": factorised}
