@@ -93,6 +93,15 @@ def test_a_users_csv_and_jsonl_with_named_columns_and_string_labels(tmp_path: Pa
     csv = data.load({"path": str(reviews(tmp_path / "r.csv", label_column="y")), "label_column": "y"}, seed=0,
                     tokenizer=minilm_tokenizer)
     assert csv.num_classes == 2 and csv.input_shape == (64,)
+    import pandas as pd
+
+    pd.DataFrame(rows).to_parquet(tmp_path / "r.parquet")  # Parquet: texts when the text column is named
+    parquet = data.load({"path": str(tmp_path / "r.parquet"), "text_column": "review", "label_column": "stars",
+                         "max_length": 12}, seed=0, tokenizer=minilm_tokenizer)
+    assert parquet.num_classes == 3 and parquet.tokens is not None
+    assert torch.equal(parquet.train_x, data.load({"path": str(tmp_path / "r.jsonl"), "text_column": "review",
+                                                   "label_column": "stars", "max_length": 12}, seed=0,
+                                                  tokenizer=minilm_tokenizer).train_x)
 
 
 def test_cutting_padding_columns_does_not_change_the_logits() -> None:

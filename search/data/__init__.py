@@ -87,7 +87,8 @@ def is_text(spec: Mapping[str, Any]) -> bool:
     path = str(spec.get("path") or "")
     if saved.is_saved(path):
         return saved.is_text(spec)
-    return spec.get("name") in TEXT_SETS or path.endswith((".csv", ".jsonl", ".csv.bz2")) and not is_table(spec)
+    return spec.get("name") in TEXT_SETS or path.endswith((".csv", ".jsonl", ".csv.bz2", ".parquet")) \
+        and not is_table(spec)
 
 
 def _text(spec: Mapping[str, Any], seed: int, tokenizer: Any, val_fraction: float, test_fraction: float) -> Splits:

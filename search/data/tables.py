@@ -16,11 +16,13 @@ SNIFFED_ROWS = 50  # rows read to tell a numeric table from text
 
 
 def is_table(spec: Mapping[str, Any]) -> bool:
-    """Whether ``spec['path']`` is a numeric table: a Parquet file, or a CSV whose columns other than the label are
-    all numbers (in its first rows) and for which no text column is named."""
+    """Whether ``spec['path']`` is a numeric table: a Parquet file or a CSV for which no text column is named, the
+    CSV's columns other than the label all numbers (in its first rows)."""
     path = Path(str(spec.get("path") or ""))
-    if path.suffix == ".parquet" or "feature_columns" in spec:
+    if "feature_columns" in spec:
         return True
+    if path.suffix == ".parquet":
+        return "text_column" not in spec  # a Parquet file of texts names its text column
     if path.suffix != ".csv" or "text_column" in spec or not path.is_file():
         return False
     try:

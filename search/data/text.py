@@ -55,7 +55,9 @@ def tokenize(texts: list[str], tokenizer: Any, max_length: int) -> np.ndarray:
 
 def _rows(path: Path, key: str) -> list[dict[str, Any]]:
     if not path.is_file():
-        raise ConfigError(key, "file not found; give a .csv or .jsonl file with a text and a label column", str(path))
+        raise ConfigError(key, "file not found; give a .csv, .jsonl or .parquet file with a text and a label column", str(path))
+    if path.suffix == ".parquet":
+        return _parquet_rows(path, key)
     jsonl = path.name.endswith(".jsonl")
     try:
         raw = bz2.open(path, "rt", encoding="utf-8") if path.suffix == ".bz2" else open(path, encoding="utf-8")
@@ -65,6 +67,16 @@ def _rows(path: Path, key: str) -> list[dict[str, Any]]:
         raise ConfigError(key, f"cannot read it as {'JSON lines' if jsonl else 'CSV'} text "
                           f"({type(err).__name__}: {str(err).splitlines()[0]})", str(path)) from None
     return _json_lines(content, path, key) if jsonl else _csv_rows(content, path, key)
+
+
+def _parquet_rows(path: Path, key: str) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path).to_dict("records")
+    except Exception as err:  # noqa: BLE001 - not Parquet, truncated, an engine missing: unreadable input
+        raise ConfigError(key, f"cannot read it as Parquet ({type(err).__name__}: {str(err).splitlines()[0]})",
+                          str(path)) from None
 
 
 def _json_lines(content: str, path: Path, key: str) -> list[dict[str, Any]]:
