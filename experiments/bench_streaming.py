@@ -153,7 +153,8 @@ def render(r: dict) -> str:
     lines = [f"Image data: {r['image_shape']} per image; as float32 arrays {r['data_float32_bytes'] / gib:.2f} GiB "
              f"= {r['data_float32_bytes'] / r['cap_bytes']:.1f}x the cap of {r['cap_bytes'] / gib:.2f} GiB "
              f"({r['cpu_count']} CPUs).", "",
-             "| data read as | exit | time | cgroup peak (page cache included) | largest process RSS (mapped file pages included) | OOM kills |",
+             "| data read as | exit | time | cgroup peak (page cache included) | largest process RSS (mapped file "
+             "pages included) | OOM kills |",
              "|---|---:|---:|---:|---:|---:|"]
     for key, label in (("folder", "image folder (memory-mapped)"), ("memory", ".npz (in memory)")):
         if key in r:
