@@ -55,7 +55,8 @@ def tokenize(texts: list[str], tokenizer: Any, max_length: int) -> np.ndarray:
 
 def _rows(path: Path, key: str) -> list[dict[str, Any]]:
     if not path.is_file():
-        raise ConfigError(key, "file not found; give a .csv, .jsonl or .parquet file with a text and a label column", str(path))
+        raise ConfigError(key, "file not found; give a .csv, .jsonl or .parquet file with a text and a label column",
+                          str(path))
     if path.suffix == ".parquet":
         return _parquet_rows(path, key)
     jsonl = path.name.endswith(".jsonl")
