@@ -104,7 +104,8 @@ def prepare(config: ExperimentConfig, given: Given | None = None) -> Workbench:
     ahead = given.splits or data.preview(config.data)  # an image folder's shape and classes, from its headers
     if ahead is not None:  # checked before the folder is decoded (and cached)
         check_models(config, ahead, specs, template, augment)
-    splits = given.splits or data.load(config.data, config.seed, tokenizer=teacher_tokenizer(config.teacher))
+    splits = given.splits or data.load(config.data, config.seed, tokenizer=teacher_tokenizer(config.teacher),
+                                       ahead=ahead)
     if ahead is None:
         check_models(config, splits, specs, template, augment)
     for step in config.pipeline:

@@ -3,10 +3,11 @@ by the teacher's tokenizer (``text``); ``split`` holds what both share."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from squeezer.search.data.folders import image_folder, scan
+from squeezer.search.data.folders import Folder, decode, image_folder, scan
 from squeezer.search.data.images import FASHION_MNIST_DIR, digits, fashion_mnist, npz, read_idx
 from squeezer.search.data import saved
 from squeezer.search.data.preprocess import STANDARDIZE, InputSpec, Standardize
@@ -19,9 +20,10 @@ IMAGE_SETS = ("digits", "fashion_mnist")
 TEXT_SETS = ("rotten_tomatoes",)
 
 
-def load(spec: Mapping[str, Any], seed: int, tokenizer: Any = None) -> Splits:
+def load(spec: Mapping[str, Any], seed: int, tokenizer: Any = None, ahead: Preview | None = None) -> Splits:
     """Load the dataset a config's ``data`` section names and split it by ``seed``; text is tokenized with
-    ``tokenizer`` (the teacher's)."""
+    ``tokenizer`` (the teacher's). ``ahead``: what ``preview`` found (its scanned folders are not scanned again)."""
+    scanned = ahead.folders if isinstance(ahead, FolderPreview) else {}
     val_fraction, test_fraction = float(spec.get("val_fraction", 0.1)), float(spec.get("test_fraction", 0.2))
     if spec.get("given"):
         raise ConfigError("data.given", "stands for data passed as Python objects: pass them again "
@@ -32,9 +34,9 @@ def load(spec: Mapping[str, Any], seed: int, tokenizer: Any = None) -> Splits:
         if saved.is_saved(spec["path"]):  # a datasets folder may hold its test split
             train, test = saved.images(spec, "data.path", _size(spec), spec.get("channels"))
         else:
-            train, test = _features(spec, "path"), None
+            train, test = _features(spec, "path", scanned.get("path")), None
         if spec.get("test_path"):
-            test = _features(spec, "test_path")
+            test = _features(spec, "test_path", scanned.get("test_path"))
         train_y, test_y, classes = class_indices(train[1], None if test is None else test[1])
         train = (train[0], train_y)
         if test is not None and test_y is not None:
@@ -52,16 +54,24 @@ def load(spec: Mapping[str, Any], seed: int, tokenizer: Any = None) -> Splits:
                  standardize=spec.get("standardize", "feature"))
 
 
-def preview(spec: Mapping[str, Any]) -> Preview | None:
+@dataclass(frozen=True)
+class FolderPreview(Preview):
+    """An image folder's preview, with the scans it came from (by data key: ``path``, ``test_path``)."""
+
+    folders: Mapping[str, Folder] = field(default_factory=dict)
+
+
+def preview(spec: Mapping[str, Any]) -> FolderPreview | None:
     """The shape and class count of an image folder (``data.path`` a directory), from its files' headers: what the
     models are checked against before the images are decoded. None for other data (read whole by ``load``)."""
     if not spec.get("path") or not Path(spec["path"]).is_dir() or saved.is_saved(spec["path"]) or is_text(spec) \
             or is_table(spec):
         return None
-    folders = [scan(Path(spec[which]), f"data.{which}", _size(spec), spec.get("channels"))
-               for which in ("path", "test_path") if spec.get(which) and Path(spec[which]).is_dir()]
-    _, _, classes = class_indices(folders[0].labels, folders[1].labels if len(folders) > 1 else None)
-    return Preview((folders[0].channels, *folders[0].size), len(classes or ()))
+    folders = {which: scan(Path(spec[which]), f"data.{which}", _size(spec), spec.get("channels"))
+               for which in ("path", "test_path") if spec.get(which) and Path(spec[which]).is_dir()}
+    test = folders.get("test_path")
+    _, _, classes = class_indices(folders["path"].labels, None if test is None else test.labels)
+    return FolderPreview((folders["path"].channels, *folders["path"].size), len(classes or ()), folders=folders)
 
 
 def _size(spec: Mapping[str, Any]) -> tuple[int, int] | None:
@@ -69,9 +79,11 @@ def _size(spec: Mapping[str, Any]) -> tuple[int, int] | None:
     return (size, size) if isinstance(size, int) else None if size is None else tuple(size)
 
 
-def _features(spec: Mapping[str, Any], which: str) -> tuple[Any, Any]:
-    """An image folder (a directory: one sub-folder per class) or an .npz of arrays X and y."""
+def _features(spec: Mapping[str, Any], which: str, scanned: Folder | None = None) -> tuple[Any, Any]:
+    """An image folder (a directory: one sub-folder per class; ``scanned`` already) or an .npz of arrays X and y."""
     path, key = Path(spec[which]), f"data.{which}"
+    if scanned is not None:
+        return decode(scanned, key), scanned.labels
     if saved.is_saved(path):
         return saved.images({**spec, "path": str(path)}, key, _size(spec), spec.get("channels"))[0]
     if is_table({**spec, "path": str(path)}):
@@ -113,5 +125,6 @@ def _text(spec: Mapping[str, Any], seed: int, tokenizer: Any, val_fraction: floa
                  spec.get("train_size"), tokens=tokens, classes=classes)
 
 
-__all__ = ["FASHION_MNIST_DIR", "IMAGE_SETS", "STANDARDIZE", "InputSpec", "Preview", "Shape", "Standardize",
-           "TEXT_KEYS", "TEXT_SETS", "Splits", "Tokens", "given_splits", "is_text", "load", "preview", "read_idx"]
+__all__ = ["FASHION_MNIST_DIR", "IMAGE_SETS", "STANDARDIZE", "FolderPreview", "InputSpec", "Preview", "Shape",
+           "Standardize", "TEXT_KEYS", "TEXT_SETS", "Splits", "Tokens", "given_splits", "is_text", "load", "preview",
+           "read_idx"]

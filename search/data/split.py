@@ -171,12 +171,11 @@ def split(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarr
     test_idx, val_idx, train_idx = np.split(order, [n_test, n_test + n_val])
     if train_size:
         train_idx = train_idx[: int(train_size)]
-    if test is None:
-        test, test_idx = (x, y[test_idx]), test_idx
-    else:
-        test_idx = None
+    test_rows = None  # a test file is all test
+    if test is None:  # carved from x
+        test, test_rows = (x, y[test_idx]), test_idx
     _check_splits(x, y, train_idx, val_idx, test)
-    return _splits((x, train_idx, y[train_idx]), (x, val_idx, y[val_idx]), (test[0], test_idx, test[1]), tokens,
+    return _splits((x, train_idx, y[train_idx]), (x, val_idx, y[val_idx]), (test[0], test_rows, test[1]), tokens,
                    classes, standardize)
 
 
