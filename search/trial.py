@@ -21,7 +21,7 @@ from squeezer import compressors
 from squeezer.compressors.base import Report, TrialContext
 from squeezer.compressors.distill import TeacherOutputs
 from squeezer.compressors.training import accuracy, predict
-from squeezer.search import data, models
+from squeezer.search import baselines, data, models
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.data.augment import Augment
 from squeezer.search.metrics import measure
@@ -231,7 +231,7 @@ def steps(config: ExperimentConfig, params: Mapping[str, Mapping[str, Any]]) -> 
     """The compressors a trial runs, in order, with their settings: the pipeline's steps that ``params`` holds (all,
     for a sampled recipe), then any other compressor it names (a baseline quantizes without a quantize step)."""
     names = [step.name for step in config.pipeline if step.name in params]
-    names += [name for name in params if name not in names and name in compressors.available()]
+    names += [name for name in params if name not in names and name not in ("student", baselines.PARAM)]
     return [(name, dict(params[name])) for name in names]
 
 
