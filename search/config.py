@@ -229,7 +229,7 @@ def _data(raw: Any, base_dir: Path) -> dict[str, Any]:
 
 
 def _teacher(raw: Any, base_dir: Path) -> dict[str, Any]:
-    teacher = _program(_user_model(_section(raw, "teacher", TEACHER_KEYS), base_dir, "teacher"), base_dir)
+    teacher = _teacher_by_file(_user_model(_section(raw, "teacher", TEACHER_KEYS), base_dir, "teacher"), base_dir)
     if "weights" in teacher:
         if "path" in teacher:
             raise ConfigError("teacher.weights", "is another name for teacher.path: give one of them",
@@ -252,7 +252,7 @@ def _teacher(raw: Any, base_dir: Path) -> dict[str, Any]:
     return teacher
 
 
-def _program(teacher: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+def _teacher_by_file(teacher: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     """``program: model.pt2``: a ``torch.export`` program, used as exported (family ``program``); ``hf: DIR``: a
     local Hugging Face model directory (family ``hf``)."""
     if "hf" in teacher:

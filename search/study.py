@@ -79,15 +79,16 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
     # A local store is opened by one process at a time, so what a killed creator left half done is finished
     # here at once; on a server storage, other processes poll for what the creator is still writing.
     wait = 0.0 if is_local(storage) else PARENT_WAIT_S
+    queued = baselines.queue() if baselines.wanted(config.student) else []
     with store_lock(storage):
         store = open_storage(storage)
         study, created = open_study(config, name, store, seed, wait, where=storage)
-        first = (baselines.queue() if baselines.wanted(config.student) else []) + [(p, None) for p in warm]
+        first = queued + [(p, None) for p in warm]
         for params, attrs in first if created else []:  # the obvious baseline, then an earlier study's front
             study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=True)
         tracker = Tracker(tracking_uri, f"squeezer-{config.name}")
         parent = _parent_run(tracker, name, config, created, wait)
-    if created and baselines.wanted(config.student):
+    if created and queued:
         out(f"baselines: the teacher as trained, quantized without training ({', '.join(baselines.BASELINES)}), "
             "is tried first")
     if warm and created:

@@ -40,7 +40,7 @@ def get_teacher(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int
     labels = hub.fine_tuned_labels(text.model_dir(name), splits.num_classes, head) if head else None
     if labels is not None:  # a classifier for these classes already: used as is, unless epochs asks for more
         how = hub.align_classes(model, labels, splits.classes, name)
-        print(f"teacher: {spec['arch'].get('model')} is fine-tuned for the data's {len(labels)} classes; {how}",
+        print(f"teacher: {name} is fine-tuned for the data's {len(labels)} classes; {how}",
               file=sys.stderr)
         if "epochs" not in spec:
             return model.eval()

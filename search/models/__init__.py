@@ -16,7 +16,7 @@ from torch import nn
 from squeezer.search.data import Tokens
 from squeezer.search.errors import ConfigError
 from squeezer.search.models import registry
-from squeezer.search.models.checks import MAX_DEPTH
+from squeezer.search.models.checks import MAX_DEPTH, on_meta
 from squeezer.search.models.registry import register
 
 #: A student that is the teacher itself (copied with its trained weights), for the pipeline to compress.
@@ -42,7 +42,7 @@ def build(arch: dict[str, Any], input_shape: tuple[int, ...], num_classes: int, 
             raise ConfigError(f"{key}.family", "given names the model passed as a Python object "
                               "(compress(teacher=...)); pass it again (export.load(..., template=model))", family)
         copied = copy.deepcopy(template)
-        return copied.to("meta") if torch.empty(0).device.type == "meta" else copied
+        return copied.to("meta") if on_meta() else copied
     build_family = registry.get(family) if isinstance(family, str) else None
     if build_family is None:
         raise ConfigError(f"{key}.family", f"must be one of {registry.available()}"

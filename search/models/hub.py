@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from squeezer.search.errors import ConfigError
-from squeezer.search.models.checks import check
+from squeezer.search.models.checks import check, on_meta
 
 SEQUENCE_HEAD, IMAGE_HEAD = "ForSequenceClassification", "ForImageClassification"
 
@@ -96,7 +96,7 @@ def hf_image(input_shape: tuple[int, ...], num_classes: int, *, model: str) -> I
     try:
         processor = json.loads((path / "preprocessor_config.json").read_text())
         config = AutoConfig.from_pretrained(path, num_labels=num_classes, local_files_only=True)
-        if torch.empty(0).device.type == "meta":
+        if on_meta():
             loaded = AutoModelForImageClassification.from_config(config)
         else:
             loaded = AutoModelForImageClassification.from_pretrained(path, config=config, local_files_only=True,

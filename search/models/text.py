@@ -18,7 +18,7 @@ from squeezer.compressors.distill.transformer import Encoded
 from squeezer.compressors.transformer_prune import encoder_layers
 from squeezer.search.data import Tokens
 from squeezer.search.errors import ConfigError
-from squeezer.search.models.checks import check
+from squeezer.search.models.checks import check, on_meta
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: no code path may reach a hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -121,7 +121,7 @@ def hf(input_shape: tuple[int, ...], num_classes: int, *, tokens: Tokens, model:
     path = model_dir(model)
     try:
         config = AutoConfig.from_pretrained(path, num_labels=num_classes, local_files_only=True)
-        if torch.empty(0).device.type == "meta":
+        if on_meta():
             return TextClassifier(AutoModelForSequenceClassification.from_config(config), tokens.pad_id)
         loaded = AutoModelForSequenceClassification.from_pretrained(path, config=config, local_files_only=True,
                                                                     ignore_mismatched_sizes=True)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from squeezer.search.errors import ConfigError
+from squeezer.search.models.checks import on_meta
 
 
 def factory(input_shape: tuple[int, ...], num_classes: int, *, model: str, **kwargs: Any) -> nn.Module:
@@ -74,9 +75,10 @@ def program(input_shape: tuple[int, ...], num_classes: int, *, file: str) -> nn.
     path = Path(file)
     if not path.is_file():
         raise ConfigError("file", "file not found", str(path))
-    meta = torch.empty(0).device.type == "meta"
+    meta = on_meta()
     quiet = logging.getLogger("torch.export")  # it logs a failed load's traceback before raising: one line is ours
-    level, quiet.level = quiet.level, logging.CRITICAL
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     with torch.device("cpu"):  # checked on the meta device like any model, but the file has real weights
         try:
             graph = torch.export.load(str(path)).module()
