@@ -29,10 +29,11 @@ def main() -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--epochs", type=int, default=1)
     args = parser.parse_args()
-    from transformers import AutoModelForSequenceClassification
-
     from squeezer.search import data
-    from squeezer.search.models import text
+    from squeezer.search.models import text, zoo
+
+    zoo.ready()  # before transformers, which imports torchvision when installed
+    from transformers import AutoModelForSequenceClassification
 
     config = yaml.safe_load((HERE / "minilm_dir.yaml").read_text())
     tokenizer = text.tokenizer("all-MiniLM-L6-v2")

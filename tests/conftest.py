@@ -10,7 +10,10 @@ import yaml
 
 from squeezer.compressors import TeacherOutputs, TrialContext
 from squeezer.search import data, models
+from squeezer.search.models import zoo
 from squeezer.search.teacher import train
+
+zoo.ready()  # tests import transformers themselves, and it imports torchvision (see search/models/zoo.py)
 
 REPO = Path(__file__).resolve().parents[1]
 DIGITS_YAML = REPO / "experiments" / "digits.yaml"

@@ -128,10 +128,7 @@ def test_the_users_residual_network_compressed_as_its_own_student_takes_raw_pixe
     member = front[-1]
     assert main(["export", "--study-name", "mine", "--trial", member.data.tags["squeezer.trial"], "--out",
                  str(tmp_path / "onnx"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]) == 0
-    # the user's test images, read as they are: 0-255 pixels, the class is the folder
-    files = sorted((tmp_path / "test").rglob("*.png"))
-    pixels = torch.from_numpy(np.stack([np.asarray(Image.open(f), dtype=np.float32)[None] for f in files]))
-    truth = np.array([f.parent.name for f in files])
+    pixels, truth = raw_test_images(tmp_path)  # the user's test images, read as they are
     deployed = OnnxModel(tmp_path / "onnx" / "model.onnx")
     classes = np.array(onnx_metadata(onnx.load(str(tmp_path / "onnx" / "model.onnx")))["classes"])
     assert list(classes) == ["diagonal", "horizontal", "vertical"]
@@ -145,6 +142,46 @@ def test_the_users_residual_network_compressed_as_its_own_student_takes_raw_pixe
     teacher_params = 2 * 2 * 16 * 16 * 9 + 16 * 9  # the blocks' and stem's convolutions at width 16
     convs = sum(m.weight.numel() for m in rebuilt.modules() if isinstance(m, torch.nn.Conv2d))
     assert convs < 0.5 * teacher_params  # half the channels of every coupled group removed
+    with torch.no_grad():
+        assert rebuilt(pixels[:4]).shape == (4, 3)
+
+
+def raw_test_images(where: Path) -> tuple[torch.Tensor, np.ndarray]:
+    """The user's test images as they are on disk (0-255 pixels) and their classes (the folder names)."""
+    files = sorted((where / "test").rglob("*.png"))
+    pixels = torch.from_numpy(np.stack([np.asarray(Image.open(f), dtype=np.float32)[None] for f in files]))
+    return pixels, np.array([f.parent.name for f in files])
+
+
+def test_torchvisions_resnet_is_the_teacher_compressed_as_itself_and_distilled_into_its_mobilenet(
+        tmp_path: Path) -> None:
+    config = {**experiment(tmp_path), "teacher": {"torchvision": "resnet18", "epochs": 3, "lr": 0.003}}
+    config["search"]["trials"] = 3  # the fp16 and int8 baselines, then the ResNet pruned by half
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["search", str(path)]) == 0
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    runs = {int(r.data.tags["squeezer.trial"]): r for r in client.search_runs(
+        [client.get_experiment_by_name("squeezer-mine").experiment_id], "tags.`squeezer.role` = 'trial'")}
+    assert sorted(runs) == [0, 1, 2] and all(r.info.status == "FINISHED" for r in runs.values())
+    assert main(["export", "--study-name", "mine", "--trial", "2", "--out", str(tmp_path / "pruned"),
+                 "--tracking-uri", uri]) == 0
+    pixels, truth = raw_test_images(tmp_path)
+    classes = np.array(onnx_metadata(onnx.load(str(tmp_path / "pruned" / "model.onnx")))["classes"])
+    predicted = classes[OnnxModel(tmp_path / "pruned" / "model.onnx").predict(pixels).argmax(1).numpy()]
+    assert (predicted == truth).mean() == pytest.approx(runs[2].data.metrics["test_accuracy"], abs=1e-6)
+    assert runs[2].data.metrics["size_bytes"] < 0.5 * runs[0].data.metrics["size_bytes"]  # half the fp16 bytes
+
+    # torchvision's MobileNetV2 as the student, its width searched, distilled from the same (cached) teacher
+    config = {**config, "name": "mobile", "student": {"torchvision": "mobilenet_v2",
+                                                      "kwargs": {"width_mult": {"choice": [0.25, 0.5]}}}}
+    path.write_text(yaml.safe_dump({**config, "search": {**config["search"], "trials": 1}}))
+    assert main(["search", str(path)]) == 0
+    assert main(["export", "--study-name", "mobile", "--trial", "0", "--out", str(tmp_path / "mobile"), "--format",
+                 "torch", "--tracking-uri", uri]) == 0
+    rebuilt = export.load(tmp_path / "mobile")
+    assert any(type(m).__name__ == "InvertedResidual" for m in rebuilt.modules())
     with torch.no_grad():
         assert rebuilt(pixels[:4]).shape == (4, 3)
 
@@ -250,6 +287,12 @@ BAD = [  # (name, section, settings merged into it or (replace) taking its place
     ("a program for a batch of one", "teacher", PROGRAM, batch_one_program, "teacher"),
     ("a program trained again", "teacher", {**PROGRAM, "epochs": 3}, save_program, "teacher.epochs"),
     ("a program pruned", "teacher", PROGRAM, save_program, "prune.ratio"),
+    ("torchvision model unknown", "teacher", {"model": None, "kwargs": None, "torchvision": "resnet7"}, None,
+     "teacher.arch.name"),
+    ("torchvision weights downloaded", "teacher", {"model": None, "kwargs": {"weights": "DEFAULT"},
+                                                   "torchvision": "resnet18"}, None, "teacher.arch.weights"),
+    ("torchvision setting refused", "student", {"family": None, "torchvision": "mobilenet_v2",
+                                                "kwargs": {"depth": 3}}, None, "student.name"),
     ("a Hugging Face directory missing", "teacher", HF, None, "teacher.arch.model"),
     ("an image classifier without its processor", "teacher", HF, processorless_vit, "teacher.arch.model"),
     ("a corrupt image", "data", {}, bad_image, "data.path"),

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from squeezer.search.errors import ConfigError
+from squeezer.search.models import zoo
 from squeezer.search.models.checks import check, on_meta
 
 SEQUENCE_HEAD, IMAGE_HEAD = "ForSequenceClassification", "ForImageClassification"
@@ -85,6 +86,7 @@ def hf_image(input_shape: tuple[int, ...], num_classes: int, *, model: str) -> I
     """A local image classification model directory (config, weights, ``preprocessor_config.json``), with a head
     of ``num_classes`` (the directory's, if it has that many; else a new one, to fine-tune); on the meta device
     only its shapes, from its config."""
+    zoo.ready()  # before transformers, which imports torchvision when installed
     from transformers import AutoConfig, AutoModelForImageClassification
     from transformers.utils import logging as hf_logging
 

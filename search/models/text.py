@@ -18,6 +18,7 @@ from squeezer.compressors.distill.transformer import Encoded
 from squeezer.compressors.transformer_prune import encoder_layers
 from squeezer.search.data import Tokens
 from squeezer.search.errors import ConfigError
+from squeezer.search.models import zoo
 from squeezer.search.models.checks import check, on_meta
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: no code path may reach a hub
@@ -96,6 +97,7 @@ def model_dir(name: str, key: str = "teacher.arch.model") -> Path:
 
 def tokenizer(name: str, key: str = "teacher.arch.model") -> Any:
     """The tokenizer saved with the model ``name``."""
+    zoo.ready()  # before transformers, which imports torchvision when installed
     from transformers import AutoTokenizer
 
     where = model_dir(name, key)
@@ -113,6 +115,7 @@ def hf(input_shape: tuple[int, ...], num_classes: int, *, tokens: Tokens, model:
         -> TextClassifier:
     """A local pretrained model with a fresh classification head of ``num_classes`` (the teacher, fine-tuned
     once); on the meta device only its shapes, from its config."""
+    zoo.ready()  # before transformers, which imports torchvision when installed
     from transformers import AutoConfig, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
@@ -144,6 +147,7 @@ def bert(input_shape: tuple[int, ...], num_classes: int, *, tokens: Tokens, teac
     vocabulary, reading the first ``max_length`` tokens (default: all the data holds). ``init: teacher`` copies the
     teacher's embeddings and every k-th layer, truncated to the student's sizes (DistilBERT-style); ``random``
     starts from BERT's initialisation."""
+    zoo.ready()  # before transformers, which imports torchvision when installed
     from transformers import BertConfig, BertForSequenceClassification
 
     check(1 <= layers <= 48, "layers", "must be in [1, 48]", layers)

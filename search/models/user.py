@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from squeezer.search.errors import ConfigError
+from squeezer.search.models import zoo
 from squeezer.search.models.checks import on_meta
 
 
@@ -47,25 +48,30 @@ def factory(input_shape: tuple[int, ...], num_classes: int, *, model: str, **kwa
 def torchvision(input_shape: tuple[int, ...], num_classes: int, *, name: str, **kwargs: Any) -> nn.Module:
     """``torchvision.models.get_model(name, num_classes=..., **kwargs)``, untrained (nothing is downloaded; a
     teacher's weights come from ``weights:``). Grayscale images are repeated to the three channels it takes."""
-    try:
-        import torchvision.models as zoo
-    except ImportError:
-        raise ConfigError("name", "needs torchvision (pip install torchvision)", name) from None
-    except Exception as err:  # noqa: BLE001 - e.g. a CUDA build of torchvision beside a CPU torch: its ops fail
-        raise ConfigError("name", f"torchvision is installed but does not load ({type(err).__name__}: "
-                          f"{_first_line(err)}); install the build that matches torch", name) from None
-    if name not in zoo.list_models():
-        raise ConfigError("name", f"is not a torchvision model; e.g. {sorted(zoo.list_models())[:8]} ...", name)
+    tv_models = _torchvision_models(name)
+    if name not in tv_models.list_models():
+        raise ConfigError("name", f"is not a torchvision model; e.g. {sorted(tv_models.list_models())[:8]} ...", name)
     if kwargs.get("weights") is not None:
         raise ConfigError("weights", "is downloaded by torchvision; give the teacher's state dict as "
                           "`weights: file.pt` instead", kwargs["weights"])
     try:
-        built = zoo.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+        built = tv_models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
     except (TypeError, ValueError) as err:
         raise ConfigError("name", f"torchvision's {name} refused its settings ({_first_line(err)})", kwargs) from None
     if len(input_shape) == 3 and input_shape[0] == 1:
         return nn.Sequential(GrayToRGB(), built)
     return built
+
+
+def _torchvision_models(name: str) -> Any:
+    try:
+        vision = zoo.ready()
+    except Exception as err:  # noqa: BLE001 - a torchvision that does not import for another reason
+        raise ConfigError("name", f"torchvision is installed but does not load ({type(err).__name__}: "
+                          f"{_first_line(err)}); install the build that matches torch", name) from None
+    if vision is None:
+        raise ConfigError("name", "needs torchvision (pip install torchvision)", name)
+    return vision.models
 
 
 def program(input_shape: tuple[int, ...], num_classes: int, *, file: str) -> nn.Module:
