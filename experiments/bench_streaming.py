@@ -129,11 +129,12 @@ def main() -> int:
     try:
         results["folder"] = run("stream_folder", data, cap, work)
         if args.control:
-            from squeezer.search.data.folders import image_folder
+            from squeezer.search.data.folders import decode, scan
 
             arrays = {}
             for part in ("train", "test"):
-                pixels, labels = image_folder(args.data / part, part)
+                folder = scan(args.data / part, part)
+                pixels, labels = decode(folder, part), folder.labels
                 arrays[part] = work / f"{part}.npz"
                 np.savez(arrays[part], X=np.asarray(pixels, dtype=np.float32), y=labels)
             results["memory"] = run("stream_memory", {**data, "path": str(arrays["train"]),

@@ -22,6 +22,7 @@ from squeezer.search.objectives import (METRIC_RANGES, METRICS, Constraint, only
                                         parse_objectives)
 from squeezer.search.data import saved
 from squeezer.search.data.augment import Augment
+from squeezer.search.data.folders import is_listed
 from squeezer.search.models import hub, text
 from squeezer.spaces import Space, SpaceError, boundary_points, parse_space
 
@@ -176,7 +177,7 @@ def _data(raw: Any, base_dir: Path) -> dict[str, Any]:
     for key in ("path", "test_path", "dir"):
         if data.get(key):
             data[key] = str((base_dir / str(data[key])).resolve())
-    for key in ("name", "path", "test_path", "dir", "text_column", "label_column"):
+    for key in ("name", "path", "test_path", "dir", "text_column", "label_column", "image_column"):
         if key in data and not isinstance(data[key], str):
             raise ConfigError(f"data.{key}", "must be a string", data[key])
     for key in ("val_fraction", "test_fraction"):
@@ -192,9 +193,9 @@ def _data(raw: Any, base_dir: Path) -> dict[str, Any]:
     if "max_length" in data:
         _int(data["max_length"], "data.max_length", minimum=2, maximum=MAX_LENGTH)
     for key in ("image_size", "channels"):
-        if key in data and not (data.get("path") and Path(data["path"]).is_dir()):
-            raise ConfigError(f"data.{key}", "is a setting of image folders (data.path: a folder of class folders)",
-                              data[key])
+        if key in data and not (data.get("path") and Path(data["path"]).is_dir() or is_listed(data)):
+            raise ConfigError(f"data.{key}", "is a setting of image folders (data.path: a folder of class folders, "
+                              "or a file listing images with image_column)", data[key])
     size = data.get("image_size")
     if size is not None:
         sides = [size] if isinstance(size, int) and not isinstance(size, bool) else size
@@ -213,13 +214,13 @@ def _data(raw: Any, base_dir: Path) -> dict[str, Any]:
         raise ConfigError("data.feature_columns", "is a setting of numeric tables; text_column names text data",
                           data["feature_columns"])
     folder = saved.is_saved(data.get("path"))  # a Hugging Face datasets folder
-    given = sorted(TEXT_KEYS & set(data) - ({"label_column"} if is_table(data) or folder else set()))
+    given = sorted(TEXT_KEYS & set(data) - ({"label_column"} if is_table(data) or folder or is_listed(data) else set()))
     if given and not is_text(data):
         raise ConfigError(f"data.{given[0]}", "is a setting of text data (rotten_tomatoes, or a .csv / .jsonl path)",
                           data[given[0]])
-    if "image_column" in data and (not folder or is_text(data)):
-        raise ConfigError("data.image_column", "is a setting of a Hugging Face datasets folder of images",
-                          data["image_column"])
+    if "image_column" in data and not is_listed(data) and (not folder or is_text(data)):
+        raise ConfigError("data.image_column", "names the image column of a Hugging Face datasets folder, or the "
+                          "column of image paths in a .csv, .jsonl or .parquet file", data["image_column"])
     if "standardize" in data and is_text(data):
         raise ConfigError("data.standardize", "is a setting of feature and image data; text is token ids",
                           data["standardize"])

@@ -195,6 +195,64 @@ def test_an_image_folder_reads_classes_from_folder_names_and_keeps_raw_pixels(tm
     assert float(splits.val_raw.max()) > 100 and splits.standardize.shape == (1, 1, 1)
 
 
+def image_list(where: Path, suffix: str = ".csv", rows: list[dict] | None = None) -> Path:
+    """A file listing the training images as a user keeps one: their paths relative to the file, and classes."""
+    import pandas as pd
+
+    root = where / "train"
+    rows = rows if rows is not None else [{"file": str(f.relative_to(root)), "class": f.parent.name}
+                                          for f in sorted(root.rglob("*.png"))]
+    listing = root / f"list{suffix}"
+    frame = pd.DataFrame(rows)
+    if suffix == ".parquet":
+        frame.to_parquet(listing)
+    elif suffix == ".jsonl":
+        frame.to_json(listing, orient="records", lines=True)
+    else:
+        frame.to_csv(listing, index=False)
+    return listing
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_a_file_listing_image_paths_and_classes_is_the_same_data_as_the_folder(suffix: str, tmp_path: Path) -> None:
+    stripes(tmp_path / "train", 10, 0)
+    folder = data.load({"path": str(tmp_path / "train"), "val_fraction": 0.2, "test_fraction": 0.2}, seed=0)
+    listing = {"path": str(image_list(tmp_path, suffix)), "image_column": "file", "label_column": "class"}
+    assert data.preview(listing).input_shape == (1, 16, 16)  # from the listed files' headers
+    listed = data.load({**listing, "val_fraction": 0.2, "test_fraction": 0.2}, seed=0)
+    assert listed.classes == folder.classes
+    assert np.array_equal(np.asarray(listed.train_x), np.asarray(folder.train_x))
+    assert np.array_equal(listed.test_y, folder.test_y)
+
+
+def test_a_study_reads_its_images_from_a_csv_list(tmp_path: Path) -> None:
+    config = experiment(tmp_path)
+    config["data"] = {**config["data"], "path": str(image_list(tmp_path)), "image_column": "file",
+                      "label_column": "class", "image_size": 12}
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["search", str(path), "--trials", "1"]) == 0
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    [run] = client.search_runs([client.get_experiment_by_name("squeezer-mine").experiment_id],
+                               "tags.`squeezer.role` = 'trial'")
+    assert run.info.status == "FINISHED" and run.data.metrics["test_accuracy"] > 0.5
+
+
+def listed_missing(where: Path) -> None:
+    image_list(where, rows=[{"file": "vertical/0.png", "class": "vertical"}, {"file": "nowhere.png", "class": "x"}])
+
+
+def listed_empty_cell(where: Path) -> None:
+    image_list(where, rows=[{"file": "vertical/0.png", "class": "vertical"}, {"file": "", "class": "horizontal"}])
+
+
+def listed_without_column(where: Path) -> None:
+    image_list(where, rows=[{"path": "vertical/0.png", "class": "vertical"}])
+
+
+LISTING = {"path": "train/list.csv", "image_column": "file", "label_column": "class"}
+
+
 def bad_image(where: Path) -> None:
     (where / "train" / "vertical" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
 
@@ -295,6 +353,11 @@ BAD = [  # (name, section, settings merged into it or (replace) taking its place
                                                 "kwargs": {"depth": 3}}, None, "student.name"),
     ("a Hugging Face directory missing", "teacher", HF, None, "teacher.arch.model"),
     ("an image classifier without its processor", "teacher", HF, processorless_vit, "teacher.arch.model"),
+    ("a listed image missing", "data", LISTING, listed_missing, "data.path"),
+    ("a listed image path empty", "data", LISTING, listed_empty_cell, "data.image_column"),
+    ("a list without its image column", "data", LISTING, listed_without_column, "data.image_column"),
+    ("image_column on an npz", "data", {"path": None, "test_path": None, "name": "digits", "image_column": "file"},
+     None, "data.image_column"),
     ("a corrupt image", "data", {}, bad_image, "data.path"),
     ("an image cut short", "data", {}, cut_short, "data.path"),
     ("mixed image sizes", "data", {}, resized, "data.image_size"),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from squeezer.search.data.folders import Folder, decode, image_folder, scan
+from squeezer.search.data.folders import Folder, decode, find_images, is_listed
 from squeezer.search.data.images import FASHION_MNIST_DIR, digits, fashion_mnist, npz, read_idx
 from squeezer.search.data import saved
 from squeezer.search.data.preprocess import STANDARDIZE, InputSpec, Standardize
@@ -62,13 +62,13 @@ class FolderPreview(Preview):
 
 
 def preview(spec: Mapping[str, Any]) -> FolderPreview | None:
-    """The shape and class count of an image folder (``data.path`` a directory), from its files' headers: what the
-    models are checked against before the images are decoded. None for other data (read whole by ``load``)."""
-    if not spec.get("path") or not Path(spec["path"]).is_dir() or saved.is_saved(spec["path"]) or is_text(spec) \
-            or is_table(spec):
+    """The shape and class count of an image folder (``data.path`` a directory) or image list, from its files'
+    headers: what the models are checked against before the images are decoded. None for other data (read whole by
+    ``load``)."""
+    if not is_images(spec):
         return None
-    folders = {which: scan(Path(spec[which]), f"data.{which}", _size(spec), spec.get("channels"))
-               for which in ("path", "test_path") if spec.get(which) and Path(spec[which]).is_dir()}
+    folders = {which: find_images(spec, which, _size(spec)) for which in ("path", "test_path") if spec.get(which)
+               and (Path(spec[which]).is_dir() or is_listed({**spec, "path": spec[which]}))}
     test = folders.get("test_path")
     _, _, classes = class_indices(folders["path"].labels, None if test is None else test.labels)
     return FolderPreview((folders["path"].channels, *folders["path"].size), len(classes or ()), folders=folders)
@@ -80,7 +80,8 @@ def _size(spec: Mapping[str, Any]) -> tuple[int, int] | None:
 
 
 def _features(spec: Mapping[str, Any], which: str, scanned: Folder | None = None) -> tuple[Any, Any]:
-    """An image folder (a directory: one sub-folder per class; ``scanned`` already) or an .npz of arrays X and y."""
+    """An image folder (a directory: one sub-folder per class) or image list (``scanned`` already), a table, or an
+    .npz of arrays X and y."""
     path, key = Path(spec[which]), f"data.{which}"
     if scanned is not None:
         return decode(scanned, key), scanned.labels
@@ -88,9 +89,17 @@ def _features(spec: Mapping[str, Any], which: str, scanned: Folder | None = None
         return saved.images({**spec, "path": str(path)}, key, _size(spec), spec.get("channels"))[0]
     if is_table({**spec, "path": str(path)}):
         return read_table(path, key, str(spec.get("label_column", "label")), spec.get("feature_columns"))
-    if path.is_dir():
-        return image_folder(path, key, _size(spec), spec.get("channels"))
+    if path.is_dir() or is_listed({**spec, "path": str(path)}):
+        folder = find_images(spec, which, _size(spec))
+        return decode(folder, key), folder.labels
     return npz(path, key)
+
+
+def is_images(spec: Mapping[str, Any]) -> bool:
+    """Whether ``data.path`` is an image folder (of class folders) or a file listing images (``is_listed``)."""
+    path = str(spec.get("path") or "")
+    return bool(path) and not saved.is_saved(path) and (is_listed(spec) or Path(path).is_dir() and not is_text(spec)
+                                                         and not is_table(spec))
 
 
 def is_text(spec: Mapping[str, Any]) -> bool:
@@ -99,6 +108,8 @@ def is_text(spec: Mapping[str, Any]) -> bool:
     path = str(spec.get("path") or "")
     if saved.is_saved(path):
         return saved.is_text(spec)
+    if is_listed(spec):
+        return False
     return spec.get("name") in TEXT_SETS or path.endswith((".csv", ".jsonl", ".csv.bz2", ".parquet")) \
         and not is_table(spec)
 
@@ -126,5 +137,5 @@ def _text(spec: Mapping[str, Any], seed: int, tokenizer: Any, val_fraction: floa
 
 
 __all__ = ["FASHION_MNIST_DIR", "IMAGE_SETS", "STANDARDIZE", "FolderPreview", "InputSpec", "Preview", "Shape",
-           "Standardize", "TEXT_KEYS", "TEXT_SETS", "Splits", "Tokens", "given_splits", "is_text", "load", "preview",
-           "read_idx"]
+           "Standardize", "TEXT_KEYS", "TEXT_SETS", "Splits", "Tokens", "given_splits", "is_images", "is_text", "load",
+           "preview", "read_idx"]

@@ -1,4 +1,5 @@
-"""Image folders, however large: one sub-folder per class (its name is the class), PNG or JPEG files in it.
+"""Image folders, however large: one sub-folder per class (its name is the class), PNG or JPEG files in it; or a
+CSV, JSONL or Parquet file listing image paths and their classes.
 
 Reading one is two passes. The scan reads every file's header only (size, colour mode). The decode runs once per
 folder contents and size: worker processes of a ``DataLoader`` decode and resize the images in parallel, and each
@@ -13,12 +14,13 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
 from squeezer.search.data.arrays import NpyWriter, open_mapped
+from squeezer.search.data.rows import ROW_SUFFIXES, read_rows
 from squeezer.search.defaults import cache_dir
 from squeezer.search.errors import ConfigError
 
@@ -53,8 +55,6 @@ def scan(directory: Path, key: str, image_size: tuple[int, int] | None = None,
          channels: int | None = None) -> Folder:
     """The image files and classes of ``directory``, from their headers; the decoded shape: ``image_size`` (H, W),
     or the images' one size; ``channels`` 1 or 3 (default: 3 unless every image is grayscale)."""
-    from PIL import Image, UnidentifiedImageError
-
     folders = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(folders) < 2:
         raise ConfigError(key, "an image folder needs one sub-folder per class, at least two", str(directory))
@@ -65,6 +65,37 @@ def scan(directory: Path, key: str, image_size: tuple[int, int] | None = None,
             raise ConfigError(key, f"class folder {folder.name!r} holds no images ({', '.join(IMAGE_SUFFIXES)})",
                               str(folder))
         files += [(str(p.relative_to(directory)), folder.name) for p in found]
+    return _headers(directory, files, key, image_size, channels)
+
+
+def is_listed(spec: Mapping[str, Any]) -> bool:
+    """Whether ``spec['path']`` is a file listing images: a CSV, JSONL or Parquet file with an ``image_column``."""
+    return "image_column" in spec and str(spec.get("path") or "").endswith(ROW_SUFFIXES)
+
+
+def listed(table: Path, key: str, image_column: str, label_column: str, image_size: tuple[int, int] | None = None,
+           channels: int | None = None) -> Folder:
+    """The images a CSV, JSONL or Parquet file lists: a column of image paths (relative to the file's folder, or
+    absolute) and a label column; then as ``scan``."""
+    rows = read_rows(table, key, f"a column of image paths ({image_column}) and a label column ({label_column})")
+    if not rows:
+        raise ConfigError(key, "lists no images", str(table))
+    files: list[tuple[str, str]] = []
+    for number, row in enumerate(rows, 1):
+        for column, setting in ((image_column, "data.image_column"), (label_column, "data.label_column")):
+            if row.get(column) is None or str(row[column]).strip() == "":
+                raise ConfigError(setting, f"must name {'an image' if column == image_column else 'a class'} in "
+                                  f"every row of {table.name}; row {number} has {row.get(column)!r} (its columns: "
+                                  f"{sorted(row)[:8]})", column)
+        files.append((str(row[image_column]).strip(), str(row[label_column]).strip()))
+    return _headers(table.parent, files, key, image_size, channels)
+
+
+def _headers(directory: Path, files: list[tuple[str, str]], key: str, image_size: tuple[int, int] | None,
+             channels: int | None) -> Folder:
+    """``files`` (path under ``directory``, class) read by their headers only: their colour modes and sizes."""
+    from PIL import Image, UnidentifiedImageError
+
     modes, sizes = set(), set()
     for name, _ in files:
         try:
@@ -164,11 +195,14 @@ def reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'corrupt'}"
 
 
-def image_folder(directory: Path, key: str, image_size: tuple[int, int] | None = None,
-                 channels: int | None = None) -> tuple[Any, np.ndarray]:
-    """Pixels (N, C, H, W, ``uint8``, memory-mapped) and class names of an image folder (``scan``, ``decode``)."""
-    folder = scan(directory, key, image_size, channels)
-    return decode(folder, key), folder.labels
+def find_images(spec: Mapping[str, Any], which: str, image_size: tuple[int, int] | None = None) -> Folder:
+    """The images ``spec[which]`` holds (a folder of class folders) or lists (``is_listed``), scanned."""
+    path, key = Path(spec[which]), f"data.{which}"
+    if is_listed({**spec, "path": str(path)}):
+        return listed(path, key, str(spec["image_column"]), str(spec.get("label_column", "label")), image_size,
+                      spec.get("channels"))
+    return scan(path, key, image_size, spec.get("channels"))
 
 
-__all__ = ["Folder", "GRAY_MODES", "IMAGE_SUFFIXES", "decode", "decoded", "image_folder", "reason", "scan"]
+__all__ = ["Folder", "GRAY_MODES", "IMAGE_SUFFIXES", "decode", "decoded", "find_images", "is_listed", "listed",
+           "reason", "scan"]

@@ -19,6 +19,8 @@ def is_table(spec: Mapping[str, Any]) -> bool:
     """Whether ``spec['path']`` is a numeric table: a Parquet file or a CSV for which no text column is named, the
     CSV's columns other than the label all numbers (in its first rows)."""
     path = Path(str(spec.get("path") or ""))
+    if "image_column" in spec:
+        return False  # a file listing images (folders.is_listed)
     if "feature_columns" in spec:
         return True
     if path.suffix == ".parquet":

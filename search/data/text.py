@@ -3,17 +3,14 @@ with a text and a label column; tokenized with the teacher's tokenizer into fixe
 
 from __future__ import annotations
 
-import bz2
-import csv
 import importlib.util
-import io
-import json
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 
+from squeezer.search.data.rows import read_rows
 from squeezer.search.errors import ConfigError
 
 TEXT_KEYS = {"text_column", "label_column", "max_length"}
@@ -27,11 +24,11 @@ def read_texts(spec: Mapping[str, Any], key: str) -> tuple[list[str], np.ndarray
     if spec.get("path"):
         path = Path(spec["path"])
         text_col, label_col = str(spec.get("text_column", "text")), str(spec.get("label_column", "label"))
-        rows, drop = _rows(path, key), ()  # type: tuple[list[dict[str, Any]], tuple[str, ...]]
+        rows, drop = read_rows(path, key, "a text and a label column"), ()
     else:
         package, member, text_col, label_col, drop = ROTTEN_TOMATOES
         path = _packaged(package, member)
-        rows = _rows(path, key)
+        rows = read_rows(path, key, "a text and a label column")
     texts, labels = [], []
     for i, row in enumerate(rows):
         for column in (text_col, label_col):
@@ -51,68 +48,6 @@ def tokenize(texts: list[str], tokenizer: Any, max_length: int) -> np.ndarray:
     encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=max_length,
                         return_attention_mask=False, return_token_type_ids=False)
     return np.asarray(encoded["input_ids"], dtype=np.int64)
-
-
-def _rows(path: Path, key: str) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise ConfigError(key, "file not found; give a .csv, .jsonl or .parquet file with a text and a label column",
-                          str(path))
-    if path.suffix == ".parquet":
-        return _parquet_rows(path, key)
-    jsonl = path.name.endswith(".jsonl")
-    try:
-        raw = bz2.open(path, "rt", encoding="utf-8") if path.suffix == ".bz2" else open(path, encoding="utf-8")
-        with raw as handle:
-            content = handle.read()
-    except (OSError, EOFError, UnicodeDecodeError) as err:
-        raise ConfigError(key, f"cannot read it as {'JSON lines' if jsonl else 'CSV'} text "
-                          f"({type(err).__name__}: {str(err).splitlines()[0]})", str(path)) from None
-    return _json_lines(content, path, key) if jsonl else _csv_rows(content, path, key)
-
-
-def _parquet_rows(path: Path, key: str) -> list[dict[str, Any]]:
-    import pandas as pd
-
-    try:
-        return pd.read_parquet(path).to_dict("records")
-    except Exception as err:  # noqa: BLE001 - not Parquet, truncated, an engine missing: unreadable input
-        raise ConfigError(key, f"cannot read it as Parquet ({type(err).__name__}: {str(err).splitlines()[0]})",
-                          str(path)) from None
-
-
-def _json_lines(content: str, path: Path, key: str) -> list[dict[str, Any]]:
-    rows = []
-    for number, line in enumerate(content.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ConfigError(key, f"line {number} is not JSON ({err.msg} at character {err.colno})",
-                              str(path)) from None
-        if not isinstance(row, dict):
-            raise ConfigError(key, f"line {number} must be a JSON object of columns, e.g. {{\"text\": ..., "
-                              f"\"label\": ...}}; it is a JSON {type(row).__name__}", str(path))
-        rows.append(row)
-    return rows
-
-
-def _csv_rows(content: str, path: Path, key: str) -> list[dict[str, Any]]:
-    """Rows of a CSV file with a header; strict, so an unclosed quote is an error rather than rows merged into one
-    field, and every row must have the header's columns."""
-    reader = csv.DictReader(io.StringIO(content), strict=True)
-    rows = []
-    try:
-        for row in reader:
-            if None in row or None in row.values():  # DictReader's marks of too many or too few fields
-                fields = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
-                raise ConfigError(key, f"line {reader.line_num} has {fields} fields, the header "
-                                  f"{len(reader.fieldnames or [])} (a stray comma or quote?)", str(path))
-            rows.append(row)
-    except csv.Error as err:
-        raise ConfigError(key, f"is not valid CSV at line {reader.line_num} ({err}; an unclosed quote?)",
-                          str(path)) from None
-    return rows
 
 
 def check_texts(texts: list[str], labels: list[Any], path: Path) -> None:
