@@ -136,7 +136,8 @@ def main() -> int:
                 folder = scan(args.data / part, part)
                 pixels, labels = decode(folder, part), folder.labels
                 arrays[part] = work / f"{part}.npz"
-                np.savez(arrays[part], X=np.asarray(pixels, dtype=np.float32), y=labels)
+                # compressed, so read into memory (a stored .npz this large is memory-mapped like the folder)
+                np.savez_compressed(arrays[part], X=np.asarray(pixels, dtype=np.float32), y=labels)
             results["memory"] = run("stream_memory", {**data, "path": str(arrays["train"]),
                                                       "test_path": str(arrays["test"])}, cap, work)
     finally:

@@ -473,6 +473,29 @@ def test_an_image_folder_is_memory_mapped_and_trains_as_the_same_images_held_in_
         assert mapped_file(tensor) == str(part) and torch.equal(torch.from_numpy(np.load(part)), tensor)
 
 
+def test_a_large_uncompressed_npz_is_memory_mapped_and_splits_into_the_same_values_held_in_memory(
+        tmp_path: Path, monkeypatch) -> None:
+    from squeezer.search.data import images
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(300, 5)) * [1, 10, 100, 1e3, 1e4], rng.integers(0, 3, 300)
+    np.savez(tmp_path / "large.npz", X=x, y=y)  # stored: X can be mapped where it lies in the archive
+    np.savez_compressed(tmp_path / "compressed.npz", X=x, y=y)  # compressed: read into memory
+    monkeypatch.setattr(images, "MAP_BYTES", 0)  # "large": any size
+    spec = {"val_fraction": 0.2, "test_fraction": 0.2}
+    mapped = data.load({**spec, "path": str(tmp_path / "large.npz")}, seed=0)
+    held = data.load({**spec, "path": str(tmp_path / "compressed.npz")}, seed=0)
+    assert mapped_file(mapped.train_x).startswith(str(tmp_path / "cache" / "splits"))
+    assert mapped_file(held.train_x) is None
+    for name in ("train_x", "val_x", "test_x", "val_raw", "test_raw"):
+        assert torch.allclose(getattr(mapped, name), getattr(held, name), rtol=1e-5, atol=1e-5), name
+    assert np.allclose(mapped.standardize.std, held.standardize.std)
+
+    np.savez(tmp_path / "large.npz", X=x[:200] * 2, y=y[:200])  # rewritten in place: split anew, not from the cache
+    again = data.load({**spec, "path": str(tmp_path / "large.npz")}, seed=0)
+    assert len(again.train_x) < len(mapped.train_x)
+
+
 def mapped_file(tensor: torch.Tensor) -> str | None:
     """The file whose memory mapping holds ``tensor``'s data (from /proc/self/maps), or None for anonymous memory."""
     address = tensor.data_ptr()

@@ -3,13 +3,15 @@
 Written through the file, not through a writable memory map: every ``SYNC_BYTES`` the written pages are flushed and
 dropped from the page cache, so a process under a memory limit never holds more than that in dirty pages (a memory
 map's dirty pages are written back only when the kernel is already short of memory, and it stalls). The file is
-complete or absent: it is written beside its name and renamed when whole."""
+complete or absent: it is written beside its name and renamed when whole. An uncompressed ``.npz`` member is mapped
+in place (``map_member``)."""
 
 from __future__ import annotations
 
 import ctypes
 import mmap
 import os
+import zipfile
 from pathlib import Path
 from types import TracebackType
 
@@ -78,4 +80,27 @@ def open_mapped(path: Path, writable: bool = False) -> np.memmap:
     return array
 
 
-__all__ = ["NpyWriter", "open_mapped"]
+def map_member(archive: Path, name: str) -> np.memmap | None:
+    """The array ``name`` of an ``.npz`` archive memory-mapped where the archive stores it uncompressed (as
+    ``np.savez`` does); None where it is compressed (``np.savez_compressed``) or not a plain array."""
+    with zipfile.ZipFile(archive) as zipped:
+        info = next((i for i in zipped.infolist() if i.filename == f"{name}.npy"), None)
+    if info is None or info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open(archive, "rb") as handle:
+        handle.seek(info.header_offset)
+        local = handle.read(30)  # the member's local header: its name and extra field lengths at bytes 26-29
+        handle.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little")
+                    + int.from_bytes(local[28:30], "little"))
+        version = np.lib.format.read_magic(handle)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in read_header:
+            return None
+        shape, fortran, dtype = read_header[version](handle)
+        offset = handle.tell()
+    if dtype.hasobject or not shape:
+        return None
+    return np.memmap(archive, dtype=dtype, mode="c", shape=shape, order="F" if fortran else "C", offset=offset)
+
+
+__all__ = ["NpyWriter", "map_member", "open_mapped"]

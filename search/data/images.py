@@ -8,9 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from squeezer.search.data.arrays import map_member
 from squeezer.search.errors import ConfigError
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+MAP_BYTES = 1 << 30  # an .npz's X larger than this (as float32) is memory-mapped, if stored uncompressed
 _IDX_DTYPES: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -70,7 +72,8 @@ def npz(path: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
             missing = sorted({"X", "y"} - set(arrays.files))
             if missing:
                 raise ConfigError(key, f"the .npz must hold arrays X and y; missing {missing}", str(path))
-            x, y = arrays["X"], arrays["y"]
+            y = arrays["y"]
+            x = mapped if (mapped := _large(path)) is not None else arrays["X"]
     except ConfigError:
         raise
     except Exception as err:  # noqa: BLE001 - not a zip, truncated, pickled objects, ...: all unreadable input
@@ -81,14 +84,23 @@ def npz(path: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
     return _features(x, key, path), y
 
 
+def _large(path: Path) -> np.memmap | None:
+    """X memory-mapped where it is stored uncompressed and larger than ``MAP_BYTES``: it is then split into files a
+    chunk at a time, never read whole (``split``)."""
+    x = map_member(path, "X")
+    return x if x is not None and x.size * 4 > MAP_BYTES else None
+
+
 def _features(x: np.ndarray, key: str, path: Path) -> np.ndarray:
     if x.dtype.kind not in "biuf" or x.ndim not in (2, 3, 4) or len(x) == 0:
         raise ConfigError(key, "X must be a non-empty numeric array (N, features), (N, H, W) or (N, C, H, W)",
                           f"X{x.shape} of dtype {x.dtype} in {path}")
-    x = x.astype(np.float32)
-    if not np.isfinite(x).all():
-        raise ConfigError(key, "X must hold finite numbers only", f"{int((~np.isfinite(x)).sum())} NaN/inf values in "
-                          f"{path}")
+    if not isinstance(x, np.memmap):
+        x = x.astype(np.float32)
+    step = max(1, (64 << 20) // max(1, x[0].nbytes))
+    infinite = sum(int((~np.isfinite(x[i:i + step])).sum()) for i in range(0, len(x), step))
+    if infinite:
+        raise ConfigError(key, "X must hold finite numbers only", f"{infinite} NaN/inf values in {path}")
     return x[:, None] if x.ndim == 3 else x
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from typing import Protocol
@@ -216,8 +217,7 @@ class _MappedParts:
     def __init__(self, train: Part, val: Part, test: Part, standardize: str) -> None:
         digest = hashlib.sha256(standardize.encode())
         for x, rows, _ in (train, val, test):
-            digest.update(str(getattr(x, "filename", None) or hashlib.sha256(np.ascontiguousarray(x)).hexdigest())
-                          .encode())
+            digest.update(_source(x).encode())
             digest.update(b"all" if rows is None else np.asarray(rows).tobytes())
         self.folder = cache_dir() / "splits" / digest.hexdigest()[:20]
 
@@ -235,6 +235,16 @@ class _MappedParts:
             for start in range(0, len(rows), step):
                 chunk = np.asarray(x[rows[start:start + step]], dtype=np.float32)
                 out.append(chunk if transform is None else transform(chunk))
+
+
+def _source(x: np.ndarray) -> str:
+    """What a part's values are: a mapped file's name, size, modification time and where in it the array lies (a
+    decoded image cache is named by its images' digest; an .npz may be rewritten in place), or else a hash of them."""
+    filename = getattr(x, "filename", None)
+    if not filename:
+        return hashlib.sha256(np.ascontiguousarray(x)).hexdigest()
+    stat = os.stat(filename)
+    return f"{filename}|{stat.st_size}|{stat.st_mtime_ns}|{getattr(x, 'offset', 0)}|{x.shape}|{x.dtype}"
 
 
 def given_splits(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
