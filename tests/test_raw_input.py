@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from squeezer.search import data
 from squeezer.search.cli import main
+from squeezer.search.errors import ConfigError
 from squeezer.search.runtime import export
 from squeezer.search.runtime.eager import EagerModel
 from squeezer.search.runtime.ort import OnnxModel
@@ -107,6 +108,38 @@ def test_a_numeric_csv_or_parquet_table_is_read_by_its_columns(tmp_path: Path, f
     assert len(splits.standardize.mean) == 6  # per column
     picked = data.load({"path": str(path), "label_column": "outcome", "feature_columns": ["f0", "f3"]}, seed=0)
     assert picked.input_shape == (2,)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_table_larger_than_memory_is_read_in_chunks_into_a_mapped_array_with_the_same_values(
+        tmp_path: Path, fmt: str, monkeypatch) -> None:
+    from squeezer.search.data import tables
+
+    path = csv_table(tmp_path, 100, 0, fmt)
+    spec = {"path": str(path), "label_column": "outcome", "val_fraction": 0.2}
+    whole = data.load(spec, seed=0)
+    monkeypatch.setattr(tables, "STREAM_BYTES", 0)  # "larger than memory": any size
+    monkeypatch.setattr(tables, "STREAM_ROWS", 7)
+    streamed = data.load(spec, seed=0)
+    assert streamed.classes == whole.classes and torch.equal(streamed.test_y, whole.test_y)
+    for name in ("train_x", "val_x", "test_x", "val_raw", "test_raw"):
+        assert torch.allclose(getattr(streamed, name), getattr(whole, name), rtol=1e-5, atol=1e-5), name
+    [cached] = (tmp_path / "cache" / "tables").glob("*[0-9a-f].npy")
+    assert np.load(cached, mmap_mode="r").shape == (100, 6)
+
+
+def test_a_bad_row_deep_in_a_streamed_table_is_named_and_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    from squeezer.search.data import tables
+
+    path = csv_table(tmp_path, 100, 0, "csv")
+    lines = path.read_text().splitlines()
+    lines[60] = "nan," + lines[60].split(",", 1)[1]  # the 60th data row
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(tables, "STREAM_BYTES", 0)
+    monkeypatch.setattr(tables, "STREAM_ROWS", 7)
+    with pytest.raises(ConfigError, match="row 60"):
+        data.load({"path": str(path), "label_column": "outcome"}, seed=0)
+    assert not (tmp_path / "cache").exists()
 
 
 def test_an_exported_member_of_a_csv_table_study_takes_the_csv_rows(tmp_path: Path) -> None:

@@ -12,8 +12,10 @@ import ctypes
 import mmap
 import os
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import Iterator
 
 import numpy as np
 
@@ -21,9 +23,10 @@ SYNC_BYTES = 32 << 20
 
 
 class NpyWriter:
-    """``with NpyWriter(path, shape, dtype) as out: out.append(rows)`` ... the rows in order, ``shape[0]`` in all."""
+    """``with NpyWriter(path, shape, dtype) as out: out.append(rows)`` ... the rows in order, ``shape[0]`` in all;
+    a ``shape[0]`` of None takes as many rows as are appended (the header is rewritten at the end)."""
 
-    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype | type) -> None:
+    def __init__(self, path: Path, shape: tuple[int | None, ...], dtype: np.dtype | type) -> None:
         self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
         self.partial = path.with_suffix(f".{os.getpid()}.partial")
         self.rows = self.unsynced = 0
@@ -31,13 +34,23 @@ class NpyWriter:
     def __enter__(self) -> NpyWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file = open(self.partial, "wb")
-        np.lib.format.write_array_header_1_0(self.file, {"descr": np.lib.format.dtype_to_descr(self.dtype),
-                                                         "fortran_order": False, "shape": self.shape})
+        self.file.write(self._header(self.shape))
         return self
+
+    def _header(self, shape: tuple[int | None, ...], length: int | None = None) -> bytes:
+        """The .npy 1.0 header of ``shape``, padded (as NumPy pads it) to a multiple of 64 bytes or to ``length``:
+        an unknown row count is written as a 16-digit placeholder, so the real one fits in its place."""
+        rows = 10 ** 15 if shape[0] is None else shape[0]
+        text = repr({"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                     "shape": (rows, *shape[1:])})
+        length = length or -(-(10 + len(text) + 1) // 64) * 64
+        return b"\x93NUMPY\x01\x00" + (length - 10).to_bytes(2, "little") + \
+            (text + " " * (length - 11 - len(text)) + "\n").encode("latin1")
 
     def append(self, rows: np.ndarray) -> None:
         data = np.ascontiguousarray(rows, dtype=self.dtype)
-        if data.shape[1:] != self.shape[1:] or self.rows + len(data) > self.shape[0]:
+        full = self.shape[0] is not None and self.rows + len(data) > self.shape[0]
+        if data.shape[1:] != self.shape[1:] or full:
             raise ValueError(f"rows of shape {data.shape} do not continue an array of shape {self.shape}")
         self.file.write(data.tobytes())
         self.rows, self.unsynced = self.rows + len(data), self.unsynced + data.nbytes
@@ -53,17 +66,34 @@ class NpyWriter:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
+        whole = kind is None and self.rows == (self.rows if self.shape[0] is None else self.shape[0])
         try:
             if kind is None:
-                if self.rows != self.shape[0]:
+                if not whole:
                     raise ValueError(f"{self.rows} rows written of {self.shape[0]}")
+                if self.shape[0] is None:
+                    self.file.seek(0)
+                    self.file.write(self._header((self.rows, *self.shape[1:]), len(self._header(self.shape))))
                 self._sync()
         finally:
             self.file.close()
-            if kind is None and self.rows == self.shape[0]:
+            if whole:
                 os.replace(self.partial, self.path)
             else:
                 self.partial.unlink(missing_ok=True)
+
+
+@contextmanager
+def leaving_nothing(path: Path) -> Iterator[None]:
+    """Removes the folders made for ``path`` (its parent and grandparent) again if what runs inside fails."""
+    created = [d for d in (path.parent.parent, path.parent) if not d.exists()]
+    try:
+        yield
+    except BaseException:
+        for made in reversed(created):
+            if made.is_dir() and not any(made.iterdir()):
+                made.rmdir()
+        raise
 
 
 def open_mapped(path: Path, writable: bool = False) -> np.memmap:
@@ -103,4 +133,4 @@ def map_member(archive: Path, name: str) -> np.memmap | None:
     return np.memmap(archive, dtype=dtype, mode="c", shape=shape, order="F" if fortran else "C", offset=offset)
 
 
-__all__ = ["NpyWriter", "map_member", "open_mapped"]
+__all__ = ["NpyWriter", "leaving_nothing", "map_member", "open_mapped"]

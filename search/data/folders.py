@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from squeezer.search.data.arrays import NpyWriter, open_mapped
+from squeezer.search.data.arrays import NpyWriter, leaving_nothing, open_mapped
 from squeezer.search.data.rows import ROW_SUFFIXES, read_rows
 from squeezer.search.defaults import cache_dir
 from squeezer.search.errors import ConfigError
@@ -149,22 +149,14 @@ def _decode_to(images: Any, count: int, shape: tuple[int, int, int], key: str, w
     if count >= ANNOUNCE:
         print(f"data: decoding {count} images of {where} ({workers} worker processes; once, kept in "
               f"{path.parent})", file=sys.stderr, flush=True)
-    created = [d for d in (path.parent.parent, path.parent) if not d.exists()]  # removed again if the decode fails
     loader = torch.utils.data.DataLoader(_Decoder(images, count, shape), batch_size=DECODE_BATCH,
                                          num_workers=workers, collate_fn=list)
-    try:
-        with NpyWriter(path, (count, *shape), np.uint8) as out:
-            for batch in loader:
-                for offset, (_, error) in enumerate(batch):
-                    if error is not None:
-                        raise ConfigError(key, f"cannot read the image {images.name(out.rows + offset)} ({error})",
-                                          where)
-                out.append(np.stack([pixels for pixels, _ in batch]))
-    except BaseException:
-        for made in reversed(created):  # an unreadable image leaves nothing behind
-            if made.is_dir() and not any(made.iterdir()):
-                made.rmdir()
-        raise
+    with leaving_nothing(path), NpyWriter(path, (count, *shape), np.uint8) as out:  # an unreadable image: nothing
+        for batch in loader:
+            for offset, (_, error) in enumerate(batch):
+                if error is not None:
+                    raise ConfigError(key, f"cannot read the image {images.name(out.rows + offset)} ({error})", where)
+            out.append(np.stack([pixels for pixels, _ in batch]))
 
 
 class _Decoder(torch.utils.data.Dataset):

@@ -1,18 +1,26 @@
 """Numeric tables as users keep them: a CSV or Parquet file of feature columns and a label column. A CSV counts as a
-table when no ``text_column`` is named and every column but the label holds numbers (else it is text)."""
+table when no ``text_column`` is named and every column but the label holds numbers (else it is text). A table larger
+than memory is read a chunk of rows at a time into a memory-mapped array."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import sys
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from squeezer.search.data.arrays import NpyWriter, leaving_nothing, open_mapped
+from squeezer.search.defaults import cache_dir
 from squeezer.search.errors import ConfigError
 
 SNIFFED_ROWS = 50  # rows read to tell a numeric table from text
+STREAM_BYTES = 1 << 30  # a table file larger than this is read a chunk at a time, never whole
+STREAM_ROWS = 100_000
 
 
 def is_table(spec: Mapping[str, Any]) -> bool:
@@ -42,19 +50,45 @@ def is_table(spec: Mapping[str, Any]) -> bool:
 
 def read_table(path: Path, key: str, label_column: str, feature_columns: list[str] | None) -> tuple[np.ndarray,
                                                                                                       np.ndarray]:
-    """The feature columns (by name, or every column but the label) as float32 (N, F), and the labels."""
-    import pandas as pd
-
+    """The feature columns (by name, or every column but the label) as float32 (N, F), and the labels. A file over
+    ``STREAM_BYTES`` is read a chunk of rows at a time into a memory-mapped array in the cache (``_streamed``)."""
     if not path.is_file():
         raise ConfigError(key, "file not found; give a .csv or .parquet table", str(path))
+    if path.stat().st_size > STREAM_BYTES:
+        return _streamed(path, key, label_column, feature_columns)
+    frame = next(_frames(path, key, rows=None))
+    return _values(frame, 0, path, key, label_column, feature_columns)
+
+
+def _frames(path: Path, key: str, rows: int | None) -> Iterator[Any]:
+    """The table as DataFrames of ``rows`` rows each (one of all rows if None)."""
+    import pandas as pd
+
     try:
-        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        if path.suffix == ".parquet" and rows:
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+                yield batch.to_pandas()
+        elif path.suffix == ".parquet":
+            yield pd.read_parquet(path)
+        elif rows:
+            yield from pd.read_csv(path, chunksize=rows)
+        else:
+            yield pd.read_csv(path)
     except ImportError as err:
         raise ConfigError(key, f"needs {err.name or 'pyarrow'} to read Parquet (pip install pyarrow)",
                           str(path)) from None
     except Exception as err:  # noqa: BLE001 - the user's file: any parser error is unreadable input
         raise ConfigError(key, f"cannot be read as a table ({type(err).__name__}: "
                           f"{(str(err).strip().splitlines() or [''])[0]})", str(path)) from None
+
+
+def _values(frame: Any, first: int, path: Path, key: str, label_column: str,
+            feature_columns: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
+    """A frame's features (float32) and labels, checked; ``first``: the file row its first row is."""
+    import pandas as pd
+
     if label_column not in frame.columns:
         raise ConfigError("data.label_column", f"is not a column of {path.name}; its columns are "
                           f"{list(map(str, frame.columns))[:12]}", label_column)
@@ -71,7 +105,7 @@ def read_table(path: Path, key: str, label_column: str, feature_columns: list[st
     if not np.isfinite(x).all():
         rows = np.flatnonzero(~np.isfinite(x).all(1))
         raise ConfigError(key, f"must hold a finite number in every feature cell; {len(rows)} row(s) do not (first: "
-                          f"row {rows[0] + 1})", str(path))
+                          f"row {first + rows[0] + 1})", str(path))
     labels = frame[label_column]
     if labels.isna().any():
         raise ConfigError("data.label_column", f"must hold a label in every row of {path.name}",
@@ -80,6 +114,32 @@ def read_table(path: Path, key: str, label_column: str, feature_columns: list[st
     if not pd.api.types.is_numeric_dtype(labels):  # class names, as text
         y = np.asarray([str(v) for v in y])
     return x.astype(np.float32), y
+
+
+def _streamed(path: Path, key: str, label_column: str, feature_columns: list[str] | None) -> tuple[np.ndarray,
+                                                                                                   np.ndarray]:
+    """A large table read ``STREAM_ROWS`` rows at a time into ``<cache>/tables/<digest>.npy`` (float32, then
+    memory-mapped) and its labels beside it; a later study reads them from there. The digest covers the file's
+    name, size and modification time and the columns read."""
+    stat = path.stat()
+    digest = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{label_column}|"
+                            f"{feature_columns}".encode()).hexdigest()[:20]
+    features, labels = cache_dir() / "tables" / f"{digest}.npy", cache_dir() / "tables" / f"{digest}.labels.npy"
+    if not features.is_file():
+        print(f"data: reading {path.name} ({stat.st_size / 2**30:.1f} GiB) a chunk at a time into {features.parent} "
+              "(once)", file=sys.stderr, flush=True)
+        with leaving_nothing(features), ExitStack() as stack:
+            out, parts, first = None, [], 0
+            for frame in _frames(path, key, STREAM_ROWS):
+                x, y = _values(frame, first, path, key, label_column, feature_columns)
+                out = out or stack.enter_context(NpyWriter(features, (None, x.shape[1]), np.float32))
+                out.append(x)
+                parts.append(y)
+                first += len(frame)
+            if out is None:
+                raise ConfigError(key, "holds no rows", str(path))
+            np.save(labels, np.concatenate(parts), allow_pickle=False)  # before the features' file is whole
+    return open_mapped(features, writable=True), np.load(labels, allow_pickle=False)
 
 
 def _number(value: Any) -> bool:
