@@ -169,10 +169,11 @@ def front_figure(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial],
     return fig
 
 
-def front_html(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial],
+def front_html(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial], names: Mapping[int, str],
                teacher: Mapping[str, float] | None = None, recommended: int | None = None) -> str | None:
     """An interactive page (plotly, self-contained): accuracy against size and against latency, and the three
-    together in 3-D; every trial hoverable with its number and recipe, the front and the recommended one marked."""
+    together in 3-D; every trial hoverable with its run's name (``names``: by trial number), the front and the
+    recommended one marked."""
     if not completed:
         return None
     import plotly.graph_objects as go
@@ -187,7 +188,7 @@ def front_html(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial],
               ("recommended", [t for t in front if t.number == recommended], "#1f77b4", 14))
     for name, trials, colour, size in groups:
         m = [t.user_attrs["metrics"] for t in trials]
-        text = [run_name(t.number, t.params) for t in trials]
+        text = [names[t.number] for t in trials]
         marker = {"color": colour, "size": size}
         for col, metric in ((1, "size_bytes"), (2, "latency_ms")):
             fig.add_trace(go.Scatter(x=[v[metric] for v in m], y=[v["accuracy"] for v in m], mode="markers",

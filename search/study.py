@@ -451,7 +451,8 @@ class Session:
                    "trials.interrupted": len(interrupted), "trials.stopped_early": len(stopped),
                    "pareto.size": len(front)}
         self.log_hypervolume()  # at its step, like every trial's: a step-0 summary point would break its history
-        page = report.front_html(completed, front, self.teacher, recommended)
+        names = {t.number: report.run_name(t.number, flatten(replay_params(self.config, t.params))) for t in completed}
+        page = report.front_html(completed, front, names, self.teacher, recommended)
         self.tracker.finish_study(self.parent, self.name, {t.number for t in front},
                                   report.front_csv(front, self.teacher, tested), figures, summary, recommended, page)
         for figure in figures.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 from dataclasses import dataclass
@@ -91,6 +92,9 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
     assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"pareto.csv", "pareto.png", "pareto.html",
                                                                          "hypervolume.png", "config.yaml"}
+    page = Path(client.download_artifacts(parent.info.run_id, "pareto.html", str(tmp_path))).read_text()
+    for child in children:  # each trial hovers with its run's name: a fixed family included ("t03 mlp w64 ...")
+        assert child.info.run_name in page or json.dumps(child.info.run_name)[1:-1] in page, child.info.run_name
     assert parent.info.status == "FINISHED"
 
     # `squeezer pareto` prints the same front that the tags record, with ratios to the teacher.
