@@ -32,6 +32,7 @@ from squeezer.search.locking import absolute, is_local, store_lock
 from squeezer.search.objectives import Constraint
 from squeezer.search.pareto import pareto_mask
 from squeezer.search.runtime import export
+from squeezer.search.runtime.ort import OnnxModel
 from squeezer.search.screening import Screen
 from squeezer.search.storage import exists, open_storage
 from squeezer.search.tracking import TRIAL_TAG, RunId, Tracker
@@ -464,11 +465,19 @@ class Session:
         return front
 
     def log_recommended(self, number: int) -> None:
-        """The recommended trial's deployed ONNX file as an MLflow model of the study's run."""
+        """The recommended trial's deployed ONNX file as an MLflow model of its run, named by the study's run: its
+        recipe as params, three raw validation samples as its input example."""
+        run = self.tracker.run_of_trial(self.name, number)
         with tempfile.TemporaryDirectory(prefix="squeezer-model-") as tmp:
-            folder = self.tracker.artifacts(self.tracker.run_of_trial(self.name, number), Path(tmp))
-            if folder is not None and (folder / "model.onnx").is_file():
-                self.tracker.log_onnx_model(self.parent, folder / "model.onnx", "recommended_model")
+            folder = self.tracker.artifacts(run, Path(tmp))
+            if folder is None or not (folder / "model.onnx").is_file():
+                return
+            example = self.bench.splits.val_raw[:3]
+            outputs = {"logits": OnnxModel(folder / "model.onnx").predict(example).numpy()}
+            params = flatten(replay_params(self.config, self.study.trials[number].params))
+            self.tracker.log_onnx_model(self.parent, run, folder / "model.onnx", "recommended_model",
+                                        example.numpy(), outputs, params,
+                                        {"squeezer.study": self.name, "squeezer.trial": number})
 
     def test_front(self, front: list[FrozenTrial]) -> dict[int, float]:
         """Each Pareto member's accuracy on the test split (never seen by the search), from its deployed artifact in

@@ -142,17 +142,25 @@ class Tracker:
             return None
         return Path(self.client.download_artifacts(run_id, "", str(into)))
 
-    def log_onnx_model(self, run_id: str, onnx_file: Path, name: str) -> str:
-        """Log an ONNX file as an MLflow model of ``run_id`` (loadable with ``mlflow.pyfunc.load_model``)."""
+    def log_onnx_model(self, parent: str, run_id: str, onnx_file: Path, name: str, example: Any, outputs: Any,
+                       params: Mapping[str, Any], metadata: Mapping[str, Any]) -> str:
+        """Log an ONNX file as an MLflow model of the trial run ``run_id`` (so its metrics are the trial's), with the
+        trial's recipe as params, a signature from an input ``example`` (raw input, as the user feeds it) and its
+        ``outputs``, served on CPU; the study's run ``parent`` names it in a tag. Loadable with
+        ``mlflow.pyfunc.load_model``."""
         import mlflow
         import onnx
+        from mlflow.models import infer_signature
 
         self.flush()
         mlflow.set_tracking_uri(self.tracking_uri)
         with mlflow.start_run(run_id=run_id):
             # explicit requirements: inferring them imports and times the model, for nothing here
-            info = mlflow.onnx.log_model(onnx.load(str(onnx_file)), name=name, pip_requirements=["onnxruntime"])
-        self.client.set_tag(run_id, "squeezer.recommended_model", info.model_uri)
+            info = mlflow.onnx.log_model(onnx.load(str(onnx_file)), name=name, pip_requirements=["onnxruntime"],
+                                         onnx_execution_providers=["CPUExecutionProvider"], input_example=example,
+                                         signature=infer_signature(example, outputs),
+                                         params={k: str(v) for k, v in params.items()}, metadata=dict(metadata))
+        self.client.set_tag(parent, "squeezer.recommended_model", info.model_uri)
         return info.model_uri
 
     def run_of_trial(self, study: str, number: int) -> str | None:

@@ -83,8 +83,16 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
     assert [c.data.tags.get("recommended") for c in children].count("true") == 1
     assert parent.data.tags["squeezer.recommended"] == next(
         c.data.tags["squeezer.trial"] for c in children if c.data.tags.get("recommended") == "true")
-    recommended = mlflow.pyfunc.load_model(parent.data.tags["squeezer.recommended_model"])  # an MLflow model
+    uri = parent.data.tags["squeezer.recommended_model"]
+    recommended = mlflow.pyfunc.load_model(uri)  # an MLflow model of the recommended trial's run, on CPU
     assert recommended.predict(splits.val_raw[:3].numpy())["logits"].shape == (3, 10)
+    logged = mlflow.get_logged_model(uri.rsplit("/", 1)[1])
+    chosen = next(c for c in children if c.data.tags.get("recommended") == "true")
+    assert logged.source_run_id == chosen.info.run_id and logged.params["student.width"] == \
+        chosen.data.params["student.width"] and logged.params["student.family"] == "mlp"
+    assert recommended.metadata.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 1, 8, 8)
+    assert recommended.metadata.metadata["squeezer.trial"] == int(chosen.data.tags["squeezer.trial"])
+    assert recommended.metadata.flavors["onnx"]["providers"] == ["CPUExecutionProvider"]  # no CUDA warning
     history = sorted(client.get_metric_history(parent.info.run_id, "pareto.hypervolume"), key=lambda m: m.step)
     # 0 until a trial beats the teacher on some objective inside its box (tiny students can time slower than it)
     assert [m.step for m in history][:4] == [1, 2, 3, 4] and all(0 <= m.value < 1 for m in history)
