@@ -333,6 +333,14 @@ class Session:
             return False
         return True
 
+    def run_name(self, trial: FrozenTrial) -> str:
+        """The name of ``trial``'s run, from its whole recipe (fixed settings included)."""
+        try:
+            params = flatten(replay_params(self.config, trial.params))
+        except KeyError:  # a trial told without its recipe (by hand, through Optuna)
+            params = trial.params
+        return report.run_name(trial.number, params)
+
     def trial_run(self, number: int, params: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> RunId:
         """The trial's MLflow run, named by its number and recipe (``t07 cnn d2c8 · T3.1 α0.7 · prune 30 % · int8``)."""
         name = report.run_name(number, params)
@@ -452,8 +460,8 @@ class Session:
                    "trials.interrupted": len(interrupted), "trials.stopped_early": len(stopped),
                    "pareto.size": len(front)}
         self.log_hypervolume()  # at its step, like every trial's: a step-0 summary point would break its history
-        names = {t.number: report.run_name(t.number, flatten(replay_params(self.config, t.params))) for t in completed}
-        page = report.front_html(completed, front, names, self.teacher, recommended)
+        page = report.front_html(completed, front, {t.number: self.run_name(t) for t in completed}, self.teacher,
+                                 recommended)
         self.tracker.finish_study(self.parent, self.name, {t.number for t in front},
                                   report.front_csv(front, self.teacher, tested), figures, summary, recommended, page)
         for figure in figures.values():

