@@ -39,7 +39,7 @@ def search(config: Path, tmp_path: Path, trials: int, *extra: str) -> int:
 
 def runs(tmp_path: Path, role: str, study: str = "digits") -> list:
     client = MlflowClient(stores(tmp_path)[0])
-    experiment = client.get_experiment_by_name("squeezer-digits")
+    experiment = client.get_experiment_by_name(f"squeezer-{study}")  # named after the experiment, as the study
     return client.search_runs([experiment.experiment_id],
                               filter_string=f"tags.`squeezer.study` = '{study}' and tags.`squeezer.role` = '{role}'")
 
@@ -158,7 +158,7 @@ def test_a_journal_file_storage_works_like_a_database(tmp_path: Path) -> None:
 
 def runs_in(database: Path) -> list:
     client = MlflowClient(f"sqlite:///{database}")
-    experiment = client.get_experiment_by_name("squeezer-digits")
+    experiment = client.get_experiment_by_name(f"squeezer-{study}")  # named after the experiment, as the study
     return client.search_runs([experiment.experiment_id], filter_string="tags.`squeezer.role` = 'trial'")
 
 

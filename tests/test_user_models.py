@@ -496,6 +496,20 @@ def test_a_large_uncompressed_npz_is_memory_mapped_and_splits_into_the_same_valu
     assert len(again.train_x) < len(mapped.train_x)
 
 
+def test_memory_mapped_splits_reach_worker_processes_of_this_machine_as_their_files(tmp_path: Path) -> None:
+    import pickle
+
+    stripes(tmp_path / "train", 60, 0)
+    splits = data.load({"path": str(tmp_path / "train"), "val_fraction": 0.2, "test_fraction": 0.2}, seed=0)
+    by_value, by_path = pickle.dumps(splits), pickle.dumps(splits.sent_by_path())  # what Ray's workers get
+    assert len(by_path) < len(by_value) / 10
+    again = pickle.loads(by_path)
+    for name in ("train_x", "val_x", "test_x", "val_raw", "test_raw"):
+        assert mapped_file(getattr(again, name)) == splits.files[name]
+        assert torch.equal(getattr(again, name), getattr(splits, name))
+    assert torch.equal(again.train_y, splits.train_y) and again.standardize == splits.standardize
+
+
 def mapped_file(tensor: torch.Tensor) -> str | None:
     """The file whose memory mapping holds ``tensor``'s data (from /proc/self/maps), or None for anonymous memory."""
     address = tensor.data_ptr()

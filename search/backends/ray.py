@@ -3,12 +3,14 @@
 Tune's ``OptunaSearch`` samples the same space (define-by-run, conditional knobs included) with the configured
 sampler into the same Optuna storage (Squeezer's sampler queues its screened recipe there first, from the driver),
 so the study record, the Pareto front and the resume rules are the Optuna backend's. The data and the teacher reach
-the workers once, through Ray's object store (``tune.with_parameters``). MLflow is written by the driver only, from
+the workers once, through Ray's object store (``tune.with_parameters``; memory-mapped data as its files' paths when
+the cluster is this one machine). MLflow is written by the driver only, from
 Tune's callbacks, so workers need no access to the tracking store.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -19,7 +21,7 @@ from typing import Any, Mapping
 
 import ray
 import torch
-from ray import tune
+from ray import cloudpickle, tune
 from ray.tune.search.optuna import OptunaSearch
 
 from squeezer.search import report
@@ -28,6 +30,7 @@ from squeezer.search.errors import ConfigError
 from squeezer.search.objectives import METRICS
 from squeezer.search.study import INTERRUPTED, Session, keep_metrics, make_sampler, replay_params, suggest_params
 from squeezer.search.tracking import RunId
+from squeezer.search.models import user
 from squeezer.search.trial import Outcome, Workbench, attempt, flatten
 
 NUMBER = "squeezer.trial"     # the Optuna trial number, put into each Tune trial's config
@@ -92,7 +95,7 @@ def run(session: Session, target: int) -> None:
     trials = session.study.get_trials(deepcopy=False)
     done = frozenset(t.number for t in session.finished(trials))
     _earlier = (done, frozenset(t.number for t in trials))  # read once, not at every trial start
-    trainable = tune.with_resources(tune.with_parameters(_trainable, bench=session.bench, done=done),
+    trainable = tune.with_resources(tune.with_parameters(_trainable, bench=_sent(session.bench), done=done),
                                     {"cpu": settings.cpus_per_trial})
     experiments = sorted(results_dir().glob(f"{session.name}.*"), key=lambda p: int(p.suffix[1:]))
     try:
@@ -146,6 +149,17 @@ _QUIET = {
     "RAY_AIR_NEW_OUTPUT": "0",  # our progress lines, not Tune's tables
     "RAY_DEDUP_LOGS": "0",
 }
+
+
+def _sent(bench: Workbench) -> Workbench:
+    """What the workers get: the classes of the user's own Python files by value (a worker cannot import such a file
+    by its module name); on a cluster of one machine, memory-mapped data as its files' paths (reopened by each
+    worker, never copied); across machines, by value (the other nodes do not have this machine's cache)."""
+    for module in user.file_modules():
+        cloudpickle.register_pickle_by_value(module)
+    if len([node for node in ray.nodes() if node.get("Alive")]) == 1:
+        return dataclasses.replace(bench, splits=bench.splits.sent_by_path())
+    return bench
 
 
 def _new_tuner(session: Session, trainable: Any, samples: int, target: int, name: str) -> tune.Tuner:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,34 @@ class Splits:
     classes: tuple[str, ...] | None = None  # the class names, where the labels were names (index i is class i)
     standardize: Standardize | None = None
     raw: tuple[torch.Tensor, torch.Tensor] | None = None  # validation and test inputs before standardisation
+    files: dict[str, str] = field(default_factory=dict)  # the memory-mapped parts' files, by part name
+    by_path: bool = False  # pickled, the mapped parts travel as their files' paths (processes of one machine)
+
+    def sent_by_path(self) -> Splits:
+        """These splits, pickled with the memory-mapped parts as their files' paths, reopened where they are
+        unpickled: for worker processes on this machine, so that data larger than memory is not copied to them."""
+        return dataclasses.replace(self, by_path=True)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self.by_path:
+            for name in self.files:
+                if name in ("val_raw", "test_raw"):
+                    state["raw"] = None
+                else:
+                    state[name] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.by_path and self.files:
+            parts = {name: torch.from_numpy(open_mapped(Path(path), writable=True))
+                     for name, path in self.files.items()}
+            for name in ("train_x", "val_x", "test_x"):
+                if name in parts:
+                    setattr(self, name, parts[name])
+            if "val_raw" in parts:
+                self.raw = (parts["val_raw"], parts["test_raw"])
 
     @property
     def val_raw(self) -> torch.Tensor:
@@ -206,7 +235,7 @@ def _splits(train: Part, val: Part, test: Part, tokens: Tokens | None, classes: 
     raw = None if fitted is None else (tensor(val, "val_raw", None), tensor(test, "test_raw", None))
     return Splits(tensor(train, "train_x", fitted), torch.from_numpy(train[2]), tensor(val, "val_x", fitted),
                   torch.from_numpy(val[2]), tensor(test, "test_x", fitted), torch.from_numpy(test[2]), tokens,
-                  classes, fitted, raw)
+                  classes, fitted, raw, files=dict(store.files) if store else {})
 
 
 class _MappedParts:
@@ -217,7 +246,7 @@ class _MappedParts:
     CHUNK_BYTES = 32 << 20
 
     def __init__(self, train: Part, val: Part, test: Part, standardize: str, dtype: type) -> None:
-        self.dtype = dtype
+        self.dtype, self.files = dtype, dict[str, str]()
         digest = hashlib.sha256(f"{standardize}|{np.dtype(dtype)}".encode())
         for x, rows, _ in (train, val, test):
             digest.update(_source(x).encode())
@@ -228,6 +257,7 @@ class _MappedParts:
         path = self.folder / f"{name}.npy"
         if not path.is_file():
             self._write(part, path, transform)
+        self.files[name] = str(path)
         return torch.from_numpy(open_mapped(path, writable=True))
 
     def _write(self, part: Part, path: Path, transform: Standardize | None) -> None:

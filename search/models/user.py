@@ -14,6 +14,7 @@ import inspect
 import logging
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable
 
 import torch
@@ -22,6 +23,8 @@ from torch import nn
 from squeezer.search.errors import ConfigError
 from squeezer.search.models import zoo
 from squeezer.search.models.checks import on_meta
+
+FILE_MODULE = "squeezer_user_"  # a user's file imported as squeezer_user_<hash of its path>
 
 
 def factory(input_shape: tuple[int, ...], num_classes: int, *, model: str, **kwargs: Any) -> nn.Module:
@@ -157,7 +160,7 @@ def _import(where: str) -> Any:
     path = Path(where).resolve()
     if not path.is_file():
         raise ConfigError("model", "file not found", str(path))
-    name = f"squeezer_user_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+    name = f"{FILE_MODULE}{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
@@ -171,8 +174,15 @@ def _import(where: str) -> Any:
     return module
 
 
+def file_modules() -> list[ModuleType]:
+    """The user's Python files imported so far (``model: "file.py:function"``): not importable by name in another
+    process, so what they define is pickled by value (Ray's workers)."""
+    return [module for name, module in list(sys.modules.items()) if name.startswith(FILE_MODULE)]
+
+
 def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
-__all__ = ["GrayToRGB", "Program", "factory", "load_function", "program", "source_digest", "torchvision"]
+__all__ = ["GrayToRGB", "Program", "factory", "file_modules", "load_function", "program", "source_digest",
+           "torchvision"]
