@@ -158,7 +158,7 @@ def test_a_journal_file_storage_works_like_a_database(tmp_path: Path) -> None:
 
 def runs_in(database: Path) -> list:
     client = MlflowClient(f"sqlite:///{database}")
-    experiment = client.get_experiment_by_name(f"squeezer-{study}")  # named after the experiment, as the study
+    experiment = client.get_experiment_by_name("squeezer-digits")
     return client.search_runs([experiment.experiment_id], filter_string="tags.`squeezer.role` = 'trial'")
 
 

@@ -473,27 +473,35 @@ def test_an_image_folder_is_memory_mapped_and_trains_as_the_same_images_held_in_
         assert mapped_file(tensor) == str(part) and torch.equal(torch.from_numpy(np.load(part)), tensor)
 
 
-def test_a_large_uncompressed_npz_is_memory_mapped_and_splits_into_the_same_values_held_in_memory(
-        tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_a_large_npz_is_memory_mapped_and_splits_into_the_same_values_held_in_memory(save, tmp_path: Path,
+                                                                                      monkeypatch) -> None:
+    """Stored (np.savez), X is mapped where it lies in the archive; compressed, it is decompressed once into the
+    cache, a chunk at a time, and mapped there."""
     from squeezer.search.data import images
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(300, 5)) * [1, 10, 100, 1e3, 1e4], rng.integers(0, 3, 300)
-    np.savez(tmp_path / "large.npz", X=x, y=y)  # stored: X can be mapped where it lies in the archive
-    np.savez_compressed(tmp_path / "compressed.npz", X=x, y=y)  # compressed: read into memory
-    monkeypatch.setattr(images, "MAP_BYTES", 0)  # "large": any size
-    spec = {"val_fraction": 0.2, "test_fraction": 0.2}
-    mapped = data.load({**spec, "path": str(tmp_path / "large.npz")}, seed=0)
-    held = data.load({**spec, "path": str(tmp_path / "compressed.npz")}, seed=0)
-    assert mapped_file(mapped.train_x).startswith(str(tmp_path / "cache" / "splits"))
+    save(tmp_path / "large.npz", X=x, y=y)
+    spec = {"path": str(tmp_path / "large.npz"), "val_fraction": 0.2, "test_fraction": 0.2}
+    held = data.load(spec, seed=0)  # small: read into memory
     assert mapped_file(held.train_x) is None
+    monkeypatch.setattr(images, "MAP_BYTES", 0)  # "large": any size
+    mapped = data.load(spec, seed=0)
+    assert mapped_file(mapped.train_x).startswith(str(tmp_path / "cache" / "splits"))
+    assert (tmp_path / "cache" / "npz").exists() == (save is np.savez_compressed)
     for name in ("train_x", "val_x", "test_x", "val_raw", "test_raw"):
         assert torch.allclose(getattr(mapped, name), getattr(held, name), rtol=1e-5, atol=1e-5), name
     assert np.allclose(mapped.standardize.std, held.standardize.std)
 
-    np.savez(tmp_path / "large.npz", X=x[:200] * 2, y=y[:200])  # rewritten in place: split anew, not from the cache
-    again = data.load({**spec, "path": str(tmp_path / "large.npz")}, seed=0)
-    assert len(again.train_x) < len(mapped.train_x)
+    save(tmp_path / "large.npz", X=x[:200] * 2, y=y[:200])  # rewritten in place: split anew, not from the cache
+    assert len(data.load(spec, seed=0).train_x) < len(mapped.train_x)
+    x[7, 2] = np.nan  # a bad value: refused, and a decompressed copy is not left behind
+    save(tmp_path / "bad.npz", X=x, y=y)
+    before = sorted(p.name for p in (tmp_path / "cache").rglob("*"))
+    with pytest.raises(ConfigError, match="finite"):
+        data.load({**spec, "path": str(tmp_path / "bad.npz")}, seed=0)
+    assert sorted(p.name for p in (tmp_path / "cache").rglob("*")) == before
 
 
 def test_memory_mapped_splits_reach_worker_processes_of_this_machine_as_their_files(tmp_path: Path) -> None:

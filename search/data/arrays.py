@@ -3,8 +3,8 @@
 Written through the file, not through a writable memory map: every ``SYNC_BYTES`` the written pages are flushed and
 dropped from the page cache, so a process under a memory limit never holds more than that in dirty pages (a memory
 map's dirty pages are written back only when the kernel is already short of memory, and it stalls). The file is
-complete or absent: it is written beside its name and renamed when whole. An uncompressed ``.npz`` member is mapped
-in place (``map_member``)."""
+complete or absent: it is written beside its name and renamed when whole. An ``.npz`` member is mapped in place, or
+decompressed into a file once and mapped there (``map_member``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -110,27 +110,56 @@ def open_mapped(path: Path, writable: bool = False) -> np.memmap:
     return array
 
 
-def map_member(archive: Path, name: str) -> np.memmap | None:
-    """The array ``name`` of an ``.npz`` archive memory-mapped where the archive stores it uncompressed (as
-    ``np.savez`` does); None where it is compressed (``np.savez_compressed``) or not a plain array."""
+def member_bytes(archive: Path, name: str) -> int | None:
+    """How many bytes the array ``name`` of an ``.npz`` archive takes unpacked (None if it has no such member)."""
     with zipfile.ZipFile(archive) as zipped:
         info = next((i for i in zipped.infolist() if i.filename == f"{name}.npy"), None)
-    if info is None or info.compress_type != zipfile.ZIP_STORED:
-        return None
+    return None if info is None else info.file_size
+
+
+def map_member(archive: Path, name: str, unpacked: Path) -> np.memmap | None:
+    """The array ``name`` of an ``.npz`` archive, memory-mapped: where the archive stores it (``np.savez``), or, if
+    it is compressed (``np.savez_compressed``), from ``unpacked``, where it is decompressed once a chunk at a time.
+    None if it is not a plain array."""
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    with zipfile.ZipFile(archive) as zipped:
+        info = next(i for i in zipped.infolist() if i.filename == f"{name}.npy")
+        with zipped.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version not in read_header:
+                return None
+            shape, fortran, dtype = read_header[version](member)
+            if dtype.hasobject or not shape or fortran and len(shape) > 1:
+                return None
+            if info.compress_type == zipfile.ZIP_STORED:
+                offset = _data_offset(archive, info) + member.tell()
+                return np.memmap(archive, dtype=dtype, mode="c", shape=shape, offset=offset)
+            if not unpacked.is_file():
+                row = dtype.itemsize * int(np.prod(shape[1:]))
+                with leaving_nothing(unpacked), NpyWriter(unpacked, shape, dtype) as out:
+                    while out.rows < shape[0]:
+                        rows = min(max(1, SYNC_BYTES // max(1, row)), shape[0] - out.rows)
+                        out.append(np.frombuffer(_read_exactly(member, rows * row), dtype).reshape(rows, *shape[1:]))
+    return open_mapped(unpacked, writable=True)
+
+
+def _data_offset(archive: Path, info: zipfile.ZipInfo) -> int:
+    """Where a stored member's bytes start in the archive: after its local header, name and extra field."""
     with open(archive, "rb") as handle:
         handle.seek(info.header_offset)
         local = handle.read(30)  # the member's local header: its name and extra field lengths at bytes 26-29
-        handle.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little")
-                    + int.from_bytes(local[28:30], "little"))
-        version = np.lib.format.read_magic(handle)
-        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-        if version not in read_header:
-            return None
-        shape, fortran, dtype = read_header[version](handle)
-        offset = handle.tell()
-    if dtype.hasobject or not shape:
-        return None
-    return np.memmap(archive, dtype=dtype, mode="c", shape=shape, order="F" if fortran else "C", offset=offset)
+    return info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
 
 
-__all__ = ["NpyWriter", "leaving_nothing", "map_member", "open_mapped"]
+def _read_exactly(stream: Any, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = stream.read(left)
+        if not chunk:
+            raise EOFError(f"the archive ends {left} bytes early")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+__all__ = ["NpyWriter", "leaving_nothing", "map_member", "member_bytes", "open_mapped"]

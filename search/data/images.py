@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from squeezer.search.data.arrays import map_member
+from squeezer.search.data.arrays import map_member, member_bytes
+from squeezer.search.defaults import cache_dir
 from squeezer.search.errors import ConfigError
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-MAP_BYTES = 1 << 30  # an .npz's X larger than this (as float32) is memory-mapped, if stored uncompressed
+MAP_BYTES = 1 << 30  # an .npz's X larger than this is memory-mapped (decompressed once if it is compressed)
 _IDX_DTYPES: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -81,14 +83,27 @@ def npz(path: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
                           str(path)) from None
     if y.ndim != 1 or len(y) != len(x):
         raise ConfigError(key, "y must be one label per row of X", f"y{y.shape} for X{x.shape} in {path}")
-    return _features(x, key, path), y
+    try:
+        return _features(x, key, path), y
+    except ConfigError:
+        unpacked = Path(getattr(x, "filename", None) or path)
+        if unpacked.parent == cache_dir() / "npz":  # decompressed for nothing: bad input leaves nothing behind
+            unpacked.unlink()
+            for folder in (unpacked.parent, unpacked.parent.parent):
+                if not any(folder.iterdir()):
+                    folder.rmdir()
+        raise
 
 
 def _large(path: Path) -> np.memmap | None:
-    """X memory-mapped where it is stored uncompressed and larger than ``MAP_BYTES``: it is then split into files a
-    chunk at a time, never read whole (``split``)."""
-    x = map_member(path, "X")
-    return x if x is not None and x.size * 4 > MAP_BYTES else None
+    """X memory-mapped where it is larger than ``MAP_BYTES`` (in the archive, or decompressed once into
+    ``<cache>/npz/``): it is then split into files a chunk at a time, never read whole (``split``)."""
+    size = member_bytes(path, "X")
+    if size is None or size <= MAP_BYTES:
+        return None
+    stat = path.stat()
+    digest = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:20]
+    return map_member(path, "X", cache_dir() / "npz" / f"{digest}.npy")
 
 
 def _features(x: np.ndarray, key: str, path: Path) -> np.ndarray:
