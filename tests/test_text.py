@@ -493,6 +493,27 @@ def test_a_saved_hugging_face_text_dataset_is_the_data(tmp_path: Path, tiny_teac
     assert "class indices {0: 'fresh', 1: 'rotten'}" in capsys.readouterr().err
 
 
+def test_a_large_saved_text_dataset_is_tokenized_in_chunks_into_the_same_token_ids(
+        tmp_path: Path, minilm_tokenizer, monkeypatch) -> None:
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+    from squeezer.search.data import text as texts
+
+    features = Features({"sentence": Value("string"), "label": ClassLabel(names=["fresh", "rotten"])})
+    part = {"sentence": [(POSITIVE if i % 2 else NEGATIVE)[i % 5] for i in range(50)],
+            "label": [i % 2 for i in range(50)]}
+    DatasetDict({"train": Dataset.from_dict(part, features=features),
+                 "test": Dataset.from_dict(part, features=features)}).save_to_disk(str(tmp_path / "reviews"))
+    spec = {"path": str(tmp_path / "reviews"), "text_column": "sentence", "max_length": 16}
+    whole = data.load(spec, seed=0, tokenizer=minilm_tokenizer)
+    monkeypatch.setattr(texts, "STREAM_BYTES", 0)
+    monkeypatch.setattr(texts, "STREAM_ROWS", 7)
+    streamed = data.load(spec, seed=0, tokenizer=minilm_tokenizer)
+    assert streamed.classes == whole.classes == ("fresh", "rotten")
+    for name in ("train_x", "train_y", "val_x", "test_x", "test_y"):
+        assert torch.equal(getattr(streamed, name), getattr(whole, name)), name
+    assert len(list((tmp_path / "cache" / "texts").glob("*[0-9a-f].npy"))) == 2  # train and test
+
+
 def test_the_teachers_own_encoder_with_layers_dropped_and_heads_pruned_exports_and_reloads(
         tmp_path: Path, tiny_teacher: Path) -> None:
     study = text_study(tmp_path, tiny_teacher, trials=3)  # two baselines, then the pruned teacher

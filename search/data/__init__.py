@@ -119,7 +119,11 @@ def _text(spec: Mapping[str, Any], seed: int, tokenizer: Any, val_fraction: floa
         raise ConfigError("teacher", "text data needs a Hugging Face teacher (family: hf), whose tokenizer the "
                           "students share", spec.get("name") or spec.get("path"))
     test_ids, test_labels, length = None, None, int(spec.get("max_length", 64))
-    if saved.is_saved(spec.get("path")):
+    if saved.is_saved(spec.get("path")) and saved.text_bytes(spec, "data.path") > text.STREAM_BYTES:
+        (ids, labels), test_part = saved.streamed_texts(spec, "data.path", tokenizer, length)
+        if test_part is not None:
+            test_ids, test_labels = test_part
+    elif saved.is_saved(spec.get("path")):
         (texts, labels), test_part = saved.texts(spec, "data.path")
         check_texts(texts, labels, Path(spec["path"]))
         ids = tokenize(texts, tokenizer, length)

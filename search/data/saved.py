@@ -16,9 +16,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from squeezer.search.data.folders import GRAY_MODES, decoded, reason
+from squeezer.search.data.text import tokenized
 from squeezer.search.errors import ConfigError
 
 MARKERS = ("dataset_dict.json", "state.json")
+STREAM_BATCH = 1000  # rows read at once from a large text dataset
 
 
 def is_saved(path: Any) -> bool:
@@ -68,6 +70,33 @@ def texts(spec: Mapping[str, Any], key: str) -> tuple[tuple[list[str], np.ndarra
         if part is not None:
             _columns(part, {"data.text_column": text, "data.label_column": label}, Path(spec["path"]))
             out.append(([str(t or "").strip() for t in part[text]], labels(part, label)))
+    return out[0], out[1] if len(out) > 1 else None
+
+
+def text_bytes(spec: Mapping[str, Any], key: str) -> int:
+    """The bytes of a text dataset's Arrow files: what reading its texts into memory would take, about."""
+    return sum(Path(f["filename"]).stat().st_size for part in load(Path(spec["path"]), key) if part is not None
+               for f in part.cache_files)
+
+
+def streamed_texts(spec: Mapping[str, Any], key: str, tokenizer: Any, max_length: int) \
+        -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
+    """A large text dataset's token ids (memory-mapped) and labels, read a batch of rows at a time and tokenized a
+    chunk at a time (``text.tokenized``): training, and test if the folder has a test split."""
+    path = Path(spec["path"])
+    train, test = load(path, key)
+    text, label = str(spec.get("text_column", "text")), str(spec.get("label_column", "label"))
+    out = []
+    for name, part in (("train", train), ("test", test)):
+        if part is None:
+            continue
+        _columns(part, {"data.text_column": text, "data.label_column": label}, path)
+        names = getattr(part.features[label], "names", None)
+        pairs = ((str(t or "").strip(), names[y] if names and y is not None else y)
+                 for batch in part.iter(batch_size=STREAM_BATCH)
+                 for t, y in zip(batch[text], batch[label], strict=True))
+        source = "|".join(f"{f['filename']}|{Path(f['filename']).stat().st_mtime_ns}" for f in part.cache_files)
+        out.append(tokenized(pairs, path, f"{source}|{name}|{text}|{label}", tokenizer, max_length))
     return out[0], out[1] if len(out) > 1 else None
 
 
@@ -157,4 +186,4 @@ class _Images:
         return f"{i} of {self.path}"
 
 
-__all__ = ["images", "is_saved", "is_text", "labels", "load", "texts"]
+__all__ = ["images", "is_saved", "is_text", "labels", "load", "streamed_texts", "text_bytes", "texts"]

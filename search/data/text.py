@@ -67,18 +67,24 @@ def is_large(spec: Mapping[str, Any]) -> bool:
 
 
 def streamed(spec: Mapping[str, Any], key: str, tokenizer: Any, max_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """A large text file tokenized ``STREAM_ROWS`` texts at a time into ``<cache>/texts/<digest>.npy`` (int64 token
-    ids, then memory-mapped), its labels beside it; a later study reads them from there. The digest covers the
-    file's name, size and modification time, its columns, the tokenizer and ``max_length``."""
+    """A large text file tokenized a chunk at a time (``tokenized``); keyed on the file's name, size and
+    modification time and its columns."""
     path, pairs = labelled(spec, key)
     stat = path.stat()
-    digest = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{spec.get('text_column')}|"
-                            f"{spec.get('label_column')}|{getattr(tokenizer, 'name_or_path', '')}|{len(tokenizer)}|"
-                            f"{max_length}".encode()).hexdigest()[:20]
+    source = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{spec.get('text_column')}|{spec.get('label_column')}"
+    return tokenized(pairs, path, source, tokenizer, max_length)
+
+
+def tokenized(pairs: Iterator[tuple[str, Any]], path: Path, source: str, tokenizer: Any,
+              max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(text, label) ``pairs`` tokenized ``STREAM_ROWS`` texts at a time into ``<cache>/texts/<digest>.npy`` (int64
+    token ids, then memory-mapped), the labels beside it, each chunk checked; a later study reads them from there.
+    The digest covers ``source`` (what the pairs come from), the tokenizer and ``max_length``."""
+    digest = hashlib.sha256(f"{source}|{getattr(tokenizer, 'name_or_path', '')}|{len(tokenizer)}|{max_length}"
+                            .encode()).hexdigest()[:20]
     ids, labels_file = cache_dir() / "texts" / f"{digest}.npy", cache_dir() / "texts" / f"{digest}.labels.npy"
     if not ids.is_file():
-        print(f"data: tokenizing {path.name} ({stat.st_size / 2**30:.1f} GiB) a chunk at a time into {ids.parent} "
-              "(once)", file=sys.stderr, flush=True)
+        print(f"data: tokenizing {path.name} a chunk at a time into {ids.parent} (once)", file=sys.stderr, flush=True)
         with leaving_nothing(ids), NpyWriter(ids, (None, max_length), np.int64) as out:
             labels: list[Any] = []
             while chunk := list(itertools.islice(pairs, STREAM_ROWS)):
