@@ -11,6 +11,7 @@ import socket
 import tempfile
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,9 @@ def open_study(config: ExperimentConfig, name: str, storage: BaseStorage, seed: 
 
 
 def _describe(study: optuna.Study, config: ExperimentConfig) -> None:
+    with warnings.catch_warnings():  # experimental in Optuna, and the one way to name the objectives
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(config.objectives))  # optuna-dashboard and optuna.visualization name the axes
     study.set_user_attr("objectives", config.objectives)
     study.set_user_attr("constraints", [str(c) for c in config.constraints])
     study.set_user_attr("config_digest", config.digest())  # last: joiners wait for it

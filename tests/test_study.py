@@ -147,6 +147,7 @@ def test_by_default_the_stores_are_files_in_the_working_directory(tmp_path: Path
     assert main(["pareto", "--study-name", "digits"]) == 0
     study = optuna.load_study(study_name="digits", storage="sqlite:///squeezer.db")
     assert [t.state.name for t in study.trials] == ["COMPLETE"]
+    assert study.metric_names == ["accuracy", "size_bytes", "latency_ms"]  # how optuna-dashboard labels its axes
 
 
 def test_a_journal_file_storage_works_like_a_database(tmp_path: Path) -> None:
