@@ -106,7 +106,9 @@ def _pareto(args: argparse.Namespace) -> int:
     front = pareto_trials(study, study.user_attrs["objectives"])
     tested = {int(k): v for k, v in study.user_attrs.get("test_accuracy", {}).items()}
     print(f"Pareto front of {args.study_name!r} ({len(front)} trials):")
-    print(report.front_table(front, study.user_attrs.get("teacher"), tested, study.user_attrs.get("recommended")))
+    names = {int(k): v for k, v in study.user_attrs.get("run_names", {}).items()}
+    print(report.front_table(front, study.user_attrs.get("teacher"), tested, study.user_attrs.get("recommended"),
+                             names))
     return 0
 
 

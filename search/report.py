@@ -100,9 +100,11 @@ def front_csv(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | None 
 
 
 def front_table(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | None = None,
-                tested: Mapping[int, float] | None = None, recommended: int | None = None) -> str:
-    """An aligned table: trial, accuracy (validation, test), size, latency, ratios to the teacher, the recipe; the
-    recommended member marked ``*``; the teacher last."""
+                tested: Mapping[int, float] | None = None, recommended: int | None = None,
+                names: Mapping[int, str] | None = None) -> str:
+    """An aligned table: trial, accuracy (validation, test), size, latency, ratios to the teacher, the recipe as its
+    run is named (``names``, by trial number; else from its sampled params); the recommended member marked ``*``;
+    the teacher last."""
     head = f"{'trial':>6} {'accuracy':>8} {'test':>6} {'size':>8} {'latency':>9}"
     head += f" {'smaller':>7} {'faster':>6} {'of acc':>6}" if teacher else ""
     lines = [head + "  recipe"]
@@ -114,7 +116,9 @@ def front_table(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | Non
                 f"{row['latency_ms']:>7.3f}ms")
         if teacher:
             line += f" {row['x_smaller']:>6.1f}x {row['x_faster']:>5.1f}x {100 * row['accuracy_share']:>5.1f}%"
-        lines.append(f"{line}  {recipe(params)}")
+        number = row["trial"]
+        name = (names or {}).get(number) or run_name(number, params)
+        lines.append(f"{line}  {name.removeprefix(f't{number:02d} ')}")
     if teacher:
         test = f"{teacher['test_accuracy']:.4f}" if "test_accuracy" in teacher else ""
         lines.append(f"{'teacher':>6} {teacher['accuracy']:>8.4f} {test:>6} {human_bytes(teacher['size_bytes']):>8} "

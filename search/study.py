@@ -473,7 +473,9 @@ class Session:
         early = f", {len(stopped)} stopped early" if stopped else ""
         early += f", {len(interrupted)} interrupted (run again)" if interrupted else ""
         self.out(f"\nPareto front ({len(front)} of {len(completed)} completed trials; {len(failed)} failed{early}):")
-        self.out(report.front_table(front, self.teacher, tested, recommended))
+        names = {t.number: self.run_name(t) for t in front}
+        self.study.set_user_attr("run_names", {str(k): v for k, v in names.items()})  # for `squeezer pareto`
+        self.out(report.front_table(front, self.teacher, tested, recommended, names))
         return front
 
     def log_recommended(self, number: int) -> None:

@@ -113,6 +113,8 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
     on_front = {int(c.data.tags["squeezer.trial"]) for c in children if c.data.tags["pareto"] == "true"}
     assert {int(row[0].rstrip("*")) for row in rows} == on_front
     assert all(row[5].endswith("x") and row[7].endswith("%") for row in rows)
+    named = {int(c.data.tags["squeezer.trial"]): c.info.run_name.split(" ", 1)[1] for c in children}
+    assert all(" ".join(row[8:]) == named[int(row[0].rstrip("*"))] for row in rows)  # the recipe as its run is named
     assert any(line.split()[0] == "teacher" for line in printed)
 
     # `squeezer export` hands a trial over, as ONNX or torch; either reloads to the trial's accuracy.
