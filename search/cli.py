@@ -108,7 +108,8 @@ def _pareto(args: argparse.Namespace) -> int:
     print(f"Pareto front of {args.study_name!r} ({len(front)} trials):")
     names = {int(k): v for k, v in study.user_attrs.get("run_names", {}).items()}
     print(report.front_table(front, study.user_attrs.get("teacher"), tested, study.user_attrs.get("recommended"),
-                             names))
+                             names, study.user_attrs.get("recommended_because", ""),
+                             study.user_attrs.get("validation_samples")))
     return 0
 
 

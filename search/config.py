@@ -74,6 +74,7 @@ class SearchSettings:
     candidates: int = 16                # squeezer: recipes screened (size, speed before training) per trial
     warm_start: str | None = None       # an earlier study in the same storage: its Pareto members are tried first
     reference: dict[str, float] | None = None  # the hypervolume's reference point (default: from the teacher)
+    min_accuracy_share: float = 0.97    # the recommended member keeps this share of the teacher's accuracy, if any does
 
 
 @dataclass(frozen=True)
@@ -409,6 +410,9 @@ def check_search(config: ExperimentConfig) -> ExperimentConfig:
     config = dataclasses.replace(config, search=search)
     given = config.raw.get("search") or {}
     _check_reference(search.reference, config.objectives)
+    if not 0 < search.min_accuracy_share <= 1:
+        raise ConfigError("search.min_accuracy_share", "must be in (0, 1]: the share of the teacher's accuracy the "
+                          "recommended member keeps", search.min_accuracy_share)
     for option, sampler in (("population_size", "nsga2"), ("candidates", "squeezer")):
         if option in given and search.sampler != sampler:
             raise ConfigError(f"search.{option}", f"is a setting of sampler {sampler}, not of {search.sampler!r}",

@@ -1,5 +1,5 @@
-"""How good a Pareto front is: its hypervolume (computed by moocore) in objectives scaled by the teacher's, and the
-knee point recommended from it.
+"""How good a Pareto front is: its hypervolume (computed by moocore) in objectives scaled by the teacher's; and which
+member to recommend (``recommend``), judged relative to the teacher with each validation accuracy's standard error.
 
 Each objective is divided by the teacher's value and turned into one to minimise: ``-accuracy / teacher's`` (the
 reference is 0: no accuracy), ``size / teacher's`` (the reference is 1: no smaller than the teacher). The
@@ -61,3 +61,33 @@ def knee(metrics: Sequence[Mapping[str, float]], objectives: Mapping[str, str],
     low, high = points.min(axis=0), points.max(axis=0)
     spread = np.where(high > low, high - low, 1.0)
     return int(np.argmin(np.linalg.norm((points - low) / spread, axis=1)))
+
+
+def standard_error(accuracy: float, samples: int) -> float:
+    """The standard error of an accuracy measured on ``samples`` examples: sqrt(a (1 - a) / n)."""
+    return float(np.sqrt(max(accuracy * (1 - accuracy), 0.0) / max(samples, 1)))
+
+
+def recommend(metrics: Sequence[Mapping[str, float]], objectives: Mapping[str, str], teacher: Mapping[str, float],
+              samples: int, min_share: float) -> tuple[int | None, str]:
+    """Index of the member to recommend and why. Accuracies are compared with their standard errors (validation
+    on ``samples`` examples): within one, two accuracies are a tie. Of the members keeping ``min_share`` of the
+    teacher's accuracy (within their error), the cheapest: the least size and latency relative to the teacher
+    (summed log ratios of the other objectives). If none keeps it, the most accurate (the cheapest of its ties).
+    Without accuracy among the objectives: the knee."""
+    if not metrics:
+        return None, ""
+    if "accuracy" not in objectives:
+        return knee(metrics, objectives, teacher), "the knee of the front (nearest the ideal point)"
+    accuracy = np.array([m["accuracy"] for m in metrics])
+    error = np.array([standard_error(a, samples) for a in accuracy])
+    cost = [sum((1 if direction == "minimize" else -1) * np.log(max(m[name], 1e-12) / max(teacher[name], 1e-12))
+                for name, direction in objectives.items() if name != "accuracy") for m in metrics]
+    keeping = [i for i in range(len(metrics)) if accuracy[i] + error[i] >= min_share * teacher["accuracy"]]
+    if keeping:
+        return min(keeping, key=lambda i: (cost[i], -accuracy[i])), \
+            f"the smallest and fastest member keeping {min_share:.0%} of the teacher's accuracy (within its error)"
+    best = int(np.argmax(accuracy))
+    ties = [i for i in range(len(metrics)) if accuracy[i] + np.hypot(error[i], error[best]) >= accuracy[best]]
+    return min(ties, key=lambda i: (cost[i], -accuracy[i])), \
+        f"none keeps {min_share:.0%} of the teacher's accuracy: the most accurate (the smallest of its ties)"

@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 from optuna.trial import FrozenTrial
 
 from squeezer.search import baselines
+from squeezer.search.quality import standard_error
 from squeezer.spaces import plain_names
 
 COLUMNS = ("accuracy", "size_bytes", "latency_ms", "latency_p90_ms", "throughput", "params")
@@ -30,6 +31,7 @@ def recipe(params: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={fmt(v)}" for k, v in plain_names(params).items())
 
 
+WARN_SHARE = 0.9  # the summary warns when no member keeps this share of the teacher's accuracy
 BIT_NAMES = {32: "fp32", 16: "fp16", 8: "int8", 4: "int4", 2: "ternary"}
 
 
@@ -101,19 +103,22 @@ def front_csv(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | None 
 
 def front_table(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | None = None,
                 tested: Mapping[int, float] | None = None, recommended: int | None = None,
-                names: Mapping[int, str] | None = None) -> str:
-    """An aligned table: trial, accuracy (validation, test), size, latency, ratios to the teacher, the recipe as its
-    run is named (``names``, by trial number; else from its sampled params); the recommended member marked ``*``;
-    the teacher last."""
-    head = f"{'trial':>6} {'accuracy':>8} {'test':>6} {'size':>8} {'latency':>9}"
+                names: Mapping[int, str] | None = None, why: str = "", samples: int | None = None) -> str:
+    """An aligned table: trial, accuracy (validation, with its standard error over ``samples`` examples; test), size,
+    latency, ratios to the teacher, the recipe as its run is named (``names``, by trial number; else from its
+    sampled params); the recommended member marked ``*`` and ``why``; the teacher last; a warning when the best
+    member keeps less than ``WARN_SHARE`` of the teacher's accuracy."""
+    head = f"{'trial':>6} {'accuracy':>8} {'±se':>5} {'test':>6} {'size':>8} {'latency':>9}"
     head += f" {'smaller':>7} {'faster':>6} {'of acc':>6}" if teacher else ""
     lines = [head + "  recipe"]
-    for row in front_rows(front, teacher, tested):
+    rows = front_rows(front, teacher, tested)
+    for row in rows:
         params = {k: v for k, v in row.items() if "." in k or k == baselines.PARAM}
         test = "" if row["test_accuracy"] is None else f"{row['test_accuracy']:.4f}"
+        error = "" if not samples else f"{standard_error(row['accuracy'], samples):.3f}".lstrip("0")
         mark = "*" if row["trial"] == recommended else " "
-        line = (f"{row['trial']:>5}{mark} {row['accuracy']:>8.4f} {test:>6} {human_bytes(row['size_bytes']):>8} "
-                f"{row['latency_ms']:>7.3f}ms")
+        line = (f"{row['trial']:>5}{mark} {row['accuracy']:>8.4f} {error:>5} {test:>6} "
+                f"{human_bytes(row['size_bytes']):>8} {row['latency_ms']:>7.3f}ms")
         if teacher:
             line += f" {row['x_smaller']:>6.1f}x {row['x_faster']:>5.1f}x {100 * row['accuracy_share']:>5.1f}%"
         number = row["trial"]
@@ -121,10 +126,14 @@ def front_table(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | Non
         lines.append(f"{line}  {name.removeprefix(f't{number:02d} ')}")
     if teacher:
         test = f"{teacher['test_accuracy']:.4f}" if "test_accuracy" in teacher else ""
-        lines.append(f"{'teacher':>6} {teacher['accuracy']:>8.4f} {test:>6} {human_bytes(teacher['size_bytes']):>8} "
-                     f"{teacher['latency_ms']:>7.3f}ms {'1.0x':>7} {'1.0x':>6} {'100%':>6}")
+        lines.append(f"{'teacher':>6} {teacher['accuracy']:>8.4f} {'':>5} {test:>6} "
+                     f"{human_bytes(teacher['size_bytes']):>8} {teacher['latency_ms']:>7.3f}ms {'1.0x':>7} "
+                     f"{'1.0x':>6} {'100%':>6}")
     if recommended is not None:
-        lines.append("* recommended: the knee of the front (nearest the ideal point, each objective scaled over it)")
+        lines.append(f"* recommended: {why or 'the knee of the front'}")
+    best = max((row.get("accuracy_share", 1.0) for row in rows), default=1.0)
+    if teacher and rows and best < WARN_SHARE:
+        lines.append(f"warning: the best member keeps only {best:.0%} of the teacher's accuracy")
     return "\n".join(lines)
 
 

@@ -441,13 +441,17 @@ class Session:
         return value
 
     def finish(self) -> list[FrozenTrial]:
-        """Re-evaluate the front on the test split, recommend its knee point, tag trial runs with their Pareto
-        membership, attach the table and plot, print the table and counts."""
+        """Re-evaluate the front on the test split, recommend a member (``quality.recommend``), tag trial runs with
+        their Pareto membership, attach the table and plot, print the table and counts."""
         front = pareto_trials(self.study, self.config.objectives)
         tested = self.test_front(front)
-        knee = quality.knee([t.user_attrs["metrics"] for t in front], self.config.objectives, self.teacher)
-        recommended = None if knee is None else front[knee].number
+        chosen, why = quality.recommend([t.user_attrs["metrics"] for t in front], self.config.objectives,
+                                        self.teacher, len(self.bench.splits.val_y),
+                                        self.config.search.min_accuracy_share)
+        recommended = None if chosen is None else front[chosen].number
         self.study.set_user_attr("recommended", recommended)
+        self.study.set_user_attr("recommended_because", why)
+        self.study.set_user_attr("validation_samples", len(self.bench.splits.val_y))
         if recommended is not None:
             self.log_recommended(recommended)
         trials = self.study.get_trials(deepcopy=False)
@@ -475,7 +479,8 @@ class Session:
         self.out(f"\nPareto front ({len(front)} of {len(completed)} completed trials; {len(failed)} failed{early}):")
         names = {t.number: self.run_name(t) for t in front}
         self.study.set_user_attr("run_names", {str(k): v for k, v in names.items()})  # for `squeezer pareto`
-        self.out(report.front_table(front, self.teacher, tested, recommended, names))
+        self.out(report.front_table(front, self.teacher, tested, recommended, names, why,
+                                    len(self.bench.splits.val_y)))
         return front
 
     def log_recommended(self, number: int) -> None:

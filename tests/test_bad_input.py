@@ -64,7 +64,8 @@ SECTIONS = {section: (7, "text", [1, 2], True) for section in ("data", "teacher"
 SECTIONS |= {"name": (7, "two words", [1, 2], True), "seed": ("text", [1, 2], True, -3)}
 INTEGERS = ["search.trials", "search.population_size", "search.max_concurrent", "measure.threads", "measure.warmup",
             "measure.repeats", "measure.batch", "training.batch_size", "seed", "teacher.epochs", "data.train_size"]
-FLOATS = ["search.timeout_s", "search.cpus_per_trial", "teacher.lr", "data.val_fraction", "data.test_fraction"]
+FLOATS = ["search.timeout_s", "search.cpus_per_trial", "search.min_accuracy_share", "teacher.lr", "data.val_fraction",
+          "data.test_fraction"]
 ENUMS = ["search.sampler", "search.backend", "search.scheduler", "data.name", "teacher.family", "student.family"]
 BAD_SPECS = [{"int": [3, 1]}, {"int": ["a", 5]}, {"int": [1, 5], "step": 0}, {"int": [0, 5], "log": True},
              {"float": [NAN, 1]}, {"float": [0, INF]}, {"float": [1]}, {"choice": []}, {"choice": [1, 1]},
@@ -298,6 +299,8 @@ def inconsistent() -> list[Case]:
         Case("population_size with tpe", "search.population_size", changed("search.sampler", "tpe")),
         Case("population_size with random", "search.population_size", changed("search.sampler", "random")),
         Case("asha without ray", "search.scheduler", changed("search.scheduler", "asha")),
+        Case("a share of the teacher's accuracy above 1", "search.min_accuracy_share",
+             changed("search.min_accuracy_share", 1.5)),
         Case("quantize before prune", "pipeline", changed("pipeline", [digits["pipeline"][0], digits["pipeline"][2],
                                                                         digits["pipeline"][1]])),
         Case("a compressor twice", "pipeline", changed("pipeline", ["distill", "distill", "quantize"])),

@@ -1,10 +1,11 @@
-"""The front's quality: hypervolume in teacher-scaled objectives (moocore), and the knee-point recommendation."""
+"""The front's quality: hypervolume in teacher-scaled objectives (moocore), and the recommendation: relative to the
+teacher, with an accuracy floor, accuracies within their standard error taken as ties."""
 
 from __future__ import annotations
 
 import pytest
 
-from squeezer.search.quality import history, hypervolume, knee
+from squeezer.search.quality import history, hypervolume, knee, recommend, standard_error
 
 OBJECTIVES = {"accuracy": "maximize", "size_bytes": "minimize", "latency_ms": "minimize"}
 TEACHER = {"accuracy": 0.9, "size_bytes": 1_000_000, "latency_ms": 2.0}
@@ -45,6 +46,25 @@ def test_the_knee_is_the_balanced_trade_off_not_an_extreme() -> None:
              student(0.50, 10_000, 0.1)]    # tiny and poor
     assert knee(front, OBJECTIVES, TEACHER) == 1
     assert knee([], OBJECTIVES, TEACHER) is None
+
+
+def test_the_recommendation_is_the_cheapest_member_keeping_the_share_of_the_teachers_accuracy() -> None:
+    # the digits case: the knee (scaled over the front, stretched by a 44 % member) took 92.5 %; 97.4 % was there
+    teacher = {"accuracy": 0.9694, "size_bytes": 341_000, "latency_ms": 0.03}
+    front = [student(0.9582, 42_000, 0.015), student(0.9443, 15_000, 0.015), student(0.9081, 7_000, 0.014),
+             student(0.4234, 2_900, 0.022)]
+    chosen, why = recommend(front, OBJECTIVES, teacher, samples=359, min_share=0.97)
+    assert chosen == 1 and "97%" in why
+    assert recommend(front, OBJECTIVES, teacher, samples=359, min_share=0.99)[0] == 0  # 98.8 % is within its error
+
+
+def test_a_noisy_lead_in_validation_accuracy_is_a_tie_and_the_cheaper_member_wins() -> None:
+    # none keeps 97 %: the most accurate is asked for, and 0.942 against 0.936 on 300 samples is a tie (se 0.014)
+    front = [student(0.942, 600_000, 1.5), student(0.936, 100_000, 0.5), student(0.80, 20_000, 0.2)]
+    chosen, why = recommend(front, OBJECTIVES, {"accuracy": 1.0, "size_bytes": 1e6, "latency_ms": 2}, 300, 0.97)
+    assert chosen == 1 and "none keeps" in why
+    assert standard_error(0.942, 300) == pytest.approx(0.0135, abs=1e-4)
+    assert recommend([], OBJECTIVES, TEACHER, 300, 0.97) == (None, "")
 
 
 def test_the_history_counts_a_spent_trial_without_a_result_as_adding_nothing() -> None:

@@ -108,13 +108,19 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
     # `squeezer pareto` prints the same front that the tags record, with ratios to the teacher.
     assert main(["pareto", "--study-name", "digits", "--storage", stores(tmp_path)[1]]) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert printed[1].split()[:8] == ["trial", "accuracy", "test", "size", "latency", "smaller", "faster", "of"]
+    assert printed[1].split()[:9] == ["trial", "accuracy", "±se", "test", "size", "latency", "smaller", "faster",
+                                      "of"]
     rows = [line.split() for line in printed[2:] if line.split()[0].rstrip("*").isdigit()]
     on_front = {int(c.data.tags["squeezer.trial"]) for c in children if c.data.tags["pareto"] == "true"}
     assert {int(row[0].rstrip("*")) for row in rows} == on_front
-    assert all(row[5].endswith("x") and row[7].endswith("%") for row in rows)
+    assert all(row[6].endswith("x") and row[8].endswith("%") for row in rows)
+    n = len(splits.val_y)  # each accuracy's standard error on the validation split
+    assert all(float(row[2]) == pytest.approx((float(row[1]) * (1 - float(row[1])) / n) ** 0.5, abs=6e-4)
+               for row in rows)
     named = {int(c.data.tags["squeezer.trial"]): c.info.run_name.split(" ", 1)[1] for c in children}
-    assert all(" ".join(row[8:]) == named[int(row[0].rstrip("*"))] for row in rows)  # the recipe as its run is named
+    assert all(" ".join(row[9:]) == named[int(row[0].rstrip("*"))] for row in rows)  # the recipe as its run is named
+    assert any(line.startswith("* recommended: the smallest and fastest member keeping 97%") or
+               line.startswith("* recommended: none keeps 97%") for line in printed)
     assert any(line.split()[0] == "teacher" for line in printed)
 
     # `squeezer export` hands a trial over, as ONNX or torch; either reloads to the trial's accuracy.
