@@ -4,6 +4,8 @@ trial's model, ``ui`` opens MLflow."""
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import os
 import signal
 import sys
@@ -105,11 +107,24 @@ def _pareto(args: argparse.Namespace) -> int:
                           args.study_name) from None
     front = pareto_trials(study, study.user_attrs["objectives"])
     tested = {int(k): v for k, v in study.user_attrs.get("test_accuracy", {}).items()}
-    print(f"Pareto front of {args.study_name!r} ({len(front)} trials):")
     names = {int(k): v for k, v in study.user_attrs.get("run_names", {}).items()}
-    print(report.front_table(front, study.user_attrs.get("teacher"), tested, study.user_attrs.get("recommended"),
-                             names, study.user_attrs.get("recommended_because", ""),
-                             study.user_attrs.get("validation_samples")))
+    teacher, recommended = study.user_attrs.get("teacher"), study.user_attrs.get("recommended")
+    samples = study.user_attrs.get("validation_samples")
+    if args.format == "table":
+        print(f"Pareto front of {args.study_name!r} ({len(front)} trials):")
+        print(report.front_table(front, teacher, tested, recommended, names,
+                                 study.user_attrs.get("recommended_because", ""), samples))
+        return 0
+    records = report.front_records(front, teacher, tested, recommended, names, samples)
+    if args.format == "json":
+        print(json.dumps({"study": args.study_name, "teacher": teacher, "members": records}, indent=2))
+    elif args.format == "markdown":
+        print(report.front_markdown(records, teacher))
+    else:
+        flat = [{**{k: v for k, v in r.items() if k != "params"}, **r["params"]} for r in records]
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(dict.fromkeys(k for r in flat for k in r)))
+        writer.writeheader()
+        writer.writerows(flat)
     return 0
 
 
@@ -189,6 +204,8 @@ def _parser() -> argparse.ArgumentParser:
 
     pareto = commands.add_parser("pareto", help="print the Pareto front of a study")
     pareto.add_argument("--study-name", required=True)
+    pareto.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table",
+                        help="table (default, fits 120 columns), or every member's numbers as csv, json or markdown")
     pareto.set_defaults(handler=_pareto)
 
     export = commands.add_parser("export", help="write one trial's model (ONNX or torch) with a README")

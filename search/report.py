@@ -31,6 +31,7 @@ def recipe(params: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={fmt(v)}" for k, v in plain_names(params).items())
 
 
+WIDTH = 120  # the Pareto table's lines fit a terminal this wide
 WARN_SHARE = 0.9  # the summary warns when no member keeps this share of the teacher's accuracy
 BIT_NAMES = {32: "fp32", 16: "fp16", 8: "int8", 4: "int4", 2: "ternary"}
 
@@ -121,9 +122,9 @@ def front_table(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | Non
                 f"{human_bytes(row['size_bytes']):>8} {row['latency_ms']:>7.3f}ms")
         if teacher:
             line += f" {row['x_smaller']:>6.1f}x {row['x_faster']:>5.1f}x {100 * row['accuracy_share']:>5.1f}%"
-        number = row["trial"]
-        name = (names or {}).get(number) or run_name(number, params)
-        lines.append(f"{line}  {name.removeprefix(f't{number:02d} ')}")
+        recipe_text = member_recipe(row["trial"], params, names)
+        room = WIDTH - len(line) - 2  # the line fits the terminal: a long recipe is cut (whole in --format csv)
+        lines.append(f"{line}  {recipe_text if len(recipe_text) <= room else recipe_text[:room - 1] + '…'}")
     if teacher:
         test = f"{teacher['test_accuracy']:.4f}" if "test_accuracy" in teacher else ""
         lines.append(f"{'teacher':>6} {teacher['accuracy']:>8.4f} {'':>5} {test:>6} "
@@ -134,6 +135,45 @@ def front_table(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | Non
     best = max((row.get("accuracy_share", 1.0) for row in rows), default=1.0)
     if teacher and rows and best < WARN_SHARE:
         lines.append(f"warning: the best member keeps only {best:.0%} of the teacher's accuracy")
+    return "\n".join(lines)
+
+
+def member_recipe(number: int, params: Mapping[str, Any], names: Mapping[int, str] | None = None) -> str:
+    """A member's recipe as its run is named (``names``, by trial number; else from its sampled params), without
+    the trial number: ``mlp d2w70 · T3.5 α0.54 · prune 39 % · fp32``."""
+    return ((names or {}).get(number) or run_name(number, params)).removeprefix(f"t{number:02d} ")
+
+
+def front_records(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | None = None,
+                  tested: Mapping[int, float] | None = None, recommended: int | None = None,
+                  names: Mapping[int, str] | None = None, samples: int | None = None) -> list[dict[str, Any]]:
+    """``front_rows`` with each member's readable recipe, the standard error of its validation accuracy and whether
+    it is the recommended one: what ``squeezer pareto --format csv|json|markdown`` writes."""
+    records = []
+    for row in front_rows(front, teacher, tested):
+        params = {k: v for k, v in row.items() if "." in k or k == baselines.PARAM}
+        error = standard_error(row["accuracy"], samples) if samples else None
+        records.append({"trial": row["trial"], "recommended": row["trial"] == recommended,
+                        **{k: v for k, v in row.items() if k != "trial" and k not in params},
+                        "accuracy_se": error, "recipe": member_recipe(row["trial"], params, names), "params": params})
+    return records
+
+
+def front_markdown(records: Sequence[Mapping[str, Any]], teacher: Mapping[str, float] | None = None) -> str:
+    """The records as a Markdown table (the recommended member in bold), the teacher last."""
+    lines = ["| trial | accuracy | ±se | test | size | latency | x smaller | x faster | % of teacher | recipe |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in records:
+        trial = f"**{r['trial']}**" if r["recommended"] else str(r["trial"])
+        cells = [trial, f"{r['accuracy']:.4f}", "" if r["accuracy_se"] is None else f"{r['accuracy_se']:.3f}",
+                 "" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}", human_bytes(r["size_bytes"]),
+                 f"{r['latency_ms']:.3f} ms", *(f"{r[k]:.1f}x" for k in ("x_smaller", "x_faster") if k in r),
+                 *([f"{100 * r['accuracy_share']:.1f} %"] if "accuracy_share" in r else []), r["recipe"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    if teacher:
+        test = f"{teacher['test_accuracy']:.4f}" if "test_accuracy" in teacher else ""
+        lines.append(f"| teacher | {teacher['accuracy']:.4f} | | {test} | {human_bytes(teacher['size_bytes'])} | "
+                     f"{teacher['latency_ms']:.3f} ms | 1x | 1x | 100 % | |")
     return "\n".join(lines)
 
 

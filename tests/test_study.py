@@ -118,7 +118,20 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
     assert all(float(row[2]) == pytest.approx((float(row[1]) * (1 - float(row[1])) / n) ** 0.5, abs=6e-4)
                for row in rows)
     named = {int(c.data.tags["squeezer.trial"]): c.info.run_name.split(" ", 1)[1] for c in children}
-    assert all(" ".join(row[9:]) == named[int(row[0].rstrip("*"))] for row in rows)  # the recipe as its run is named
+    for row in rows:  # the recipe as its run is named, cut with "…" where the line would pass 120 columns
+        assert named[int(row[0].rstrip("*"))].startswith(" ".join(row[9:]).removesuffix("…"))
+    assert all(len(line) <= 120 for line in printed)
+    for fmt in ("json", "csv", "markdown"):  # every member's numbers, whole, for other tools
+        assert main(["pareto", "--study-name", "digits", "--storage", stores(tmp_path)[1], "--format", fmt]) == 0
+        written = capsys.readouterr().out
+        if fmt == "json":
+            members = json.loads(written)["members"]
+            assert {m["trial"] for m in members} == on_front and sum(m["recommended"] for m in members) == 1
+            assert all(m["recipe"] == named[m["trial"]] for m in members)
+        elif fmt == "csv":
+            assert written.splitlines()[0].startswith("trial,recommended,accuracy,") and "student.width" in written
+        else:
+            assert written.count("**") == 2 and written.splitlines()[-1].startswith("| teacher |")
     assert any(line.startswith("* recommended: the smallest and fastest member keeping 97%") or
                line.startswith("* recommended: none keeps 97%") for line in printed)
     assert any(line.split()[0] == "teacher" for line in printed)
