@@ -178,9 +178,9 @@ def front_markdown(records: Sequence[Mapping[str, Any]], teacher: Mapping[str, f
 
 
 def front_figure(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial],
-                 teacher: Mapping[str, float] | None = None) -> Any:
+                 teacher: Mapping[str, float] | None = None, recommended: int | None = None) -> Any:
     """Accuracy against size, against latency, and all three in 3-D; every completed trial in grey, the front in
-    colour."""
+    colour, each member labelled with its trial number, the recommended one ringed, the teacher a star."""
     if not completed:
         return None
     import math
@@ -202,6 +202,13 @@ def front_figure(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial],
         for subset, style in ((others, grey), (sorted(front, key=lambda t: t.user_attrs["metrics"][metric]), red)):
             ax.scatter([t.user_attrs["metrics"][metric] for t in subset],
                        [t.user_attrs["metrics"]["accuracy"] for t in subset], **style)
+        for t in front:
+            m = t.user_attrs["metrics"]
+            ax.annotate(str(t.number), (m[metric], m["accuracy"]), textcoords="offset points", xytext=(4, 4),
+                        fontsize=7)
+            if t.number == recommended:
+                ax.scatter([m[metric]], [m["accuracy"]], s=220, facecolors="none", edgecolors="tab:blue",
+                           linewidths=1.8, label="recommended")
         if teacher:
             ax.scatter([teacher[metric]], [teacher["accuracy"]], marker="*", s=160, c="k", label="teacher")
         ax.set_xscale("log")

@@ -460,7 +460,7 @@ class Session:
         interrupted = [t for t in trials if t.state == TrialState.FAIL and not _ran_and_failed(t)]
         stopped = [t for t in trials if t.state == TrialState.PRUNED]
         ended = sorted(feasible(self.study), key=lambda t: t.number)
-        figures = {"pareto.png": report.front_figure(completed, front, self.teacher),
+        figures = {"pareto.png": report.front_figure(completed, front, self.teacher, recommended),
                    "hypervolume.png": report.hypervolume_figure(quality.history(
                        [t.user_attrs["metrics"] for t in ended], self.config.objectives, self.teacher,
                        self.config.search.reference))}
