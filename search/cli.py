@@ -1,5 +1,5 @@
 """The ``squeezer`` command: ``search`` runs a study, ``pareto`` prints a study's front, ``export`` writes one
-trial's model, ``ui`` opens MLflow."""
+trial's model, ``pick`` exports the most accurate member within a budget, ``ui`` opens MLflow."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import os
 import signal
 import sys
-from typing import NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 EXIT_BAD_INPUT = 2
 
@@ -88,10 +88,11 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pareto(args: argparse.Namespace) -> int:
+def _stored_front(args: argparse.Namespace) -> tuple[Any, list[Any]]:
+    """The study ``--study-name`` in ``--storage`` and its Pareto members."""
     import optuna
 
-    from squeezer.search import report, storage
+    from squeezer.search import storage
     from squeezer.search.destinations import check_storage
     from squeezer.search.errors import ConfigError
     from squeezer.search.study import pareto_trials
@@ -105,7 +106,13 @@ def _pareto(args: argparse.Namespace) -> int:
         names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
         raise ConfigError("--study-name", f"no such study in {args.storage}; studies there: {names}",
                           args.study_name) from None
-    front = pareto_trials(study, study.user_attrs["objectives"])
+    return study, pareto_trials(study, study.user_attrs["objectives"])
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    from squeezer.search import report
+
+    study, front = _stored_front(args)
     tested = {int(k): v for k, v in study.user_attrs.get("test_accuracy", {}).items()}
     names = {int(k): v for k, v in study.user_attrs.get("run_names", {}).items()}
     teacher, recommended = study.user_attrs.get("teacher"), study.user_attrs.get("recommended")
@@ -142,6 +149,33 @@ def _export(args: argparse.Namespace) -> int:
     check_tracking_uri(absolute(args.tracking_uri), must_exist=True)  # reading a store that is not there makes one
     readme = export_trial(absolute(args.tracking_uri), args.study_name, args.trial, Path(args.out), args.format)
     print(f"trial {args.trial} written to {readme.parent} (see {readme.name})")
+    return 0
+
+
+def _pick(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from squeezer.search.destinations import check_out, check_tracking_uri
+    from squeezer.search.errors import ConfigError
+    from squeezer.search.handoff import export_trial
+    from squeezer.search.locking import absolute
+    from squeezer.search.pick import UNITS_BYTES, UNITS_MS, Budget, amount, pick
+
+    if args.min_accuracy is not None and not 0 < args.min_accuracy <= 1:
+        raise ConfigError("--min-accuracy", "must be a validation accuracy in (0, 1]", args.min_accuracy)
+    size = None if args.max_size is None else amount(args.max_size, UNITS_BYTES, "B", "--max-size", "100KB")
+    latency = None if args.max_latency is None else amount(args.max_latency, UNITS_MS, "ms", "--max-latency",
+                                                           "0.1ms")
+    budget = Budget(size, latency, args.min_accuracy)
+    check_out(Path(args.out))
+    check_tracking_uri(absolute(args.tracking_uri), must_exist=True)
+    _, front = _stored_front(args)
+    picked, _, why = pick([(t.number, t.user_attrs["metrics"]) for t in front], budget)
+    if picked is None:
+        print(why, file=sys.stderr)
+        return 1
+    readme = export_trial(absolute(args.tracking_uri), args.study_name, picked, Path(args.out), args.format)
+    print(f"picked trial {picked}: {why}; written to {readme.parent} (see {readme.name})")
     return 0
 
 
@@ -215,10 +249,19 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["onnx", "torch"], default="onnx")
     export.set_defaults(handler=_export)
 
-    for sub in (search, pareto):
+    pick = commands.add_parser("pick", help="export the most accurate Pareto member within a size / latency budget")
+    pick.add_argument("--study-name", required=True)
+    pick.add_argument("--max-size", help="the deployed file's bytes at most, e.g. 100KB, 2MB")
+    pick.add_argument("--max-latency", help="batch-1 latency at most, e.g. 0.1ms")
+    pick.add_argument("--min-accuracy", type=float, help="validation accuracy at least, e.g. 0.95")
+    pick.add_argument("--out", required=True, help="the folder to write")
+    pick.add_argument("--format", choices=["onnx", "torch"], default="onnx")
+    pick.set_defaults(handler=_pick)
+
+    for sub in (search, pareto, pick):
         sub.add_argument("--storage", default=DEFAULT_STORAGE,
                          help=f"Optuna storage: a database URL or journal:PATH (default: {DEFAULT_STORAGE})")
-    for sub in (search, export):
+    for sub in (search, export, pick):
         sub.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
                          help=f"MLflow tracking URI (default: {DEFAULT_TRACKING_URI})")
 

@@ -24,7 +24,7 @@ from squeezer.search.runtime import deploy, export
 from squeezer.search.runtime.eager import EagerModel
 from squeezer.search.runtime.ort import OnnxModel
 
-from conftest import DIGITS_YAML, digits_config, write_config
+from conftest import DIGITS_YAML, digits_config, one_line, write_config
 
 
 def stores(tmp_path: Path) -> tuple[str, str]:
@@ -135,6 +135,23 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
     assert any(line.startswith("* recommended: the smallest and fastest member keeping 97%") or
                line.startswith("* recommended: none keeps 97%") for line in printed)
     assert any(line.split()[0] == "teacher" for line in printed)
+
+    # `squeezer pick` exports the most accurate member within a budget, or says none fits and which comes closest
+    front_metrics = {int(c.data.tags["squeezer.trial"]): c.data.metrics for c in children
+                     if c.data.tags["pareto"] == "true"}
+    budget = sorted(m["size_bytes"] for m in front_metrics.values())[0]  # only the smallest member fits
+    smallest = next(n for n, m in front_metrics.items() if m["size_bytes"] == budget)
+    where = ["--study-name", "digits", "--storage", stores(tmp_path)[1], "--tracking-uri", stores(tmp_path)[0]]
+    assert main(["pick", *where, "--max-size", f"{budget:.0f}B", "--out", str(tmp_path / "picked")]) == 0
+    assert f"picked trial {smallest}: the most accurate of 1 member(s)" in capsys.readouterr().out
+    assert f"# Trial {smallest} of study digits" in (tmp_path / "picked" / "README.md").read_text()
+    assert main(["pick", *where, "--max-size", "1B", "--out", str(tmp_path / "none")]) == 1
+    assert f"no member fits size <= 1 bytes; the closest is trial {smallest}" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
+    for flag, value in (("--max-size", "10XB"), ("--max-latency", "-1ms"), ("--min-accuracy", "1.5")):
+        assert main(["pick", *where, flag, value, "--out", str(tmp_path / "bad")]) == 2
+        one_line(capsys.readouterr().err, flag)
+    assert not (tmp_path / "bad").exists()
 
     # `squeezer export` hands a trial over, as ONNX or torch; either reloads to the trial's accuracy.
     child = next(c for c in children if c.data.tags["pareto"] == "true")
