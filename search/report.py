@@ -159,12 +159,15 @@ def front_records(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | N
     return records
 
 
-def front_markdown(records: Sequence[Mapping[str, Any]], teacher: Mapping[str, float] | None = None) -> str:
-    """The records as a Markdown table (the recommended member in bold), the teacher last."""
+def front_markdown(records: Sequence[Mapping[str, Any]], teacher: Mapping[str, float] | None = None,
+                   links: Mapping[int, str] | None = None) -> str:
+    """The records as a Markdown table (the recommended member in bold; each trial linked to ``links[trial]``),
+    the teacher last."""
     lines = ["| trial | accuracy | ±se | test | size | latency | x smaller | x faster | % of teacher | recipe |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in records:
-        trial = f"**{r['trial']}**" if r["recommended"] else str(r["trial"])
+        trial = f"[{r['trial']}]({links[r['trial']]})" if r["trial"] in (links or {}) else str(r["trial"])
+        trial = f"**{trial}**" if r["recommended"] else trial
         cells = [trial, f"{r['accuracy']:.4f}", "" if r["accuracy_se"] is None else f"{r['accuracy_se']:.3f}",
                  "" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}", human_bytes(r["size_bytes"]),
                  f"{r['latency_ms']:.3f} ms", *(f"{r[k]:.1f}x" for k in ("x_smaller", "x_faster") if k in r),

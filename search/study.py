@@ -445,13 +445,14 @@ class Session:
         their Pareto membership, attach the table and plot, print the table and counts."""
         front = pareto_trials(self.study, self.config.objectives)
         tested = self.test_front(front)
+        samples = len(self.bench.splits.val_y)
         chosen, why = quality.recommend([t.user_attrs["metrics"] for t in front], self.config.objectives,
-                                        self.teacher, len(self.bench.splits.val_y),
-                                        self.config.search.min_accuracy_share)
+                                        self.teacher, samples, self.config.search.min_accuracy_share)
         recommended = None if chosen is None else front[chosen].number
-        self.study.set_user_attr("recommended", recommended)
-        self.study.set_user_attr("recommended_because", why)
-        self.study.set_user_attr("validation_samples", len(self.bench.splits.val_y))
+        names = {t.number: self.run_name(t) for t in front}
+        for key, value in (("recommended", recommended), ("recommended_because", why),
+                           ("validation_samples", samples), ("run_names", {str(k): v for k, v in names.items()})):
+            self.study.set_user_attr(key, value)  # what `squeezer pareto` prints again
         if recommended is not None:
             self.log_recommended(recommended)
         trials = self.study.get_trials(deepcopy=False)
@@ -470,17 +471,20 @@ class Session:
         self.log_hypervolume()  # at its step, like every trial's: a step-0 summary point would break its history
         page = report.front_html(completed, front, {t.number: self.run_name(t) for t in completed}, self.teacher,
                                  recommended)
+        records = report.front_records(front, self.teacher, tested, recommended, names, samples)
+        description = (f"**Pareto front of study {self.name}** ({len(front)} of {len(completed)} completed trials; "
+                       f"± the standard error of the validation accuracy on {samples} samples)\n\n"
+                       f"{report.front_markdown(records, self.teacher, self.tracker.run_links(self.name))}\n\n"
+                       f"**Recommended**: {why or 'none'}")
         self.tracker.finish_study(self.parent, self.name, {t.number for t in front},
-                                  report.front_csv(front, self.teacher, tested), figures, summary, recommended, page)
+                                  report.front_csv(front, self.teacher, tested), figures, summary, recommended, page,
+                                  description)
         for figure in figures.values():
             report.close(figure)
         early = f", {len(stopped)} stopped early" if stopped else ""
         early += f", {len(interrupted)} interrupted (run again)" if interrupted else ""
         self.out(f"\nPareto front ({len(front)} of {len(completed)} completed trials; {len(failed)} failed{early}):")
-        names = {t.number: self.run_name(t) for t in front}
-        self.study.set_user_attr("run_names", {str(k): v for k, v in names.items()})  # for `squeezer pareto`
-        self.out(report.front_table(front, self.teacher, tested, recommended, names, why,
-                                    len(self.bench.splits.val_y)))
+        self.out(report.front_table(front, self.teacher, tested, recommended, names, why, samples))
         return front
 
     def log_recommended(self, number: int) -> None:

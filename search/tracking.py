@@ -237,10 +237,16 @@ class Tracker:
         self.set_tag(run_id, ERROR_TAG, reason)
         self.end(run_id, RunStatus.to_string(RunStatus.KILLED))
 
+    def run_links(self, study: str) -> dict[int, str]:
+        """Each finished trial run's address in the MLflow UI, relative to it (``#/experiments/E/runs/R``)."""
+        return {int(r.data.tags[TRIAL_TAG]): f"#/experiments/{self.experiment_id}/runs/{r.info.run_id}"
+                for r in self.trial_runs(study) if r.info.status == "FINISHED"}
+
     def finish_study(self, parent: str, study: str, members: set[int], table_csv: str, figures: Mapping[str, Any],
-                     summary: Mapping[str, float], recommended: int | None = None, page: str | None = None) -> None:
-        """Tag every trial run pareto=true/false and attach the front's table, plots (by file name) and counts to the
-        parent run.
+                     summary: Mapping[str, float], recommended: int | None = None, page: str | None = None,
+                     description: str | None = None) -> None:
+        """Tag every trial run pareto=true/false and attach the front's table, plots (by file name), counts and
+        ``description`` (Markdown, shown as the run's description) to the parent run.
 
         ``members`` are the trial numbers on the front; only a FINISHED run can be one (a trial that was interrupted
         and run again keeps its KILLED run beside the finished one).
@@ -259,6 +265,8 @@ class Tracker:
                 self.client.log_figure(parent, figure, name)
         if page is not None:
             self.client.log_text(parent, page, "pareto.html")
+        if description is not None:
+            self.client.set_tag(parent, "mlflow.note.content", description)
         now = int(time.time() * 1000)
         self.client.log_batch(parent, metrics=[Metric(k, float(v), now, 0) for k, v in summary.items()],
                               tags=[RunTag("squeezer.pareto_size", str(sum(pareto_runs.values())))])

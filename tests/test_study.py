@@ -100,6 +100,11 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
     assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"pareto.csv", "pareto.png", "pareto.html",
                                                                          "hypervolume.png", "config.yaml"}
+    described = client.get_run(parent.info.run_id).data.tags["mlflow.note.content"]  # the run's description
+    assert "| trial | accuracy | ±se |" in described and "**Recommended**: " in described
+    for child in children:  # every member's row links to its run
+        link = f"(#/experiments/{parent.info.experiment_id}/runs/{child.info.run_id})"
+        assert (link in described) == (child.data.tags["pareto"] == "true")
     page = Path(client.download_artifacts(parent.info.run_id, "pareto.html", str(tmp_path))).read_text()
     for child in children:  # each trial hovers with its run's name: a fixed family included ("t03 mlp w64 ...")
         assert child.info.run_name in page or json.dumps(child.info.run_name)[1:-1] in page, child.info.run_name
