@@ -271,8 +271,14 @@ def front_html(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial], n
     fig.update_yaxes(title_text="validation accuracy", row=1, col=1)
     fig.update_scenes(xaxis={"type": "log", "title": "bytes"}, yaxis={"type": "log", "title": "latency (ms)"},
                       zaxis={"title": "accuracy"})
-    fig.update_layout(height=520, width=1500, title="Pareto front (hover a point for its trial and recipe)")
-    return fig.to_html(include_plotlyjs=True, full_html=True)  # no network needed to open it
+    fig.update_layout(height=600, autosize=True, margin={"l": 50, "r": 20, "t": 90, "b": 110},
+                      title={"text": "Pareto front: grey, every completed trial; red, the Pareto members; blue, the "
+                             "recommended one; black star, the teacher.<br><sup>Hover a point for its trial and "
+                             "recipe; click a legend entry to hide that group.</sup>"},
+                      legend={"orientation": "h", "y": -0.2, "yanchor": "top"})
+    # responsive: the page's width, whatever the window; no network needed to open it (plotly.js inside)
+    return fig.to_html(include_plotlyjs=True, full_html=True, config={"responsive": True},
+                       default_width="100%", default_height="600px")
 
 
 def hypervolume_figure(values: Sequence[float]) -> Any:
