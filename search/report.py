@@ -112,19 +112,18 @@ def front_table(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | Non
     head = f"{'trial':>6} {'accuracy':>8} {'±se':>5} {'test':>6} {'size':>8} {'latency':>9}"
     head += f" {'smaller':>7} {'faster':>6} {'of acc':>6}" if teacher else ""
     lines = [head + "  recipe"]
-    rows = front_rows(front, teacher, tested)
+    rows = front_records(front, teacher, tested, recommended, names, samples)
     for row in rows:
-        params = {k: v for k, v in row.items() if "." in k or k == baselines.PARAM}
         test = "" if row["test_accuracy"] is None else f"{row['test_accuracy']:.4f}"
-        error = "" if not samples else f"{standard_error(row['accuracy'], samples):.3f}".lstrip("0")
-        mark = "*" if row["trial"] == recommended else " "
+        error = "" if row["accuracy_se"] is None else f"{row['accuracy_se']:.3f}".lstrip("0")
+        mark = "*" if row["recommended"] else " "
         line = (f"{row['trial']:>5}{mark} {row['accuracy']:>8.4f} {error:>5} {test:>6} "
                 f"{human_bytes(row['size_bytes']):>8} {row['latency_ms']:>7.3f}ms")
         if teacher:
             line += f" {row['x_smaller']:>6.1f}x {row['x_faster']:>5.1f}x {100 * row['accuracy_share']:>5.1f}%"
-        recipe_text = member_recipe(row["trial"], params, names)
         room = WIDTH - len(line) - 2  # the line fits the terminal: a long recipe is cut (whole in --format csv)
-        lines.append(f"{line}  {recipe_text if len(recipe_text) <= room else recipe_text[:room - 1] + '…'}")
+        cut = row["recipe"] if len(row["recipe"]) <= room else row["recipe"][:room - 1] + "…"
+        lines.append(f"{line}  {cut}")
     if teacher:
         test = f"{teacher['test_accuracy']:.4f}" if "test_accuracy" in teacher else ""
         lines.append(f"{'teacher':>6} {teacher['accuracy']:>8.4f} {'':>5} {test:>6} "

@@ -449,14 +449,15 @@ class Session:
         chosen, why = quality.recommend([t.user_attrs["metrics"] for t in front], self.config.objectives,
                                         self.teacher, samples, self.config.search.min_accuracy_share)
         recommended = None if chosen is None else front[chosen].number
-        names = {t.number: self.run_name(t) for t in front}
+        trials = self.study.get_trials(deepcopy=False)
+        completed = [t for t in trials if t.state == TrialState.COMPLETE]
+        every_name = {t.number: self.run_name(t) for t in completed}
+        names = {t.number: every_name[t.number] for t in front}
         for key, value in (("recommended", recommended), ("recommended_because", why),
                            ("validation_samples", samples), ("run_names", {str(k): v for k, v in names.items()})):
             self.study.set_user_attr(key, value)  # what `squeezer pareto` prints again
         if recommended is not None:
             self.log_recommended(recommended)
-        trials = self.study.get_trials(deepcopy=False)
-        completed = [t for t in trials if t.state == TrialState.COMPLETE]
         failed = [t for t in trials if t.state == TrialState.FAIL and _ran_and_failed(t)]
         interrupted = [t for t in trials if t.state == TrialState.FAIL and not _ran_and_failed(t)]
         stopped = [t for t in trials if t.state == TrialState.PRUNED]
@@ -469,8 +470,7 @@ class Session:
                    "trials.interrupted": len(interrupted), "trials.stopped_early": len(stopped),
                    "pareto.size": len(front)}
         self.log_hypervolume()  # at its step, like every trial's: a step-0 summary point would break its history
-        page = report.front_html(completed, front, {t.number: self.run_name(t) for t in completed}, self.teacher,
-                                 recommended)
+        page = report.front_html(completed, front, every_name, self.teacher, recommended)
         records = report.front_records(front, self.teacher, tested, recommended, names, samples)
         description = (f"**Pareto front of study {self.name}** ({len(front)} of {len(completed)} completed trials; "
                        f"± the standard error of the validation accuracy on {samples} samples)\n\n"

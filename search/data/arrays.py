@@ -11,11 +11,12 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import sys
 import zipfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -110,6 +111,32 @@ def open_mapped(path: Path, writable: bool = False) -> np.memmap:
     return array
 
 
+def file_stamp(path: Path) -> str:
+    """What a cache keyed on a user's file depends on: its resolved name, size and modification time."""
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def labelled_rows(path: Path, chunks: Iterable[tuple[np.ndarray, Any]], dtype: type, check: Callable[[np.ndarray],
+                  None], announce: str) -> tuple[np.memmap, np.ndarray]:
+    """Rows and their labels, written once a chunk at a time to ``path`` (then memory-mapped) and to
+    ``<stem>.labels.npy`` beside it, ``announce`` printed as it starts; ``check`` sees every label before the rows'
+    file is whole (a refusal leaves nothing). Read from there once written."""
+    labels_file = path.with_name(f"{path.stem}.labels.npy")
+    if not path.is_file():
+        print(announce, file=sys.stderr, flush=True)
+        with leaving_nothing(path), ExitStack() as stack:
+            out, parts = None, []
+            for rows, labels in chunks:
+                out = out or stack.enter_context(NpyWriter(path, (None, *rows.shape[1:]), dtype))
+                out.append(rows)
+                parts.append(np.asarray(labels))
+            every = np.concatenate(parts) if parts else np.array([])
+            check(every)
+            np.save(labels_file, every, allow_pickle=False)  # before the rows' file is whole
+    return open_mapped(path, writable=True), np.load(labels_file, allow_pickle=False)
+
+
 def member_bytes(archive: Path, name: str) -> int | None:
     """How many bytes the array ``name`` of an ``.npz`` archive takes unpacked (None if it has no such member)."""
     with zipfile.ZipFile(archive) as zipped:
@@ -162,4 +189,5 @@ def _read_exactly(stream: Any, size: int) -> bytes:
     return b"".join(chunks)
 
 
-__all__ = ["NpyWriter", "leaving_nothing", "map_member", "member_bytes", "open_mapped"]
+__all__ = ["NpyWriter", "file_stamp", "labelled_rows", "leaving_nothing", "map_member", "member_bytes",
+           "open_mapped"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from squeezer.search.data.arrays import map_member, member_bytes
+from squeezer.search.data.arrays import file_stamp, map_member, member_bytes
 from squeezer.search.defaults import cache_dir
 from squeezer.search.errors import ConfigError
 
@@ -101,8 +101,7 @@ def _large(path: Path) -> np.memmap | None:
     size = member_bytes(path, "X")
     if size is None or size <= MAP_BYTES:
         return None
-    stat = path.stat()
-    digest = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:20]
+    digest = hashlib.sha256(file_stamp(path).encode()).hexdigest()[:20]
     return map_member(path, "X", cache_dir() / "npz" / f"{digest}.npy")
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from squeezer.search.data.arrays import NpyWriter, open_mapped
+from squeezer.search.data.arrays import NpyWriter, file_stamp, open_mapped
 from squeezer.search.data.preprocess import InputSpec, Standardize
 from squeezer.search.defaults import cache_dir
 from squeezer.search.errors import ConfigError
@@ -276,8 +275,7 @@ def _source(x: np.ndarray) -> str:
     filename = getattr(x, "filename", None)
     if not filename:
         return hashlib.sha256(np.ascontiguousarray(x)).hexdigest()
-    stat = os.stat(filename)
-    return f"{filename}|{stat.st_size}|{stat.st_mtime_ns}|{getattr(x, 'offset', 0)}|{x.shape}|{x.dtype}"
+    return f"{file_stamp(Path(filename))}|{getattr(x, 'offset', 0)}|{x.shape}|{x.dtype}"
 
 
 def given_splits(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,

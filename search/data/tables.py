@@ -7,14 +7,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import sys
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from squeezer.search.data.arrays import NpyWriter, leaving_nothing, open_mapped
+from squeezer.search.data.arrays import file_stamp, labelled_rows
 from squeezer.search.defaults import cache_dir
 from squeezer.search.errors import ConfigError
 
@@ -121,25 +119,21 @@ def _streamed(path: Path, key: str, label_column: str, feature_columns: list[str
     """A large table read ``STREAM_ROWS`` rows at a time into ``<cache>/tables/<digest>.npy`` (float32, then
     memory-mapped) and its labels beside it; a later study reads them from there. The digest covers the file's
     name, size and modification time and the columns read."""
-    stat = path.stat()
-    digest = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{label_column}|"
-                            f"{feature_columns}".encode()).hexdigest()[:20]
-    features, labels = cache_dir() / "tables" / f"{digest}.npy", cache_dir() / "tables" / f"{digest}.labels.npy"
-    if not features.is_file():
-        print(f"data: reading {path.name} ({stat.st_size / 2**30:.1f} GiB) a chunk at a time into {features.parent} "
-              "(once)", file=sys.stderr, flush=True)
-        with leaving_nothing(features), ExitStack() as stack:
-            out, parts, first = None, [], 0
-            for frame in _frames(path, key, STREAM_ROWS):
-                x, y = _values(frame, first, path, key, label_column, feature_columns)
-                out = out or stack.enter_context(NpyWriter(features, (None, x.shape[1]), np.float32))
-                out.append(x)
-                parts.append(y)
-                first += len(frame)
-            if out is None:
-                raise ConfigError(key, "holds no rows", str(path))
-            np.save(labels, np.concatenate(parts), allow_pickle=False)  # before the features' file is whole
-    return open_mapped(features, writable=True), np.load(labels, allow_pickle=False)
+    digest = hashlib.sha256(f"{file_stamp(path)}|{label_column}|{feature_columns}".encode()).hexdigest()[:20]
+    features = cache_dir() / "tables" / f"{digest}.npy"
+
+    def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        first = 0
+        for frame in _frames(path, key, STREAM_ROWS):
+            yield _values(frame, first, path, key, label_column, feature_columns)
+            first += len(frame)
+
+    def check(labels: np.ndarray) -> None:
+        if not len(labels):
+            raise ConfigError(key, "holds no rows", str(path))
+
+    return labelled_rows(features, chunks(), np.float32, check, f"data: reading {path.name} "
+                         f"({path.stat().st_size / 2**30:.1f} GiB) a chunk at a time into {features.parent} (once)")
 
 
 def _number(value: Any) -> bool:

@@ -7,14 +7,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import itertools
-import sys
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
 
-from squeezer.search.data.arrays import NpyWriter, leaving_nothing, open_mapped
+from squeezer.search.data.arrays import file_stamp, labelled_rows
 from squeezer.search.data.rows import iter_rows
 from squeezer.search.defaults import cache_dir
 from squeezer.search.errors import ConfigError
@@ -70,8 +69,7 @@ def streamed(spec: Mapping[str, Any], key: str, tokenizer: Any, max_length: int)
     """A large text file tokenized a chunk at a time (``tokenized``); keyed on the file's name, size and
     modification time and its columns."""
     path, pairs = labelled(spec, key)
-    stat = path.stat()
-    source = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{spec.get('text_column')}|{spec.get('label_column')}"
+    source = f"{file_stamp(path)}|{spec.get('text_column')}|{spec.get('label_column')}"
     return tokenized(pairs, path, source, tokenizer, max_length)
 
 
@@ -82,21 +80,21 @@ def tokenized(pairs: Iterator[tuple[str, Any]], path: Path, source: str, tokeniz
     The digest covers ``source`` (what the pairs come from), the tokenizer and ``max_length``."""
     digest = hashlib.sha256(f"{source}|{getattr(tokenizer, 'name_or_path', '')}|{len(tokenizer)}|{max_length}"
                             .encode()).hexdigest()[:20]
-    ids, labels_file = cache_dir() / "texts" / f"{digest}.npy", cache_dir() / "texts" / f"{digest}.labels.npy"
-    if not ids.is_file():
-        print(f"data: tokenizing {path.name} a chunk at a time into {ids.parent} (once)", file=sys.stderr, flush=True)
-        with leaving_nothing(ids), NpyWriter(ids, (None, max_length), np.int64) as out:
-            labels: list[Any] = []
-            while chunk := list(itertools.islice(pairs, STREAM_ROWS)):
-                texts, chunk_labels = [t for t, _ in chunk], [label for _, label in chunk]
-                check_rows(texts, chunk_labels, path)
-                out.append(tokenize(texts, tokenizer, max_length))
-                labels += chunk_labels
-            if not labels:
-                raise ConfigError("data.text_column", "holds no text", f"0 rows in {path.name}")
-            check_classes(labels)
-            np.save(labels_file, np.asarray(labels), allow_pickle=False)  # before the ids' file is whole
-    return open_mapped(ids, writable=True), np.load(labels_file, allow_pickle=False)
+    ids = cache_dir() / "texts" / f"{digest}.npy"
+
+    def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        while chunk := list(itertools.islice(pairs, STREAM_ROWS)):
+            texts, labels = [t for t, _ in chunk], [label for _, label in chunk]
+            check_rows(texts, labels, path)
+            yield tokenize(texts, tokenizer, max_length), np.asarray(labels)
+
+    def check(labels: np.ndarray) -> None:
+        if not len(labels):
+            raise ConfigError("data.text_column", "holds no text", f"0 rows in {path.name}")
+        check_classes(list(labels))
+
+    return labelled_rows(ids, chunks(), np.int64, check,
+                         f"data: tokenizing {path.name} a chunk at a time into {ids.parent} (once)")
 
 
 def tokenize(texts: list[str], tokenizer: Any, max_length: int) -> np.ndarray:
