@@ -12,6 +12,8 @@ import sys
 from typing import Any, NoReturn, Sequence
 
 EXIT_BAD_INPUT = 2
+UI_PORT = 5000
+UI_URL = f"http://127.0.0.1:{UI_PORT}"  # where `squeezer ui` serves by default
 
 
 class _Stopped(KeyboardInterrupt):
@@ -67,6 +69,7 @@ class _Parser(argparse.ArgumentParser):
 def _search(args: argparse.Namespace) -> int:
     from squeezer.search.config import LIMITS, MAX_SEED, check_name, load_config, with_search
     from squeezer.search.errors import ConfigError
+    from squeezer.search.review import view_links
     from squeezer.search.study import run_study
 
     for flag, value, low, high in (("--trials", args.trials, 1, LIMITS["search.trials"]),
@@ -82,9 +85,11 @@ def _search(args: argparse.Namespace) -> int:
                               "(add --backend ray)", value)
     if args.study_name is not None:
         check_name(args.study_name, "--study-name")
-    run_study(config, trials=args.trials, study_name=args.study_name, storage=args.storage,
-              tracking_uri=args.tracking_uri, seed=args.seed, out=lambda line: print(line, flush=True))
-    print(f"\nreview the runs: squeezer ui --tracking-uri {args.tracking_uri}")
+    result = run_study(config, trials=args.trials, study_name=args.study_name, storage=args.storage,
+                       tracking_uri=args.tracking_uri, seed=args.seed, out=lambda line: print(line, flush=True))
+    table, charts = view_links(UI_URL, result.experiment_id, result.study.study_name)
+    print(f"\nreview the front in the MLflow UI: squeezer ui --tracking-uri {args.tracking_uri}, then open\n"
+          f"  {table}\n  as charts: {charts}")
     return 0
 
 
@@ -183,6 +188,7 @@ def _ui(args: argparse.Namespace) -> int:
     from squeezer.search.destinations import check_tracking_uri
     from squeezer.search.errors import ConfigError
     from squeezer.search.locking import absolute
+    from squeezer.search.review import experiment_links
 
     if not 0 < args.port < 65536:
         raise ConfigError("--port", "must be a TCP port in [1, 65535]", args.port)
@@ -196,27 +202,6 @@ def _ui(args: argparse.Namespace) -> int:
         print(line, flush=True)
     os.execv(sys.executable, command)
     return 0  # not reached
-
-
-def experiment_links(tracking_uri: str, url: str) -> list[str]:
-    """For each Squeezer experiment in the store: its page, and the same page filtered to the Pareto runs."""
-    from urllib.parse import quote
-
-    from mlflow.tracking import MlflowClient
-
-    from squeezer.search.locking import absolute
-
-    lines = []
-    for experiment in MlflowClient(absolute(tracking_uri)).search_experiments(filter_string="name LIKE 'squeezer-%'"):
-        # workflowType: the UI's "Model training" side (runs, models) rather than its GenAI side
-        page = f"{url}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
-        # sorted by a metric, the UI lists the trials flat instead of folded under the study's run
-        pareto = f"{page}&searchFilter={quote(PARETO_FILTER)}&orderByKey={quote('metrics.`accuracy`')}&orderByAsc=false"
-        lines += [f"  {experiment.name}: {page}", f"    Pareto runs: {pareto}  (filter: {PARETO_FILTER})"]
-    return lines
-
-
-PARETO_FILTER = 'tags.pareto = "true"'
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -268,7 +253,7 @@ def _parser() -> argparse.ArgumentParser:
     ui = commands.add_parser("ui", help="open the MLflow UI on the tracking store")
     ui.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI)
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=int, default=UI_PORT)
     ui.set_defaults(handler=_ui)
     return parser
 

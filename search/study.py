@@ -23,7 +23,7 @@ from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from squeezer.search import baselines, quality, report
+from squeezer.search import baselines, quality, report, review
 from squeezer.search.config import MAX_SEED, ExperimentConfig
 from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from squeezer.search.destinations import check_storage, check_tracking_uri
@@ -56,6 +56,7 @@ class StudyResult:
     study: optuna.Study
     front: list[FrozenTrial]
     parent_run_id: str
+    experiment_id: str
 
 
 def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name: str | None = None,
@@ -108,7 +109,7 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
         raise
     finally:
         tracker.close()
-    return StudyResult(study, front, session.parent)
+    return StudyResult(study, front, session.parent, tracker.experiment_id)
 
 
 def warm_start_params(config: ExperimentConfig, storage: str) -> list[dict[str, Any]]:
@@ -173,6 +174,7 @@ def _parent_run(tracker: Tracker, name: str, config: ExperimentConfig, created: 
     run_id = None if created else _wait_for(lambda: tracker.find_study_run(name), wait)
     if run_id is None:
         run_id = tracker.create_study_run(name, config.raw)
+    tracker.share_view(review.view_key(name), review.view_state(name, config.objectives))
     tracker.reopen(run_id)
     return run_id
 
@@ -248,6 +250,7 @@ class Session:
         if not known:
             self.study.set_user_attr("teacher", self.teacher)  # `squeezer pareto` shows ratios to it
             self.tracker.log_metrics(self.parent, {f"teacher.{k}": v for k, v in self.teacher.items()})
+            self.tracker.teacher_run(self.parent, self.name, self.teacher)
         self.out(f"teacher: {report.metrics_line(self.teacher)} test_accuracy={self.teacher['test_accuracy']:.4f}")
         if self.config.search.sampler == "squeezer":  # a resumed process draws other candidates than its first life
             self.screen = Screen(self.bench, self.teacher, self.seed + len(self.study.trials),
@@ -453,8 +456,12 @@ class Session:
         completed = [t for t in trials if t.state == TrialState.COMPLETE]
         every_name = {t.number: self.run_name(t) for t in completed}
         names = {t.number: every_name[t.number] for t in front}
+        run_ids = {r.data.tags[TRIAL_TAG]: r.info.run_id for r in self.tracker.trial_runs(self.name)
+                   if r.info.status == "FINISHED"}
+        # per study, keyed by trial number: Optuna keeps a finished trial's attributes as they were when it ended
         for key, value in (("recommended", recommended), ("recommended_because", why),
-                           ("validation_samples", samples), ("run_names", {str(k): v for k, v in names.items()})):
+                           ("validation_samples", samples), ("run_names", {str(k): v for k, v in names.items()}),
+                           ("mlflow_run_ids", run_ids)):
             self.study.set_user_attr(key, value)  # what `squeezer pareto` prints again
         if recommended is not None:
             self.log_recommended(recommended)

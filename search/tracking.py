@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from squeezer.search.locking import create_once, local_path, store_lock
+from squeezer.search.review import VIEW_TAG
 
 STUDY_TAG = "squeezer.study"
 ROLE_TAG = "squeezer.role"
@@ -113,6 +114,19 @@ class Tracker:
         run = self.client.create_run(self.experiment_id, run_name=study, tags={STUDY_TAG: study, ROLE_TAG: "study"})
         self.client.log_dict(run.info.run_id, dict(config), "config.yaml")
         return run.info.run_id
+
+    def teacher_run(self, parent: str, study: str, metrics: Mapping[str, float]) -> str:
+        """A child run holding the teacher's metrics under the trials' names, tagged ``pareto: reference``: the
+        reference row and point beside the Pareto members in the UI's table and charts."""
+        tags = {"mlflow.parentRunId": parent, STUDY_TAG: study, ROLE_TAG: "teacher", "pareto": "reference"}
+        run = self.client.create_run(self.experiment_id, run_name="teacher", tags=tags)
+        self.log_result(run.info.run_id, metrics)
+        self.end(run.info.run_id, "FINISHED")
+        return run.info.run_id
+
+    def share_view(self, key: str, state: str) -> None:
+        """An experiment-wide runs-page view the MLflow UI restores from ``?viewStateShareKey=<key>``."""
+        self.client.set_experiment_tag(self.experiment_id, VIEW_TAG + key, state)
 
     def reopen(self, run_id: str) -> None:
         self.client.update_run(run_id, status="RUNNING")

@@ -70,12 +70,12 @@ def test_compress_my_module_on_my_arrays_then_export_the_recommended_member(tmp_
     predicted = OnnxModel(readme.parent / "model.onnx").predict(torch.from_numpy(x)).argmax(1).numpy()
     assert (predicted == y).mean() == pytest.approx(member.test_accuracy, abs=1e-6)
 
-    # the command line's layout: one study, one parent run, a child run per trial
+    # the command line's layout: one study, one parent run, a child run for the teacher and one per trial
     study = optuna.load_study(study_name="notebook", storage=f"sqlite:///{tmp_path}/optuna.db")
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("squeezer-notebook").experiment_id])
-    assert sorted(r.data.tags["squeezer.role"] for r in runs) == ["study", "trial", "trial"]
+    assert sorted(r.data.tags["squeezer.role"] for r in runs) == ["study", "teacher", "trial", "trial"]
 
 
 @pytest.mark.parametrize("arguments, message", [

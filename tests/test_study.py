@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import numpy as np
+import pandas as pd
 import optuna
 import pytest
 import torch
@@ -85,7 +87,11 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
         c.data.tags["squeezer.trial"] for c in children if c.data.tags.get("recommended") == "true")
     uri = parent.data.tags["squeezer.recommended_model"]
     recommended = mlflow.pyfunc.load_model(uri)  # an MLflow model of the recommended trial's run, on CPU
-    assert recommended.predict(splits.val_raw[:3].numpy())["logits"].shape == (3, 10)
+    logits = recommended.predict(splits.val_raw[:3].numpy())["logits"]
+    assert logits.shape == (3, 10)
+    # a DataFrame as MLflow takes one for a tensor input: a column of flattened rows
+    table = pd.DataFrame({"pixels": [row.ravel().tolist() for row in splits.val_raw[:3].numpy()]})
+    assert np.array_equal(recommended.predict(table)["logits"], logits)
     logged = mlflow.get_logged_model(uri.rsplit("/", 1)[1])
     chosen = next(c for c in children if c.data.tags.get("recommended") == "true")
     assert logged.source_run_id == chosen.info.run_id and logged.params["student.width"] == \
@@ -97,7 +103,19 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
     # 0 until a trial beats the teacher on some objective inside its box (tiny students can time slower than it)
     assert [m.step for m in history][:4] == [1, 2, 3, 4] and all(0 <= m.value < 1 for m in history)
     assert [m.value for m in history][:4] == sorted(m.value for m in history[:4])  # a front only grows
-    assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    # the teacher as a reference run beside the members, and the review view the printed link opens
+    (teacher,) = runs(tmp_path, "teacher")
+    assert teacher.data.tags["pareto"] == "reference" and teacher.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert teacher.data.metrics["accuracy"] == parent.data.metrics["teacher.accuracy"]
+    view = json.loads(experiment.tags["mlflow.sharedViewState.squeezer-digits"])
+    assert view["searchFilter"] == 'tags.pareto != "false" and tags.`squeezer.study` = "digits"'
+    assert view["orderByKey"] == "metrics.`accuracy`" and "metrics.`test_accuracy`" in view["selectedColumns"]
+    assert [c["xaxis"]["key"] for c in view["compareRunCharts"]] == ["size_bytes", "latency_ms"]
+    link = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning" \
+           "&viewStateShareKey=squeezer-digits"
+    assert f"  {link}\n" in out and f"as charts: {link}&compareRunsMode=CHART" in out
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"pareto.csv", "pareto.png", "pareto.html",
                                                                          "hypervolume.png", "config.yaml"}
     described = client.get_run(parent.info.run_id).data.tags["mlflow.note.content"]  # the run's description
@@ -191,6 +209,10 @@ def test_by_default_the_stores_are_files_in_the_working_directory(tmp_path: Path
     study = optuna.load_study(study_name="digits", storage="sqlite:///squeezer.db")
     assert [t.state.name for t in study.trials] == ["COMPLETE"]
     assert study.metric_names == ["accuracy", "size_bytes", "latency_ms"]  # how optuna-dashboard labels its axes
+    # what a finished study adds, per trial number (Optuna freezes a trial's own attributes when it ends)
+    run_id = MlflowClient("sqlite:///mlflow.db").search_runs(["1"], "tags.`squeezer.role` = 'trial'")[0].info.run_id
+    assert study.user_attrs["mlflow_run_ids"] == {"0": run_id} and study.user_attrs["recommended"] == 0
+    assert set(study.user_attrs["test_accuracy"]) == {"0"}
 
 
 def test_a_journal_file_storage_works_like_a_database(tmp_path: Path) -> None:
