@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -117,17 +117,22 @@ def inference_batch(x: torch.Tensor, most: int = 1024, values: int = BATCH_VALUE
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """Logits of ``model`` on ``x`` in eval mode, batched. Token rows of a model with a ``pad_id`` go in order of
-    length, so each batch carries little padding (the logits come back in the original order)."""
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = None,
+            step: Callable[[int], Any] | None = None) -> torch.Tensor:
+    """Logits of ``model`` on ``x`` in eval mode, batched (``step(rows)`` after each batch). Token rows of a model
+    with a ``pad_id`` go in order of length, so each batch carries little padding (the logits come back in the
+    original order)."""
     model.eval()
     batch_size = batch_size or inference_batch(x)
     pad_id = getattr(model, "pad_id", None)
-    if pad_id is None or x.is_floating_point():
-        return torch.cat([model(chunk).float() for chunk in x.split(batch_size)])
-    order = by_length(x, pad_id)
-    logits = torch.cat([model(chunk).float() for chunk in x[order].split(batch_size)])
-    return logits[order.argsort()]
+    order = None if pad_id is None or x.is_floating_point() else by_length(x, pad_id)
+    logits = []
+    for chunk in (x if order is None else x[order]).split(batch_size):
+        logits.append(model(chunk).float())
+        if step is not None:
+            step(len(chunk))
+    out = torch.cat(logits)
+    return out if order is None else out[order.argsort()]
 
 
 def by_length(ids: torch.Tensor, pad_id: int) -> torch.Tensor:

@@ -69,6 +69,7 @@ class _Parser(argparse.ArgumentParser):
 def _search(args: argparse.Namespace) -> int:
     from squeezer.search.config import LIMITS, MAX_SEED, check_name, load_config, with_search
     from squeezer.search.errors import ConfigError
+    from squeezer.compressors.progress import say
     from squeezer.search.review import view_links
     from squeezer.search.study import run_study
 
@@ -86,7 +87,7 @@ def _search(args: argparse.Namespace) -> int:
     if args.study_name is not None:
         check_name(args.study_name, "--study-name")
     result = run_study(config, trials=args.trials, study_name=args.study_name, storage=args.storage,
-                       tracking_uri=args.tracking_uri, seed=args.seed, out=lambda line: print(line, flush=True))
+                       tracking_uri=args.tracking_uri, seed=args.seed, out=say)
     table, charts = view_links(UI_URL, result.experiment_id, result.study.study_name)
     print(f"\nreview the front in the MLflow UI: squeezer ui --tracking-uri {args.tracking_uri}, then open\n"
           f"  {table}\n  as charts: {charts}")

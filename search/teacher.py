@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from squeezer.compressors.base import TrialContext
+from squeezer.compressors.progress import Bar, say
 from squeezer.compressors.training import Optim, fit, hard_labels
 from squeezer.search import models
 from squeezer.search.models import hub, text
@@ -69,17 +71,21 @@ def teacher_key(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int
 
 
 def train(model: nn.Module, spec: dict[str, Any], splits: Splits, seed: int, batch_size: int) -> nn.Module:
-    """Train the teacher on hard labels, printing one line per epoch."""
+    """Train the teacher on hard labels: a live bar of its steps, and one line per epoch."""
     epochs = int(spec.get("epochs", 10))
+    steps = epochs * math.ceil(len(splits.train_x) / batch_size)
+    with Bar("teacher training", total=steps, unit="step") as bar:
+        def report(step: int, metrics: Mapping[str, float]) -> None:
+            line = (f"epoch {step + 1}/{epochs} loss={metrics['teacher.loss']:.4f} "
+                    f"val_accuracy={metrics['teacher.val_accuracy']:.4f}")
+            bar.update(0, note=line)
+            say(f"teacher: {line}", file=sys.stderr)
 
-    def report(step: int, metrics: Mapping[str, float]) -> None:
-        print(f"teacher: epoch {step + 1}/{epochs} loss={metrics['teacher.loss']:.4f} "
-              f"val_accuracy={metrics['teacher.val_accuracy']:.4f}", file=sys.stderr, flush=True)
-
-    torch.manual_seed(seed)
-    ctx = TrialContext(splits.train_x, splits.train_y, splits.val_x, splits.val_y, seed=seed,
-                       batch_size=batch_size, report=report, augment=Augment.parse(spec.get("augment")))
-    return fit(model, ctx, hard_labels(model, ctx), Optim(epochs, float(spec.get("lr", 1e-3))), stage="teacher")
+        torch.manual_seed(seed)
+        ctx = TrialContext(splits.train_x, splits.train_y, splits.val_x, splits.val_y, seed=seed,
+                           batch_size=batch_size, report=report, augment=Augment.parse(spec.get("augment")))
+        return fit(model, ctx, hard_labels(model, ctx), Optim(epochs, float(spec.get("lr", 1e-3))), stage="teacher",
+                   after_step=bar.update)
 
 
 def ensemble_specs(spec: dict[str, Any], seed: int) -> list[tuple[dict[str, Any], int]]:

@@ -50,6 +50,7 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
     assert search(DIGITS_YAML, tmp_path, 4) == 0
     out = capsys.readouterr().out
     assert "[trial 3 · 4/4]" in out and "Pareto front" in out  # its number, then how far the study is
+    assert "\r" not in out  # not a terminal: plain lines, no bars
 
     (parent,), children = runs(tmp_path, "study"), runs(tmp_path, "trial")
     assert len(children) == 4

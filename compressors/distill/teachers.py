@@ -10,6 +10,7 @@ from torch import nn
 
 from squeezer.compressors.distill.features import capture
 from squeezer.compressors.distill.losses import attention_map
+from squeezer.compressors.progress import Bar, say
 from squeezer.compressors.training import by_length, inference_batch, predict
 
 
@@ -72,20 +73,23 @@ class TeacherOutputs:
     @torch.no_grad()
     def _encode_all(self) -> dict[str, torch.Tensor]:
         model: Any = self.teachers[0].eval()  # an encoder: ``pad_id`` and ``encode`` (see distill.transformer)
-        print(f"teacher 0: computing hidden states and attentions of every layer on {len(self.x)} training texts",
-              file=sys.stderr, flush=True)
+        say(f"teacher 0: computing hidden states and attentions of every layer on {len(self.x)} training texts "
+            "(once: they are cached)", file=sys.stderr)
         order = by_length(self.x, model.pad_id)
         n, length = self.x.shape
         found: dict[str, torch.Tensor] = {}
-        for chunk in order.split(256):
-            out = model.encode(self.x[chunk], attentions=True)
-            cut = out.mask.shape[1]
-            for i, h in out.hidden.items():
-                target = found.setdefault(f"hidden.{i}", torch.zeros(n, length, h.shape[-1], dtype=torch.float16))
-                target[chunk, :cut] = h.half()
-            for i, a in out.attentions.items():
-                target = found.setdefault(f"attention_probs.{i}", torch.zeros(n, length, length, dtype=torch.float16))
-                target[chunk, :cut, :cut] = a.half()
+        with Bar("teacher 0 outputs", total=n, unit="text") as bar:
+            for chunk in order.split(256):
+                out = model.encode(self.x[chunk], attentions=True)
+                cut = out.mask.shape[1]
+                for i, h in out.hidden.items():
+                    target = found.setdefault(f"hidden.{i}", torch.zeros(n, length, h.shape[-1], dtype=torch.float16))
+                    target[chunk, :cut] = h.half()
+                for i, a in out.attentions.items():
+                    target = found.setdefault(f"attention_probs.{i}",
+                                              torch.zeros(n, length, length, dtype=torch.float16))
+                    target[chunk, :cut, :cut] = a.half()
+                bar.update(len(chunk))
         self.forward_passes += 1
         return found
 
@@ -125,17 +129,19 @@ class TeacherOutputs:
     @torch.no_grad()
     def _run(self, teacher: int, layers: list[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         model = self.teachers[teacher].eval()
-        print(f"teacher {teacher}: computing outputs {['logits', *layers]} on {len(self.x)} training samples",
-              file=sys.stderr, flush=True)
-        if not layers:  # logits alone: ``predict`` also orders texts by length, so batches carry little padding
-            self.forward_passes += 1
-            return predict(model, self.x, self.batch_size), {}
-        logits, found = [], {name: [] for name in layers}  # type: ignore[var-annotated]
-        with capture(model, layers) as out:
-            for chunk in self.x.split(self.batch_size):
-                logits.append(model(chunk).float())
-                for name in layers:
-                    found[name].append(out[name].float())
+        say(f"teacher {teacher}: computing outputs {['logits', *layers]} on {len(self.x)} training samples "
+            "(once: they are cached)", file=sys.stderr)
+        with Bar(f"teacher {teacher} outputs", total=len(self.x), unit="sample") as bar:
+            if not layers:  # logits alone: ``predict`` also orders texts by length, so batches carry little padding
+                self.forward_passes += 1
+                return predict(model, self.x, self.batch_size, step=bar.update), {}
+            logits, found = [], {name: [] for name in layers}  # type: ignore[var-annotated]
+            with capture(model, layers) as out:
+                for chunk in self.x.split(self.batch_size):
+                    logits.append(model(chunk).float())
+                    for name in layers:
+                        found[name].append(out[name].float())
+                    bar.update(len(chunk))
         self.forward_passes += 1
         return torch.cat(logits), {name: torch.cat(parts) for name, parts in found.items()}
 

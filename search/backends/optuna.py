@@ -9,9 +9,11 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from typing import Mapping
 
 import optuna
 
+from squeezer.compressors.progress import Bar
 from squeezer.search.study import INTERRUPTED, Session, suggest_params
 from squeezer.search.trial import attempt, flatten
 
@@ -23,10 +25,17 @@ def run(session: Session, target: int) -> None:
     session.close_stale_trials()
     session.out(f"study {session.name!r}: {len(session.finished())}/{target} trials done; "
                 f"objectives {session.config.objectives}")
+    with Bar("study", total=target, unit="trials", initial=len(session.finished()), position=0) as bar:
+        _run(session, target, bar)
+
+
+def _run(session: Session, target: int, bar: Bar) -> None:
     started, timeout = time.monotonic(), session.config.search.timeout_s
     while True:
         trials = session.study.get_trials(deepcopy=False)  # one read of the storage per decision
         done = len(session.finished(trials))
+        elsewhere = len(session.running_elsewhere(trials))
+        bar.update(done - bar.count, note=f"{elsewhere} running in other processes" if elsewhere else "")
         if done >= target:
             return
         if timeout and time.monotonic() - started > timeout:
@@ -51,10 +60,12 @@ def one_trial(session: Session, trial: optuna.Trial, position: str) -> None:
     params = suggest_params(trial, session.config)
     run_id = session.trial_run(trial.number, flatten(params))
     rule = session.stop_rule()
-    with tempfile.TemporaryDirectory(prefix="squeezer-") as workdir:
+    with tempfile.TemporaryDirectory(prefix="squeezer-") as workdir, \
+            Bar(f"trial {trial.number}", unit="epochs", position=1) as bar:
         try:
             with session.heartbeat(trial):
                 outcome = attempt(session.bench, params, session.seed + trial.number, Path(workdir),
+                                  report=lambda step, metrics: bar.update(1, note=epoch_note(step, metrics)),
                                   watch=rule.watch if rule else None)
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", f"{INTERRUPTED} by the user")
@@ -62,6 +73,13 @@ def one_trial(session: Session, trial: optuna.Trial, position: str) -> None:
             session.tracker.kill(run_id, f"{INTERRUPTED} by the user")
             raise
         session.record(trial, run_id, outcome, position, rule, model_dir=Path(workdir))
+
+
+def epoch_note(step: int, metrics: Mapping[str, float]) -> str:
+    """``distill epoch 3 val_accuracy=0.9412``: where a trial is, from an epoch's report."""
+    stage = next(iter(metrics), "train").split(".")[0]
+    accuracy = metrics.get(f"{stage}.val_accuracy")
+    return f"{stage} epoch {step + 1}" + (f" val_accuracy={accuracy:.4f}" if accuracy is not None else "")
 
 
 def _rank(session: Session, number: int) -> int:

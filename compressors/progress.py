@@ -1,0 +1,92 @@
+"""Live progress of long work: a tqdm bar on a terminal; elsewhere (a log file, CI, a pipe) a plain line now and
+then, so that a log says how far the work is without a line per batch.
+
+``SQUEEZER_PROGRESS=plain`` or ``live`` overrides what the terminal suggests.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import IO, Any
+
+from tqdm import tqdm
+
+#: Seconds between two plain progress lines of one piece of work.
+PLAIN_EVERY_S = 30.0
+
+
+def live(stream: IO[str] | None = None) -> bool:
+    """Whether progress is drawn as live bars on ``stream`` (standard error by default)."""
+    forced = os.environ.get("SQUEEZER_PROGRESS")
+    if forced in ("plain", "live"):
+        return forced == "live"
+    stream = stream or sys.stderr
+    return bool(getattr(stream, "isatty", lambda: False)()) and os.environ.get("TERM") != "dumb"
+
+
+def say(line: str, file: IO[str] | None = None) -> None:
+    """Print ``line`` above the live bars (which are drawn again below it), or plainly when there are none."""
+    tqdm.write(line, file=file or sys.stdout)
+    (file or sys.stdout).flush()
+
+
+def duration(seconds: float) -> str:
+    """``42s``, ``7 min``, ``2 h 05 min``."""
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+class Bar:
+    """Progress of one piece of work: ``update`` it as parts finish, with a short note (stage, loss).
+
+    On a terminal it is a tqdm bar; otherwise ``line()`` is printed at most every ``PLAIN_EVERY_S`` seconds, with the
+    time left when the total is known.
+    """
+
+    def __init__(self, desc: str, total: int | None = None, unit: str = "it", initial: int = 0,
+                 stream: IO[str] | None = None, position: int | None = None) -> None:
+        self.desc, self.total, self.unit, self.count, self.initial, self.note = desc, total, unit, initial, initial, ""
+        self.stream = stream or sys.stderr
+        self.started = self.shown = time.monotonic()
+        self.bar = (tqdm(total=total, initial=initial, desc=desc, unit=f" {unit}", file=self.stream, leave=False,
+                         dynamic_ncols=True, position=position, mininterval=0.5) if live(self.stream) else None)
+
+    def update(self, n: int = 1, note: str | None = None) -> None:
+        self.count += n
+        if note is not None:
+            self.note = note
+        if self.bar is not None:
+            if note is not None:
+                self.bar.set_postfix_str(note, refresh=False)
+            self.bar.update(n)
+        elif time.monotonic() - self.shown >= PLAIN_EVERY_S:
+            self.shown = time.monotonic()
+            print(self.line(), file=self.stream, flush=True)
+
+    def left(self) -> float | None:
+        """Seconds left, from the pace so far; None before the first part finished or without a total."""
+        done = self.count - self.initial
+        if self.total is None or done <= 0:
+            return None
+        return (time.monotonic() - self.started) / done * max(0, self.total - self.count)
+
+    def line(self) -> str:
+        count = f"{self.count}/{self.total}" if self.total is not None else str(self.count)
+        left = self.left()
+        return " ".join(part for part in (f"{self.desc}: {count} {self.unit}", self.note,
+                                          f"(~{duration(left)} left)" if left is not None else "") if part)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self) -> "Bar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
