@@ -36,7 +36,7 @@ from squeezer.search.runtime import export
 from squeezer.search.runtime.ort import OnnxModel
 from squeezer.search.screening import Screen
 from squeezer.search.storage import exists, open_storage
-from squeezer.search.tracking import TRIAL_TAG, RunId, Tracker
+from squeezer.search.tracking import TRIAL_TAG, RunId, Tracker, created
 from squeezer.search.trial import CONFIG_FAULT, Given, Outcome, Workbench, baseline, flatten, prepare
 from squeezer.spaces import Space, sample
 from squeezer.spaces.optuna import suggest
@@ -383,6 +383,8 @@ class Session:
         A trial stopped early is PRUNED in the storage and KILLED in MLflow, with the reason. From the trial's
         early-stopping ``rule``: the cheap metrics it judged (kept in the storage), and in shadow mode the reason it
         would have stopped the trial (kept on both)."""
+        if (known := created(run_id)) is not None:
+            trial.set_user_attr("mlflow_run_id", known)  # optuna-dashboard shows it beside the trial
         if rule is not None and rule.cheap is not None:
             trial.set_user_attr("cheap", dict(rule.cheap))
         if rule is not None and rule.would_stop and rule.shadow:

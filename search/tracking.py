@@ -36,8 +36,14 @@ Curves = Iterable[tuple[int, Mapping[str, float]]]
 RunId = Union[str, "Future[str]"]  # a run id, or the promise of one from a queued ``trial_run``
 
 
-def _resolve(run_id: RunId) -> str:
+def resolve(run_id: RunId) -> str:
+    """The run id, once the queued run exists."""
     return run_id.result() if isinstance(run_id, Future) else run_id
+
+
+def created(run_id: RunId) -> str | None:
+    """The run id once the queued run exists; None if creating it failed (``flush`` reports such failures)."""
+    return None if isinstance(run_id, Future) and run_id.exception() is not None else resolve(run_id)
 
 
 def _artifact_root(database: Path) -> str:
@@ -215,7 +221,7 @@ class Tracker:
 
     def _log_result(self, run_id: RunId, metrics: dict[str, float], curves: list[tuple[int, dict[str, float]]],
                     model_dir: Path | None, error: str | None) -> None:
-        run_id = _resolve(run_id)
+        run_id = resolve(run_id)
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for step, values in curves for k, v in values.items()]
         batch += [Metric(k, float(v), now, 0) for k, v in metrics.items()]
@@ -228,10 +234,10 @@ class Tracker:
 
     def end(self, run_id: RunId, status: str) -> None:
         """Close a run: FINISHED, FAILED or KILLED (queued)."""
-        self._defer(lambda: self.client.set_terminated(_resolve(run_id), status=status))
+        self._defer(lambda: self.client.set_terminated(resolve(run_id), status=status))
 
     def set_tag(self, run_id: RunId, key: str, value: str) -> None:
-        self._defer(lambda: self.client.set_tag(_resolve(run_id), key, value))
+        self._defer(lambda: self.client.set_tag(resolve(run_id), key, value))
 
     def trial_runs(self, study: str, status: str | None = None) -> list[Any]:
         """The study's trial runs (all pages), optionally only those with ``status`` (e.g. RUNNING)."""

@@ -213,6 +213,7 @@ def test_by_default_the_stores_are_files_in_the_working_directory(tmp_path: Path
     # what a finished study adds, per trial number (Optuna freezes a trial's own attributes when it ends)
     run_id = MlflowClient("sqlite:///mlflow.db").search_runs(["1"], "tags.`squeezer.role` = 'trial'")[0].info.run_id
     assert study.user_attrs["mlflow_run_ids"] == {"0": run_id} and study.user_attrs["recommended"] == 0
+    assert study.trials[0].user_attrs["mlflow_run_id"] == run_id
     assert set(study.user_attrs["test_accuracy"]) == {"0"}
 
 
