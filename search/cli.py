@@ -74,11 +74,13 @@ def _search(args: argparse.Namespace) -> int:
     from squeezer.search.study import run_study
 
     for flag, value, low, high in (("--trials", args.trials, 1, LIMITS["search.trials"]),
-                                   ("--seed", args.seed, 0, MAX_SEED)):
+                                   ("--seed", args.seed, 0, MAX_SEED), ("--jobs", args.jobs, 1, LIMITS["search.jobs"])):
         if value is not None and not low <= value <= high:
             raise ConfigError(flag, f"must be an integer in [{low}, {high}]", value)
     config = with_search(load_config(args.config), backend=args.backend, address=args.address,
-                         max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial)
+                         max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial, jobs=args.jobs)
+    if args.jobs is not None and config.search.backend != "optuna":
+        raise ConfigError("--jobs", "applies to backend optuna; with ray, use --max-concurrent", args.jobs)
     for flag, value in (("--address", args.address), ("--max-concurrent", args.max_concurrent),
                         ("--cpus-per-trial", args.cpus_per_trial)):
         if value is not None and config.search.backend != "ray":
@@ -217,6 +219,8 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--study-name", help="study name (default: the config's name); an existing one resumes")
     search.add_argument("--seed", type=int, help="sampler and trial seed (default: the config's seed)")
     search.add_argument("--backend", choices=["optuna", "ray"], help="who runs the trials (default: config, optuna)")
+    search.add_argument("--jobs", type=int, help="optuna: processes running trials at once on this machine "
+                        "(default: config, 1)")
     search.add_argument("--address", help="ray: join this running cluster (default: start a local Ray)")
     search.add_argument("--max-concurrent", type=int, help="ray: trials at once (default: one per free CPU slot)")
     search.add_argument("--cpus-per-trial", type=float, help="ray: CPUs per trial (default: 1)")

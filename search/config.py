@@ -52,7 +52,8 @@ MAX_SEED = 2**31 - 1 - 10**6  # trial seeds are the seed plus the trial number; 
 #: Upper bounds on sizes: beyond them a value is a typo, and would exhaust memory or time before saying so.
 LIMITS = {"search.trials": 10**6, "search.population_size": 10**4, "search.max_concurrent": 10**4,
           "measure.threads": 1024, "measure.warmup": 10**5, "measure.repeats": 10**5, "measure.batch": 1 << 16,
-          "training.batch_size": 1 << 20, "epochs": 10**5, "data.train_size": 10**9}
+          "training.batch_size": 1 << 20, "training.threads": 1024, "search.jobs": 256, "epochs": 10**5,
+          "data.train_size": 10**9}
 MINIMA = {"search.population_size": 2, "measure.repeats": 2, "measure.warmup": 0}  # NSGA-II breeds pairs; p90 needs 2
 BACKENDS = ("optuna", "ray")
 RUNTIMES = ("onnxruntime", "torch")
@@ -75,6 +76,7 @@ class SearchSettings:
     warm_start: str | None = None       # an earlier study in the same storage: its Pareto members are tried first
     reference: dict[str, float] | None = None  # the hypervolume's reference point (default: from the teacher)
     min_accuracy_share: float = 0.97    # the recommended member keeps this share of the teacher's accuracy, if any does
+    jobs: int = 1                       # optuna: processes running trials of the study at once on this machine
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,14 @@ class MeasureSettings:
 
 
 @dataclass(frozen=True)
+class TrainingSettings:
+    """How trials and the teacher train (``squeezer.search.hardware``)."""
+
+    batch_size: int = 128
+    threads: int | None = None  # torch CPU threads per training process; default: the cores shared by the jobs
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str
     seed: int
@@ -100,12 +110,19 @@ class ExperimentConfig:
     constraints: tuple[Constraint, ...]
     search: SearchSettings
     measure: MeasureSettings
-    batch_size: int
+    training: TrainingSettings
     raw: dict[str, Any] = field(repr=False, hash=False, compare=False)
+
+    @property
+    def batch_size(self) -> int:
+        return self.training.batch_size
 
     def digest(self) -> str:
         """A hash of what the trials depend on, to refuse resuming a study under a changed config."""
         relevant = {k: v for k, v in self.raw.items() if k not in ("search", "name")}
+        training = {k: v for k, v in (relevant.pop("training", None) or {}).items() if k != "threads"}
+        if training:  # threads change the speed, not the results
+            relevant["training"] = training
         return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -130,8 +147,7 @@ def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
             objectives=parse_objectives(raw.get("objectives")), constraints=parse_constraints(raw.get("constraints")),
             search=_settings(SearchSettings, raw.get("search"), "search"),
             measure=_settings(MeasureSettings, raw.get("measure"), "measure"),
-            batch_size=_int(_section(raw.get("training") or {}, "training", {"batch_size"}).get("batch_size", 128),
-                            "training.batch_size", minimum=1, maximum=LIMITS["training.batch_size"]), raw=raw)
+            training=_settings(TrainingSettings, raw.get("training"), "training"), raw=raw)
     except SpaceError as err:
         raise ConfigError(err.knob, err.rule, err.value) from None
     if "standardize" not in config.data and pretrained_elsewhere(config.teacher):
@@ -422,6 +438,9 @@ def check_search(config: ExperimentConfig) -> ExperimentConfig:
             if value in ("pareto", "shadow", "squeezer"):
                 raise ConfigError(f"search.{key}", "needs objectives whose one trained metric is accuracy "
                                   f"(maximize); these are {config.objectives}", value)
+    if "jobs" in given and search.backend != "optuna":
+        raise ConfigError("search.jobs", "is a setting of backend optuna; with ray, trials at once are "
+                          "search.max_concurrent", given["jobs"])
     for option in ("address", "max_concurrent", "cpus_per_trial"):
         if option in given and search.backend != "ray":
             raise ConfigError(f"search.{option}", f"is a setting of backend ray, not of {search.backend!r}",

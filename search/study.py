@@ -23,7 +23,7 @@ from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from squeezer.search import baselines, quality, report, review
+from squeezer.search import baselines, jobs, quality, report, review
 from squeezer.search.config import MAX_SEED, ExperimentConfig
 from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from squeezer.search.destinations import check_storage, check_tracking_uri
@@ -61,10 +61,12 @@ class StudyResult:
 
 def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name: str | None = None,
               storage: str = DEFAULT_STORAGE, tracking_uri: str = DEFAULT_TRACKING_URI, seed: int | None = None,
-              out: Print = print, given: Given | None = None) -> StudyResult:
-    """Run (or resume) the study until it holds ``trials`` finished trials, then record the Pareto front.
+              out: Print = print, given: Given | None = None, finish: bool = True) -> StudyResult:
+    """Run (or resume) the study until it holds ``trials`` finished trials, then record the Pareto front (unless
+    ``finish`` is False: a worker of ``search.jobs``, whose study's process records it).
 
-    The backend (``config.search.backend``) schedules the trials: ``optuna`` in this process, ``ray`` on a Ray cluster.
+    The backend (``config.search.backend``) schedules the trials: ``optuna`` in this process (and its
+    ``search.jobs - 1`` workers), ``ray`` on a Ray cluster.
     """
     from squeezer.search import backends
 
@@ -97,10 +99,17 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
     if warm and created:
         out(f"warm start: the {len(warm)} Pareto members of study {config.search.warm_start!r} are tried first")
     session = Session(study, bench, tracker, parent, name, seed, out, storage=store)
+    workers: list[Any] = []
     try:
         session.begin()
+        if finish and config.search.backend == "optuna" and config.search.jobs > 1:
+            # the teacher and its logits are cached by now (``prepare``): the workers load them
+            workers = jobs.start(config.search.jobs - 1, name, {
+                "config": config, "trials": trials or config.search.trials, "study_name": name, "storage": storage,
+                "tracking_uri": tracking_uri, "seed": seed, "given": given}, out)
         backend.run(session, trials or config.search.trials)
-        front = session.finish()
+        jobs.wait(workers, name, out)
+        front = session.finish() if finish else []
     except KeyboardInterrupt:
         tracker.end(session.parent, "KILLED")
         raise
@@ -108,6 +117,7 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
         tracker.end(session.parent, "FAILED")
         raise
     finally:
+        jobs.stop(workers)  # those still running: the study stopped early
         tracker.close()
     return StudyResult(study, front, session.parent, tracker.experiment_id)
 

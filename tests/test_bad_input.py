@@ -63,7 +63,8 @@ SECTIONS = {section: (7, "text", [1, 2], True) for section in ("data", "teacher"
                                                                "constraints", "search", "measure", "training")}
 SECTIONS |= {"name": (7, "two words", [1, 2], True), "seed": ("text", [1, 2], True, -3)}
 INTEGERS = ["search.trials", "search.population_size", "search.max_concurrent", "measure.threads", "measure.warmup",
-            "measure.repeats", "measure.batch", "training.batch_size", "seed", "teacher.epochs", "data.train_size"]
+            "measure.repeats", "measure.batch", "training.batch_size", "training.threads", "search.jobs", "seed",
+            "teacher.epochs", "data.train_size"]
 FLOATS = ["search.timeout_s", "search.cpus_per_trial", "search.min_accuracy_share", "teacher.lr", "data.val_fraction",
           "data.test_fraction"]
 ENUMS = ["search.sampler", "search.backend", "search.scheduler", "data.name", "teacher.family", "student.family"]
@@ -208,6 +209,9 @@ def flags() -> list[Case]:
              args=("--backend", "ray", "--max-concurrent", "-2")),
         Case("search.address with optuna", "search.address", changed("search.address", "10.0.0.1:6379")),
         Case("search.cpus_per_trial with optuna", "search.cpus_per_trial", changed("search.cpus_per_trial", 2)),
+        Case("--jobs 0", "--jobs", digits, args=("--jobs", "0")),
+        Case("--jobs with ray", "--jobs", digits, args=("--backend", "ray", "--jobs", "2")),
+        Case("search.jobs with ray", "search.jobs", changed("search.jobs", 2, changed("search.backend", "ray"))),
     ]
 
 

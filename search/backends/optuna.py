@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Mapping
 
 import optuna
+import torch
 
 from squeezer.compressors.progress import Bar
+from squeezer.search import hardware
 from squeezer.search.study import INTERRUPTED, Session, suggest_params
 from squeezer.search.trial import attempt, flatten
 
@@ -22,6 +24,8 @@ POLL_S = 0.5
 
 def run(session: Session, target: int) -> None:
     """Run trials until the study holds ``target`` finished ones (or ``search.timeout_s`` passes)."""
+    settings = session.config
+    torch.set_num_threads(hardware.threads(settings.training.threads, settings.search.jobs))
     session.close_stale_trials()
     session.out(f"study {session.name!r}: {len(session.finished())}/{target} trials done; "
                 f"objectives {session.config.objectives}")

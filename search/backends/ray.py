@@ -294,7 +294,8 @@ def _trainable(config: Mapping[str, Any], bench: Workbench, done: frozenset[int]
     if number in done:
         tune.report({**unknown, SKIPPED: True})
         return
-    torch.set_num_threads(max(1, int(tune.get_context().get_trial_resources().required_resources.get("CPU", 1))))
+    cpus = max(1, int(tune.get_context().get_trial_resources().required_resources.get("CPU", 1)))
+    torch.set_num_threads(bench.config.training.threads or cpus)  # the CPUs Tune gave the trial, unless told
 
     def per_epoch(step: int, metrics: Mapping[str, float]) -> None:
         accuracy = next((v for k, v in metrics.items() if k.endswith(".val_accuracy")), None)
