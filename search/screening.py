@@ -28,6 +28,11 @@ WARMUP = 5
 MUTATE = 0.3  # share of a mutated candidate's knobs drawn afresh
 
 
+def recipe(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """A recipe's identity: its flat params, whatever their order."""
+    return tuple(sorted((name, repr(value)) for name, value in params.items()))
+
+
 class Screen:
     """Proposes the next trial's recipe for a study; see the module's docstring."""
 
@@ -41,12 +46,15 @@ class Screen:
     def config(self) -> ExperimentConfig:
         return self.bench.config
 
-    def propose(self, done: Sequence[FrozenTrial], front: Sequence[FrozenTrial]) -> dict[str, Any] | None:
-        """Flat params of the recipe to try next, or None for a plain random draw (too few trials to learn from)."""
+    def propose(self, done: Sequence[FrozenTrial], front: Sequence[FrozenTrial],
+                taken: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any] | None:
+        """Flat params of the recipe to try next, or None for a plain random draw (too few trials to learn from, or
+        every candidate drawn is a recipe already ``taken``: run, running or queued — never proposed again)."""
         known = [t for t in done if t.user_attrs.get("metrics") and not baselines.is_baseline(t)]
         if len(known) < WARMUP:
             return None
-        pool = [self.draw(front) for _ in range(self.candidates)]
+        seen = {recipe(params) for params in taken}
+        pool = [params for params in (self.draw(front) for _ in range(self.candidates)) if recipe(params) not in seen]
         measured = [(params, cheap) for params in pool if (cheap := self.measure(params)) is not None]
         if not measured:
             return None

@@ -369,8 +369,9 @@ class Session:
         if self.screen is None or self.study.get_trials(deepcopy=False, states=[TrialState.WAITING]):
             return
         trials = self.study.get_trials(deepcopy=False)
+        taken = [t.params for t in trials if t.state != TrialState.FAIL]  # a failed trial may be run again
         params = self.screen.propose([t for t in trials if t.state == TrialState.COMPLETE],
-                                     pareto_trials(self.study, self.config.objectives))
+                                     pareto_trials(self.study, self.config.objectives), taken)
         if params is not None:
             self.study.enqueue_trial(params, user_attrs={"screened": True})
 

@@ -153,3 +153,18 @@ def test_squeezer_sampler_screens_recipes_so_no_trained_one_breaks_the_size_budg
     assert parent.data.metrics["trials.stopped_early"] == len(stopped)
     history = MlflowClient(stores(tmp_path)[0]).get_metric_history(parent.info.run_id, "pareto.hypervolume")
     assert {m.step for m in history} == set(range(1, sum(t.state == TrialState.COMPLETE for t in trials) + 1))
+
+
+def test_squeezer_sampler_never_proposes_a_recipe_already_run(tmp_path: Path) -> None:
+    config = digits_config()  # a space of 8 recipes, so that the screening must choose among ones already run
+    config["student"] = {"family": "mlp", "depth": 1, "width": {"choice": [16, 32]}}
+    config["pipeline"] = [{"distill": {"temperature": 2.0, "soft_weight": 0.5, "hard_weight": 0.5, "epochs": 2}},
+                          {"prune": {"ratio": {"choice": [0.0, 0.5]}, "finetune_epochs": 0}},
+                          {"quantize": {"bits": {"choice": [32, 8]}}}]
+    config["search"] = {"sampler": "squeezer", "trials": 8, "candidates": 8, "scheduler": "none"}
+    assert search(write_config(tmp_path, config), tmp_path, 8) == 0
+    trials = sorted(optuna.load_study(study_name="digits", storage=stores(tmp_path)[1]).trials, key=lambda t: t.number)
+    screened = [t for t in trials if t.user_attrs.get("screened")]
+    assert screened
+    for trial in screened:
+        assert all(trial.params != earlier.params for earlier in trials[:trial.number]), trial.number
