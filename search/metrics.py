@@ -1,11 +1,13 @@
 """Measure a compressed model as it is deployed: the task metrics (accuracy, macro F1) of the runtime's artifact,
-its real bytes on disk and real latency (median and p90, batch 1 and the configured batch), FLOPs and parameters."""
+its real bytes on disk and real latency (median and p90, batch 1 and the configured batch; timed against a reference
+model in the same rounds where one is given), FLOPs and parameters."""
 
 from __future__ import annotations
 
 import statistics
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -21,28 +23,59 @@ from squeezer.search.data.text import full_length
 from squeezer.search.runtime import Deployed, deploy
 
 
+@dataclass
+class Reference:
+    """The model every latency is timed against (the study's teacher, deployed as the students are) and its
+    latencies when the study started: a model's ``latency_ms`` is its median ratio to the reference, timed in the
+    same rounds, times ``single_ms`` — so load that slows both alike cancels, and the figure stays in milliseconds."""
+
+    model: Deployed
+    single_ms: float
+    batch_ms: float
+
+
 def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: MeasureSettings, workdir: Path,
-            pad_id: int | None = None, spec: InputSpec | None = None) -> dict[str, float]:
+            pad_id: int | None = None, spec: InputSpec | None = None,
+            reference: Reference | None = None) -> dict[str, float]:
     """All trial metrics of ``model`` deployed in ``settings.runtime`` under ``workdir``. With ``spec``, the deployed
     model takes the raw input ``x`` (its preprocessing is part of it: measured with it). For token inputs
-    (``pad_id`` given), speed is measured at the full sequence length."""
-    timed = x[: settings.batch] if pad_id is None else full_length(x[: settings.batch], pad_id)
-    example = timed[:1] if spec is None else spec.prepared(timed[:1])
-    deployed = deploy(model, settings.runtime, workdir, example, settings.threads, spec)
+    (``pad_id`` given), speed is measured at the full sequence length. With a ``reference``, latencies are timed
+    against it (``Reference``); ``latency_raw_ms`` keeps the plain median either way."""
+    deployed, timed = deployed_for_timing(model, x, settings, workdir, pad_id, spec)
     predicted = deployed.predict(x).argmax(1)
-    single, batch = latency_ms(deployed, timed[:1], settings), latency_ms(deployed, timed, settings)
+    if reference is None:
+        single, batch = latency_ms(deployed, timed[:1], settings), latency_ms(deployed, timed, settings)
+        single_ms, batch_ms = statistics.median(single), statistics.median(batch)
+    else:
+        single, against = paired_ms(deployed, reference.model, timed[:1], settings)
+        single_ms = ratio(single, against) * reference.single_ms
+        batch, against = paired_ms(deployed, reference.model, timed, settings)
+        batch_ms = ratio(batch, against) * reference.batch_ms
     return {
         "accuracy": (predicted == y).float().mean().item(),
         "f1_macro": float(f1_score(y.numpy(), predicted.numpy(), average="macro")),
         "size_bytes": float(deployed.path.stat().st_size),
-        "latency_ms": statistics.median(single),
+        "latency_ms": single_ms,
+        "latency_raw_ms": statistics.median(single),
         "latency_p90_ms": _p90(single),
-        "latency_batch_ms": statistics.median(batch),
+        "latency_batch_ms": batch_ms,
         "latency_batch_p90_ms": _p90(batch),
-        "throughput": len(timed) / (statistics.median(batch) / 1e3),
+        "throughput": len(timed) / (batch_ms / 1e3),
         "params": float(count_params(model)),
-        "flops": float(count_flops(model, example)),
+        "flops": float(count_flops(model, deployed_input(timed[:1], spec))),
     }
+
+
+def deployed_input(timed: torch.Tensor, spec: InputSpec | None) -> torch.Tensor:
+    return timed if spec is None else spec.prepared(timed)
+
+
+def deployed_for_timing(model: nn.Module, x: torch.Tensor, settings: MeasureSettings, workdir: Path,
+                        pad_id: int | None = None, spec: InputSpec | None = None) -> tuple[Deployed, torch.Tensor]:
+    """``model`` deployed in ``settings.runtime`` under ``workdir``, and the inputs its latency is timed on (the
+    first ``settings.batch`` rows of ``x``; token rows at their full length)."""
+    timed = x[: settings.batch] if pad_id is None else full_length(x[: settings.batch], pad_id)
+    return deploy(model, settings.runtime, workdir, deployed_input(timed[:1], spec), settings.threads, spec), timed
 
 
 def saved_size(model: nn.Module, path: Path) -> int:
@@ -57,12 +90,35 @@ def latency_ms(model: Deployed, x: torch.Tensor, settings: MeasureSettings) -> l
     with _threads(settings.threads):
         for _ in range(settings.warmup):
             model(x)
-        times = []
-        for _ in range(settings.repeats):
-            start = time.perf_counter()
+        return [_timed(model, x) for _ in range(settings.repeats)]
+
+
+def paired_ms(model: Deployed, reference: Deployed, x: torch.Tensor,
+              settings: MeasureSettings) -> tuple[list[float], list[float]]:
+    """Milliseconds of ``settings.repeats`` forward passes of ``model`` and of ``reference`` on ``x``, alternating
+    (which goes first alternates too), after warming both up: each pair sees the machine in the same state."""
+    with _threads(settings.threads):
+        for _ in range(settings.warmup):
             model(x)
-            times.append((time.perf_counter() - start) * 1e3)
-    return times
+            reference(x)
+        mine, theirs = [], []
+        for i in range(settings.repeats):
+            first, second = (model, reference) if i % 2 == 0 else (reference, model)
+            a, b = _timed(first, x), _timed(second, x)
+            mine.append(a if i % 2 == 0 else b)
+            theirs.append(b if i % 2 == 0 else a)
+    return mine, theirs
+
+
+def ratio(mine: list[float], theirs: list[float]) -> float:
+    """The median over rounds of one model's time over the reference's."""
+    return statistics.median(m / max(t, 1e-9) for m, t in zip(mine, theirs, strict=True))
+
+
+def _timed(model: Deployed, x: torch.Tensor) -> float:
+    start = time.perf_counter()
+    model(x)
+    return (time.perf_counter() - start) * 1e3
 
 
 def count_params(model: nn.Module) -> int:

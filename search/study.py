@@ -257,6 +257,10 @@ class Session:
         known = self.study.user_attrs.get("teacher")
         # measured once per study: a resumed study keeps its reference (hypervolume, ratios) and starts sooner
         self.teacher = known or baseline(self.bench)
+        # every student is timed against the teacher from now on (``metrics.Reference``); a study begun before it
+        # was timed so keeps its plain medians
+        if "latency_raw_ms" in self.teacher:
+            self.bench.timing = (self.teacher["latency_ms"], self.teacher["latency_batch_ms"])
         if not known:
             self.study.set_user_attr("teacher", self.teacher)  # `squeezer pareto` shows ratios to it
             self.tracker.log_metrics(self.parent, {f"teacher.{k}": v for k, v in self.teacher.items()})

@@ -74,7 +74,7 @@ def train(model: nn.Module, spec: dict[str, Any], splits: Splits, seed: int, bat
     """Train the teacher on hard labels: a live bar of its steps, and one line per epoch."""
     epochs = int(spec.get("epochs", 10))
     steps = epochs * math.ceil(len(splits.train_x) / batch_size)
-    with Bar("teacher training", total=steps, unit="step") as bar:
+    with Bar("teacher training", total=steps, unit="steps") as bar:
         def report(step: int, metrics: Mapping[str, float]) -> None:
             line = (f"epoch {step + 1}/{epochs} loss={metrics['teacher.loss']:.4f} "
                     f"val_accuracy={metrics['teacher.val_accuracy']:.4f}")

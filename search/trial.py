@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import copy
 import dataclasses
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -24,7 +26,7 @@ from squeezer.compressors.training import accuracy, predict
 from squeezer.search import baselines, data, models
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.data.augment import Augment
-from squeezer.search.metrics import measure
+from squeezer.search.metrics import Reference, deployed_for_timing, measure
 from squeezer.search.objectives import CHEAP, Constraint
 from squeezer.search.models import text as text_models
 from squeezer.search.runtime import export
@@ -65,10 +67,29 @@ class Workbench:
     splits: data.Splits
     outputs: TeacherOutputs  # the main teacher first, then the ensemble's; logits computed or loaded from the cache
     augment: Augment | None = None  # what training batches go through (``data.augment``)
+    #: the teacher's (batch-1, batch) latencies when the study started: students are timed against the teacher
+    timing: tuple[float, float] | None = None
+    _reference: Reference | None = field(default=None, repr=False, compare=False)
 
     @property
     def teacher(self) -> nn.Module:
         return self.outputs.teachers[0]
+
+    def reference(self) -> Reference | None:
+        """The teacher deployed as the students are, to time them against (``metrics.Reference``): once per
+        process, kept until it ends; None before the study has timed its teacher."""
+        if self.timing is None:
+            return None
+        if self._reference is None:
+            folder = Path(tempfile.mkdtemp(prefix="squeezer-reference-"))
+            atexit.register(shutil.rmtree, folder, True)
+            s = self.splits
+            deployed, _ = deployed_for_timing(self.teacher, s.val_raw, self.config.measure, folder, s.pad_id, s.spec)
+            self._reference = Reference(deployed, *self.timing)
+        return self._reference
+
+    def __getstate__(self) -> dict[str, Any]:  # sent to Ray workers: each deploys its own reference
+        return {**self.__dict__, "_reference": None}
 
 
 def baseline(bench: Workbench) -> dict[str, float]:
@@ -216,7 +237,8 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
             model = compressors.get(name)(settings).apply(model, ctx)
     if not torch.isfinite(predict(model, s.val_x[:256])).all():
         raise TrialFailed("the compressed model outputs NaN or inf")
-    metrics = measure(model, s.val_raw, s.val_y, bench.config.measure, workdir, pad_id=s.pad_id, spec=s.spec)
+    metrics = measure(model, s.val_raw, s.val_y, bench.config.measure, workdir, pad_id=s.pad_id, spec=s.spec,
+                      reference=bench.reference())
     inputs = {"input_shape": list(s.input_shape), "num_classes": s.num_classes,
               "tokens": None if s.tokens is None else vars(s.tokens), "spec": s.spec.describe()}
     built = models.resolve(dict(params["student"]), teacher_arch(bench.config))  # a teacher student: the teacher's
@@ -276,7 +298,7 @@ def cheap_metrics(bench: Workbench, model: nn.Module, params: Mapping[str, Mappi
     s = bench.splits
     with tempfile.TemporaryDirectory(prefix="squeezer-untrained-") as tmp:  # not the trial's folder: no artifact
         metrics = measure(model, s.val_raw[:64], s.val_y[:64], bench.config.measure, Path(tmp), pad_id=s.pad_id,
-                          spec=s.spec)
+                          spec=s.spec, reference=bench.reference())
     return {k: v for k, v in metrics.items() if k in CHEAP}
 
 

@@ -14,7 +14,7 @@ from squeezer import compressors
 from squeezer.compressors.quantize import grid
 from squeezer.compressors.training import predict
 from squeezer.search.config import MeasureSettings
-from squeezer.search.metrics import count_flops, count_params, measure
+from squeezer.search.metrics import Reference, count_flops, count_params, measure
 from squeezer.search.runtime import deploy
 from squeezer.search.runtime.eager import packed_state, unpacked_state
 from squeezer.search.runtime.onnx_export import ExportError, export_onnx
@@ -230,3 +230,18 @@ def test_the_extended_space_composes_in_a_study_and_shows_in_mlflow(tmp_path: Pa
     client = MlflowClient(stores(tmp_path)[0])
     assert {a.path for a in client.list_artifacts(children[0].info.run_id)} >= {"model.onnx", "student.pt",
                                                                                 "architecture.json"}
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "torch"])
+def test_latency_is_timed_against_the_teacher_in_the_same_rounds(tmp_path: Path, runtime: str) -> None:
+    # a model timed against itself runs as fast as its reference, whatever else the machine does: its latency_ms is
+    # the reference's figure, while latency_raw_ms keeps its own plain median
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
+    x, y = torch.randn(64, 1, 8, 8), torch.randint(0, 10, (64,))
+    settings = MeasureSettings(repeats=40, warmup=5, batch=16, runtime=runtime)
+    itself = deploy(model, runtime, tmp_path / "reference", x[:1])
+    metrics = measure(model, x, y, settings, tmp_path / "timed", reference=Reference(itself, 5.0, 50.0))
+    assert 0.7 * 5.0 < metrics["latency_ms"] < 1.4 * 5.0 and 0.7 * 50.0 < metrics["latency_batch_ms"] < 1.4 * 50.0
+    assert metrics["latency_raw_ms"] < 1.0  # the model's own median: a small MLP takes microseconds
+    assert metrics["throughput"] == pytest.approx(16 / (metrics["latency_batch_ms"] / 1e3))
