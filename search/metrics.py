@@ -35,13 +35,14 @@ class Reference:
 
 
 def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: MeasureSettings, workdir: Path,
-            pad_id: int | None = None, spec: InputSpec | None = None,
-            reference: Reference | None = None) -> dict[str, float]:
+            pad_id: int | None = None, spec: InputSpec | None = None, reference: Reference | None = None,
+            deployed: tuple[Deployed, torch.Tensor] | None = None) -> dict[str, float]:
     """All trial metrics of ``model`` deployed in ``settings.runtime`` under ``workdir``. With ``spec``, the deployed
     model takes the raw input ``x`` (its preprocessing is part of it: measured with it). For token inputs
     (``pad_id`` given), speed is measured at the full sequence length. With a ``reference``, latencies are timed
-    against it (``Reference``); ``latency_raw_ms`` keeps the plain median either way."""
-    deployed, timed = deployed_for_timing(model, x, settings, workdir, pad_id, spec)
+    against it (``Reference``); ``latency_raw_ms`` keeps the plain median either way. ``deployed``: ``model``
+    deployed already (``deployed_for_timing``), then ``workdir`` is not written."""
+    deployed, timed = deployed or deployed_for_timing(model, x, settings, workdir, pad_id, spec)
     predicted = deployed.predict(x).argmax(1)
     if reference is None:
         single, batch = latency_ms(deployed, timed[:1], settings), latency_ms(deployed, timed, settings)

@@ -29,7 +29,7 @@ from squeezer.search.data.augment import Augment
 from squeezer.search.metrics import Reference, deployed_for_timing, measure
 from squeezer.search.objectives import CHEAP, Constraint
 from squeezer.search.models import text as text_models
-from squeezer.search.runtime import export
+from squeezer.search.runtime import Deployed, export
 from squeezer.search.errors import ConfigError
 from squeezer.search.teacher import DiskCache, check_checkpoint, ensemble_specs, get_teacher, teacher_tokenizer
 from squeezer.spaces import boundary_points
@@ -69,35 +69,37 @@ class Workbench:
     augment: Augment | None = None  # what training batches go through (``data.augment``)
     #: the teacher's (batch-1, batch) latencies when the study started: students are timed against the teacher
     timing: tuple[float, float] | None = None
-    _reference: Reference | None = field(default=None, repr=False, compare=False)
+    _deployed: tuple[Deployed, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     @property
     def teacher(self) -> nn.Module:
         return self.outputs.teachers[0]
 
-    def reference(self) -> Reference | None:
-        """The teacher deployed as the students are, to time them against (``metrics.Reference``): once per
-        process, kept until it ends; None before the study has timed its teacher."""
-        if self.timing is None:
-            return None
-        if self._reference is None:
-            folder = Path(tempfile.mkdtemp(prefix="squeezer-reference-"))
+    def deployed_teacher(self) -> tuple[Deployed, torch.Tensor]:
+        """The teacher deployed as the students are, and the inputs latency is timed on: once per process, kept
+        until it ends (``metrics.deployed_for_timing``)."""
+        if self._deployed is None:
+            folder = Path(tempfile.mkdtemp(prefix="squeezer-teacher-"))
             atexit.register(shutil.rmtree, folder, True)
             s = self.splits
-            deployed, _ = deployed_for_timing(self.teacher, s.val_raw, self.config.measure, folder, s.pad_id, s.spec)
-            self._reference = Reference(deployed, *self.timing)
-        return self._reference
+            self._deployed = deployed_for_timing(self.teacher, s.val_raw, self.config.measure, folder, s.pad_id,
+                                                 s.spec)
+        return self._deployed
 
-    def __getstate__(self) -> dict[str, Any]:  # sent to Ray workers: each deploys its own reference
-        return {**self.__dict__, "_reference": None}
+    def reference(self) -> Reference | None:
+        """The deployed teacher to time students against (``metrics.Reference``); None before the study has timed
+        its teacher."""
+        return None if self.timing is None else Reference(self.deployed_teacher()[0], *self.timing)
+
+    def __getstate__(self) -> dict[str, Any]:  # sent to Ray workers: each deploys its own teacher
+        return {**self.__dict__, "_deployed": None}
 
 
 def baseline(bench: Workbench) -> dict[str, float]:
     """The teacher measured like a trial (plus its test accuracy): the reference every student is compared with."""
     s = bench.splits
-    with tempfile.TemporaryDirectory(prefix="squeezer-") as workdir:
-        metrics = measure(bench.teacher, s.val_raw, s.val_y, bench.config.measure, Path(workdir), pad_id=s.pad_id,
-                          spec=s.spec)
+    metrics = measure(bench.teacher, s.val_raw, s.val_y, bench.config.measure, Path(), pad_id=s.pad_id, spec=s.spec,
+                      deployed=bench.deployed_teacher())  # the students' reference from now on (``reference``)
     return {**metrics, "test_accuracy": accuracy(bench.teacher, s.test_x, s.test_y)}
 
 
