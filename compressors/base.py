@@ -122,6 +122,11 @@ class Compressor(ABC):
         before anything trains), e.g. it sets aside more of them than there are."""
         return None
 
+    def label(self) -> str:
+        """A few words for a trial's run name (``prune 30 %``), where the recipe is read at a glance; '' when the
+        step changes nothing worth naming. By default the compressor's name."""
+        return self.name
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
 

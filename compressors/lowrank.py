@@ -38,6 +38,9 @@ class LowRank(Compressor):
     config: LowRankConfig
     training_fields = ("finetune_epochs",)
 
+    def label(self) -> str:
+        return f"rank {self.config.rank_ratio:.2f}" if self.config.rank_ratio < 1 else ""
+
     def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
         model = copy.deepcopy(model).eval()
         if self.config.rank_ratio == 1:

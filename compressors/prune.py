@@ -62,6 +62,10 @@ class Prune(Compressor):
     config: PruneConfig
     training_fields = ("finetune_epochs",)
 
+    def label(self) -> str:
+        kind = "" if self.config.structured else " unstructured"
+        return f"prune {100 * self.config.ratio:.0f} %{kind}" if self.config.ratio > 0 else ""
+
     def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
         model = copy.deepcopy(model).eval()
         cfg = self.config

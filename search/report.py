@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from optuna.trial import FrozenTrial
 
+from squeezer import compressors
 from squeezer.search import baselines
 from squeezer.search.quality import standard_error
 from squeezer.spaces import plain_names
@@ -33,11 +34,11 @@ def recipe(params: Mapping[str, Any]) -> str:
 
 WIDTH = 120  # the Pareto table's lines fit a terminal this wide
 WARN_SHARE = 0.9  # the summary warns when no member keeps this share of the teacher's accuracy
-BIT_NAMES = {32: "fp32", 16: "fp16", 8: "int8", 4: "int4", 2: "ternary"}
 
 
 def run_name(number: int, params: Mapping[str, Any]) -> str:
-    """The trial at a glance, for MLflow's runs table: ``t07 cnn d2c8 · T3.1 α0.7 · prune 30 % · int8``."""
+    """The trial at a glance, for MLflow's runs table: ``t07 cnn d2c8 · T3.1 α0.7 · prune 30 % · int8``: the
+    student's family and numbers, then each step's ``Compressor.label`` of its settings in ``params`` (flat)."""
     p = plain_names(params)
     if "baseline.recipe" in p:  # squeezer.search.baselines
         return f"t{number:02d} teacher as trained · {p['baseline.recipe']} (baseline)"
@@ -46,18 +47,21 @@ def run_name(number: int, params: Mapping[str, Any]) -> str:
     shape = "".join(f"{k[0]}{fmt(v)}" for k, v in student.items() if isinstance(v, (int, float))
                     and not isinstance(v, bool))
     parts = [f"t{number:02d} {family} {shape}".rstrip()]
-    if "distill.temperature" in p or "distill.soft_weight" in p:
-        kd = [f"T{p['distill.temperature']:.1f}" if "distill.temperature" in p else "",
-              f"α{p['distill.soft_weight']:.2g}" if "distill.soft_weight" in p else ""]
-        parts.append(" ".join(x for x in kd if x))
-    if float(p.get("prune.ratio", 0)) > 0:
-        kind = "" if p.get("prune.structured", True) in (True, "True") else " unstructured"
-        parts.append(f"prune {100 * float(p['prune.ratio']):.0f} %{kind}")
-    if float(p.get("lowrank.rank_ratio", 1)) < 1:
-        parts.append(f"rank {float(p['lowrank.rank_ratio']):.2f}")
-    if "quantize.bits" in p:
-        parts.append(BIT_NAMES.get(int(p["quantize.bits"]), f"{p['quantize.bits']} bits"))
+    steps: dict[str, dict[str, Any]] = {}
+    for name, value in p.items():
+        step, _, key = name.partition(".")
+        if step != "student" and key and "." not in key:
+            steps.setdefault(step, {})[key] = value
+    parts += [label for step, settings in steps.items() if (label := _label(step, settings))]
     return " · ".join(parts)
+
+
+def _label(step: str, settings: Mapping[str, Any]) -> str:
+    """The step's own words for its settings; '' for a step not known here or settings it refuses."""
+    try:
+        return compressors.get(step)(dict(settings)).label()
+    except (KeyError, ValueError, TypeError):
+        return ""
 
 
 def human_bytes(n: float) -> str:

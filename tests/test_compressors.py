@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from squeezer import compressors
+from squeezer.search.report import run_name
 from squeezer.compressors import Compressor, CompressorConfig, InvalidConfig, TrialContext
 from squeezer.compressors.training import accuracy
 
@@ -139,6 +140,11 @@ def test_a_plugin_registers_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert compressors.get("test-scale") is Scale
     assert "test-scale" in compressors.available()
+    # its part of a trial's run name: its name by default, or its own words for its settings
+    flat = {"student.family": "mlp", "student.width": 16, "test-scale.factor": 2.0, "quantize.bits": 8}
+    assert run_name(3, flat) == "t03 mlp w16 · test-scale · int8"
+    Scale.label = lambda self: f"x{self.config.factor:g}"
+    assert run_name(3, flat) == "t03 mlp w16 · x2 · int8"
 
 
 def test_a_third_party_plugin_is_found_through_its_entry_point(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:

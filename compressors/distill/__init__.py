@@ -35,6 +35,9 @@ class Distill(Compressor):
     def untrained(self) -> None:
         return None  # distillation changes weights only
 
+    def label(self) -> str:
+        return f"T{self.config.temperature:.1f} α{self.config.soft_weight:.2g}"
+
     def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
         return Distiller(self.config, copy.deepcopy(model), ctx).run()
 

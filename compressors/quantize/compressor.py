@@ -21,6 +21,7 @@ from squeezer.compressors.training import Optim, fit, hard_labels
 
 BITS = (32, 16, 8, 4, 2)        # 2 bits: ternary weights
 LAYER_BITS = (32, 8, 4, 2)      # what one layer may differ to (16 bits is all or nothing)
+BIT_NAMES = {32: "fp32", 16: "fp16", 8: "int8", 4: "int4", 2: "ternary"}
 INT8_MODES = ("auto", "dynamic", "static")
 
 
@@ -100,6 +101,9 @@ class Quantize(Compressor):
     final = True
     config: QuantizeConfig
     training_fields = ("qat_epochs",)
+
+    def label(self) -> str:
+        return BIT_NAMES.get(self.config.bits, f"{self.config.bits} bits")
 
     def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
         model = copy.deepcopy(model).eval()
