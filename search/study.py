@@ -406,18 +406,17 @@ class Session:
             trial.set_user_attr("would_stop", rule.would_stop)
             self.tracker.set_tag(run_id, "squeezer.would_stop", rule.would_stop)
         self.tracker.log_result(run_id, outcome.metrics, outcome.curves, error=outcome.error, **artifacts)
-        if outcome.stopped:
+        state, status = outcome.recorded_as
+        if state == TrialState.PRUNED:
             trial.set_user_attr("stop_reason", outcome.reason)
-            self.study.tell(trial, state=TrialState.PRUNED)
-            self.tracker.kill(run_id, outcome.reason)
-        elif outcome.metrics is None:
+            self.study.tell(trial, state=state)
+        elif state == TrialState.FAIL:
             trial.set_user_attr("fail_reason", (outcome.error or "")[:2000])
-            self.study.tell(trial, state=TrialState.FAIL)
+            self.study.tell(trial, state=state)
         else:
             trial.set_user_attr("val_curve", val_curve(outcome.curves))  # what early stopping learns from
             self.tell(trial, outcome.metrics)
-        if not outcome.stopped:
-            self.tracker.end(run_id, "FAILED" if outcome.metrics is None else "FINISHED")
+        self.tracker.end(run_id, status, outcome.reason)
         self.progress(trial.number, position, trial.params, outcome)
 
     def tell(self, trial: optuna.Trial, metrics: Mapping[str, float]) -> None:

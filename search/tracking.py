@@ -232,8 +232,10 @@ class Tracker:
             self.client.log_artifacts(run_id, str(model_dir))
             shutil.rmtree(model_dir.parent, ignore_errors=True)
 
-    def end(self, run_id: RunId, status: str) -> None:
-        """Close a run: FINISHED, FAILED or KILLED (queued)."""
+    def end(self, run_id: RunId, status: str, reason: str = "") -> None:
+        """Close a run: FINISHED, FAILED or KILLED (queued); a KILLED run keeps its ``reason`` as a tag."""
+        if status == "KILLED":
+            self.set_tag(run_id, ERROR_TAG, reason)
         self._defer(lambda: self.client.set_terminated(resolve(run_id), status=status))
 
     def set_tag(self, run_id: RunId, key: str, value: str) -> None:
@@ -254,8 +256,7 @@ class Tracker:
                 return runs
 
     def kill(self, run_id: RunId, reason: str) -> None:
-        self.set_tag(run_id, ERROR_TAG, reason)
-        self.end(run_id, RunStatus.to_string(RunStatus.KILLED))
+        self.end(run_id, RunStatus.to_string(RunStatus.KILLED), reason)
 
     def run_links(self, study: str) -> dict[int, str]:
         """Each finished trial run's address in the MLflow UI, relative to it (``#/experiments/E/runs/R``)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import torch
+from optuna.trial import TrialState
 from torch import nn
 
 from squeezer import compressors
@@ -53,6 +54,14 @@ class Outcome:
     def reason(self) -> str:
         """The first line of the error: what the progress line and the summary show."""
         return self.error.splitlines()[0] if self.error else ""
+
+    @property
+    def recorded_as(self) -> tuple[TrialState, str]:
+        """How every backend records it: the study storage's state and the MLflow run's status. Stopped early:
+        PRUNED and KILLED (with the reason); failed: FAIL and FAILED; else COMPLETE and FINISHED."""
+        if self.stopped:
+            return TrialState.PRUNED, "KILLED"
+        return (TrialState.FAIL, "FAILED") if self.metrics is None else (TrialState.COMPLETE, "FINISHED")
 
 
 #: How a trial's reason starts when the config, not the trial, is at fault (``attempt`` writes the type first).

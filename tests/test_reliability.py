@@ -25,11 +25,11 @@ def test_a_trial_told_to_the_storage_but_not_ended_in_mlflow_ends_finished_on_re
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     end = Tracker.end
 
-    def die_before_ending_a_finished_trial(self: Tracker, run_id, status: str) -> None:
+    def die_before_ending_a_finished_trial(self: Tracker, run_id, status: str, reason: str = "") -> None:
         if status == "FINISHED" and not isinstance(run_id, str):  # a trial's run (the parent's id is a str)
             self.flush()  # what was queued before the crash point is written; nothing after it
             raise Crash
-        end(self, run_id, status)
+        end(self, run_id, status, reason)
 
     monkeypatch.setattr(Tracker, "end", die_before_ending_a_finished_trial)
     with pytest.raises(Crash):

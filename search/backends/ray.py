@@ -24,7 +24,6 @@ import torch
 from ray import cloudpickle, tune
 from ray.tune.search.optuna import OptunaSearch
 
-from squeezer.search import report
 from squeezer.search.config import ExperimentConfig, SearchSettings
 from squeezer.search.errors import ConfigError
 from squeezer.search.objectives import METRICS
@@ -259,18 +258,17 @@ class _Mirror(tune.Callback):
         result = trial.last_result or {}
         params = flatten(replay_params(s.config, trial.config))
         number, position = int(trial.config[NUMBER]), f"{len(s.finished())}/{self.target}"
-        if CURVES not in result:
+        if CURVES not in result:  # stopped early by the scheduler
             epochs = result.get("training_iteration", 0)
-            s.tracker.kill(run_id, f"stopped early by the scheduler after {epochs} epoch(s)")
-            s.out(f"[trial {number} · {position}] stopped early by the scheduler after {epochs} epoch(s) | "
-                  f"{report.recipe(params)}")
-            return
-        failed = bool(result.get(ERROR))
-        if trial.checkpoint is not None and not failed:
-            s.tracker.log_result(run_id, None, model_dir=Path(trial.checkpoint.path))
-        s.tracker.end(run_id, "FAILED" if failed else "FINISHED")
-        s.progress(number, position, params, Outcome(None if failed else _metrics(result), str(result.get(ERROR)),
-                                             seconds=float(result.get(SECONDS, 0))))
+            outcome = Outcome(None, f"stopped early by the scheduler after {epochs} epoch(s)", stopped=True)
+        else:
+            failed = bool(result.get(ERROR))
+            outcome = Outcome(None if failed else _metrics(result), str(result.get(ERROR)) if failed else None,
+                              seconds=float(result.get(SECONDS, 0)))
+            if trial.checkpoint is not None and not failed:
+                s.tracker.log_result(run_id, None, model_dir=Path(trial.checkpoint.path))
+        s.tracker.end(run_id, outcome.recorded_as[1], outcome.reason)  # the storage's state is OptunaSearch's
+        s.progress(number, position, params, outcome)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         s, run_id = _active(), self.runs.pop(trial.trial_id, None)
