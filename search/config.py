@@ -16,6 +16,8 @@ from squeezer.search.data import STANDARDIZE, TEXT_KEYS, is_text
 from squeezer.search.data.images import MAX_SIDE
 from squeezer.search.data.tables import is_table
 from squeezer.search.data.text import MAX_LENGTH
+from squeezer.search.backends import BACKENDS
+from squeezer.search.samplers import SAMPLERS
 from squeezer.search.errors import ConfigError
 from squeezer.search.yamlfile import read_yaml
 from squeezer.search.objectives import (METRIC_RANGES, METRICS, Constraint, only_accuracy_trained, parse_constraints,
@@ -24,11 +26,11 @@ from squeezer.search.data import saved
 from squeezer.search.data.augment import Augment
 from squeezer.search.data.folders import is_listed
 from squeezer.search.models import hub, text
+from squeezer.search.runtime import RUNTIMES
 from squeezer.spaces import Space, SpaceError, boundary_points, parse_space
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 DEFAULT_PIPELINE = ("distill", "prune", "quantize")
-SAMPLERS = ("squeezer", "nsga2", "tpe", "random")
 TOP_LEVEL = {"name", "seed", "data", "teacher", "student", "pipeline", "objectives", "constraints", "search",
              "measure", "training"}
 DATA_KEYS = {"name", "path", "test_path", "dir", "val_fraction", "test_fraction", "train_size", "text_column",
@@ -55,9 +57,8 @@ LIMITS = {"search.trials": 10**6, "search.population_size": 10**4, "search.max_c
           "training.batch_size": 1 << 20, "training.threads": 1024, "search.jobs": 256, "epochs": 10**5,
           "data.train_size": 10**9}
 MINIMA = {"search.population_size": 2, "measure.repeats": 2, "measure.warmup": 0}  # NSGA-II breeds pairs; p90 needs 2
-BACKENDS = ("optuna", "ray")
-RUNTIMES = ("onnxruntime", "torch")
 SCHEDULERS = ("pareto", "shadow", "asha", "none")
+TERNARY = {2: "2 (ternary)"}
 
 
 @dataclass(frozen=True)
@@ -172,12 +173,18 @@ def check_runtime(config: ExperimentConfig) -> None:
             continue
         for point in boundary_points(step.space):
             bits = [point.get("bits", 8), *dict(point.get("layer_bits") or {}).values()]
-            if config.measure.runtime == "torch" and any(b in (4, 2) for b in bits):
-                raise ConfigError("quantize.bits", "the torch runtime runs [32, 16, 8] bits; 4 and 2 (ternary) need "
-                                  "measure.runtime: onnxruntime", point.get("bits"))
-            if config.measure.runtime == "onnxruntime" and point.get("half") == "bf16" and point.get("bits") == 16:
-                raise ConfigError("quantize.half", "ONNX Runtime on CPU runs ['fp16']; bf16 needs measure.runtime: "
-                                  "torch", "bf16")
+            runtime = RUNTIMES[config.measure.runtime]
+            if not set(bits) <= set(runtime.bits):
+                lacking = sorted({b for r in RUNTIMES.values() for b in r.bits} - set(runtime.bits), reverse=True)
+                others = [name for name, r in RUNTIMES.items() if set(bits) <= set(r.bits)]
+                raise ConfigError("quantize.bits", f"{runtime.title} runs {list(runtime.bits)} bits; "
+                                  f"{' and '.join(TERNARY.get(b, str(b)) for b in lacking)} need measure.runtime: "
+                                  f"{' or '.join(others)}", point.get("bits"))
+            half = point.get("half", "fp16")
+            if point.get("bits") == 16 and half not in runtime.halves:
+                others = [name for name, r in RUNTIMES.items() if half in r.halves]
+                raise ConfigError("quantize.half", f"{runtime.title} runs {list(runtime.halves)}; {half} needs "
+                                  f"measure.runtime: {' or '.join(others)}", half)
 
 
 def check_name(name: Any, key: str) -> None:

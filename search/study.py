@@ -23,7 +23,7 @@ from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from squeezer.search import baselines, jobs, quality, report, review
+from squeezer.search import baselines, jobs, quality, report, review, samplers
 from squeezer.search.config import MAX_SEED, ExperimentConfig
 from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from squeezer.search.destinations import check_storage, check_tracking_uri
@@ -198,13 +198,8 @@ def _wait_for(get: Callable[[], Any], timeout: float) -> Any:
 
 
 def make_sampler(config: ExperimentConfig, seed: int) -> optuna.samplers.BaseSampler:
-    """The configured Optuna sampler. Budgets reach them through each trial's constraints. ``squeezer`` draws at
-    random where ``Session.propose`` has not queued a screened recipe (``squeezer.search.screening``)."""
-    if config.search.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if config.search.sampler in ("random", "squeezer"):
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.NSGAIISampler(population_size=config.search.population_size, seed=seed)
+    """The configured Optuna sampler (``squeezer.search.samplers``)."""
+    return samplers.make(config.search, seed)
 
 
 def suggest_params(trial: optuna.trial.BaseTrial, config: ExperimentConfig) -> dict[str, dict[str, Any]]:

@@ -58,9 +58,11 @@ def realise(model: nn.Module) -> nn.Module:
     return static_int8(inner, model.calibration, per_channel=plan.per_channel, keep_float=keep)
 
 
-def deploy(model: nn.Module, path: Path, spec: InputSpec | None = None) -> EagerModel:
+def deploy(model: nn.Module, path: Path, example: torch.Tensor | None = None, threads: int = 1,
+           spec: InputSpec | None = None) -> EagerModel:
     """Realise ``model``'s quantization and save its state (with the statistics of ``spec``'s preprocessing, which
-    the deployed model applies to its raw input first)."""
+    the deployed model applies to its raw input first). ``example`` and ``threads``: the runtimes' common signature
+    (an eager model needs no example, and is timed under the caller's threads)."""
     from squeezer.search.runtime.preprocess import taking_raw_input
 
     realised = taking_raw_input(realise(model), spec)
