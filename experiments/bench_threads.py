@@ -26,7 +26,7 @@ import torch
 
 from squeezer.search import hardware
 from squeezer.search.config import parse_config
-from squeezer.search.study import suggest_params
+from squeezer.search.recipe import suggest_params
 from squeezer.search.trial import Given, attempt, prepare
 from squeezer.search.yamlfile import read_yaml
 

@@ -94,7 +94,8 @@ def compress(config: str | Path | Mapping[str, Any] | None = None, *, teacher: n
     same sections, or None for defaults that fit the teacher (the teacher itself compressed, and MLP students).
     ``teacher``, ``train``/``val``/``test``: objects that replace the config's teacher and data. Keyword arguments
     mirror the command line's flags."""
-    from squeezer.search.study import pareto_trials, run_study
+    from squeezer.search.pareto import pareto_trials
+    from squeezer.search.study import run_study
     from squeezer.search.trial import Given
 
     raw, base = _raw(config)

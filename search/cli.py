@@ -103,7 +103,7 @@ def _stored_front(args: argparse.Namespace) -> tuple[Any, list[Any]]:
     from squeezer.search import storage
     from squeezer.search.destinations import check_storage
     from squeezer.search.errors import ConfigError
-    from squeezer.search.study import pareto_trials
+    from squeezer.search.pareto import pareto_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     check_storage(args.storage, must_exist=True)

@@ -1,10 +1,15 @@
-"""The Pareto front: the trials no other feasible trial beats on every objective."""
+"""The Pareto front: the trials no other feasible trial beats on every objective; the metrics and budget
+violations a trial is told with."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from squeezer.search.objectives import Constraint
 
 
 def pareto_mask(values: np.ndarray, directions: Sequence[str], feasible: np.ndarray | None = None) -> np.ndarray:
@@ -32,3 +37,29 @@ def _costs(values: np.ndarray | Sequence[Sequence[float]], directions: Sequence[
     """Rows of objective values turned into costs: maximised ones negated, so smaller is better everywhere."""
     values = np.asarray(values, dtype=float).reshape(len(values), len(directions))
     return values * np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
+
+
+def keep_metrics(trial: optuna.Trial, metrics: Mapping[str, float], constraints: Iterable[Constraint]) -> None:
+    """Store a trial's metrics and its budget violations (Optuna's constraints) on it, before it is told."""
+    trial.set_user_attr("metrics", dict(metrics))
+    for constraint in constraints:
+        trial.set_constraint(str(constraint), constraint.violation(metrics))
+
+
+def feasible(study: optuna.Study) -> list[FrozenTrial]:
+    """The completed trials that keep every budget."""
+    return [t for t in study.get_trials(deepcopy=False, states=[TrialState.COMPLETE]) if keeps_budgets(t)]
+
+
+def keeps_budgets(trial: FrozenTrial) -> bool:
+    return all(v <= 0 for v in trial.constraints.values())
+
+
+def pareto_trials(study: optuna.Study, objectives: Mapping[str, str]) -> list[FrozenTrial]:
+    """The completed, feasible, non-dominated trials of ``study`` under ``objectives`` (name -> direction)."""
+    done = study.get_trials(deepcopy=False, states=[TrialState.COMPLETE])
+    if not done:
+        return []
+    values = np.array([t.values for t in done])
+    mask = pareto_mask(values, list(objectives.values()), np.array([keeps_budgets(t) for t in done]))
+    return [t for t, on in zip(done, mask, strict=True) if on]

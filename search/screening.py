@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial
 from squeezer.search import baselines, quality
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.objectives import CHEAP
+from squeezer.search.recipe import replay_params, suggest_params
 from squeezer.search.trial import Workbench, broken_budgets, cheap_metrics, student
 from squeezer.spaces.optuna import distributions
 
@@ -70,16 +71,12 @@ class Screen:
             keep = {k: v for k, v in parent.items() if self.rng.random() > MUTATE}
         self.draws.enqueue_trial(keep)
         trial = self.draws.ask()
-        from squeezer.search.study import suggest_params  # the study module imports this one
-
         suggest_params(trial, self.config)
         self.draws.tell(trial, state=optuna.trial.TrialState.FAIL)  # only the draw was wanted
         return dict(trial.params)
 
     def measure(self, flat: Mapping[str, Any]) -> dict[str, float] | None:
         """The recipe's cheap metrics; None if it breaks a budget or cannot be built."""
-        from squeezer.search.study import replay_params
-
         params = replay_params(self.config, flat)
         try:
             model, ctx = student(self.bench, params, seed=0)

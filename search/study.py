@@ -15,7 +15,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import optuna
@@ -30,16 +30,14 @@ from squeezer.search.destinations import check_storage, check_tracking_uri
 from squeezer.search.early_stop import ParetoStop, headroom, val_curve
 from squeezer.search.errors import ConfigError
 from squeezer.search.locking import absolute, is_local, store_lock
-from squeezer.search.objectives import Constraint
-from squeezer.search.pareto import pareto_mask
+from squeezer.search.pareto import feasible, keep_metrics, pareto_trials
+from squeezer.search.recipe import flatten, replay_params
 from squeezer.search.runtime import export
 from squeezer.search.runtime.ort import OnnxModel
 from squeezer.search.screening import Screen
 from squeezer.search.storage import exists, open_storage
 from squeezer.search.tracking import TRIAL_TAG, RunId, Tracker, created
-from squeezer.search.trial import CONFIG_FAULT, Given, Outcome, Workbench, baseline, flatten, prepare
-from squeezer.spaces import Space, sample
-from squeezer.spaces.optuna import suggest
+from squeezer.search.trial import CONFIG_FAULT, Given, Outcome, Workbench, baseline, prepare
 
 Print = Callable[[str], None]
 INTERRUPTED = "interrupted"
@@ -200,31 +198,6 @@ def _wait_for(get: Callable[[], Any], timeout: float) -> Any:
 def make_sampler(config: ExperimentConfig, seed: int) -> optuna.samplers.BaseSampler:
     """The configured Optuna sampler (``squeezer.search.samplers``)."""
     return samplers.make(config.search, seed)
-
-
-def suggest_params(trial: optuna.trial.BaseTrial, config: ExperimentConfig) -> dict[str, dict[str, Any]]:
-    """Sample the joint space: the student's architecture and every pipeline step's settings; or, for a trial
-    queued as a baseline (``squeezer.search.baselines``), its recipe."""
-    if baselines.PARAM in trial.user_attrs:
-        return baselines.params(_steps(config), baselines.suggest(trial))
-    return _joint(config, lambda space, prefix: suggest(trial, space, prefix))
-
-
-def replay_params(config: ExperimentConfig, values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The nested params that flat sampled ``values`` (``{'student.width': 64, ...}``) stand for."""
-    if baselines.PARAM in values:
-        return baselines.params(_steps(config), values[baselines.PARAM])
-    return _joint(config, lambda space, prefix: sample(space, lambda name, knob: values[name], prefix))
-
-
-def _steps(config: ExperimentConfig) -> dict[str, Space]:
-    return {step.name: step.space for step in config.pipeline}
-
-
-def _joint(config: ExperimentConfig, pick: Callable[[Space, str], dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    params = {"student": pick(config.student, "student.")}
-    params.update({step.name: pick(step.space, f"{step.name}.") for step in config.pipeline})
-    return params
 
 
 @dataclass
@@ -561,13 +534,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def keep_metrics(trial: optuna.Trial, metrics: Mapping[str, float], constraints: Iterable[Constraint]) -> None:
-    """Store a trial's metrics and its budget violations (Optuna's constraints) on it, before it is told."""
-    trial.set_user_attr("metrics", dict(metrics))
-    for constraint in constraints:
-        trial.set_constraint(str(constraint), constraint.violation(metrics))
-
-
 def finished(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> list[FrozenTrial]:
     """Trials that ran to an outcome: completed, stopped early (pruned), or failed with a reason.
     Interrupted ones are run again. ``trials``: a snapshot already read from ``study``."""
@@ -580,24 +546,4 @@ def _ran_and_failed(trial: FrozenTrial) -> bool:
         INTERRUPTED)
 
 
-def feasible(study: optuna.Study) -> list[FrozenTrial]:
-    """The completed trials that keep every budget."""
-    return [t for t in study.get_trials(deepcopy=False, states=[TrialState.COMPLETE]) if keeps_budgets(t)]
-
-
-def keeps_budgets(trial: FrozenTrial) -> bool:
-    return all(v <= 0 for v in trial.constraints.values())
-
-
-def pareto_trials(study: optuna.Study, objectives: Mapping[str, str]) -> list[FrozenTrial]:
-    """The completed, feasible, non-dominated trials of ``study`` under ``objectives`` (name -> direction)."""
-    done = study.get_trials(deepcopy=False, states=[TrialState.COMPLETE])
-    if not done:
-        return []
-    values = np.array([t.values for t in done])
-    mask = pareto_mask(values, list(objectives.values()), np.array([keeps_budgets(t) for t in done]))
-    return [t for t, on in zip(done, mask, strict=True) if on]
-
-
-__all__ = ["DEFAULT_STORAGE", "Session", "StudyResult", "finished", "make_sampler", "open_study", "pareto_trials",
-           "replay_params", "run_study", "suggest_params"]
+__all__ = ["DEFAULT_STORAGE", "Session", "StudyResult", "finished", "make_sampler", "open_study", "run_study"]

@@ -359,8 +359,3 @@ def attempt(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: int
     except Exception as err:  # noqa: BLE001 - any failure of one trial is recorded, and the study goes on
         error = f"{type(err).__name__}: {err}\n{traceback.format_exc()}"
         return Outcome(None, error, curves, time.monotonic() - started)
-
-
-def flatten(params: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """``{'prune': {'ratio': 0.3}}`` -> ``{'prune.ratio': 0.3}``: the names MLflow and the tables show."""
-    return {f"{section}.{key}": value for section, values in params.items() for key, value in values.items()}

@@ -14,7 +14,7 @@ from squeezer.search.config import parse_config
 from squeezer.search.early_stop import MIN_CURVES, ParetoStop, headroom, val_curve
 from squeezer.search.errors import ConfigError
 from squeezer.search.screening import WARMUP
-from squeezer.search.study import replay_params
+from squeezer.search.recipe import replay_params
 from squeezer.search.trial import StoppedEarly, attempt, prepare
 
 from conftest import digits_config, write_config

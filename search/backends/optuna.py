@@ -16,8 +16,9 @@ import torch
 
 from squeezer.compressors.progress import Bar
 from squeezer.search import hardware
-from squeezer.search.study import INTERRUPTED, Session, suggest_params
-from squeezer.search.trial import attempt, flatten
+from squeezer.search.recipe import flatten, suggest_params
+from squeezer.search.study import INTERRUPTED, Session
+from squeezer.search.trial import attempt
 
 POLL_S = 0.5
 

@@ -27,10 +27,12 @@ from ray.tune.search.optuna import OptunaSearch
 from squeezer.search.config import ExperimentConfig, SearchSettings
 from squeezer.search.errors import ConfigError
 from squeezer.search.objectives import METRICS
-from squeezer.search.study import INTERRUPTED, Session, keep_metrics, make_sampler, replay_params, suggest_params
+from squeezer.search.pareto import keep_metrics
+from squeezer.search.recipe import flatten, replay_params, suggest_params
+from squeezer.search.study import INTERRUPTED, Session, make_sampler
 from squeezer.search.tracking import RunId
 from squeezer.search.models import user
-from squeezer.search.trial import Outcome, Workbench, attempt, flatten
+from squeezer.search.trial import Outcome, Workbench, attempt
 
 NUMBER = "squeezer.trial"     # the Optuna trial number, put into each Tune trial's config
 SEED = "squeezer.seed"        # the study seed; a trial's seed is this plus its number, as in the Optuna backend
