@@ -7,15 +7,12 @@ after a crash, and finishes with the front. Backends only decide how trials are 
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
-import threading
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import optuna
@@ -23,7 +20,7 @@ from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from squeezer.search import baselines, jobs, quality, report, review, samplers
+from squeezer.search import baselines, jobs, liveness, quality, report, review, samplers
 from squeezer.search.config import MAX_SEED, ExperimentConfig
 from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from squeezer.search.destinations import check_storage, check_tracking_uri
@@ -42,9 +39,6 @@ from squeezer.search.trial import CONFIG_FAULT, Given, Outcome, Workbench, basel
 Print = Callable[[str], None]
 INTERRUPTED = "interrupted"
 STOPPED = f"{INTERRUPTED}: the study process stopped"
-OWNER = "owner"  # user attribute: "host:pid" of the process running the trial
-HEARTBEAT = "heartbeat"  # user attribute: when the owner last said the trial is still running (epoch seconds)
-HEARTBEAT_S, SILENCE_S = 30.0, 120.0  # another machine's trial that has been silent this long is stale
 PARENT_WAIT_S = 60.0
 FIRST_FAILURES = 3  # trials that all failed for one configuration reason, none completed: the config is at fault
 
@@ -213,7 +207,7 @@ class Session:
     out: Print
     storage: BaseStorage | None = None  # the study's storage, as opened (Ray's searcher writes to it too)
     teacher: dict[str, float] = field(default_factory=dict)
-    me: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    me: str = field(default_factory=liveness.me)
     screen: Screen | None = None
 
     @property
@@ -247,32 +241,11 @@ class Session:
     def running_elsewhere(self, trials: list[FrozenTrial] | None = None) -> list[FrozenTrial]:
         """Trials that another live process is running right now (from ``trials``, else read from the storage)."""
         trials = self.study.get_trials(deepcopy=False) if trials is None else trials
-        return [t for t in trials if t.state == TrialState.RUNNING and not self._stale(t)]
-
-    def claim(self, trial: optuna.Trial) -> None:
-        trial.set_user_attr(OWNER, self.me)
-        trial.set_user_attr(HEARTBEAT, time.time())
-
-    @contextmanager
-    def heartbeat(self, trial: optuna.Trial) -> Iterator[None]:
-        """While the trial runs, say so every ``HEARTBEAT_S``: other machines cannot see whether we are alive."""
-        stop = threading.Event()
-
-        def beat() -> None:
-            while not stop.wait(HEARTBEAT_S):
-                trial.set_user_attr(HEARTBEAT, time.time())
-
-        thread = threading.Thread(target=beat, name="squeezer-heartbeat", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
+        return [t for t in trials if t.state == TrialState.RUNNING and not liveness.stale(t)]
 
     def close_stale_trials(self) -> int:
         """Fail the trials whose process died; they are run again as new trials."""
-        stale = [t for t in self.study.get_trials(deepcopy=False, states=[TrialState.RUNNING]) if self._stale(t)]
+        stale = [t for t in self.study.get_trials(deepcopy=False, states=[TrialState.RUNNING]) if liveness.stale(t)]
         for t in stale:  # counted as interrupted, not as a trial that ran and failed
             self.fail(t.number, STOPPED)
         if stale:
@@ -296,7 +269,7 @@ class Session:
         fixed = 0
         for run in (r for r in runs if r.info.status == "RUNNING"):
             trial = trials.get(int(run.data.tags[TRIAL_TAG]))
-            if trial is not None and trial.state == TrialState.RUNNING and not self._stale(trial):
+            if trial is not None and trial.state == TrialState.RUNNING and not liveness.stale(trial):
                 continue  # another live process is running it
             fixed += 1
             if trial is None or not self._end_as_stored(run.info.run_id, trial):
@@ -512,26 +485,6 @@ class Session:
                 self.tracker.log_metrics(run_id, {"test_accuracy": tested[trial.number]})
         self.study.set_user_attr("test_accuracy", {str(k): v for k, v in tested.items()})
         return tested
-
-    def _stale(self, trial: FrozenTrial) -> bool:
-        """Whether a RUNNING trial's process is gone: on this host its pid tells at once; another host's trial is
-        stale once its heartbeat has been silent for ``SILENCE_S``."""
-        host, _, pid = str(trial.user_attrs.get(OWNER, "")).rpartition(":")
-        if not host:
-            return True  # never claimed: its process died between ask and claim (or Tune asked for it)
-        if host != socket.gethostname():
-            return time.time() - float(trial.user_attrs.get(HEARTBEAT, 0)) > SILENCE_S
-        return int(pid) == os.getpid() or not _alive(int(pid))  # our own pid before we ran anything: a past life
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def finished(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> list[FrozenTrial]:

@@ -15,7 +15,7 @@ import optuna
 import torch
 
 from squeezer.compressors.progress import Bar
-from squeezer.search import hardware
+from squeezer.search import hardware, liveness
 from squeezer.search.recipe import flatten, suggest_params
 from squeezer.search.study import INTERRUPTED, Session
 from squeezer.search.trial import attempt
@@ -51,7 +51,7 @@ def _run(session: Session, target: int, bar: Bar) -> None:
             continue
         session.propose()
         trial = session.study.ask()
-        session.claim(trial)
+        liveness.claim(trial, session.me)
         rank = _rank(session, trial.number)
         if rank >= target:  # another process asked at the same moment and took the last place
             trial.set_user_attr("fail_reason", f"{INTERRUPTED}: the target was reached by another process")
@@ -68,7 +68,7 @@ def one_trial(session: Session, trial: optuna.Trial, position: str) -> None:
     with tempfile.TemporaryDirectory(prefix="squeezer-") as workdir, \
             Bar(f"trial {trial.number}", unit="epochs", position=1) as bar:
         try:
-            with session.heartbeat(trial):
+            with liveness.heartbeat(trial):
                 outcome = attempt(session.bench, params, session.seed + trial.number, Path(workdir),
                                   report=lambda step, metrics: bar.update(1, note=epoch_note(step, metrics)),
                                   watch=rule.watch if rule else None)
