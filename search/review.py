@@ -16,6 +16,8 @@ import uuid
 from typing import Mapping
 from urllib.parse import quote
 
+from squeezer.search.tracking import STUDY_TAG
+
 VIEW_TAG = "mlflow.sharedViewState."
 # the UI's "Model training" side (runs, models) rather than its GenAI side; kept per browser once opened
 LAYOUT = "workflowType=machine_learning"
@@ -26,9 +28,14 @@ def view_key(study: str) -> str:
     return "squeezer-" + re.sub(r"[^A-Za-z0-9_-]+", "-", study).strip("-")[:200]
 
 
+def view_tag(study: str) -> str:
+    """The experiment tag holding ``study``'s view."""
+    return VIEW_TAG + view_key(study)
+
+
 def study_filter(study: str) -> str:
     """The study's Pareto members and its teacher (tagged ``pareto: reference``)."""
-    return f'tags.pareto != "false" and tags.`squeezer.study` = "{study}"'
+    return f'tags.pareto != "false" and tags.`{STUDY_TAG}` = "{study}"'
 
 
 RUN_NAME = "attributes.`Run Name`"
@@ -50,7 +57,7 @@ def view_state(study: str, objectives: Mapping[str, str]) -> str:
     metrics = ["accuracy", "test_accuracy", *others]
     columns = [*(_column("metrics", m) for m in metrics), _column("tags", "recommended")]
     return json.dumps({
-        "squeezer.study": study,  # for `squeezer ui`'s links; the UI restores only the fields it knows
+        STUDY_TAG: study,  # for `squeezer ui`'s links; the UI restores only the fields it knows
         "searchFilter": study_filter(study),
         "orderByKey": _column("metrics", "accuracy"),
         "orderByAsc": False,
@@ -82,7 +89,7 @@ def experiment_links(tracking_uri: str, url: str) -> list[str]:
         lines.append(f"  {experiment.name}: {url}/#/experiments/{experiment.experiment_id}/runs?{LAYOUT}")
         for key in sorted(experiment.tags):
             if key.startswith(VIEW_TAG + "squeezer-"):
-                study = json.loads(experiment.tags[key])["squeezer.study"]
+                study = json.loads(experiment.tags[key])[STUDY_TAG]
                 table, charts = view_links(url, experiment.experiment_id, study)
                 lines += [f"    study {study}, Pareto front: {table}", f"      as charts: {charts}"]
     return lines

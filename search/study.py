@@ -176,7 +176,7 @@ def _parent_run(tracker: Tracker, name: str, config: ExperimentConfig, created: 
     run_id = None if created else _wait_for(lambda: tracker.find_study_run(name), wait)
     if run_id is None:
         run_id = tracker.create_study_run(name, config.raw)
-    tracker.share_view(review.view_key(name), review.view_state(name, config.objectives))
+    tracker.tag_experiment(review.view_tag(name), review.view_state(name, config.objectives))
     tracker.reopen(run_id)
     return run_id
 
@@ -404,7 +404,8 @@ class Session:
         """Re-evaluate the front on the test split, recommend a member (``quality.recommend``), tag trial runs with
         their Pareto membership, attach the table and plot, print the table and counts."""
         front = pareto_trials(self.study, self.config.objectives)
-        tested = self.test_front(front)
+        runs = self.tracker.finished_runs(self.name)  # read once: the test split's re-evaluation, the model, links
+        tested = self.test_front(front, runs)
         samples = len(self.bench.splits.val_y)
         chosen, why = quality.recommend([t.user_attrs["metrics"] for t in front], self.config.objectives,
                                         self.teacher, samples, self.config.search.min_accuracy_share)
@@ -413,15 +414,13 @@ class Session:
         completed = [t for t in trials if t.state == TrialState.COMPLETE]
         every_name = {t.number: self.run_name(t) for t in completed}
         names = {t.number: every_name[t.number] for t in front}
-        run_ids = {r.data.tags[TRIAL_TAG]: r.info.run_id for r in self.tracker.trial_runs(self.name)
-                   if r.info.status == "FINISHED"}
         # per study, keyed by trial number: Optuna keeps a finished trial's attributes as they were when it ended
         for key, value in (("recommended", recommended), ("recommended_because", why),
                            ("validation_samples", samples), ("run_names", {str(k): v for k, v in names.items()}),
-                           ("mlflow_run_ids", run_ids)):
+                           ("mlflow_run_ids", {str(k): v for k, v in runs.items()})):
             self.study.set_user_attr(key, value)  # what `squeezer pareto` prints again
         if recommended is not None:
-            self.log_recommended(recommended)
+            self.log_recommended(recommended, runs.get(recommended))
         failed = [t for t in trials if t.state == TrialState.FAIL and _ran_and_failed(t)]
         interrupted = [t for t in trials if t.state == TrialState.FAIL and not _ran_and_failed(t)]
         stopped = [t for t in trials if t.state == TrialState.PRUNED]
@@ -436,9 +435,10 @@ class Session:
         self.log_hypervolume()  # at its step, like every trial's: a step-0 summary point would break its history
         page = report.front_html(completed, front, every_name, self.teacher, recommended)
         records = report.front_records(front, self.teacher, tested, recommended, names, samples)
+        links = {number: self.tracker.run_link(run_id) for number, run_id in runs.items()}
         description = (f"**Pareto front of study {self.name}** ({len(front)} of {len(completed)} completed trials; "
                        f"± the standard error of the validation accuracy on {samples} samples)\n\n"
-                       f"{report.front_markdown(records, self.teacher, self.tracker.run_links(self.name))}\n\n"
+                       f"{report.front_markdown(records, self.teacher, links)}\n\n"
                        f"**Recommended**: {why or 'none'}")
         self.tracker.finish_study(self.parent, self.name, {t.number for t in front},
                                   report.front_csv(front, self.teacher, tested), figures, summary, recommended, page,
@@ -451,10 +451,9 @@ class Session:
         self.out(report.front_table(front, self.teacher, tested, recommended, names, why, samples))
         return front
 
-    def log_recommended(self, number: int) -> None:
-        """The recommended trial's deployed ONNX file as an MLflow model of its run, named by the study's run: its
-        recipe as params, three raw validation samples as its input example."""
-        run = self.tracker.run_of_trial(self.name, number)
+    def log_recommended(self, number: int, run: str | None) -> None:
+        """The recommended trial's deployed ONNX file as an MLflow model of its ``run``, named by the study's run:
+        its recipe as params, three raw validation samples as its input example."""
         with tempfile.TemporaryDirectory(prefix="squeezer-model-") as tmp:
             folder = self.tracker.artifacts(run, Path(tmp))
             if folder is None or not (folder / "model.onnx").is_file():
@@ -466,16 +465,17 @@ class Session:
                                         example.numpy(), outputs, params,
                                         {"squeezer.study": self.name, "squeezer.trial": number})
 
-    def test_front(self, front: list[FrozenTrial]) -> dict[int, float]:
+    def test_front(self, front: list[FrozenTrial], runs: Mapping[int, str]) -> dict[int, float]:
         """Each Pareto member's accuracy on the test split (never seen by the search), from its deployed artifact in
-        MLflow; logged on its run as ``test_accuracy`` and kept in the study for ``squeezer pareto``."""
+        its MLflow run (``runs``, by trial number); logged there as ``test_accuracy`` and kept in the study for
+        ``squeezer pareto``."""
         tested = {int(k): v for k, v in self.study.user_attrs.get("test_accuracy", {}).items()}
         s = self.bench.splits
         with tempfile.TemporaryDirectory(prefix="squeezer-test-") as tmp:
             for trial in front:
                 if trial.number in tested:
                     continue
-                run_id = self.tracker.run_of_trial(self.name, trial.number)
+                run_id = runs.get(trial.number)
                 folder = self.tracker.artifacts(run_id, Path(tmp) / str(trial.number))
                 if run_id is None or folder is None:  # a run rebuilt after a crash has no artifacts
                     continue

@@ -23,7 +23,6 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from squeezer.search.locking import create_once, local_path, store_lock
-from squeezer.search.review import VIEW_TAG
 
 STUDY_TAG = "squeezer.study"
 ROLE_TAG = "squeezer.role"
@@ -130,9 +129,9 @@ class Tracker:
         self.end(run.info.run_id, "FINISHED")
         return run.info.run_id
 
-    def share_view(self, key: str, state: str) -> None:
-        """An experiment-wide runs-page view the MLflow UI restores from ``?viewStateShareKey=<key>``."""
-        self.client.set_experiment_tag(self.experiment_id, VIEW_TAG + key, state)
+    def tag_experiment(self, key: str, value: str) -> None:
+        """A tag of the study's experiment (e.g. the review view the MLflow UI restores: ``review.view_tag``)."""
+        self.client.set_experiment_tag(self.experiment_id, key, value)
 
     def reopen(self, run_id: str) -> None:
         self.client.update_run(run_id, status="RUNNING")
@@ -183,14 +182,6 @@ class Tracker:
         self.client.set_tag(parent, "squeezer.recommended_model", info.model_uri)
         return info.model_uri
 
-    def run_of_trial(self, study: str, number: int) -> str | None:
-        """The finished run of trial ``number`` (an interrupted attempt may have left a KILLED one beside it)."""
-        self.flush()
-        query = (f"tags.`{STUDY_TAG}` = '{study}' and tags.`{ROLE_TAG}` = 'trial' and "
-                 f"tags.`{TRIAL_TAG}` = '{number}' and status = 'FINISHED'")
-        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1)
-        return runs[0].info.run_id if runs else None
-
     def reopen_trial_run(self, study: str, number: int) -> str | None:
         """Trial ``number``'s unfinished run (KILLED when a stopped process left it), RUNNING again: a trial that
         runs again under its own number (Ray Tune restores it) keeps one run. None if it has none."""
@@ -234,7 +225,7 @@ class Tracker:
 
     def end(self, run_id: RunId, status: str, reason: str = "") -> None:
         """Close a run: FINISHED, FAILED or KILLED (queued); a KILLED run keeps its ``reason`` as a tag."""
-        if status == "KILLED":
+        if status == "KILLED" and reason:
             self.set_tag(run_id, ERROR_TAG, reason)
         self._defer(lambda: self.client.set_terminated(resolve(run_id), status=status))
 
@@ -258,10 +249,18 @@ class Tracker:
     def kill(self, run_id: RunId, reason: str) -> None:
         self.end(run_id, RunStatus.to_string(RunStatus.KILLED), reason)
 
-    def run_links(self, study: str) -> dict[int, str]:
-        """Each finished trial run's address in the MLflow UI, relative to it (``#/experiments/E/runs/R``)."""
-        return {int(r.data.tags[TRIAL_TAG]): f"#/experiments/{self.experiment_id}/runs/{r.info.run_id}"
-                for r in self.trial_runs(study) if r.info.status == "FINISHED"}
+    def finished_runs(self, study: str, runs: list[Any] | None = None) -> dict[int, str]:
+        """Each trial's FINISHED run by trial number (the newest, should an interrupted attempt have left another
+        beside it), from ``runs`` when already read (``trial_runs``)."""
+        found: dict[int, str] = {}
+        for r in self.trial_runs(study) if runs is None else runs:  # newest first
+            if r.info.status == "FINISHED":
+                found.setdefault(int(r.data.tags[TRIAL_TAG]), r.info.run_id)
+        return found
+
+    def run_link(self, run_id: str) -> str:
+        """A run's address in the MLflow UI, relative to it (``#/experiments/E/runs/R``)."""
+        return f"#/experiments/{self.experiment_id}/runs/{run_id}"
 
     def finish_study(self, parent: str, study: str, members: set[int], table_csv: str, figures: Mapping[str, Any],
                      summary: Mapping[str, float], recommended: int | None = None, page: str | None = None,
@@ -272,11 +271,12 @@ class Tracker:
         ``members`` are the trial numbers on the front; only a FINISHED run can be one (a trial that was interrupted
         and run again keeps its KILLED run beside the finished one).
         """
+        runs = self.trial_runs(study)
         pareto_runs = {r.info.run_id: r.info.status == "FINISHED" and int(r.data.tags[TRIAL_TAG]) in members
-                       for r in self.trial_runs(study)}
+                       for r in runs}
         for run_id, on_front in pareto_runs.items():
             self.client.set_tag(run_id, "pareto", "true" if on_front else "false")
-        recommended_run = None if recommended is None else self.run_of_trial(study, recommended)
+        recommended_run = None if recommended is None else self.finished_runs(study, runs).get(recommended)
         if recommended_run is not None:
             self.client.set_tag(recommended_run, "recommended", "true")
             self.client.set_tag(parent, "squeezer.recommended", str(recommended))
