@@ -28,9 +28,9 @@ def run(session: Session, target: int) -> None:
     settings = session.config
     torch.set_num_threads(hardware.threads(settings.training.threads, settings.search.jobs))
     session.close_stale_trials()
-    session.out(f"study {session.name!r}: {len(session.finished())}/{target} trials done; "
-                f"objectives {session.config.objectives}")
-    with Bar("study", total=target, unit="trials", initial=len(session.finished()), position=0) as bar:
+    done = len(session.finished())
+    session.out(f"study {session.name!r}: {done}/{target} trials done; objectives {session.config.objectives}")
+    with Bar("study", total=target, unit="trials", initial=done, position=0) as bar:
         _run(session, target, bar)
 
 
@@ -46,7 +46,7 @@ def _run(session: Session, target: int, bar: Bar) -> None:
         if timeout and time.monotonic() - started > timeout:
             session.out(f"timeout of {timeout}s reached")
             return
-        if done + len(session.running_elsewhere(trials)) >= target:
+        if done + elsewhere >= target:
             time.sleep(POLL_S)  # the other processes' trials will reach the target, or fail and leave room
             continue
         session.propose()
