@@ -20,29 +20,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import statistics
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from scipy.stats import kendalltau
 
 from squeezer.search.config import load_config
-from squeezer.search.metrics import Reference, deployed_for_timing, latency_ms, paired_ms, ratio
+from squeezer.search.metrics import deployed_for_timing, timed_ms
 from squeezer.search.models import build
 from squeezer.search.trial import Given, prepare
 
+from neighbours import busy  # experiments/neighbours.py, beside this script
+
 EXPERIMENT = Path(__file__).with_name("digits.yaml")
-
-
-def spin(stop: Any) -> None:
-    torch.set_num_threads(1)
-    a = torch.randn(256, 256)
-    while not stop.is_set():
-        a = torch.tanh(a @ a)
 
 
 def widths(count: int, low: int, high: int) -> list[int]:
@@ -66,8 +58,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     teacher, timed = deployed_for_timing(bench.teacher, s.val_raw, settings, work / "teacher", s.pad_id, s.spec)
     one = timed[:1]
-    base = statistics.median(latency_ms(teacher, one, settings))  # the teacher when the study starts
-    reference = Reference(teacher, base, base)
+    base = timed_ms(teacher, one, settings)[1]  # the teacher when the study starts
     students = {}
     for width in widths(args.students, *args.widths):
         torch.manual_seed(0)
@@ -75,25 +66,12 @@ def main() -> None:
         students[width] = deployed_for_timing(model, s.val_raw, settings, work / f"w{width}", s.pad_id, s.spec)[0]
 
     readings: dict[str, dict[int, list[float]]] = {"old": {w: [] for w in students}, "new": {w: [] for w in students}}
-    context = multiprocessing.get_context("spawn")
     for number, load in enumerate((0, args.load)):
-        stop = context.Event()
-        neighbours = [context.Process(target=spin, args=(stop,)) for _ in range(load)]
-        for n in neighbours:
-            n.start()
-        time.sleep(1.0 if load else 0.0)
-        try:
+        with busy(load):
             for i, (width, deployed) in enumerate(students.items()):
                 for method in (("old", "new") if (i + number) % 2 == 0 else ("new", "old")):
-                    if method == "old":
-                        value = statistics.median(latency_ms(deployed, one, settings))
-                    else:
-                        value = ratio(*paired_ms(deployed, reference.model, one, settings)) * reference.single_ms
-                    readings[method][width].append(value)
-        finally:
-            stop.set()
-            for n in neighbours:
-                n.join()
+                    against = (teacher, base) if method == "new" else None  # old: the plain median
+                    readings[method][width].append(timed_ms(deployed, one, settings, against)[1])
         print(f"pass {number + 1} done ({load} busy neighbours)", flush=True)
 
     rows = []

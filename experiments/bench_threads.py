@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +28,13 @@ from squeezer.search.recipe import suggest_params
 from squeezer.search.trial import Given, attempt, prepare
 from squeezer.search.yamlfile import read_yaml
 
+from neighbours import busy  # experiments/neighbours.py, beside this script
+
 EXPERIMENT = Path(__file__).with_name("fashion_mnist.yaml")
 RECIPE = {"student": {"family": "cnn", "depth": 2, "channels": 8, "kernel": 3, "hidden": 32},
           "distill": {"temperature": 4.0, "soft_weight": 0.7, "hard_weight": 0.3, "epochs": 2, "lr": 0.002},
           "prune": {"ratio": 0.3, "structured": True, "finetune_epochs": 1},
           "quantize": {"bits": 8}}
-
-
-def spin(stop: Any) -> None:
-    """A CPU-heavy neighbour: matrix products, single-threaded, until told to stop."""
-    torch.set_num_threads(1)
-    a = torch.randn(256, 256)
-    while not stop.is_set():
-        a = torch.tanh(a @ a)
 
 
 def timed_trial(bench: Any, params: dict[str, Any], threads: int) -> float:
@@ -73,20 +65,10 @@ def main() -> None:
     cores = hardware.cores()
     setups = [(load, threads) for load in (False, True) for threads in sorted({1, cores})]
     times: dict[tuple[bool, int], list[float]] = {setup: [] for setup in setups}
-    context = multiprocessing.get_context("spawn")
     for round_ in range(args.repeats):
         for load, threads in setups:
-            stop = context.Event()
-            neighbours = [context.Process(target=spin, args=(stop,)) for _ in range(args.load if load else 0)]
-            for n in neighbours:
-                n.start()
-            time.sleep(1.0 if load else 0.0)  # the neighbours are busy before the trial starts
-            try:
+            with busy(args.load if load else 0):
                 seconds = timed_trial(bench, params, threads)
-            finally:
-                stop.set()
-                for n in neighbours:
-                    n.join()
             times[(load, threads)].append(seconds)
             print(f"round {round_ + 1}: {'loaded' if load else 'idle'}, {threads} thread(s): {seconds:.1f} s",
                   flush=True)

@@ -44,14 +44,8 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: Measur
     deployed already (``deployed_for_timing``), then ``workdir`` is not written."""
     deployed, timed = deployed or deployed_for_timing(model, x, settings, workdir, pad_id, spec)
     predicted = deployed.predict(x).argmax(1)
-    if reference is None:
-        single, batch = latency_ms(deployed, timed[:1], settings), latency_ms(deployed, timed, settings)
-        single_ms, batch_ms = statistics.median(single), statistics.median(batch)
-    else:
-        single, against = paired_ms(deployed, reference.model, timed[:1], settings)
-        single_ms = ratio(single, against) * reference.single_ms
-        batch, against = paired_ms(deployed, reference.model, timed, settings)
-        batch_ms = ratio(batch, against) * reference.batch_ms
+    single, single_ms = timed_ms(deployed, timed[:1], settings, reference and (reference.model, reference.single_ms))
+    batch, batch_ms = timed_ms(deployed, timed, settings, reference and (reference.model, reference.batch_ms))
     return {
         "accuracy": (predicted == y).float().mean().item(),
         "f1_macro": float(f1_score(y.numpy(), predicted.numpy(), average="macro")),
@@ -92,6 +86,18 @@ def latency_ms(model: Deployed, x: torch.Tensor, settings: MeasureSettings) -> l
         for _ in range(settings.warmup):
             model(x)
         return [_timed(model, x) for _ in range(settings.repeats)]
+
+
+def timed_ms(model: Deployed, x: torch.Tensor, settings: MeasureSettings,
+             against: tuple[Deployed, float] | None = None) -> tuple[list[float], float]:
+    """The milliseconds of ``settings.repeats`` runs of ``model`` on ``x``, and its latency: their median; or,
+    ``against`` a reference model and its latency, timed alternately with it, the median ratio times that latency."""
+    if against is None:
+        times = latency_ms(model, x, settings)
+        return times, statistics.median(times)
+    reference, reference_ms = against
+    times, theirs = paired_ms(model, reference, x, settings)
+    return times, ratio(times, theirs) * reference_ms
 
 
 def paired_ms(model: Deployed, reference: Deployed, x: torch.Tensor,
