@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 import torch
 from torch import nn
 
+from squeezer.compressors.device import Device
+
 if TYPE_CHECKING:
     from squeezer.compressors.distill.teachers import TeacherOutputs
 
@@ -57,7 +59,8 @@ class CompressorConfig:
 
 @dataclass
 class TrialContext:
-    """What a compressor may use: the teacher, the data, the seed and a hook to report progress."""
+    """What a compressor may use: the teacher, the data, the seed, the device it trains on and a hook to report
+    progress. The teacher is on that device; the data is there when it fits (else batches are copied over)."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -69,11 +72,21 @@ class TrialContext:
     batch_size: int = 128
     report: Report = field(default=lambda step, metrics: None)
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None  # train-time augmentation of an input batch
+    device: Device = field(default_factory=Device)
+
+    def rows(self, idx: torch.Tensor) -> torch.Tensor:
+        """The training inputs at ``idx`` as they are, on the training device."""
+        return self.device.put(self.train_x[idx])
 
     def inputs(self, idx: torch.Tensor) -> torch.Tensor:
-        """The training inputs at ``idx``, augmented when the study augments (a training batch)."""
-        x = self.train_x[idx]
+        """The training inputs at ``idx`` on the training device, augmented when the study augments (a training
+        batch)."""
+        x = self.rows(idx)
         return x if self.augment is None else self.augment(x)
+
+    def labels(self, idx: torch.Tensor) -> torch.Tensor:
+        """The training labels at ``idx``, on the training device."""
+        return self.device.put(self.train_y[idx])
 
     def generator(self, salt: int = 0) -> torch.Generator:
         """A generator seeded from the trial seed, so a stage repeats exactly under the same seed."""

@@ -67,7 +67,7 @@ class Prune(Compressor):
         return f"prune {100 * self.config.ratio:.0f} %{kind}" if self.config.ratio > 0 else ""
 
     def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
-        model = copy.deepcopy(model).eval()
+        model = copy.deepcopy(model).eval().to(ctx.device.where)
         cfg = self.config
         if cfg.keep_layers is not None:
             model = drop_layers(model, cfg.keep_layers)
@@ -96,7 +96,7 @@ class Prune(Compressor):
             if cfg.structured and is_transformer(model):
                 return prune_heads_and_ffn(model, ratio, scores=scores, scope=cfg.scope)
             if cfg.structured:
-                return prune_structured(model, ratio, ctx.train_x[:1], scores=scores, scope=cfg.scope)
+                return prune_structured(model, ratio, ctx.rows(torch.arange(1)), scores=scores, scope=cfg.scope)
             # the masks hold pruned weights at zero through fine-tuning; `apply` bakes them in at the end
             return mask_unstructured(model, ratio, scores=scores, scope=cfg.scope)
         finally:
@@ -121,12 +121,12 @@ def taylor_scores(model: nn.Module, ctx: TrialContext) -> Scores:
     stay on the parameters until the pruning step has read them."""
     model.zero_grad(set_to_none=True)
     idx = torch.randperm(len(ctx.train_x), generator=ctx.generator(salt=7))[:TAYLOR_SAMPLES]
-    logits = model.train()(ctx.train_x[idx])
+    logits = model.train()(ctx.rows(idx))
     if ctx.teachers is not None:
-        target = F.softmax(ctx.teachers.logits()[idx], 1)
+        target = F.softmax(ctx.device.put(ctx.teachers.logits()[idx]), 1)
         loss = F.cross_entropy(logits, target)
     else:
-        loss = F.cross_entropy(logits, ctx.train_y[idx])
+        loss = F.cross_entropy(logits, ctx.labels(idx))
     loss.backward()
     model.eval()
     return {p: (p.detach() * p.grad).abs() for p in model.parameters() if p.grad is not None}

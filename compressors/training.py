@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from squeezer.compressors.base import TrialContext, check
+from squeezer.compressors.device import device_of
 
 #: ``loss(indices) -> scalar``: the training loss on the batch of training samples at ``indices``.
 BatchLoss = Callable[[torch.Tensor], torch.Tensor]
@@ -60,12 +61,18 @@ def fit(model: nn.Module, ctx: TrialContext, loss_fn: BatchLoss, optim: Optim, *
         extra: Iterable[nn.Parameter] = (), indices: torch.Tensor | None = None,
         before_epoch: EpochHook | None = None, after_epoch: EpochHook | None = None,
         after_step: Callable[[], None] | None = None) -> nn.Module:
-    """Train ``model`` (and the ``extra`` parameters) in place over ``ctx``'s training split, or its ``indices``.
+    """Train ``model`` (and the ``extra`` parameters) in place over ``ctx``'s training split, or its ``indices``, on
+    ``ctx.device`` (where the model is moved, and stays) in its precision.
 
     Reports each epoch's mean loss, validation accuracy and learning rate, plus what the hooks return.
     """
+    device = ctx.device
+    model.to(device.where)
     params = [*model.parameters(), *extra]
+    for p in params:  # parameters of the caller's own modules (projections, a peer) train where the model does
+        p.data = device.put(p.data)
     optimizer = torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    scaler = device.scaler()
     indices = torch.arange(len(ctx.train_x)) if indices is None else indices
     batches = math.ceil(len(indices) / ctx.batch_size)
     steps_per_epoch = math.ceil(batches / optim.accumulate)
@@ -75,21 +82,24 @@ def fit(model: nn.Module, ctx: TrialContext, loss_fn: BatchLoss, optim: Optim, *
         extra_metrics = dict(before_epoch(epoch)) if before_epoch else {}
         lr = optimizer.param_groups[0]["lr"]
         model.train()
-        total, count = 0.0, 0
+        total, count = torch.zeros((), dtype=torch.float64, device=device.where), 0  # on the device: no sync per batch
         for i, idx in enumerate(indices[torch.randperm(len(indices), generator=generator)].split(ctx.batch_size)):
-            loss = loss_fn(idx)
-            (loss / optim.accumulate).backward()
+            with device.autocast():
+                loss = loss_fn(idx)
+            scaler.scale(loss.float() / optim.accumulate).backward()
             if (i + 1) % optim.accumulate == 0 or i + 1 == batches:
-                optimizer.step()
+                scaler.step(optimizer)
+                scaler.update()
                 optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
                 if after_step:
                     after_step()
-            total, count = total + loss.item() * len(idx), count + len(idx)
-        if not math.isfinite(total):
-            raise DivergedError(f"{stage}: training loss became {total / count} in epoch {epoch + 1}; try a lower lr")
+            total, count = total + loss.detach().double() * len(idx), count + len(idx)
+        mean = total.item() / count
+        if not math.isfinite(mean):
+            raise DivergedError(f"{stage}: training loss became {mean} in epoch {epoch + 1}; try a lower lr")
         extra_metrics.update(after_epoch(epoch) if after_epoch else {})
-        ctx.report(epoch, {f"{stage}.loss": total / count, f"{stage}.lr": lr,
+        ctx.report(epoch, {f"{stage}.loss": mean, f"{stage}.lr": lr,
                            f"{stage}.val_accuracy": accuracy(model, ctx.val_x, ctx.val_y), **extra_metrics})
     return model.eval()
 
@@ -103,7 +113,7 @@ def finetune(model: nn.Module, ctx: TrialContext, epochs: int, lr: float, *, sta
 
 def hard_labels(model: nn.Module, ctx: TrialContext) -> BatchLoss:
     """The plain supervised loss: cross-entropy of ``model`` with the labels of the batch."""
-    return lambda idx: F.cross_entropy(model(ctx.inputs(idx)), ctx.train_y[idx])
+    return lambda idx: F.cross_entropy(model(ctx.inputs(idx)), ctx.labels(idx))
 
 
 #: Values (samples x values per sample) in one inference batch: large images go in smaller batches, so that their
@@ -119,16 +129,17 @@ def inference_batch(x: torch.Tensor, most: int = 1024, values: int = BATCH_VALUE
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = None,
             step: Callable[[int], Any] | None = None) -> torch.Tensor:
-    """Logits of ``model`` on ``x`` in eval mode, batched (``step(rows)`` after each batch). Token rows of a model
-    with a ``pad_id`` go in order of length, so each batch carries little padding (the logits come back in the
-    original order)."""
+    """Logits of ``model`` on ``x`` in eval mode, batched (``step(rows)`` after each batch), run where the model is
+    and returned where ``x`` is. Token rows of a model with a ``pad_id`` go in order of length, so each batch carries
+    little padding (the logits come back in the original order)."""
     model.eval()
+    where = device_of(model)
     batch_size = batch_size or inference_batch(x)
     pad_id = getattr(model, "pad_id", None)
     order = None if pad_id is None or x.is_floating_point() else by_length(x, pad_id)
     logits = []
     for chunk in (x if order is None else x[order]).split(batch_size):
-        logits.append(model(chunk).float())
+        logits.append(model(chunk.to(where, non_blocking=True)).float().to(x.device))
         if step is not None:
             step(len(chunk))
     out = torch.cat(logits)
@@ -143,4 +154,4 @@ def by_length(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of ``x`` that ``model`` classifies as ``y``."""
-    return (predict(model, x).argmax(1) == y).float().mean().item()
+    return (predict(model, x).argmax(1) == y.to(x.device)).float().mean().item()

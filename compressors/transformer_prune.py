@@ -96,7 +96,7 @@ def _keep(scores: list[torch.Tensor], ratio: float, scope: str) -> list[torch.Te
 
 
 def _rows(linear: nn.Linear, keep: torch.Tensor) -> nn.Linear:
-    smaller = nn.Linear(linear.in_features, len(keep), bias=linear.bias is not None)
+    smaller = nn.Linear(linear.in_features, len(keep), bias=linear.bias is not None, device=linear.weight.device)
     smaller.weight.copy_(linear.weight[keep])
     if linear.bias is not None:
         smaller.bias.copy_(linear.bias[keep])
@@ -104,7 +104,7 @@ def _rows(linear: nn.Linear, keep: torch.Tensor) -> nn.Linear:
 
 
 def _columns(linear: nn.Linear, keep: torch.Tensor) -> nn.Linear:
-    smaller = nn.Linear(len(keep), linear.out_features, bias=linear.bias is not None)
+    smaller = nn.Linear(len(keep), linear.out_features, bias=linear.bias is not None, device=linear.weight.device)
     smaller.weight.copy_(linear.weight[:, keep])
     if linear.bias is not None:
         smaller.bias.copy_(linear.bias)

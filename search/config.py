@@ -16,6 +16,8 @@ from squeezer.search.data import STANDARDIZE, TEXT_KEYS, is_text
 from squeezer.search.data.images import MAX_SIDE
 from squeezer.search.data.tables import is_table
 from squeezer.search.data.text import MAX_LENGTH
+from squeezer.compressors.device import PRECISIONS
+from squeezer.search import hardware
 from squeezer.search.backends import BACKENDS
 from squeezer.search.samplers import SAMPLERS
 from squeezer.search.errors import ConfigError
@@ -55,6 +57,7 @@ MAX_SEED = 2**31 - 1 - 10**6  # trial seeds are the seed plus the trial number; 
 LIMITS = {"search.trials": 10**6, "search.population_size": 10**4, "search.max_concurrent": 10**4,
           "measure.threads": 1024, "measure.warmup": 10**5, "measure.repeats": 10**5, "measure.batch": 1 << 16,
           "training.batch_size": 1 << 20, "training.threads": 1024, "search.jobs": 256, "epochs": 10**5,
+          "search.gpus_per_trial": 64,
           "data.train_size": 10**9}
 MINIMA = {"search.population_size": 2, "measure.repeats": 2, "measure.warmup": 0}  # NSGA-II breeds pairs; p90 needs 2
 SCHEDULERS = ("pareto", "shadow", "asha", "none")
@@ -71,6 +74,7 @@ class SearchSettings:
     address: str | None = None          # ray: a running cluster to join; default: start a local Ray
     max_concurrent: int | None = None   # ray: trials at once; default: as many as the CPUs allow
     cpus_per_trial: float = 1.0         # ray: CPUs reserved per trial (and torch threads in it)
+    gpus_per_trial: float | None = None  # ray: GPUs reserved per trial (fractional: trials share a GPU); none
     scheduler: str | None = None        # pareto (default where it applies) | shadow | asha (ray) | none
     stop_allowance: float = 0.02        # pareto: margin on the accuracy a trial's remaining training may still add
     candidates: int = 16                # squeezer: recipes screened (size, speed before training) per trial
@@ -89,6 +93,7 @@ class MeasureSettings:
     repeats: int = 50
     batch: int = 64
     runtime: str = "onnxruntime"  # or torch: where the students are deployed, and measured
+    device: str = "cpu"           # or cuda (cuda:N): where latency is measured, for models deployed on a GPU
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,8 @@ class TrainingSettings:
 
     batch_size: int = 128
     threads: int | None = None  # torch CPU threads per training process; default: the cores shared by the jobs
+    device: str = "auto"        # auto (a CUDA GPU when there is one, else the CPU) | cpu | cuda | cuda:N
+    precision: str = "fp32"     # fp32 | bf16 | fp16: autocast of the training passes
 
 
 @dataclass(frozen=True)
@@ -121,8 +128,8 @@ class ExperimentConfig:
     def digest(self) -> str:
         """A hash of what the trials depend on, to refuse resuming a study under a changed config."""
         relevant = {k: v for k, v in self.raw.items() if k not in ("search", "name")}
-        training = {k: v for k, v in (relevant.pop("training", None) or {}).items() if k != "threads"}
-        if training:  # threads change the speed, not the results
+        training = {k: v for k, v in (relevant.pop("training", None) or {}).items() if k not in ("threads", "device")}
+        if training:  # threads and the device change the speed, not the recipe
             relevant["training"] = training
         return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -173,17 +180,21 @@ def check_runtime(config: ExperimentConfig) -> None:
             continue
         for point in boundary_points(step.space):
             bits = [point.get("bits", 8), *dict(point.get("layer_bits") or {}).values()]
-            runtime = RUNTIMES[config.measure.runtime]
-            if not set(bits) <= set(runtime.bits):
-                lacking = sorted({b for r in RUNTIMES.values() for b in r.bits} - set(runtime.bits), reverse=True)
+            runtime, gpu = RUNTIMES[config.measure.runtime], config.measure.device != "cpu"
+            runs = runtime.gpu_bits if gpu else runtime.bits
+            if not set(bits) <= set(runs):
+                if gpu:
+                    raise ConfigError("quantize.bits", f"{runtime.title} runs {list(runs)} bits on a GPU "
+                                      f"(measure.device: {config.measure.device})", point.get("bits"))
+                lacking = sorted({b for r in RUNTIMES.values() for b in r.bits} - set(runs), reverse=True)
                 others = [name for name, r in RUNTIMES.items() if set(bits) <= set(r.bits)]
-                raise ConfigError("quantize.bits", f"{runtime.title} runs {list(runtime.bits)} bits; "
+                raise ConfigError("quantize.bits", f"{runtime.title} on CPU runs {list(runs)} bits; "
                                   f"{' and '.join(TERNARY.get(b, str(b)) for b in lacking)} need measure.runtime: "
                                   f"{' or '.join(others)}", point.get("bits"))
             half = point.get("half", "fp16")
             if point.get("bits") == 16 and half not in runtime.halves:
                 others = [name for name, r in RUNTIMES.items() if half in r.halves]
-                raise ConfigError("quantize.half", f"{runtime.title} runs {list(runtime.halves)}; {half} needs "
+                raise ConfigError("quantize.half", f"{runtime.title} on CPU runs {list(runtime.halves)}; {half} needs "
                                   f"measure.runtime: {' or '.join(others)}", half)
 
 
@@ -411,8 +422,16 @@ def _settings(cls: type, raw: Any, key: str) -> Any:
             values[name] = _positive(value, f"{key}.{name}")
         elif kind.startswith("str") and not isinstance(value, str):
             raise ConfigError(f"{key}.{name}", "must be a string", value)
+    if "device" in values:
+        hardware.check_device(values["device"], f"{key}.device", auto=key == "training")
+    if values.get("gpus_per_trial") is not None:
+        gpus = values["gpus_per_trial"]
+        if gpus > LIMITS["search.gpus_per_trial"] or (gpus > 1 and not gpus.is_integer()):
+            raise ConfigError("search.gpus_per_trial", "must be a share of one GPU (0 < x <= 1, e.g. 0.125: eight "
+                              f"trials per GPU) or a whole number of GPUs up to {LIMITS['search.gpus_per_trial']}",
+                              values["gpus_per_trial"])
     for name, allowed in (("sampler", SAMPLERS), ("backend", BACKENDS), ("scheduler", SCHEDULERS),
-                          ("runtime", RUNTIMES)):
+                          ("runtime", RUNTIMES), ("precision", PRECISIONS)):
         if name in fields and values.get(name, fields[name].default) not in (*allowed, None):
             raise ConfigError(f"{key}.{name}", f"must be one of {list(allowed)}", values[name])
     settings = cls(**values)
@@ -448,15 +467,37 @@ def check_search(config: ExperimentConfig) -> ExperimentConfig:
     if "jobs" in given and search.backend != "optuna":
         raise ConfigError("search.jobs", "is a setting of backend optuna; with ray, trials at once are "
                           "search.max_concurrent", given["jobs"])
-    for option in ("address", "max_concurrent", "cpus_per_trial"):
+    for option in ("address", "max_concurrent", "cpus_per_trial", "gpus_per_trial"):
         if option in given and search.backend != "ray":
             raise ConfigError(f"search.{option}", f"is a setting of backend ray, not of {search.backend!r}",
                               given[option])
     if search.scheduler in ("pareto", "shadow") and search.backend != "optuna":
         raise ConfigError("search.scheduler", "pareto and shadow run with backend optuna (with ray, use asha)",
                           search.scheduler)
+    check_hardware(config)
     return config
 
+
+def check_hardware(config: ExperimentConfig) -> None:
+    """The GPUs the config asks for exist: on this machine (backend optuna), or as Tune's GPU share of each trial
+    (backend ray: the cluster's GPUs are checked when the study joins it)."""
+    training, measure, search = config.training, config.measure, config.search
+    if search.backend == "ray":
+        for key, value in (("training.device", training.device), ("measure.device", measure.device)):
+            if value.startswith("cuda") and not search.gpus_per_trial:
+                raise ConfigError(key, "on backend ray needs search.gpus_per_trial: Tune gives each trial its share "
+                                  "of a GPU", value)
+            if value.startswith("cuda:"):
+                raise ConfigError(key, "on backend ray is cuda: Tune assigns each trial its GPU", value)
+    else:
+        hardware.training_device(training.device, training.precision)
+        hardware.resolve(measure.device, "measure.device")
+    if measure.device != "cpu":
+        runtime = RUNTIMES[measure.runtime]
+        if not runtime.on_gpu():
+            raise ConfigError("measure.device", f"{runtime.title} needs {runtime.gpu_package} to run on a GPU "
+                              f"(pip install {runtime.gpu_package}); what is installed runs on the CPU only",
+                              measure.device)
 
 def _check_reference(reference: Any, objectives: Mapping[str, str]) -> None:
     if reference is None:

@@ -16,6 +16,7 @@ from sklearn.metrics import f1_score
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from squeezer.compressors.device import on_cpu
 from squeezer.compressors.quantize import float_model
 from squeezer.search.config import MeasureSettings
 from squeezer.search.data.preprocess import InputSpec
@@ -42,6 +43,7 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: Measur
     (``pad_id`` given), speed is measured at the full sequence length. With a ``reference``, latencies are timed
     against it (``Reference``); ``latency_raw_ms`` keeps the plain median either way. ``deployed``: ``model``
     deployed already (``deployed_for_timing``), then ``workdir`` is not written."""
+    model = on_cpu(model)  # trained on a GPU maybe; deployed from the CPU
     deployed, timed = deployed or deployed_for_timing(model, x, settings, workdir, pad_id, spec)
     predicted = deployed.predict(x).argmax(1)
     single, single_ms = timed_ms(deployed, timed[:1], settings, reference and (reference.model, reference.single_ms))
@@ -70,7 +72,8 @@ def deployed_for_timing(model: nn.Module, x: torch.Tensor, settings: MeasureSett
     """``model`` deployed in ``settings.runtime`` under ``workdir``, and the inputs its latency is timed on (the
     first ``settings.batch`` rows of ``x``; token rows at their full length)."""
     timed = x[: settings.batch] if pad_id is None else full_length(x[: settings.batch], pad_id)
-    return deploy(model, settings.runtime, workdir, deployed_input(timed[:1], spec), settings.threads, spec), timed
+    return deploy(model, settings.runtime, workdir, deployed_input(timed[:1], spec), settings.threads, spec,
+                  settings.device), timed
 
 
 def saved_size(model: nn.Module, path: Path) -> int:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from squeezer.compressors.base import TrialContext
+from squeezer.compressors.device import Device
 from squeezer.compressors.progress import Bar, say
 from squeezer.compressors.training import Optim, fit, hard_labels
 from squeezer.search import models
@@ -27,9 +28,9 @@ from squeezer.search.errors import ConfigError
 
 
 def get_teacher(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int,
-                key: str = "teacher") -> nn.Module:
-    """The teacher in eval mode: from ``spec['path']``, else from the cache, else trained now and cached. ``key``:
-    the config section it comes from, for errors."""
+                key: str = "teacher", device: Device | None = None) -> nn.Module:
+    """The teacher in eval mode, on the CPU: from ``spec['path']``, else from the cache, else trained now (on
+    ``device``) and cached. ``key``: the config section it comes from, for errors."""
     torch.manual_seed(seed)  # the initial weights too depend only on the cache key
     model = models.build({"family": spec["family"], **spec["arch"]}, splits.input_shape, splits.num_classes,
                          key="teacher.arch", tokens=splits.tokens)
@@ -50,7 +51,7 @@ def get_teacher(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int
     if path.is_file():
         print(f"teacher: loaded from cache {path}", file=sys.stderr)
         return _load(model, path, f"{key} (cached)")
-    train(model, spec, splits, seed, batch_size)
+    train(model, spec, splits, seed, batch_size, device or Device()).cpu()
     _save_atomically(model.state_dict(), path)
     return model.eval()
 
@@ -70,8 +71,11 @@ def teacher_key(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int
     return hashlib.sha256(f"{settings}|{splits.fingerprint()}|{seed}|{batch_size}".encode()).hexdigest()[:20]
 
 
-def train(model: nn.Module, spec: dict[str, Any], splits: Splits, seed: int, batch_size: int) -> nn.Module:
-    """Train the teacher on hard labels: a live bar of its steps, and one line per epoch."""
+def train(model: nn.Module, spec: dict[str, Any], splits: Splits, seed: int, batch_size: int,
+          device: Device | None = None) -> nn.Module:
+    """Train the teacher on hard labels on ``device`` (the data moved there once, where it fits): a live bar of its
+    steps, and one line per epoch."""
+    device = device or Device()
     epochs = int(spec.get("epochs", 10))
     steps = epochs * math.ceil(len(splits.train_x) / batch_size)
     with Bar("teacher training", total=steps, unit="steps") as bar:
@@ -82,8 +86,9 @@ def train(model: nn.Module, spec: dict[str, Any], splits: Splits, seed: int, bat
             say(f"teacher: {line}", file=sys.stderr)
 
         torch.manual_seed(seed)
-        ctx = TrialContext(splits.train_x, splits.train_y, splits.val_x, splits.val_y, seed=seed,
-                           batch_size=batch_size, report=report, augment=Augment.parse(spec.get("augment")))
+        data = (device.keep(t) for t in (splits.train_x, splits.train_y, splits.val_x, splits.val_y))
+        ctx = TrialContext(*data, seed=seed, batch_size=batch_size, report=report,
+                           augment=Augment.parse(spec.get("augment")), device=device)
         return fit(model, ctx, hard_labels(model, ctx), Optim(epochs, float(spec.get("lr", 1e-3))), stage="teacher",
                    after_step=bar.update)
 

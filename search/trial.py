@@ -22,9 +22,10 @@ from torch import nn
 
 from squeezer import compressors
 from squeezer.compressors.base import Report, TrialContext
+from squeezer.compressors.device import Device
 from squeezer.compressors.distill import TeacherOutputs
 from squeezer.compressors.training import accuracy, predict
-from squeezer.search import baselines, data, models
+from squeezer.search import baselines, data, hardware, models
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.data.augment import Augment
 from squeezer.search.metrics import Reference, deployed_for_timing, measure
@@ -79,10 +80,23 @@ class Workbench:
     #: the teacher's (batch-1, batch) latencies when the study started: students are timed against the teacher
     timing: tuple[float, float] | None = None
     _deployed: tuple[Deployed, torch.Tensor] | None = field(default=None, repr=False, compare=False)
+    _resident: Resident | None = field(default=None, repr=False, compare=False)
 
     @property
     def teacher(self) -> nn.Module:
         return self.outputs.teachers[0]
+
+    @property
+    def device(self) -> Device:
+        """Where this process trains (``training.device``, resolved here: a Ray worker has its own GPUs)."""
+        return self.resident().device
+
+    def resident(self) -> Resident:
+        """What trials train with on the device, moved there once per process: the data (where it fits), the
+        teacher, its outputs."""
+        if self._resident is None:
+            self._resident = Resident.of(self)
+        return self._resident
 
     def deployed_teacher(self) -> tuple[Deployed, torch.Tensor]:
         """The teacher deployed as the students are, and the inputs latency is timed on: once per process, kept
@@ -100,8 +114,28 @@ class Workbench:
         its teacher."""
         return None if self.timing is None else Reference(self.deployed_teacher()[0], *self.timing)
 
-    def __getstate__(self) -> dict[str, Any]:  # sent to Ray workers: each deploys its own teacher
-        return {**self.__dict__, "_deployed": None}
+    def __getstate__(self) -> dict[str, Any]:  # sent to Ray workers: each deploys its own teacher, has its device
+        return {**self.__dict__, "_deployed": None, "_resident": None}
+
+
+@dataclass(frozen=True)
+class Resident:
+    """A study's training data and teacher on the device of this process (the CPU: the objects themselves)."""
+
+    device: Device
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    teacher: nn.Module
+
+    @classmethod
+    def of(cls, bench: Workbench) -> "Resident":
+        training, s = bench.config.training, bench.splits
+        device = hardware.training_device(training.device, training.precision)
+        bench.outputs.use(device)
+        teacher = bench.teacher if device.is_cpu else copy.deepcopy(bench.teacher).to(device.where).eval()
+        return cls(device, *(device.keep(t) for t in (s.train_x, s.train_y, s.val_x, s.val_y)), teacher)
 
 
 def baseline(bench: Workbench) -> dict[str, float]:
@@ -144,12 +178,14 @@ def prepare(config: ExperimentConfig, given: Given | None = None) -> Workbench:
         for point in boundary_points(step.space):
             with named_by(step.name):
                 compressors.get(step.name)(point).check_data(len(splits.train_y))
+    device = hardware.training_device(config.training.device, config.training.precision)
     teachers = [template.eval() if spec["family"] == models.GIVEN else
-                get_teacher(spec, splits, seed, config.batch_size, key=_teacher_key(i).removesuffix(".arch"))
+                get_teacher(spec, splits, seed, config.batch_size, key=_teacher_key(i).removesuffix(".arch"),
+                            device=device)
                 for i, (spec, seed) in enumerate(specs)]
     if splits.classes:  # once the input is known to be good: a bad-input error stays one line
         print(f"data: class indices {dict(enumerate(splits.classes))}", file=sys.stderr)
-    outputs = TeacherOutputs(teachers, splits.train_x, DiskCache(teachers, splits.fingerprint()))
+    outputs = TeacherOutputs(teachers, splits.train_x, DiskCache(teachers, splits.fingerprint()), device=device)
     outputs.all_logits()
     return Workbench(config, splits, outputs, augment)
 
@@ -243,9 +279,11 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
         cheap = cheap_metrics(bench, model, params, ctx)
         check_budgets(bench, cheap)
         ctx = dataclasses.replace(ctx, report=_both(report, watch(cheap) if watch else None))
+    model.to(ctx.device.where)  # the pipeline trains on the device; what it returns is deployed from the CPU
     for name, settings in steps(bench.config, params):
         with named_by(name):
             model = compressors.get(name)(settings).apply(model, ctx)
+    model = model.cpu()
     if not torch.isfinite(predict(model, s.val_x[:256])).all():
         raise TrialFailed("the compressed model outputs NaN or inf")
     metrics = measure(model, s.val_raw, s.val_y, bench.config.measure, workdir, pad_id=s.pad_id, spec=s.spec,
@@ -284,10 +322,10 @@ def student(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: int
 
 
 def _context(bench: Workbench, seed: int, report: Report) -> TrialContext:
-    s = bench.splits
-    return TrialContext(s.train_x, s.train_y, s.val_x, s.val_y, teacher=bench.teacher,
+    r = bench.resident()
+    return TrialContext(r.train_x, r.train_y, r.val_x, r.val_y, teacher=r.teacher,
                         teachers=bench.outputs, seed=seed, batch_size=bench.config.batch_size,
-                        report=report, augment=bench.augment)
+                        report=report, augment=bench.augment, device=r.device)
 
 
 #: ``watch(cheap_metrics)`` -> the per-epoch report hook that may stop the trial (``StoppedEarly``); or None.

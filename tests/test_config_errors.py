@@ -50,7 +50,8 @@ BAD = {
     "4 bits in the torch runtime": (
         mutate(lambda c: (c["pipeline"][2]["quantize"].update(bits={"choice": [8, 4]}),
                           c.update(measure={"runtime": "torch"}))),
-        "quantize.bits: the torch runtime runs [32, 16, 8] bits; 4 and 2 (ternary) need measure.runtime: onnxruntime"),
+        "quantize.bits: the torch runtime on CPU runs [32, 16, 8] bits; 4 and 2 (ternary) need "
+        "measure.runtime: onnxruntime"),
     "bf16 in ONNX Runtime": (mutate(lambda c: c["pipeline"][2]["quantize"].update(bits=16, half="bf16")),
                              "quantize.half: ONNX Runtime on CPU runs ['fp16']; bf16 needs measure.runtime: torch"),
     "unknown runtime": (mutate(lambda c: c.update(measure={"runtime": "tensorrt"})),

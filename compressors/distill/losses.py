@@ -22,7 +22,7 @@ def soft_targets(teacher_logits: Sequence[torch.Tensor], temperature: float,
         confidence = torch.stack([F.softmax(t, dim=1).amax(1) for t in teacher_logits])  # (K, N)
         weights = confidence / confidence.sum(0, keepdim=True)
     else:
-        weights = torch.full(probs.shape[:2], 1 / len(teacher_logits))
+        weights = torch.full(probs.shape[:2], 1 / len(teacher_logits), device=probs.device)
     return torch.log((weights.unsqueeze(-1) * probs).sum(0).clamp_min(1e-12))
 
 

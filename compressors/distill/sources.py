@@ -42,7 +42,8 @@ class Teachers(Source):
         self.ensemble = ensemble
 
     def targets(self, idx: torch.Tensor, x: torch.Tensor, temperature: float) -> torch.Tensor:
-        return soft_targets([t[idx] for t in self.logits], temperature, self.ensemble)
+        return soft_targets([t[idx].to(x.device, non_blocking=True) for t in self.logits], temperature,
+                            self.ensemble)
 
 
 class EmaTeacher(Source):

@@ -8,6 +8,7 @@ from typing import Any, Protocol, Sequence
 import torch
 from torch import nn
 
+from squeezer.compressors.device import Device, running_on
 from squeezer.compressors.distill.features import capture
 from squeezer.compressors.distill.losses import attention_map
 from squeezer.compressors.progress import Bar, say
@@ -28,18 +29,25 @@ class TeacherOutputs:
     """The teachers' outputs on the training inputs, computed on first use, then kept in memory and in ``cache``.
 
     Teacher 0 is the main teacher; the others form the ensemble for multi-teacher distillation. Features and
-    attention maps are kept in float16: they are targets, and a CNN's feature maps are large.
+    attention maps are kept in float16: they are targets, and a CNN's feature maps are large. Passes run on
+    ``device`` (the teacher is moved there for them); what they compute is cached from the CPU and then kept on the
+    device where it fits (``Device.keep``).
     """
 
     def __init__(self, teachers: Sequence[nn.Module], x: torch.Tensor, cache: OutputCache | None = None,
-                 batch_size: int | None = None) -> None:
+                 batch_size: int | None = None, device: Device | None = None) -> None:
         self.teachers, self.x, self.cache = list(teachers), x, cache
+        self.device = device or Device()
         self.batch_size = batch_size or inference_batch(x)
         self._kept: dict[tuple[int, str], torch.Tensor] = {}
         self.forward_passes = 0  # full passes over x this process ran: 0 when everything came from the cache
 
     def __len__(self) -> int:
         return len(self.teachers)
+
+    def use(self, device: Device) -> None:
+        """Run passes and keep outputs on ``device`` from now on (a process's own device: a Ray worker's GPU)."""
+        self.device = device
 
     def logits(self, teacher: int = 0) -> torch.Tensor:
         return self._get(teacher, "logits", lambda: self._run(teacher, [])[0])
@@ -67,12 +75,18 @@ class TeacherOutputs:
         if any((0, name) not in self._kept for name in names):
             for name, value in self._encode_all().items():
                 self._keep(0, name, value)
+        for name in names:
+            self._kept[(0, name)] = self.device.keep(self._kept[(0, name)], pin=False)
         values = {name: self._kept[(0, name)] for name in names}
         return ({i: values[f"hidden.{i}"] for i in hidden}, {i: values[f"attention_probs.{i}"] for i in attention})
 
     @torch.no_grad()
     def _encode_all(self) -> dict[str, torch.Tensor]:
         model: Any = self.teachers[0].eval()  # an encoder: ``pad_id`` and ``encode`` (see distill.transformer)
+        with running_on(model, self.device.where):
+            return self._encode_every_layer(model)
+
+    def _encode_every_layer(self, model: Any) -> dict[str, torch.Tensor]:
         say(f"teacher 0: computing hidden states and attentions of every layer on {len(self.x)} training texts "
             "(once: they are cached)", file=sys.stderr)
         order = by_length(self.x, model.pad_id)
@@ -80,15 +94,15 @@ class TeacherOutputs:
         found: dict[str, torch.Tensor] = {}
         with Bar("teacher 0 outputs", total=n, unit="text") as bar:
             for chunk in order.split(256):
-                out = model.encode(self.x[chunk], attentions=True)
+                out = model.encode(self.device.put(self.x[chunk]), attentions=True)
                 cut = out.mask.shape[1]
                 for i, h in out.hidden.items():
                     target = found.setdefault(f"hidden.{i}", torch.zeros(n, length, h.shape[-1], dtype=torch.float16))
-                    target[chunk, :cut] = h.half()
+                    target[chunk, :cut] = h.half().cpu()
                 for i, a in out.attentions.items():
                     target = found.setdefault(f"attention_probs.{i}",
                                               torch.zeros(n, length, length, dtype=torch.float16))
-                    target[chunk, :cut, :cut] = a.half()
+                    target[chunk, :cut, :cut] = a.half().cpu()
                 bar.update(len(chunk))
         self.forward_passes += 1
         return found
@@ -114,9 +128,8 @@ class TeacherOutputs:
         key = (teacher, name)
         if key not in self._kept:
             value = self.cache.get(teacher, name) if self.cache else None
-            if value is None:
-                return self._keep(teacher, name, compute())
-            self._kept[key] = value
+            self._kept[key] = self._keep(teacher, name, compute()) if value is None else value
+        self._kept[key] = self.device.keep(self._kept[key], pin=False)  # once: then it is on the device
         return self._kept[key]
 
     def _keep(self, teacher: int, name: str, value: torch.Tensor) -> torch.Tensor:
@@ -128,7 +141,13 @@ class TeacherOutputs:
 
     @torch.no_grad()
     def _run(self, teacher: int, layers: list[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        model = self.teachers[teacher].eval()
+        """The teacher's logits and its outputs at ``layers`` on every training input, on the CPU (a pass on the
+        device)."""
+        with running_on(self.teachers[teacher].eval(), self.device.where) as model:
+            return self._pass(teacher, model, layers)
+
+    def _pass(self, teacher: int, model: nn.Module, layers: list[str]) -> tuple[torch.Tensor,
+                                                                                 dict[str, torch.Tensor]]:
         say(f"teacher {teacher}: computing outputs {['logits', *layers]} on {len(self.x)} training samples "
             "(once: they are cached)", file=sys.stderr)
         with Bar(f"teacher {teacher} outputs", total=len(self.x), unit="sample") as bar:
@@ -138,9 +157,9 @@ class TeacherOutputs:
             logits, found = [], {name: [] for name in layers}  # type: ignore[var-annotated]
             with capture(model, layers) as out:
                 for chunk in self.x.split(self.batch_size):
-                    logits.append(model(chunk).float())
+                    logits.append(model(self.device.put(chunk)).float().cpu())
                     for name in layers:
-                        found[name].append(out[name].float())
+                        found[name].append(out[name].float().cpu())
                     bar.update(len(chunk))
         self.forward_passes += 1
         return torch.cat(logits), {name: torch.cat(parts) for name, parts in found.items()}

@@ -27,13 +27,16 @@ class Distiller:
     """Trains ``student`` in place under ``config``; ``run()`` returns it in eval mode."""
 
     def __init__(self, config: DistillConfig, student: nn.Module, ctx: TrialContext) -> None:
-        self.c, self.student, self.ctx = config, student, ctx
+        self.c, self.student, self.ctx = config, student.to(ctx.device.where), ctx
         self.outputs = _outputs(config, ctx)
         self.source = _source(config, student, ctx, self.outputs)
         self.train_idx, self.probe = _split_probe(config, len(ctx.train_x))
-        self.labeled = _labeled(config.label_fraction, len(ctx.train_x))
+        self.labeled = ctx.device.put(_labeled(config.label_fraction, len(ctx.train_x)))
         self.encoders = _encoders(config, student, ctx.teacher)
         self.hints, self.maps = self._pairs() if self.encoders is None else ([], [])
+        for module in [self.encoders, *(projection for _, _, projection in self.hints)]:
+            if module is not None:
+                module.to(ctx.device.where)
         if self.outputs is not None:
             self.outputs.prefetch([t for _, t, _ in self.hints], [t for _, t in self.maps])
         self.active = {k: w for k, w in config.weights().items() if w > 0}
@@ -47,7 +50,7 @@ class Distiller:
         self.dwa = DynamicWeightAverage(list(self.active), config.dwa_temperature)
         self.controller = AdaptiveController(config.temperature, config.temperature_end, config.controller_gain)
         self.initial: Transfer | None = None
-        self._sums: dict[str, float] = defaultdict(float)
+        self._sums: dict[str, torch.Tensor | float] = defaultdict(float)  # summed on the device: no sync per batch
         self._count = 0
 
     def run(self) -> nn.Module:
@@ -68,7 +71,7 @@ class Distiller:
         return {k: w * self.multipliers[k] for k, w in self.active.items()}
 
     def loss(self, idx: torch.Tensor) -> torch.Tensor:
-        x, y, T = self.ctx.inputs(idx), self.ctx.train_y[idx], self.temperature
+        x, y, T = self.ctx.inputs(idx), self.ctx.labels(idx), self.temperature
         layers = [s for s, _, _ in self.hints] + [s for s, _ in self.maps]
         encoded = self._encode(idx, x)
         with capture(self.student, layers) as features:
@@ -86,10 +89,10 @@ class Distiller:
             parts["hard"] = losses.hard_loss(logits, labels, mask)
         if "feature" in self.active and self.hints:
             parts["feature"] = _mean([losses.feature_loss(p(features[s]), p.target(
-                self._outputs.features(t)[idx].float()), self.c.feature_loss) for s, t, p in self.hints])
+                self._batch(self._outputs.features(t), idx)), self.c.feature_loss) for s, t, p in self.hints])
         if "attention" in self.active and self.maps:
             parts["attention"] = _mean([losses.attention_loss(losses.attention_map(features[s]),
-                                                              self._outputs.attention(t)[idx].float())
+                                                              self._batch(self._outputs.attention(t), idx))
                                         for s, t in self.maps])
         if encoded and self.encoders is not None:
             s, t = encoded
@@ -101,7 +104,7 @@ class Distiller:
         total = sum(weights[k] * v for k, v in parts.items())
         total = total + self.source.extra_loss(logits, labels, mask, T, weights)
         for k, v in parts.items():
-            self._sums[k] += v.item() * len(idx)
+            self._sums[k] += v.detach().double() * len(idx)
         self._count += len(idx)
         return total  # type: ignore[return-value]
 
@@ -115,9 +118,13 @@ class Distiller:
         hidden_layers, attention_layers = self.encoders.teacher_layers()
         hidden, probs = self._outputs.encoded(hidden_layers, attention_layers if attentions else [])
         n = student.mask.shape[1]
-        teacher = Encoded(student.logits, {i: h[idx, :n].float() for i, h in hidden.items()},
-                          {i: a[idx, :n, :n].float() for i, a in probs.items()}, student.mask)
+        teacher = Encoded(student.logits, {i: self._batch(h[:, :n], idx) for i, h in hidden.items()},
+                          {i: self._batch(a[:, :n, :n], idx) for i, a in probs.items()}, student.mask)
         return student, teacher
+
+    def _batch(self, outputs: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The rows ``idx`` of cached teacher outputs (float16), as float32 targets on the training device."""
+        return self.ctx.device.put(outputs[idx]).float()
 
     def before_epoch(self, epoch: int) -> dict[str, float]:
         metrics: dict[str, float] = {}
@@ -138,7 +145,7 @@ class Distiller:
         return {**metrics, "distill.temperature": self.temperature, **weights}
 
     def after_epoch(self, epoch: int) -> dict[str, float]:
-        means = {k: s / max(1, self._count) for k, s in self._sums.items()}
+        means = {k: float(s) / max(1, self._count) for k, s in self._sums.items()}
         self.dwa.record({k: means.get(k, 0.0) for k in self.active})
         self._sums, self._count = defaultdict(float), 0
         return {f"distill.loss.{k}": v for k, v in means.items()}
@@ -147,7 +154,7 @@ class Distiller:
         """The transfer on the probe, when the schedule needs it."""
         if self.probe is None:
             return None
-        x = self.ctx.train_x[self.probe]
+        x = self.ctx.rows(self.probe)
         training = self.student.training
         self.student.eval()
         with torch.no_grad():
@@ -159,7 +166,7 @@ class Distiller:
         c, teacher = self.c, self.ctx.teacher
         if teacher is None or not (c.feature_weight > 0 or c.attention_weight > 0):
             return [], []
-        example = self.ctx.train_x[:1]
+        example = self.ctx.rows(torch.arange(1))
         hints = []
         if c.feature_weight > 0:
             for s, t in pair_layers(self.student, teacher, c.feature_layers, "feature_layers"):

@@ -110,7 +110,8 @@ class Quantize(Compressor):
         plan = self.config.plan(model)
         if self.config.qat_epochs:
             model = self._qat(model, plan, ctx)
-        return Quantized(model, plan, ctx.train_x[: self.config.calibration_samples]).eval()
+        # trained on the device; deployed from the CPU
+        return Quantized(model.cpu(), plan, ctx.train_x[: self.config.calibration_samples].cpu()).eval()
 
     def check_models(self, student: nn.Module, teachers: Sequence[nn.Module], example: torch.Tensor) -> None:
         known = weight_layers(student)
@@ -128,7 +129,7 @@ class Quantize(Compressor):
         if ctx.teachers is not None:
             logits = ctx.teachers.logits()
             def loss(idx: torch.Tensor) -> torch.Tensor:
-                return kd_loss(model(ctx.inputs(idx)), logits[idx], ctx.train_y[idx], 2.0, 0.5, 0.5)
+                return kd_loss(model(ctx.inputs(idx)), ctx.device.put(logits[idx]), ctx.labels(idx), 2.0, 0.5, 0.5)
         else:
             loss = hard_labels(model, ctx)
         fit(model, ctx, loss, Optim(self.config.qat_epochs, self.config.qat_lr), stage="qat")

@@ -51,7 +51,7 @@ class Augment:
         """A randomly flipped and cropped copy of the batch ``x`` (N, C, H, W), drawn from torch's global generator
         (seeded per trial)."""
         if self.flip:
-            flipped = torch.rand(len(x)) < 0.5
+            flipped = torch.rand(len(x), device=x.device) < 0.5
             x = torch.where(flipped[:, None, None, None], x.flip(3), x)
         if self.crop:
             h, w, c = x.shape[2], x.shape[3], self.crop

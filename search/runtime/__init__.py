@@ -16,21 +16,28 @@ from squeezer.search.data.preprocess import InputSpec
 
 @dataclass(frozen=True)
 class Runtime:
-    """What a runtime is: the module that deploys into it (imported when used), the file it deploys, and the
-    quantizations it runs (config validation reads them)."""
+    """What a runtime is: the module that deploys into it (imported when used), the file it deploys, the
+    quantizations it runs on the CPU and on a GPU (config validation reads them), and what it needs to run on a
+    GPU (its module's ``runs_on_gpu()`` says whether that is installed)."""
 
     title: str  # in messages
     module: str
     artifact: str
     bits: tuple[int, ...]
     halves: tuple[str, ...]  # the 16-bit float formats
+    gpu_bits: tuple[int, ...]
+    gpu_package: str
+
+    def on_gpu(self) -> bool:
+        """Whether what is installed runs this runtime on a CUDA GPU."""
+        return bool(importlib.import_module(self.module).runs_on_gpu())
 
 
 #: Runtimes by name: the one list of allowed ``measure.runtime`` values.
-RUNTIMES = {"onnxruntime": Runtime("ONNX Runtime on CPU", "squeezer.search.runtime.ort", "model.onnx",
-                                   (32, 16, 8, 4, 2), ("fp16",)),
+RUNTIMES = {"onnxruntime": Runtime("ONNX Runtime", "squeezer.search.runtime.ort", "model.onnx",
+                                   (32, 16, 8, 4, 2), ("fp16",), (32, 16, 8, 4, 2), "onnxruntime-gpu"),
             "torch": Runtime("the torch runtime", "squeezer.search.runtime.eager", "model.pt", (32, 16, 8),
-                             ("fp16", "bf16"))}
+                             ("fp16", "bf16"), (32, 16), "a CUDA build of torch")}
 ARTIFACTS = {name: runtime.artifact for name, runtime in RUNTIMES.items()}  # the file each deploys, in a trial's folder
 
 
@@ -43,14 +50,14 @@ class Deployed(Protocol):
 
 
 def deploy(model: nn.Module, runtime: str, workdir: Path, example: torch.Tensor, threads: int = 1,
-           spec: InputSpec | None = None) -> Deployed:
-    """Write ``model`` as ``runtime`` deploys it under ``workdir`` (model.onnx or model.pt) and load it there.
-    ``example``: an input as the model sees it; with ``spec``, the deployed model takes the raw input (its
-    preprocessing is part of the artifact)."""
+           spec: InputSpec | None = None, device: str = "cpu") -> Deployed:
+    """Write ``model`` as ``runtime`` deploys it under ``workdir`` (model.onnx or model.pt) and load it there, to
+    run on ``device`` (the CPU, or ``cuda``/``cuda:N``). ``example``: an input as the model sees it; with ``spec``,
+    the deployed model takes the raw input (its preprocessing is part of the artifact)."""
     if runtime not in RUNTIMES:
         raise ValueError(f"measure.runtime: must be one of {list(RUNTIMES)}, but got {runtime!r}")
     module = importlib.import_module(RUNTIMES[runtime].module)
-    return module.deploy(model, workdir / RUNTIMES[runtime].artifact, example, threads, spec)
+    return module.deploy(model, workdir / RUNTIMES[runtime].artifact, example, threads, spec, device)
 
 
 __all__ = ["ARTIFACTS", "Deployed", "RUNTIMES", "Runtime", "deploy"]

@@ -20,15 +20,22 @@ from squeezer.search.runtime.onnx_graph import mostly_zeros
 SUPPORTED_BITS = (32, 16, 8)
 
 
-class EagerModel:
-    """A realised torch model and its saved state dict."""
+def runs_on_gpu() -> bool:
+    """Whether this torch runs on a CUDA GPU."""
+    return torch.cuda.is_available()
 
-    def __init__(self, model: nn.Module, path: Path) -> None:
-        self.model, self.path = model.eval(), path
+
+class EagerModel:
+    """A realised torch model and its saved state dict, run on ``device``; its outputs come back to the CPU (so a
+    GPU's run is timed to its end)."""
+
+    def __init__(self, model: nn.Module, path: Path, device: str = "cpu") -> None:
+        self.model, self.path = model.eval().to(device), path
+        self.device = torch.device(device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return self.model(x)
+            return self.model(x.to(self.device)).cpu()
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return predict(self.model, x)
@@ -59,7 +66,7 @@ def realise(model: nn.Module) -> nn.Module:
 
 
 def deploy(model: nn.Module, path: Path, example: torch.Tensor | None = None, threads: int = 1,
-           spec: InputSpec | None = None) -> EagerModel:
+           spec: InputSpec | None = None, device: str = "cpu") -> EagerModel:
     """Realise ``model``'s quantization and save its state (with the statistics of ``spec``'s preprocessing, which
     the deployed model applies to its raw input first). ``example`` and ``threads``: the runtimes' common signature
     (an eager model needs no example, and is timed under the caller's threads)."""
@@ -68,7 +75,7 @@ def deploy(model: nn.Module, path: Path, example: torch.Tensor | None = None, th
     realised = taking_raw_input(realise(model), spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(packed_state(realised.state_dict()), path)
-    return EagerModel(realised, path)
+    return EagerModel(realised, path, device)
 
 
 def packed_state(state: dict[str, Any]) -> dict[str, Any]:

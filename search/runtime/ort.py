@@ -18,19 +18,33 @@ from squeezer.search.runtime.onnx_quantize import quantize_onnx
 from squeezer.search.runtime.preprocess import prepend_to_onnx
 
 SUPPORTED_HALF = ("fp16",)  # ONNX Runtime's CPU kernels have no bf16
+CUDA = "CUDAExecutionProvider"
+
+
+def runs_on_gpu() -> bool:
+    """Whether the installed ONNX Runtime has its CUDA provider (the onnxruntime-gpu package)."""
+    import onnxruntime as ort
+
+    return CUDA in ort.get_available_providers()
 
 
 class OnnxModel:
-    """An ONNX file and a CPU session on it with ``threads`` intra-op threads."""
+    """An ONNX file and a session on it: on the CPU with ``threads`` intra-op threads, or on a CUDA GPU (``cuda``,
+    ``cuda:N``; nodes without a CUDA kernel fall back to the CPU). A run returns when its outputs are back in host
+    memory: its time is synchronised."""
 
-    def __init__(self, path: Path, threads: int = 1) -> None:
+    def __init__(self, path: Path, threads: int = 1, device: str = "cpu") -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         options.log_severity_level = 3
         self.path = path
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        gpu = torch.device(device)
+        providers: list = ["CPUExecutionProvider"]
+        if gpu.type == "cuda":
+            providers.insert(0, (CUDA, {"device_id": gpu.index or 0}))
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.session.run(None, {INPUT: x.numpy()})[0]).float()
@@ -40,7 +54,7 @@ class OnnxModel:
 
 
 def deploy(model: nn.Module, path: Path, example: torch.Tensor, threads: int = 1,
-           spec: InputSpec | None = None) -> OnnxModel:
+           spec: InputSpec | None = None, device: str = "cpu") -> OnnxModel:
     """Export ``model`` (realising its quantization plan, if any) to ``path`` and open a session on it; with
     ``spec``, the graph standardises its raw input first and records what it takes in its metadata."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,4 +71,4 @@ def deploy(model: nn.Module, path: Path, example: torch.Tensor, threads: int = 1
         prepend_to_onnx(proto, spec)
     if packed or spec is not None:
         onnx.save(proto, str(path))
-    return OnnxModel(path, threads)
+    return OnnxModel(path, threads, device)
