@@ -78,11 +78,12 @@ def _search(args: argparse.Namespace) -> int:
         if value is not None and not low <= value <= high:
             raise ConfigError(flag, f"must be an integer in [{low}, {high}]", value)
     config = with_search(load_config(args.config), backend=args.backend, address=args.address,
-                         max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial, jobs=args.jobs)
+                         max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
+                         gpus_per_trial=args.gpus_per_trial, jobs=args.jobs)
     if args.jobs is not None and config.search.backend != "optuna":
         raise ConfigError("--jobs", "applies to backend optuna; with ray, use --max-concurrent", args.jobs)
     for flag, value in (("--address", args.address), ("--max-concurrent", args.max_concurrent),
-                        ("--cpus-per-trial", args.cpus_per_trial)):
+                        ("--cpus-per-trial", args.cpus_per_trial), ("--gpus-per-trial", args.gpus_per_trial)):
         if value is not None and config.search.backend != "ray":
             raise ConfigError(flag, f"applies to backend ray only; this study runs on {config.search.backend!r} "
                               "(add --backend ray)", value)
@@ -224,6 +225,8 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--address", help="ray: join this running cluster (default: start a local Ray)")
     search.add_argument("--max-concurrent", type=int, help="ray: trials at once (default: one per free CPU slot)")
     search.add_argument("--cpus-per-trial", type=float, help="ray: CPUs per trial (default: 1)")
+    search.add_argument("--gpus-per-trial", type=float, help="ray: GPUs per trial, e.g. 0.125: eight trials share "
+                        "a GPU (default: none)")
     search.set_defaults(handler=_search)
 
     pareto = commands.add_parser("pareto", help="print the Pareto front of a study")

@@ -5,7 +5,8 @@ processes that join the study as any other process with the same ``--study-name`
 outputs from the cache), and runs trials itself. The workers stop at the study's target with it; the study's process
 waits for them, then records the front. A worker writes its output to a log file beside the others
 (``$TMPDIR/squeezer-jobs/<study>.<n>.log``). Each process trains with ``training.threads`` torch threads (default:
-the cores shared out among the jobs).
+the cores shared out among the jobs); on a machine with several GPUs, the jobs are spread over them
+(``hardware.for_job``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Callable
 
+from squeezer.search import hardware
 from squeezer.search.errors import ConfigError
 
 
@@ -27,7 +29,8 @@ def log_path(study: str, n: int) -> Path:
 
 
 def start(count: int, study: str, arguments: dict[str, Any], say: Callable[[str], None]) -> list[BaseProcess]:
-    """Start ``count`` worker processes running ``run_study(**arguments)`` without recording the front."""
+    """Start ``count`` worker processes running ``run_study(**arguments)`` without recording the front, each on its
+    GPU where there are several (the study's process is job 0)."""
     try:
         pickle.dumps(arguments)
     except Exception as err:  # noqa: BLE001 - whatever the user's objects raise when pickled
@@ -38,7 +41,8 @@ def start(count: int, study: str, arguments: dict[str, Any], say: Callable[[str]
     for n in range(1, count + 1):
         log = log_path(study, n)
         log.parent.mkdir(parents=True, exist_ok=True)
-        worker = context.Process(target=_work, args=(arguments, str(log)), name=f"squeezer-job-{n}", daemon=False)
+        own = {**arguments, "config": hardware.for_job_config(arguments["config"], n)}
+        worker = context.Process(target=_work, args=(own, str(log)), name=f"squeezer-job-{n}", daemon=False)
         worker.start()
         workers.append(worker)
     say(f"jobs: this process and {count} worker process(es) run trials at once (their output: "

@@ -65,7 +65,8 @@ SECTIONS |= {"name": (7, "two words", [1, 2], True), "seed": ("text", [1, 2], Tr
 INTEGERS = ["search.trials", "search.population_size", "search.max_concurrent", "measure.threads", "measure.warmup",
             "measure.repeats", "measure.batch", "training.batch_size", "training.threads", "search.jobs", "seed",
             "teacher.epochs", "data.train_size"]
-FLOATS = ["search.timeout_s", "search.cpus_per_trial", "search.min_accuracy_share", "teacher.lr", "data.val_fraction",
+FLOATS = ["search.timeout_s", "search.cpus_per_trial", "search.gpus_per_trial", "search.min_accuracy_share",
+          "teacher.lr", "data.val_fraction",
           "data.test_fraction"]
 ENUMS = ["search.sampler", "search.backend", "search.scheduler", "data.name", "teacher.family", "student.family"]
 BAD_SPECS = [{"int": [3, 1]}, {"int": ["a", 5]}, {"int": [1, 5], "step": 0}, {"int": [0, 5], "log": True},
@@ -104,7 +105,7 @@ def cases() -> list[Case]:
     found += [Case(f"{step}.{key} = {value!r}", step, changed(f"pipeline.{step}.{key}", value))
               for step, key, value in BAD_STEP_SETTINGS]
     return (found + unknown_names() + inconsistent() + absurd_sizes() + yaml_files() + data_files() + distillation()
-            + model_files() + stores() + flags() + settings_against_data() + messages())
+            + model_files() + stores() + flags() + settings_against_data() + messages() + devices())
 
 
 def state_dict_file(save: Callable[[Path], None]) -> Callable[[Path], None]:
@@ -212,6 +213,27 @@ def flags() -> list[Case]:
         Case("--jobs 0", "--jobs", digits, args=("--jobs", "0")),
         Case("--jobs with ray", "--jobs", digits, args=("--backend", "ray", "--jobs", "2")),
         Case("search.jobs with ray", "search.jobs", changed("search.jobs", 2, changed("search.backend", "ray"))),
+        Case("--gpus-per-trial with optuna", "--gpus-per-trial", digits, args=("--gpus-per-trial", "0.5")),
+    ]
+
+
+def devices() -> list[Case]:
+    """GPUs this machine (the CI's, the developers') does not have, and misspelt devices and precisions."""
+    ray = changed("search.backend", "ray")
+    found = [Case(f"training.device = {v!r}", "training.device", changed("training.device", v))
+             for v in ("cuda", "cuda:7", "gpu", "cuda:x", 3, "", "CPU")]
+    found += [Case(f"measure.device = {v!r}", "measure.device", changed("measure.device", v))
+              for v in ("cuda", "cuda:0", "auto", "tpu", 1.5)]
+    found += [Case(f"training.precision = {v!r}", "training.precision", changed("training.precision", v))
+              for v in ("fp8", "float16", 16, True)]
+    return found + [
+        Case("search.gpus_per_trial with optuna", "search.gpus_per_trial", changed("search.gpus_per_trial", 0.5)),
+        Case("gpus_per_trial 1.5", "search.gpus_per_trial", changed("search.gpus_per_trial", 1.5, ray)),
+        Case("gpus_per_trial absurd", "search.gpus_per_trial", changed("search.gpus_per_trial", 10**6, ray)),
+        Case("cuda on ray without a GPU share", "training.device", changed("training.device", "cuda", ray)),
+        Case("cuda:1 on ray", "training.device",
+             changed("training.device", "cuda:1", changed("search.gpus_per_trial", 0.5, ray))),
+        Case("measure on cuda on ray without a GPU share", "measure.device", changed("measure.device", "cuda", ray)),
     ]
 
 

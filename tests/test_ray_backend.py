@@ -12,7 +12,9 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from squeezer.search.backends.ray import at_once
 from squeezer.search.cli import main
+from squeezer.search.config import SearchSettings
 from squeezer.search.screening import WARMUP
 
 from conftest import DIGITS_YAML, digits_config, one_line, write_config
@@ -122,6 +124,30 @@ def test_a_study_runs_across_a_two_node_ray_cluster(tmp_path: Path, two_node_clu
     assert len({c.data.tags["squeezer.node"] for c in children}) == 2  # both nodes ran trials
 
 
+def test_tune_packs_trials_onto_the_gpus_a_cpu_node_declares(tmp_path: Path) -> None:
+    """A node declaring one GPU runs trials of half a GPU two at a time, each given GPU 0 (here they train on the
+    CPU: torch sees no CUDA; on a GPU node they would train on it)."""
+    import ray
+
+    assert at_once({"CPU": 2, "GPU": 1}, SearchSettings(backend="ray", gpus_per_trial=0.5)) == 2
+    assert at_once({"CPU": 2, "GPU": 1}, SearchSettings(backend="ray", gpus_per_trial=1)) == 1
+    assert at_once({"CPU": 8, "GPU": 1}, SearchSettings(backend="ray", gpus_per_trial=0.125)) == 8
+    config = digits_config()
+    config["pipeline"] = [{"distill": {"epochs": 2}}]
+    config["search"] = {"sampler": "random", "backend": "ray", "gpus_per_trial": 0.5}
+    tracking, storage = stores(tmp_path)
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    try:
+        assert main(["search", str(write_config(tmp_path, config)), "--trials", "2", "--tracking-uri", tracking,
+                     "--storage", storage]) == 0
+    finally:
+        ray.shutdown()
+    children = runs(tmp_path, "trial")
+    assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
+    assert [c.data.tags["squeezer.gpus"] for c in children] == ["0", "0"]
+    assert {c.data.tags["squeezer.device"] for c in children} == {"cpu"}
+
+
 def test_asha_stops_weak_trials_early_on_ray(tmp_path: Path) -> None:
     config = digits_config()
     config["pipeline"][0]["distill"]["lr"] = {"float": [1e-4, 1e-2], "log": True}  # some learn far slower
@@ -153,6 +179,8 @@ def test_squeezer_sampler_screens_the_recipes_tune_runs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("flags, key", [
     (["--cpus-per-trial", "64"], "search.cpus_per_trial: must fit on one node of the Ray cluster"),
+    (["--gpus-per-trial", "0.5"], "search.gpus_per_trial: must fit on one node of the Ray cluster; its largest has "
+                                  "0 GPUs"),
     (["--address", "head-without-port"], "search.address: must be HOST:PORT"),
     (["--address", "127.0.0.1:1"], "search.address: no Ray head answers there"),
 ])

@@ -27,6 +27,7 @@ def run(session: Session, target: int) -> None:
     """Run trials until the study holds ``target`` finished ones (or ``search.timeout_s`` passes)."""
     settings = session.config
     torch.set_num_threads(hardware.threads(settings.training.threads, settings.search.jobs))
+    session.out(f"training on {hardware.describe(session.bench.device, torch.get_num_threads())}")
     session.close_stale_trials()
     done = len(session.finished())
     session.out(f"study {session.name!r}: {done}/{target} trials done; objectives {session.config.objectives}")

@@ -39,6 +39,8 @@ SEED = "squeezer.seed"        # the study seed; a trial's seed is this plus its 
 ERROR = "squeezer.error"      # a trial that ran and failed reports its reason under this key
 CURVES = "squeezer.curves"    # per-epoch metrics, as JSON, in the final result
 NODE = "squeezer.node"        # the Ray node that ran the trial
+GPUS = "squeezer.gpus"        # the GPUs Tune gave it (their ids; empty: none)
+DEVICE = "squeezer.device"    # where it trained
 SECONDS = "squeezer.seconds"  # the trial's own run time on the worker
 EPOCH_METRIC = "val_accuracy"  # what ASHA watches, epoch by epoch
 SKIPPED = "squeezer.skipped"  # a restored trial the storage holds as finished: not run again
@@ -61,13 +63,15 @@ def check(settings: SearchSettings) -> None:
     except Exception as err:  # noqa: BLE001 - Ray's own errors for a cluster it cannot join
         raise ConfigError("search.address", f"cannot join the Ray cluster ({type(err).__name__}: "
                           f"{(str(err).strip().splitlines() or [''])[0]})", settings.address) from None
-    largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")), default=0)
-    if settings.cpus_per_trial > largest:
-        if _started:
-            ray.shutdown()
-            _started = False
-        raise ConfigError("search.cpus_per_trial", f"must fit on one node of the Ray cluster; its largest has "
-                          f"{largest:g} CPUs", settings.cpus_per_trial)
+    for key, resource, wanted in (("cpus_per_trial", "CPU", settings.cpus_per_trial),
+                                  ("gpus_per_trial", "GPU", settings.gpus_per_trial or 0)):
+        largest = max((node["Resources"].get(resource, 0) for node in ray.nodes() if node.get("Alive")), default=0)
+        if wanted > largest:
+            if _started:
+                ray.shutdown()
+                _started = False
+            raise ConfigError(f"search.{key}", f"must fit on one node of the Ray cluster; its largest has "
+                              f"{largest:g} {resource}s", wanted)
 
 
 def _check_address(address: str) -> None:
@@ -97,7 +101,7 @@ def run(session: Session, target: int) -> None:
     done = frozenset(t.number for t in session.finished(trials))
     _earlier = (done, frozenset(t.number for t in trials))  # read once, not at every trial start
     trainable = tune.with_resources(tune.with_parameters(_trainable, bench=_sent(session.bench), done=done),
-                                    {"cpu": settings.cpus_per_trial})
+                                    {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial or 0})
     experiments = sorted(results_dir().glob(f"{session.name}.*"), key=lambda p: int(p.suffix[1:]))
     try:
         if experiments and tune.Tuner.can_restore(str(experiments[-1])):
@@ -107,7 +111,7 @@ def run(session: Session, target: int) -> None:
         while (remaining := target - len(session.finished())) > 0:
             # a new Tune experiment for what is left (a first run, a raised target, trials interrupted)
             session.out(f"study {session.name!r}: {target - remaining}/{target} trials done; running the rest on "
-                        f"Ray ({ray.cluster_resources().get('CPU', 0):g} CPUs, {len(ray.nodes())} node(s))")
+                        f"Ray ({_resources(settings)}, {len(ray.nodes())} node(s))")
             count += 1
             _new_tuner(session, trainable, remaining, target, f"{session.name}.{count}").fit()
             if target - len(session.finished()) >= remaining:
@@ -152,6 +156,21 @@ _QUIET = {
 }
 
 
+def at_once(resources: Mapping[str, float], settings: SearchSettings) -> int:
+    """Trials the cluster's ``resources`` run at once: as many as its CPUs (and GPUs, when trials take a share of
+    one) hold."""
+    fits = [resources.get("CPU", 1) / settings.cpus_per_trial]
+    if settings.gpus_per_trial:
+        fits.append(resources.get("GPU", 0) / settings.gpus_per_trial)
+    return max(1, int(min(fits) + 1e-9))
+
+
+def _resources(settings: SearchSettings) -> str:
+    total = ray.cluster_resources()
+    gpus = f", {total.get('GPU', 0):g} GPUs ({settings.gpus_per_trial:g} per trial)" if settings.gpus_per_trial else ""
+    return f"{total.get('CPU', 0):g} CPUs{gpus}"
+
+
 def _sent(bench: Workbench) -> Workbench:
     """What the workers get: the classes of the user's own Python files by value (a worker cannot import such a file
     by its module name); on a cluster of one machine, memory-mapped data as its files' paths (reopened by each
@@ -169,8 +188,7 @@ def _new_tuner(session: Session, trainable: Any, samples: int, target: int, name
         config, space=_Space(config, session.seed), metric=list(config.objectives),
         mode=[d[:3] for d in config.objectives.values()], sampler=make_sampler(config, session.seed),
         study_name=session.study.study_name, storage=session.storage)
-    cpus = ray.cluster_resources().get("CPU", 1)
-    concurrent = settings.max_concurrent or max(1, int(cpus // settings.cpus_per_trial))
+    concurrent = settings.max_concurrent or at_once(ray.cluster_resources(), settings)
     scheduler = None
     if settings.scheduler == "asha":
         scheduler = tune.schedulers.ASHAScheduler(metric=EPOCH_METRIC, mode="max", grace_period=2)
@@ -249,7 +267,8 @@ class _Mirror(tune.Callback):
         if CURVES not in result or trial.trial_id not in self.runs:
             return  # a per-epoch report, for the scheduler; or a skipped trial
         s, run_id = _active(), self.runs[trial.trial_id]
-        s.tracker.set_tag(run_id, NODE, result[NODE])
+        for tag in (NODE, GPUS, DEVICE):
+            s.tracker.set_tag(run_id, tag, result[tag])
         curves = [(step, values) for step, values in json.loads(result[CURVES])]
         s.tracker.log_result(run_id, _metrics(result), curves, error=result.get(ERROR) or None)
 
@@ -308,7 +327,8 @@ def _trainable(config: Mapping[str, Any], bench: Workbench, done: frozenset[int]
         final = {**unknown, **(outcome.metrics or {}),
                  EPOCH_METRIC: (outcome.metrics or {}).get("accuracy", nan), ERROR: outcome.error or "",
                  CURVES: json.dumps(outcome.curves), SECONDS: outcome.seconds,
-                 NODE: ray.get_runtime_context().get_node_id(), "squeezer.host": socket.gethostname()}
+                 NODE: ray.get_runtime_context().get_node_id(), "squeezer.host": socket.gethostname(),
+                 GPUS: ",".join(map(str, ray.get_gpu_ids())), DEVICE: str(bench.device)}
         checkpoint = tune.Checkpoint.from_directory(workdir) if outcome.metrics else None
         tune.report(final, checkpoint=checkpoint)
 
