@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install data demo test test-all ui clean
+.PHONY: install data demo test test-all test-gpu ui clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ test: install
 # Everything, the slow end-to-end studies included.
 test-all: install data
 	$(BIN)/python -m pytest -q -m ""
+
+# On a machine with a CUDA GPU: the specifications that need one (they skip elsewhere).
+test-gpu: install
+	$(BIN)/python -m pytest -q -m gpu
 
 ui: install
 	$(BIN)/squeezer ui

@@ -79,7 +79,9 @@ def inner(config_path: Path, overrides: dict[str, Any], trials: int, storage: st
     raw = read_yaml(config_path)
     for key, value in overrides.items():
         section, name = key.split(".")
-        target = raw[section] if section in raw else next(s[section] for s in raw["pipeline"] if section in s)
+        steps = {step_name: settings for step in raw["pipeline"] if isinstance(step, dict)
+                 for step_name, settings in step.items()}
+        target = steps[section] if section in steps else raw.setdefault(section, {})
         target[name] = value
     config = parse_config(raw, config_path.parent)
     clock.spent["start-up"] = time.perf_counter() - T0

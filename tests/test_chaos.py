@@ -14,7 +14,7 @@ chaos = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(chaos)
 
 
-@pytest.mark.parametrize("backend, trials", [("optuna", 20), pytest.param("ray", 60, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("backend, trials", [("optuna", 12), pytest.param("ray", 60, marks=pytest.mark.slow)])
 def test_three_kills_lose_no_finished_trial(tmp_path: Path, backend: str, trials: int) -> None:
     result = chaos.run_chaos(backend, kills=3, trials=trials, workdir=tmp_path, seed=1)
     assert all(result["checks"].values())  # run_chaos raises on the first broken check; this names them

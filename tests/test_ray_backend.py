@@ -24,6 +24,18 @@ from test_study import runs, stores
 RAY = Path(sys.executable).parent / "ray"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    """One local Ray for this file's studies (each would otherwise start and stop its own), with one GPU declared on
+    this CPU machine so that Tune's GPU packing runs too. The backend joins a running Ray and leaves it running."""
+    import ray
+
+    ray.init(num_cpus=os.cpu_count(), num_gpus=1, include_dashboard=False, _node_ip_address="127.0.0.1",
+             log_to_driver=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
 def test_the_ray_backend_records_trials_like_the_optuna_backend(tmp_path: Path) -> None:
     tracking, storage = stores(tmp_path)
     assert main(["search", str(DIGITS_YAML), "--backend", "ray", "--trials", "3", "--tracking-uri", tracking,
@@ -136,12 +148,9 @@ def test_tune_packs_trials_onto_the_gpus_a_cpu_node_declares(tmp_path: Path) -> 
     config["pipeline"] = [{"distill": {"epochs": 2}}]
     config["search"] = {"sampler": "random", "backend": "ray", "gpus_per_trial": 0.5}
     tracking, storage = stores(tmp_path)
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
-    try:
-        assert main(["search", str(write_config(tmp_path, config)), "--trials", "2", "--tracking-uri", tracking,
-                     "--storage", storage]) == 0
-    finally:
-        ray.shutdown()
+    assert ray.cluster_resources()["GPU"] == 1  # declared (``local_ray``)
+    assert main(["search", str(write_config(tmp_path, config)), "--trials", "2", "--tracking-uri", tracking,
+                 "--storage", storage]) == 0
     children = runs(tmp_path, "trial")
     assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
     assert [c.data.tags["squeezer.gpus"] for c in children] == ["0", "0"]
@@ -179,8 +188,8 @@ def test_squeezer_sampler_screens_the_recipes_tune_runs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("flags, key", [
     (["--cpus-per-trial", "64"], "search.cpus_per_trial: must fit on one node of the Ray cluster"),
-    (["--gpus-per-trial", "0.5"], "search.gpus_per_trial: must fit on one node of the Ray cluster; its largest has "
-                                  "0 GPUs"),
+    (["--gpus-per-trial", "2"], "search.gpus_per_trial: must fit on one node of the Ray cluster; its largest has "
+                                "1 GPUs"),
     (["--address", "head-without-port"], "search.address: must be HOST:PORT"),
     (["--address", "127.0.0.1:1"], "search.address: no Ray head answers there"),
 ])

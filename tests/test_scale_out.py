@@ -14,14 +14,17 @@ from squeezer.search import hardware
 from squeezer.search.cli import main
 from squeezer.search.config import parse_config
 
-from conftest import DIGITS_YAML, digits_config
+from conftest import DIGITS_YAML, digits_config, write_config
 from test_study import runs, stores
 
 
 def test_two_processes_share_one_study_without_losing_or_duplicating_trials(tmp_path: Path) -> None:
     tracking, storage = stores(tmp_path)
-    command = [sys.executable, "-m", "squeezer.search.cli", "search", str(DIGITS_YAML), "--trials", "6",
-               "--storage", storage, "--tracking-uri", tracking]
+    config = digits_config()  # lighter: what is shared and counted matters here, not how well they train
+    config["teacher"]["epochs"] = 10
+    config["pipeline"][0]["distill"]["epochs"] = 5
+    command = [sys.executable, "-m", "squeezer.search.cli", "search", str(write_config(tmp_path, config)),
+               "--trials", "6", "--storage", storage, "--tracking-uri", tracking]
     workers = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                for _ in range(2)]
     logs = [w.communicate(timeout=600)[0] for w in workers]

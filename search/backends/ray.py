@@ -132,10 +132,10 @@ def results_dir() -> Path:
 
 def _connect(address: str | None) -> bool:
     """Join the cluster at ``address``, or start a private local Ray; True when this call started Ray."""
+    for name, value in _QUIET.items():  # how Tune runs here, whoever started Ray
+        os.environ.setdefault(name, value)
     if ray.is_initialized():
         return False
-    for name, value in _QUIET.items():
-        os.environ.setdefault(name, value)
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
     # "token authentication is enabled": Ray's default, worth no warning on every start (a logger name, no API)
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
