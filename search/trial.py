@@ -143,7 +143,7 @@ def baseline(bench: Workbench) -> dict[str, float]:
     s = bench.splits
     metrics = measure(bench.teacher, s.val_raw, s.val_y, bench.config.measure, Path(), pad_id=s.pad_id, spec=s.spec,
                       deployed=bench.deployed_teacher())  # the students' reference from now on (``reference``)
-    return {**metrics, "test_accuracy": accuracy(bench.teacher, s.test_x, s.test_y)}
+    return {**metrics, "test_accuracy": accuracy(bench.resident().teacher, s.test_x, s.test_y)}  # on the device
 
 
 @dataclass(frozen=True)
