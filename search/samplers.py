@@ -1,10 +1,15 @@
 """Optuna samplers by name: the one list of allowed ``search.sampler`` values (config validation reads it), and how
-each is made. Budgets reach them through each trial's constraints. ``squeezer`` draws at random where
-``Session.propose`` has not queued a screened recipe (``squeezer.search.screening``)."""
+each is made. Budgets reach them through each trial's constraints. ``squeezer`` is ``screening.SqueezerSampler``."""
 
 from __future__ import annotations
 
 from typing import Any, Callable
+
+
+def _squeezer(search: Any, seed: int) -> Any:
+    from squeezer.search.screening import SqueezerSampler
+
+    return SqueezerSampler(seed=seed)
 
 
 def _random(search: Any, seed: int) -> Any:
@@ -26,7 +31,7 @@ def _nsga2(search: Any, seed: int) -> Any:
 
 
 #: name -> factory(search settings, seed) of an ``optuna.samplers.BaseSampler``
-SAMPLERS: dict[str, Callable[[Any, int], Any]] = {"squeezer": _random, "nsga2": _nsga2, "tpe": _tpe,
+SAMPLERS: dict[str, Callable[[Any, int], Any]] = {"squeezer": _squeezer, "nsga2": _nsga2, "tpe": _tpe,
                                                   "random": _random}
 
 

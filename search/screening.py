@@ -6,6 +6,10 @@ untrained student, deployed and timed), so they need not be guessed; only accura
 that break a budget, predicts their accuracy with a random forest (scikit-learn) fit on the trials so far, and runs
 the candidate whose predicted points (one per tree: the forest's spread is its uncertainty) add the most
 hypervolume to the current front on average. The first ``warmup`` trials are random, to fit the forest on.
+
+``SqueezerSampler`` is this as an ``optuna.samplers.BaseSampler``, so any Optuna study (and Tune's ``OptunaSearch``)
+runs it unchanged: before a trial it screens; then each knob the trial asks for gets the chosen recipe's value, or a
+``RandomSampler``'s.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
-from optuna.trial import FrozenTrial
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
 
 from squeezer.search import baselines, quality
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.objectives import CHEAP
+from squeezer.search.pareto import pareto_trials
 from squeezer.search.recipe import replay_params, suggest_params
 from squeezer.search.trial import Workbench, broken_budgets, cheap_metrics, student
 from squeezer.spaces.optuna import distributions
@@ -110,6 +117,54 @@ class Screen:
         return [float(np.mean([quality.hypervolume([*members, {**cheap, "accuracy": float(accuracy)}], objectives,
                                                    self.teacher, reference) - base for accuracy in predicted[:, i]]))
                 for i, (_, cheap) in enumerate(candidates)]
+
+
+class SqueezerSampler(BaseSampler):
+    """Squeezer's sampler (see the module's docstring): random until it has a ``Screen`` (``use``, once the study
+    knows its teacher) and enough trials to learn from; then the screened recipe. Recipes queued in the study (a
+    baseline, a warm start's front) run as queued."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._random = RandomSampler(seed=seed)
+        self._screen: Screen | None = None
+        self._chosen: dict[int, dict[str, Any]] = {}  # trial number -> the screened recipe it runs
+
+    def use(self, screen: Screen) -> None:
+        self._screen = screen
+
+    def __getstate__(self) -> dict[str, Any]:  # Tune saves its searcher's sampler; the screen is the driver's
+        return {**self.__dict__, "_screen": None}
+
+    def screened(self, number: int) -> bool:
+        """Whether trial ``number`` (asked in this process) runs a screened recipe."""
+        return number in self._chosen
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {}  # the space is conditional: knobs are sampled one by one, as the trial asks for them
+
+    def sample_relative(self, study: Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return {}
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        if self._screen is None or "fixed_params" in trial.system_attrs:  # queued: runs as queued
+            return
+        trials = study.get_trials(deepcopy=False)
+        taken = [t.params for t in trials if t.state != TrialState.FAIL]  # a failed trial may be run again
+        params = self._screen.propose([t for t in trials if t.state == TrialState.COMPLETE],
+                                      pareto_trials(study, self._screen.config.objectives), taken)
+        if params is not None:
+            self._chosen[trial.number] = params
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        chosen = self._chosen.get(trial.number, {})
+        if param_name in chosen:
+            return chosen[param_name]
+        return self._random.sample_independent(study, trial, param_name, param_distribution)
+
+    def reseed_rng(self) -> None:
+        self._random.reseed_rng()
 
 
 def joint_distributions(config: ExperimentConfig) -> dict[str, BaseDistribution]:

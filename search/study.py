@@ -31,7 +31,7 @@ from squeezer.search.pareto import feasible, keep_metrics, pareto_trials
 from squeezer.search.recipe import flatten, replay_params
 from squeezer.search.runtime import export
 from squeezer.search.runtime.ort import OnnxModel
-from squeezer.search.screening import Screen
+from squeezer.search.screening import Screen, SqueezerSampler
 from squeezer.search.storage import exists, open_storage
 from squeezer.search.tracking import TRIAL_TAG, RunId, Tracker, created
 from squeezer.search.trial import CONFIG_FAULT, Given, Outcome, Workbench, baseline, prepare
@@ -231,6 +231,8 @@ class Session:
         if self.config.search.sampler == "squeezer":  # a resumed process draws other candidates than its first life
             self.screen = Screen(self.bench, self.teacher, self.seed + len(self.study.trials),
                                  self.config.search.candidates)
+            if isinstance(self.study.sampler, SqueezerSampler):
+                self.study.sampler.use(self.screen)
         fixed = self.reconcile()
         if fixed:
             self.out(f"reconciled {fixed} trial run(s) left open by a stopped process with the study storage")
@@ -252,12 +254,28 @@ class Session:
             self.out(f"marked {len(stale)} interrupted trial(s) of a stopped process as failed")
         return len(stale)
 
+    def trial(self, number: int) -> optuna.Trial | None:
+        """Trial ``number`` of the study, to set its attributes (one another object asked: a stale trial, a Ray
+        trial); None without the storage at hand."""
+        trial_id = self._trial_id(number)
+        return None if trial_id is None else optuna.Trial(self.study, trial_id)
+
+    def is_finished(self, number: int) -> bool:
+        """Whether the storage holds trial ``number`` as finished (read now)."""
+        trial_id = self._trial_id(number)
+        return trial_id is not None and self.storage.get_trial(trial_id).state.is_finished()  # type: ignore[union-attr]
+
+    def _trial_id(self, number: int) -> int | None:
+        if self.storage is None:  # Optuna's Study has no public way to reach a trial by number
+            return None
+        study_id = self.storage.get_study_id_from_name(self.name)
+        return self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
     def fail(self, number: int, reason: str) -> None:
         """Tell trial ``number`` FAIL with its reason (a trial this process holds no ``optuna.Trial`` of)."""
-        if self.storage is not None:  # Optuna's Study has no public way to set an attribute of a trial by number
-            study_id = self.storage.get_study_id_from_name(self.name)
-            trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
-            self.storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+        trial = self.trial(number)
+        if trial is not None:
+            trial.set_user_attr("fail_reason", reason)
         self.study.tell(number, state=TrialState.FAIL)
 
     def reconcile(self) -> int:
@@ -307,18 +325,6 @@ class Session:
         """The trial's MLflow run, named by its number and recipe (``t07 cnn d2c8 · T3.1 α0.7 · prune 30 % · int8``)."""
         name = report.run_name(number, params)
         return self.tracker.trial_run(self.parent, self.name, number, params, tags, name=name)
-
-    def propose(self) -> None:
-        """With sampler ``squeezer``: queue the screened recipe for the next ``study.ask()`` (unless recipes, e.g. a
-        warm start's, are queued already)."""
-        if self.screen is None or self.study.get_trials(deepcopy=False, states=[TrialState.WAITING]):
-            return
-        trials = self.study.get_trials(deepcopy=False)
-        taken = [t.params for t in trials if t.state != TrialState.FAIL]  # a failed trial may be run again
-        params = self.screen.propose([t for t in trials if t.state == TrialState.COMPLETE],
-                                     pareto_trials(self.study, self.config.objectives), taken)
-        if params is not None:
-            self.study.enqueue_trial(params, user_attrs={"screened": True})
 
     def stop_rule(self) -> ParetoStop | None:
         """Pareto-aware early stopping for a trial starting now (``squeezer.search.early_stop``), if configured."""

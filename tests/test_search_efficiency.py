@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
 import re
+import threading
 from pathlib import Path
 
 import optuna
@@ -13,7 +15,7 @@ from optuna.trial import TrialState
 from squeezer.search.config import parse_config
 from squeezer.search.early_stop import MIN_CURVES, ParetoStop, headroom, val_curve
 from squeezer.search.errors import ConfigError
-from squeezer.search.screening import WARMUP
+from squeezer.search.screening import WARMUP, SqueezerSampler
 from squeezer.search.recipe import replay_params
 from squeezer.search.trial import StoppedEarly, attempt, prepare
 
@@ -168,3 +170,13 @@ def test_squeezer_sampler_never_proposes_a_recipe_already_run(tmp_path: Path) ->
     assert screened
     for trial in screened:
         assert all(trial.params != earlier.params for earlier in trials[:trial.number]), trial.number
+
+
+def test_squeezers_sampler_is_an_optuna_sampler_that_any_study_runs_and_tune_can_save() -> None:
+    sampler = SqueezerSampler(seed=0)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1) + trial.suggest_int("n", 1, 3), n_trials=4)
+    assert isinstance(sampler, optuna.samplers.BaseSampler) and len(study.trials) == 4
+    assert not any(sampler.screened(t.number) for t in study.trials)  # no screen yet: random draws
+    sampler.use(threading.Lock())  # a screen holds what cannot be pickled (an in-memory study, the data)
+    assert isinstance(pickle.loads(pickle.dumps(sampler)), SqueezerSampler)  # Tune pickles its searcher's sampler

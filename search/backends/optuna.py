@@ -17,6 +17,7 @@ import torch
 from squeezer.compressors.progress import Bar
 from squeezer.search import hardware, liveness
 from squeezer.search.recipe import flatten, suggest_params
+from squeezer.search.screening import SqueezerSampler
 from squeezer.search.study import INTERRUPTED, Session
 from squeezer.search.trial import attempt
 
@@ -50,8 +51,9 @@ def _run(session: Session, target: int, bar: Bar) -> None:
         if done + elsewhere >= target:
             time.sleep(POLL_S)  # the other processes' trials will reach the target, or fail and leave room
             continue
-        session.propose()
         trial = session.study.ask()
+        if isinstance(session.study.sampler, SqueezerSampler) and session.study.sampler.screened(trial.number):
+            trial.set_user_attr("screened", True)
         liveness.claim(trial, session.me)
         rank = _rank(session, trial.number)
         if rank >= target:  # another process asked at the same moment and took the last place

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import ray
 import torch
 from ray import cloudpickle, tune
+from optuna.samplers import BaseSampler
 from ray.tune.search.optuna import OptunaSearch
 
 from squeezer.search.config import ExperimentConfig, SearchSettings
@@ -29,6 +30,7 @@ from squeezer.search.errors import ConfigError
 from squeezer.search.objectives import METRICS
 from squeezer.search.pareto import keep_metrics
 from squeezer.search.recipe import flatten, replay_params, suggest_params
+from squeezer.search.screening import SqueezerSampler
 from squeezer.search.study import INTERRUPTED, Session, make_sampler
 from squeezer.search.tracking import RunId
 from squeezer.search.models import user
@@ -184,10 +186,13 @@ def _sent(bench: Workbench) -> Workbench:
 
 def _new_tuner(session: Session, trainable: Any, samples: int, target: int, name: str) -> tune.Tuner:
     config, settings = session.config, session.config.search
+    sampler = make_sampler(config, session.seed)
+    if isinstance(sampler, SqueezerSampler) and session.screen is not None:
+        sampler.use(session.screen)  # screens on the driver, before Tune starts each trial
     searcher = _Searcher(
-        config, space=_Space(config, session.seed), metric=list(config.objectives),
-        mode=[d[:3] for d in config.objectives.values()], sampler=make_sampler(config, session.seed),
-        study_name=session.study.study_name, storage=session.storage)
+        config, sampler, space=_Space(config, session.seed), metric=list(config.objectives),
+        mode=[d[:3] for d in config.objectives.values()], study_name=session.study.study_name,
+        storage=session.storage)
     concurrent = settings.max_concurrent or at_once(ray.cluster_resources(), settings)
     scheduler = None
     if settings.scheduler == "asha":
@@ -213,22 +218,30 @@ class _Space:
 
 
 class _Searcher(OptunaSearch):
-    """OptunaSearch that also records what Squeezer's study keeps: metrics, budgets and failure reasons."""
+    """OptunaSearch that also records what Squeezer's study keeps: metrics, budgets and failure reasons (through
+    the study's storage, by trial number, before OptunaSearch tells the trial)."""
 
-    def __init__(self, config: ExperimentConfig, **options: Any) -> None:
-        super().__init__(**options)
+    def __init__(self, config: ExperimentConfig, sampler: BaseSampler, **options: Any) -> None:
+        super().__init__(sampler=sampler, **options)
         self.constraints, self.objectives = config.constraints, list(config.objectives)
+        self.screening = sampler if isinstance(sampler, SqueezerSampler) else None
+        self.numbers: dict[str, int] = {}  # Tune trial id -> study trial number
 
     def suggest(self, trial_id: str) -> dict | None:
-        if trial_id not in self._ot_trials:  # a new trial: Squeezer's sampler queues its screened recipe first
-            _active().propose()
-        return super().suggest(trial_id)
+        config = super().suggest(trial_id)
+        if isinstance(config, dict) and NUMBER in config:
+            number = self.numbers[trial_id] = int(config[NUMBER])
+            trial = _active().trial(number) if self.screening and self.screening.screened(number) else None
+            if trial is not None:
+                trial.set_user_attr("screened", True)
+        return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        trial = self._ot_trials.get(trial_id)
+        number = self.numbers.get(trial_id)
         if result and result.get(SKIPPED):
             return  # finished before: the storage keeps its outcome
-        if trial is not None and trial_id not in self._completed_trials:
+        trial = None if number is None or _active().is_finished(number) else _active().trial(number)
+        if trial is not None:
             if not result:  # no result at all: its worker died, or the driver stopped it
                 trial.set_user_attr("fail_reason", f"{INTERRUPTED}: the Ray trial ended without a result (its "
                                     "worker or the driver stopped)")
