@@ -20,6 +20,7 @@ from squeezer.compressors.device import PRECISIONS
 from squeezer.search import hardware
 from squeezer.search.backends import BACKENDS
 from squeezer.search.samplers import SAMPLERS
+from squeezer.search.schedulers import SCHEDULERS, for_backend
 from squeezer.search.errors import ConfigError
 from squeezer.search.yamlfile import read_yaml
 from squeezer.search.objectives import (METRIC_RANGES, METRICS, Constraint, only_accuracy_trained, parse_constraints,
@@ -60,7 +61,6 @@ LIMITS = {"search.trials": 10**6, "search.population_size": 10**4, "search.max_c
           "search.gpus_per_trial": 64,
           "data.train_size": 10**9}
 MINIMA = {"search.population_size": 2, "measure.repeats": 2, "measure.warmup": 0}  # NSGA-II breeds pairs; p90 needs 2
-SCHEDULERS = ("pareto", "shadow", "asha", "none")
 TERNARY = {2: "2 (ternary)"}
 
 
@@ -434,10 +434,7 @@ def _settings(cls: type, raw: Any, key: str) -> Any:
                           ("runtime", RUNTIMES), ("precision", PRECISIONS)):
         if name in fields and values.get(name, fields[name].default) not in (*allowed, None):
             raise ConfigError(f"{key}.{name}", f"must be one of {list(allowed)}", values[name])
-    settings = cls(**values)
-    if getattr(settings, "scheduler", None) == "asha" and settings.backend != "ray":
-        raise ConfigError(f"{key}.scheduler", "asha needs backend ray (with optuna, use pareto)", settings.scheduler)
-    return settings
+    return cls(**values)
 
 
 def check_search(config: ExperimentConfig) -> ExperimentConfig:
@@ -461,7 +458,7 @@ def check_search(config: ExperimentConfig) -> ExperimentConfig:
                               given[option])
     if not only_accuracy_trained(config.objectives):
         for key, value in (("scheduler", search.scheduler), ("sampler", search.sampler)):
-            if value in ("pareto", "shadow", "squeezer"):
+            if value == "squeezer" or (key == "scheduler" and SCHEDULERS[value].judges):
                 raise ConfigError(f"search.{key}", "needs objectives whose one trained metric is accuracy "
                                   f"(maximize); these are {config.objectives}", value)
     if "jobs" in given and search.backend != "optuna":
@@ -471,9 +468,10 @@ def check_search(config: ExperimentConfig) -> ExperimentConfig:
         if option in given and search.backend != "ray":
             raise ConfigError(f"search.{option}", f"is a setting of backend ray, not of {search.backend!r}",
                               given[option])
-    if search.scheduler in ("pareto", "shadow") and search.backend != "optuna":
-        raise ConfigError("search.scheduler", "pareto and shadow run with backend optuna (with ray, use asha)",
-                          search.scheduler)
+    if search.scheduler not in for_backend(search.backend):
+        raise ConfigError("search.scheduler", f"{search.scheduler} runs with backend "
+                          f"{SCHEDULERS[search.scheduler].backend}; with {search.backend}, use "
+                          f"{' or '.join(for_backend(search.backend))}", search.scheduler)
     check_hardware(config)
     return config
 

@@ -12,8 +12,10 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
+INTERRUPTED = "interrupted"  # how a trial's reason starts when it did not run to an outcome (it is run again)
+STOPPED = f"{INTERRUPTED}: the study process stopped"
 OWNER = "owner"  # user attribute: "host:pid" of the process running the trial
 HEARTBEAT = "heartbeat"  # user attribute: when the owner last said the trial is still running (epoch seconds)
 HEARTBEAT_S, SILENCE_S = 30.0, 120.0  # another machine's trial that has been silent this long is stale
@@ -65,3 +67,15 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def finished(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> list[FrozenTrial]:
+    """Trials that ran to an outcome: completed, stopped early (pruned), or failed with a reason.
+    Interrupted ones are run again. ``trials``: a snapshot already read from ``study``."""
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or ran_and_failed(t)]
+
+
+def ran_and_failed(trial: FrozenTrial) -> bool:
+    return trial.state == TrialState.FAIL and not trial.user_attrs.get("fail_reason", INTERRUPTED).startswith(
+        INTERRUPTED)

@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 import optuna
+from optuna.distributions import BaseDistribution
 
 from squeezer.search import baselines
 from squeezer.search.config import ExperimentConfig
 from squeezer.spaces import Space, sample
-from squeezer.spaces.optuna import suggest
+from squeezer.spaces.optuna import distributions, suggest
 
 
 def suggest_params(trial: optuna.trial.BaseTrial, config: ExperimentConfig) -> dict[str, dict[str, Any]]:
@@ -29,14 +30,23 @@ def replay_params(config: ExperimentConfig, values: Mapping[str, Any]) -> dict[s
     return _joint(config, lambda space, prefix: sample(space, lambda name, knob: values[name], prefix))
 
 
+def joint_distributions(config: ExperimentConfig) -> dict[str, BaseDistribution]:
+    """Every searched knob of the student and the pipeline by its flat name, as the study samples them."""
+    return {f"{section}.{name}": dist for section, space in _spaces(config).items()
+            for name, dist in distributions(space).items()}
+
+
 def _steps(config: ExperimentConfig) -> dict[str, Space]:
     return {step.name: step.space for step in config.pipeline}
 
 
+def _spaces(config: ExperimentConfig) -> dict[str, Space]:
+    """The joint space's parts by section: the student's, then each step's."""
+    return {"student": config.student, **_steps(config)}
+
+
 def _joint(config: ExperimentConfig, pick: Callable[[Space, str], dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    params = {"student": pick(config.student, "student.")}
-    params.update({step.name: pick(step.space, f"{step.name}.") for step in config.pipeline})
-    return params
+    return {section: pick(space, f"{section}.") for section, space in _spaces(config).items()}
 
 
 def flatten(params: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

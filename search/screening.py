@@ -28,9 +28,8 @@ from squeezer.search import baselines, quality
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.objectives import CHEAP
 from squeezer.search.pareto import pareto_trials
-from squeezer.search.recipe import replay_params, suggest_params
+from squeezer.search.recipe import joint_distributions, replay_params, suggest_params
 from squeezer.search.trial import Workbench, broken_budgets, cheap_metrics, student
-from squeezer.spaces.optuna import distributions
 
 WARMUP = 5
 MUTATE = 0.3  # share of a mutated candidate's knobs drawn afresh
@@ -165,14 +164,6 @@ class SqueezerSampler(BaseSampler):
 
     def reseed_rng(self) -> None:
         self._random.reseed_rng()
-
-
-def joint_distributions(config: ExperimentConfig) -> dict[str, BaseDistribution]:
-    """Every searched knob of the student and the pipeline by its flat name, as the study samples them."""
-    found = {f"student.{name}": dist for name, dist in distributions(config.student).items()}
-    for step in config.pipeline:
-        found.update({f"{step.name}.{name}": dist for name, dist in distributions(step.space).items()})
-    return found
 
 
 def _number(dist: BaseDistribution, value: Any) -> float:

@@ -6,22 +6,15 @@ after a crash, and finishes with the front. Backends only decide how trials are 
 
 from __future__ import annotations
 
-import os
-import tempfile
-import time
-import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import numpy as np
 import optuna
 from optuna.storages import BaseStorage
-from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from squeezer.search import baselines, jobs, liveness, quality, report, review, samplers
-from squeezer.search.config import MAX_SEED, ExperimentConfig
+from squeezer.search import baselines, front, jobs, liveness, quality, report
+from squeezer.search.config import ExperimentConfig
 from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from squeezer.search.destinations import check_storage, check_tracking_uri
 from squeezer.search.early_stop import ParetoStop, headroom, val_curve
@@ -29,17 +22,14 @@ from squeezer.search.errors import ConfigError
 from squeezer.search.locking import absolute, is_local, store_lock
 from squeezer.search.pareto import feasible, keep_metrics, pareto_trials
 from squeezer.search.recipe import flatten, replay_params
-from squeezer.search.runtime import export
-from squeezer.search.runtime.ort import OnnxModel
 from squeezer.search.screening import Screen, SqueezerSampler
-from squeezer.search.storage import exists, open_storage
+from squeezer.search.opening import PARENT_WAIT_S, open_study, parent_run, warm_start_params
+from squeezer.search.storage import open_storage
+from squeezer.search.liveness import STOPPED, finished, ran_and_failed
 from squeezer.search.tracking import TRIAL_TAG, RunId, Tracker, created
 from squeezer.search.trial import CONFIG_FAULT, Given, Outcome, Workbench, baseline, prepare
 
 Print = Callable[[str], None]
-INTERRUPTED = "interrupted"
-STOPPED = f"{INTERRUPTED}: the study process stopped"
-PARENT_WAIT_S = 60.0
 FIRST_FAILURES = 3  # trials that all failed for one configuration reason, none completed: the config is at fault
 
 
@@ -84,7 +74,7 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
         for params, attrs in first if created else []:  # the obvious baseline, then an earlier study's front
             study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=True)
         tracker = Tracker(tracking_uri, f"squeezer-{config.name}")
-        parent = _parent_run(tracker, name, config, created, wait)
+        parent = parent_run(tracker, name, config, created, wait)
     if created and queued:
         out(f"baselines: the teacher as trained, quantized without training ({', '.join(baselines.BASELINES)}), "
             "is tried first")
@@ -112,86 +102,6 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
         jobs.stop(workers)  # those still running: the study stopped early
         tracker.close()
     return StudyResult(study, front, session.parent, tracker.experiment_id)
-
-
-def warm_start_params(config: ExperimentConfig, storage: str) -> list[dict[str, Any]]:
-    """The parameters of the Pareto members of the study ``search.warm_start`` names (in the same storage), to be
-    the new study's first trials; [] when none is named."""
-    source = config.search.warm_start
-    if source is None:
-        return []
-    names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))] if exists(storage) else []
-    if source not in names:
-        raise ConfigError("search.warm_start", f"no such study in {storage}; studies there: {names}", source)
-    study = optuna.load_study(study_name=source, storage=open_storage(storage))
-    front = pareto_trials(study, study.user_attrs.get("objectives", config.objectives))
-    return [dict(t.params) for t in front if not baselines.is_baseline(t)]  # the new study runs its own baselines
-
-
-def open_study(config: ExperimentConfig, name: str, storage: BaseStorage, seed: int, wait: float = 0.0,
-               where: str = "the storage") -> tuple[optuna.Study, bool]:
-    """Create the study (returns ``created=True``), or load it by name to resume or join; a changed config is refused.
-
-    Creating without ``load_if_exists`` is atomic in the storage, so of several processes started on one study
-    exactly one is its creator.
-    """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    directions = [StudyDirection[d.upper()] for d in config.objectives.values()]
-    try:
-        study = optuna.create_study(study_name=name, storage=storage, directions=directions,
-                                    sampler=make_sampler(config, seed))
-    except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(config, seed))
-        _check_same_config(study, config, name, where, wait)
-        # A resuming or joining process must not replay the creator's random draws (the same seed would sample
-        # the same first points again): its sampler's seed also depends on the trials so far and the process.
-        stream = np.random.SeedSequence([seed, len(study.trials), os.getpid()]).generate_state(1)[0]
-        study.sampler = make_sampler(config, int(stream % MAX_SEED))
-        return study, False
-    _describe(study, config)
-    return study, True
-
-
-def _describe(study: optuna.Study, config: ExperimentConfig) -> None:
-    with warnings.catch_warnings():  # experimental in Optuna, and the one way to name the objectives
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(list(config.objectives))  # optuna-dashboard and optuna.visualization name the axes
-    study.set_user_attr("objectives", config.objectives)
-    study.set_user_attr("constraints", [str(c) for c in config.constraints])
-    study.set_user_attr("config_digest", config.digest())  # last: joiners wait for it
-
-
-def _check_same_config(study: optuna.Study, config: ExperimentConfig, name: str, storage: str, wait: float) -> None:
-    digest = _wait_for(lambda: study.user_attrs.get("config_digest"), wait)
-    if digest is None:  # its creator died before describing it: this process does
-        _describe(study, config)
-        return
-    if digest != config.digest() or study.user_attrs.get("objectives") != config.objectives:
-        raise ConfigError("--study-name", f"study {name!r} in {storage} was run with a different config; "
-                          "pick a new --study-name to start a fresh study")
-
-
-def _parent_run(tracker: Tracker, name: str, config: ExperimentConfig, created: bool, wait: float) -> str:
-    """The study's one parent run: made by the study's creator, found (or, after a crash, made) by the others."""
-    run_id = None if created else _wait_for(lambda: tracker.find_study_run(name), wait)
-    if run_id is None:
-        run_id = tracker.create_study_run(name, config.raw)
-    tracker.tag_experiment(review.view_tag(name), review.view_state(name, config.objectives))
-    tracker.reopen(run_id)
-    return run_id
-
-
-def _wait_for(get: Callable[[], Any], timeout: float) -> Any:
-    """Poll ``get`` for up to ``timeout`` seconds until it returns something: another process may be creating it."""
-    deadline = time.monotonic() + timeout
-    while (value := get()) is None and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return value
-
-
-def make_sampler(config: ExperimentConfig, seed: int) -> optuna.samplers.BaseSampler:
-    """The configured Optuna sampler (``squeezer.search.samplers``)."""
-    return samplers.make(config.search, seed)
 
 
 @dataclass
@@ -294,7 +204,7 @@ class Session:
                 self.tracker.kill(run.info.run_id, STOPPED)
         recorded = {int(r.data.tags[TRIAL_TAG]) for r in runs}
         for trial in trials.values():
-            if trial.number not in recorded and (trial.state == TrialState.COMPLETE or _ran_and_failed(trial)):
+            if trial.number not in recorded and (trial.state == TrialState.COMPLETE or ran_and_failed(trial)):
                 params = flatten(replay_params(self.config, trial.params))
                 self._end_as_stored(self.trial_run(trial.number, params), trial)
                 fixed += 1
@@ -306,7 +216,7 @@ class Session:
         if trial.state == TrialState.COMPLETE:
             self.tracker.log_result(run_id, trial.user_attrs.get("metrics"))
             self.tracker.end(run_id, "FINISHED")
-        elif _ran_and_failed(trial):
+        elif ran_and_failed(trial):
             self.tracker.log_result(run_id, None, error=trial.user_attrs["fail_reason"])
             self.tracker.end(run_id, "FAILED")
         else:
@@ -392,7 +302,7 @@ class Session:
         trials = self.study.get_trials(deepcopy=False)
         if any(t.state == TrialState.COMPLETE for t in trials):
             return
-        reasons = [t.user_attrs["fail_reason"].splitlines()[0] for t in trials if _ran_and_failed(t)]
+        reasons = [t.user_attrs["fail_reason"].splitlines()[0] for t in trials if ran_and_failed(t)]
         if len(reasons) >= FIRST_FAILURES and set(reasons) == {reason}:
             key, _, rule = reason.removeprefix(CONFIG_FAULT).partition(": ")
             raise ConfigError(key, f"{rule} (the first {len(reasons)} trials all failed so; the study stops)")
@@ -407,102 +317,8 @@ class Session:
         return value
 
     def finish(self) -> list[FrozenTrial]:
-        """Re-evaluate the front on the test split, recommend a member (``quality.recommend``), tag trial runs with
-        their Pareto membership, attach the table and plot, print the table and counts."""
-        front = pareto_trials(self.study, self.config.objectives)
-        runs = self.tracker.finished_runs(self.name)  # read once: the test split's re-evaluation, the model, links
-        tested = self.test_front(front, runs)
-        samples = len(self.bench.splits.val_y)
-        chosen, why = quality.recommend([t.user_attrs["metrics"] for t in front], self.config.objectives,
-                                        self.teacher, samples, self.config.search.min_accuracy_share)
-        recommended = None if chosen is None else front[chosen].number
-        trials = self.study.get_trials(deepcopy=False)
-        completed = [t for t in trials if t.state == TrialState.COMPLETE]
-        every_name = {t.number: self.run_name(t) for t in completed}
-        names = {t.number: every_name[t.number] for t in front}
-        # per study, keyed by trial number: Optuna keeps a finished trial's attributes as they were when it ended
-        for key, value in (("recommended", recommended), ("recommended_because", why),
-                           ("validation_samples", samples), ("run_names", {str(k): v for k, v in names.items()}),
-                           ("mlflow_run_ids", {str(k): v for k, v in runs.items()})):
-            self.study.set_user_attr(key, value)  # what `squeezer pareto` prints again
-        if recommended is not None:
-            self.log_recommended(recommended, runs.get(recommended))
-        failed = [t for t in trials if t.state == TrialState.FAIL and _ran_and_failed(t)]
-        interrupted = [t for t in trials if t.state == TrialState.FAIL and not _ran_and_failed(t)]
-        stopped = [t for t in trials if t.state == TrialState.PRUNED]
-        ended = sorted(feasible(self.study), key=lambda t: t.number)
-        figures = {"pareto.png": report.front_figure(completed, front, self.teacher, recommended),
-                   "hypervolume.png": report.hypervolume_figure(quality.history(
-                       [t.user_attrs["metrics"] for t in ended], self.config.objectives, self.teacher,
-                       self.config.search.reference))}
-        summary = {"trials.completed": len(completed), "trials.failed": len(failed),
-                   "trials.interrupted": len(interrupted), "trials.stopped_early": len(stopped),
-                   "pareto.size": len(front)}
-        self.log_hypervolume()  # at its step, like every trial's: a step-0 summary point would break its history
-        page = report.front_html(completed, front, every_name, self.teacher, recommended)
-        records = report.front_records(front, self.teacher, tested, recommended, names, samples)
-        links = {number: self.tracker.run_link(run_id) for number, run_id in runs.items()}
-        description = (f"**Pareto front of study {self.name}** ({len(front)} of {len(completed)} completed trials; "
-                       f"± the standard error of the validation accuracy on {samples} samples)\n\n"
-                       f"{report.front_markdown(records, self.teacher, links)}\n\n"
-                       f"**Recommended**: {why or 'none'}")
-        self.tracker.finish_study(self.parent, self.name, {t.number for t in front},
-                                  report.front_csv(front, self.teacher, tested), figures, summary, recommended, page,
-                                  description)
-        for figure in figures.values():
-            report.close(figure)
-        early = f", {len(stopped)} stopped early" if stopped else ""
-        early += f", {len(interrupted)} interrupted (run again)" if interrupted else ""
-        self.out(f"\nPareto front ({len(front)} of {len(completed)} completed trials; {len(failed)} failed{early}):")
-        self.out(report.front_table(front, self.teacher, tested, recommended, names, why, samples))
-        return front
-
-    def log_recommended(self, number: int, run: str | None) -> None:
-        """The recommended trial's deployed ONNX file as an MLflow model of its ``run``, named by the study's run:
-        its recipe as params, three raw validation samples as its input example."""
-        with tempfile.TemporaryDirectory(prefix="squeezer-model-") as tmp:
-            folder = self.tracker.artifacts(run, Path(tmp))
-            if folder is None or not (folder / "model.onnx").is_file():
-                return
-            example = self.bench.splits.val_raw[:3]
-            outputs = {"logits": OnnxModel(folder / "model.onnx").predict(example).numpy()}
-            params = flatten(replay_params(self.config, self.study.trials[number].params))
-            self.tracker.log_onnx_model(self.parent, run, folder / "model.onnx", "recommended_model",
-                                        example.numpy(), outputs, params,
-                                        {"squeezer.study": self.name, "squeezer.trial": number})
-
-    def test_front(self, front: list[FrozenTrial], runs: Mapping[int, str]) -> dict[int, float]:
-        """Each Pareto member's accuracy on the test split (never seen by the search), from its deployed artifact in
-        its MLflow run (``runs``, by trial number); logged there as ``test_accuracy`` and kept in the study for
-        ``squeezer pareto``."""
-        tested = {int(k): v for k, v in self.study.user_attrs.get("test_accuracy", {}).items()}
-        s = self.bench.splits
-        with tempfile.TemporaryDirectory(prefix="squeezer-test-") as tmp:
-            for trial in front:
-                if trial.number in tested:
-                    continue
-                run_id = runs.get(trial.number)
-                folder = self.tracker.artifacts(run_id, Path(tmp) / str(trial.number))
-                if run_id is None or folder is None:  # a run rebuilt after a crash has no artifacts
-                    continue
-                deployed = export.reload(folder, self.config.measure.runtime, s, template=self.bench.teacher)
-                predicted = deployed.predict(s.test_raw).argmax(1)  # the user's raw input, as deployed
-                tested[trial.number] = (predicted == s.test_y).float().mean().item()
-                self.tracker.log_metrics(run_id, {"test_accuracy": tested[trial.number]})
-        self.study.set_user_attr("test_accuracy", {str(k): v for k, v in tested.items()})
-        return tested
+        """Record the front (``squeezer.search.front``) and return it."""
+        return front.record(self)
 
 
-def finished(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> list[FrozenTrial]:
-    """Trials that ran to an outcome: completed, stopped early (pruned), or failed with a reason.
-    Interrupted ones are run again. ``trials``: a snapshot already read from ``study``."""
-    trials = study.get_trials(deepcopy=False) if trials is None else trials
-    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or _ran_and_failed(t)]
-
-
-def _ran_and_failed(trial: FrozenTrial) -> bool:
-    return trial.state == TrialState.FAIL and not trial.user_attrs.get("fail_reason", INTERRUPTED).startswith(
-        INTERRUPTED)
-
-
-__all__ = ["DEFAULT_STORAGE", "Session", "StudyResult", "finished", "make_sampler", "open_study", "run_study"]
+__all__ = ["DEFAULT_STORAGE", "Session", "StudyResult", "run_study"]

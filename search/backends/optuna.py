@@ -18,7 +18,8 @@ from squeezer.compressors.progress import Bar
 from squeezer.search import hardware, liveness
 from squeezer.search.recipe import flatten, suggest_params
 from squeezer.search.screening import SqueezerSampler
-from squeezer.search.study import INTERRUPTED, Session
+from squeezer.search.liveness import INTERRUPTED
+from squeezer.search.study import Session
 from squeezer.search.trial import attempt
 
 POLL_S = 0.5

@@ -30,8 +30,11 @@ from squeezer.search.errors import ConfigError
 from squeezer.search.objectives import METRICS
 from squeezer.search.pareto import keep_metrics
 from squeezer.search.recipe import flatten, replay_params, suggest_params
+from squeezer.search.schedulers import SCHEDULERS
 from squeezer.search.screening import SqueezerSampler
-from squeezer.search.study import INTERRUPTED, Session, make_sampler
+from squeezer.search.opening import make_sampler
+from squeezer.search.liveness import INTERRUPTED
+from squeezer.search.study import Session
 from squeezer.search.tracking import RunId
 from squeezer.search.models import user
 from squeezer.search.trial import Outcome, Workbench, attempt
@@ -194,9 +197,8 @@ def _new_tuner(session: Session, trainable: Any, samples: int, target: int, name
         mode=[d[:3] for d in config.objectives.values()], study_name=session.study.study_name,
         storage=session.storage)
     concurrent = settings.max_concurrent or at_once(ray.cluster_resources(), settings)
-    scheduler = None
-    if settings.scheduler == "asha":
-        scheduler = tune.schedulers.ASHAScheduler(metric=EPOCH_METRIC, mode="max", grace_period=2)
+    make = SCHEDULERS[settings.scheduler].tune
+    scheduler = make(EPOCH_METRIC) if make else None
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=samples,

@@ -1,0 +1,31 @@
+"""Early stopping by name: the one list of allowed ``search.scheduler`` values, what each needs (config validation
+reads it) and how the backend that runs it makes it. ``pareto`` and ``shadow`` are Squeezer's own rule
+(``early_stop.ParetoStop``, judged in each trial's process against the current front; ``shadow`` only records its
+verdict); ``asha`` is Ray Tune's ASHA on per-epoch validation accuracy; ``none`` lets every trial finish."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    backend: str | None  # the one backend it runs on (None: any)
+    judges: bool  # it compares trials on accuracy as the one trained objective
+    tune: Callable[[str], Any] | None = None  # ray: Tune's scheduler watching that per-epoch metric
+
+
+def _asha(metric: str) -> Any:
+    from ray import tune
+
+    return tune.schedulers.ASHAScheduler(metric=metric, mode="max", grace_period=2)
+
+
+SCHEDULERS = {"pareto": Scheduler("optuna", True), "shadow": Scheduler("optuna", True),
+              "asha": Scheduler("ray", False, _asha), "none": Scheduler(None, False)}
+
+
+def for_backend(backend: str) -> list[str]:
+    """The schedulers that run on ``backend``."""
+    return [name for name, s in SCHEDULERS.items() if s.backend in (backend, None)]
