@@ -44,18 +44,19 @@ class Device:
         return torch.amp.GradScaler(self.where.type, enabled=self.precision == "fp16")
 
     def put(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` on this device (itself if it is there already)."""
+        """``x`` on this device (itself if it is there already). A CPU batch bound for a GPU goes through
+        page-locked memory (PyTorch caches its blocks), so that the copy runs asynchronously."""
+        if self.where.type == "cuda" and x.device.type == "cpu":
+            return x.pin_memory().to(self.where, non_blocking=True)
         return x.to(self.where, non_blocking=True)
 
-    def keep(self, x: torch.Tensor, pin: bool = True) -> torch.Tensor:
+    def keep(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` moved here once, when it takes at most a quarter of the device's free memory; else ``x`` where it
-        is (``pin``: in page-locked memory, so that its batches copy over fast). On the CPU, ``x`` itself."""
+        is (memory-mapped data stays so; its batches are copied over by ``put``). On the CPU, ``x`` itself."""
         if self.is_cpu or x.device == self.where:
             return x
         free, _ = torch.cuda.mem_get_info(self.where) if self.where.type == "cuda" else (0, 0)
-        if x.nbytes <= free // 4:
-            return x.to(self.where)
-        return x.pin_memory() if pin and x.device.type == "cpu" else x
+        return x.to(self.where) if x.nbytes <= free // 4 else x
 
     def __str__(self) -> str:
         return str(self.where) + ("" if self.precision == "fp32" else f" ({self.precision})")

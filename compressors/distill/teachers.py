@@ -76,7 +76,7 @@ class TeacherOutputs:
             for name, value in self._encode_all().items():
                 self._keep(0, name, value)
         for name in names:
-            self._kept[(0, name)] = self.device.keep(self._kept[(0, name)], pin=False)
+            self._kept[(0, name)] = self.device.keep(self._kept[(0, name)])
         values = {name: self._kept[(0, name)] for name in names}
         return ({i: values[f"hidden.{i}"] for i in hidden}, {i: values[f"attention_probs.{i}"] for i in attention})
 
@@ -129,7 +129,7 @@ class TeacherOutputs:
         if key not in self._kept:
             value = self.cache.get(teacher, name) if self.cache else None
             self._kept[key] = self._keep(teacher, name, compute()) if value is None else value
-        self._kept[key] = self.device.keep(self._kept[key], pin=False)  # once: then it is on the device
+        self._kept[key] = self.device.keep(self._kept[key])  # once: then it is on the device
         return self._kept[key]
 
     def _keep(self, teacher: int, name: str, value: torch.Tensor) -> torch.Tensor:

@@ -30,8 +30,9 @@ class EagerModel:
     GPU's run is timed to its end)."""
 
     def __init__(self, model: nn.Module, path: Path, device: str = "cpu") -> None:
-        self.model, self.path = model.eval().to(device), path
-        self.device = torch.device(device)
+        self.device, self.path = torch.device(device), path
+        # a copy on a GPU: the model deployed may be the trial's own, which is measured and exported on the CPU
+        self.model = (model if self.device.type == "cpu" else copy.deepcopy(model).to(self.device)).eval()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
