@@ -67,7 +67,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _search(args: argparse.Namespace) -> int:
-    from squeezer.search.config import LIMITS, MAX_SEED, check_name, load_config, with_search
+    from squeezer.search.config import load_config, with_search
+    from squeezer.search.rules import LIMITS, MAX_SEED, check_name
     from squeezer.search.errors import ConfigError
     from squeezer.compressors.progress import say
     from squeezer.search.review import view_links

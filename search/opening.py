@@ -14,7 +14,8 @@ from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 
 from squeezer.search import baselines, review, samplers
-from squeezer.search.config import MAX_SEED, ExperimentConfig
+from squeezer.search.config import ExperimentConfig
+from squeezer.search.rules import MAX_SEED
 from squeezer.search.errors import ConfigError
 from squeezer.search.pareto import pareto_trials
 from squeezer.search.storage import exists, open_storage

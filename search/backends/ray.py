@@ -25,7 +25,8 @@ from ray import cloudpickle, tune
 from optuna.samplers import BaseSampler
 from ray.tune.search.optuna import OptunaSearch
 
-from squeezer.search.config import ExperimentConfig, SearchSettings
+from squeezer.search.config import ExperimentConfig
+from squeezer.search.settings import SearchSettings
 from squeezer.search.errors import ConfigError
 from squeezer.search.objectives import METRICS
 from squeezer.search.pareto import keep_metrics
