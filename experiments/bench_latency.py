@@ -30,7 +30,7 @@ from scipy.stats import kendalltau
 from squeezer.search.config import load_config
 from squeezer.search.metrics import deployed_for_timing, timed_ms
 from squeezer.search.models import build
-from squeezer.search.trial import Given, prepare
+from squeezer.search.workbench import Given, prepare
 
 from neighbours import busy  # experiments/neighbours.py, beside this script
 

@@ -23,7 +23,8 @@ import torch
 
 from squeezer.compressors.training import predict
 from squeezer.search.config import load_config, parse_config
-from squeezer.search.trial import Workbench, prepare, run_trial
+from squeezer.search.workbench import Workbench, prepare
+from squeezer.search.trial import run_trial
 
 HERE = Path(__file__).resolve().parent
 TEACHERS = {"default (demo)": {"depth": 2, "channels": 32, "kernel": 3, "hidden": 128},

@@ -25,7 +25,8 @@ import torch
 from squeezer.search import hardware
 from squeezer.search.config import parse_config
 from squeezer.search.recipe import suggest_params
-from squeezer.search.trial import Given, attempt, prepare
+from squeezer.search.workbench import Given, prepare
+from squeezer.search.trial import attempt
 from squeezer.search.yamlfile import read_yaml
 
 from neighbours import busy  # experiments/neighbours.py, beside this script

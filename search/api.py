@@ -96,7 +96,7 @@ def compress(config: str | Path | Mapping[str, Any] | None = None, *, teacher: n
     mirror the command line's flags."""
     from squeezer.search.pareto import pareto_trials
     from squeezer.search.study import run_study
-    from squeezer.search.trial import Given
+    from squeezer.search.workbench import Given
 
     raw, base = _raw(config)
     if teacher is not None:

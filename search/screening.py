@@ -29,7 +29,8 @@ from squeezer.search.config import ExperimentConfig
 from squeezer.search.objectives import CHEAP
 from squeezer.search.pareto import pareto_trials
 from squeezer.search.recipe import joint_distributions, replay_params, suggest_params
-from squeezer.search.trial import Workbench, broken_budgets, cheap_metrics, student
+from squeezer.search.workbench import Workbench
+from squeezer.search.trial import broken_budgets, cheap_metrics, student
 
 WARMUP = 5
 MUTATE = 0.3  # share of a mutated candidate's knobs drawn afresh

@@ -27,7 +27,8 @@ from squeezer.search.opening import PARENT_WAIT_S, open_study, parent_run, warm_
 from squeezer.search.storage import open_storage
 from squeezer.search.liveness import STOPPED, finished, ran_and_failed
 from squeezer.search.tracking import TRIAL_TAG, RunId, Tracker, created
-from squeezer.search.trial import CONFIG_FAULT, Given, Outcome, Workbench, baseline, prepare
+from squeezer.search.workbench import Given, Workbench, baseline, prepare
+from squeezer.search.trial import CONFIG_FAULT, Outcome
 
 Print = Callable[[str], None]
 FIRST_FAILURES = 3  # trials that all failed for one configuration reason, none completed: the config is at fault

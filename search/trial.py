@@ -1,20 +1,17 @@
-"""One trial, the same for every search backend: build the student, run the pipeline, measure the result."""
+"""One trial, the same for every search backend: build the student, run the pipeline, measure the result (on the
+study's ``Workbench``)."""
 
 from __future__ import annotations
 
-import atexit
 import copy
 import dataclasses
 import math
-import shutil
-import sys
 import tempfile
 import time
 import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from optuna.trial import TrialState
@@ -22,19 +19,14 @@ from torch import nn
 
 from squeezer import compressors
 from squeezer.compressors.base import Report, TrialContext
-from squeezer.compressors.device import Device
-from squeezer.compressors.distill import TeacherOutputs
-from squeezer.compressors.training import accuracy, predict
-from squeezer.search import baselines, data, hardware, models
+from squeezer.compressors.training import predict
+from squeezer.search import baselines, models
 from squeezer.search.config import ExperimentConfig
-from squeezer.search.data.augment import Augment
-from squeezer.search.metrics import Reference, deployed_for_timing, measure
+from squeezer.search.metrics import measure
 from squeezer.search.objectives import CHEAP, Constraint
-from squeezer.search.models import text as text_models
-from squeezer.search.runtime import Deployed, export
+from squeezer.search.runtime import export
 from squeezer.search.errors import ConfigError
-from squeezer.search.teacher import DiskCache, check_checkpoint, ensemble_specs, get_teacher, teacher_tokenizer
-from squeezer.spaces import boundary_points
+from squeezer.search.workbench import Workbench, named_by, teacher_arch
 
 
 class TrialFailed(RuntimeError):
@@ -67,200 +59,6 @@ class Outcome:
 
 #: How a trial's reason starts when the config, not the trial, is at fault (``attempt`` writes the type first).
 CONFIG_FAULT = f"{ConfigError.__name__}: "
-
-
-@dataclass
-class Workbench:
-    """What every trial of a study shares, prepared once: the data, the teachers and their outputs."""
-
-    config: ExperimentConfig
-    splits: data.Splits
-    outputs: TeacherOutputs  # the main teacher first, then the ensemble's; logits computed or loaded from the cache
-    augment: Augment | None = None  # what training batches go through (``data.augment``)
-    #: the teacher's (batch-1, batch) latencies when the study started: students are timed against the teacher
-    timing: tuple[float, float] | None = None
-    _deployed: tuple[Deployed, torch.Tensor] | None = field(default=None, repr=False, compare=False)
-    _resident: Resident | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def teacher(self) -> nn.Module:
-        return self.outputs.teachers[0]
-
-    @property
-    def device(self) -> Device:
-        """Where this process trains (``training.device``, resolved here: a Ray worker has its own GPUs)."""
-        return self.resident().device
-
-    def resident(self) -> Resident:
-        """What trials train with on the device, moved there once per process: the data (where it fits), the
-        teacher, its outputs."""
-        if self._resident is None:
-            self._resident = Resident.of(self)
-        return self._resident
-
-    def deployed_teacher(self) -> tuple[Deployed, torch.Tensor]:
-        """The teacher deployed as the students are, and the inputs latency is timed on: once per process, kept
-        until it ends (``metrics.deployed_for_timing``)."""
-        if self._deployed is None:
-            folder = Path(tempfile.mkdtemp(prefix="squeezer-teacher-"))
-            atexit.register(shutil.rmtree, folder, True)
-            s = self.splits
-            self._deployed = deployed_for_timing(self.teacher, s.val_raw, self.config.measure, folder, s.pad_id,
-                                                 s.spec)
-        return self._deployed
-
-    def reference(self) -> Reference | None:
-        """The deployed teacher to time students against (``metrics.Reference``); None before the study has timed
-        its teacher."""
-        return None if self.timing is None else Reference(self.deployed_teacher()[0], *self.timing)
-
-    def __getstate__(self) -> dict[str, Any]:  # sent to Ray workers: each deploys its own teacher, has its device
-        return {**self.__dict__, "_deployed": None, "_resident": None}
-
-
-@dataclass(frozen=True)
-class Resident:
-    """A study's training data and teacher on the device of this process (the CPU: the objects themselves)."""
-
-    device: Device
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    teacher: nn.Module
-
-    @classmethod
-    def of(cls, bench: Workbench) -> "Resident":
-        training, s = bench.config.training, bench.splits
-        device = hardware.training_device(training.device, training.precision)
-        bench.outputs.use(device)
-        teacher = bench.teacher if device.is_cpu else copy.deepcopy(bench.teacher).to(device.where).eval()
-        return cls(device, *(device.keep(t) for t in (s.train_x, s.train_y, s.val_x, s.val_y)), teacher)
-
-
-def baseline(bench: Workbench) -> dict[str, float]:
-    """The teacher measured like a trial (plus its test accuracy): the reference every student is compared with."""
-    s = bench.splits
-    metrics = measure(bench.teacher, s.val_raw, s.val_y, bench.config.measure, Path(), pad_id=s.pad_id, spec=s.spec,
-                      deployed=bench.deployed_teacher())  # the students' reference from now on (``reference``)
-    return {**metrics, "test_accuracy": accuracy(bench.resident().teacher, s.test_x, s.test_y)}  # on the device
-
-
-@dataclass(frozen=True)
-class Given:
-    """What a Python caller passes as objects (``compress``): the teacher module, the data already split."""
-
-    teacher: nn.Module | None = None
-    splits: data.Splits | None = None
-
-
-def prepare(config: ExperimentConfig, given: Given | None = None) -> Workbench:
-    """Load the data and the teachers, check every student the space allows against the pipeline, then train (or
-    load) the teachers and compute (or load) their logits on the training split. ``given``: objects that stand
-    in for the config's data and teacher (``data.given``, ``teacher.family: given``)."""
-    given = given or Given()
-    augment = Augment.parse(config.data.get("augment"))
-    # a teacher trained here is trained on augmented batches too (and cached under that)
-    specs = [({**spec, "augment": augment.describe()} if augment else spec, seed)
-             for spec, seed in ensemble_specs(config.teacher, config.seed)]
-    template = given.teacher
-    for i, (spec, _) in enumerate(specs):  # a Hugging Face directory that is not there: said before anything else
-        if spec["family"] in ("hf", "hf_image"):
-            text_models.model_dir(spec["arch"].get("model", text_models.DEFAULT_MODEL), f"{_teacher_key(i)}.model")
-    ahead = given.splits or data.preview(config.data)  # an image folder's shape and classes, from its headers
-    if ahead is not None:  # checked before the folder is decoded (and cached)
-        check_models(config, ahead, specs, template, augment)
-    splits = given.splits or data.load(config.data, config.seed, tokenizer=teacher_tokenizer(config.teacher),
-                                       ahead=ahead)
-    if ahead is None:
-        check_models(config, splits, specs, template, augment)
-    for step in config.pipeline:
-        for point in boundary_points(step.space):
-            with named_by(step.name):
-                compressors.get(step.name)(point).check_data(len(splits.train_y))
-    device = hardware.training_device(config.training.device, config.training.precision)
-    teachers = [template.eval() if spec["family"] == models.GIVEN else
-                get_teacher(spec, splits, seed, config.batch_size, key=_teacher_key(i).removesuffix(".arch"),
-                            device=device)
-                for i, (spec, seed) in enumerate(specs)]
-    if splits.classes:  # once the input is known to be good: a bad-input error stays one line
-        print(f"data: class indices {dict(enumerate(splits.classes))}", file=sys.stderr)
-    outputs = TeacherOutputs(teachers, splits.train_x, DiskCache(teachers, splits.fingerprint()), device=device)
-    outputs.all_logits()
-    return Workbench(config, splits, outputs, augment)
-
-
-def teacher_arch(config: ExperimentConfig) -> dict[str, Any]:
-    """The main teacher's family and settings."""
-    return {"family": config.teacher["family"], **config.teacher["arch"]}
-
-
-def check_models(config: ExperimentConfig, shape: data.Shape, specs: list[tuple[dict[str, Any], int]],
-                 template: nn.Module | None = None, augment: Augment | None = None) -> None:
-    """Everything about the models that the data's ``shape`` (its sample shape, classes and tokens) decides, before
-    anything is allocated or trains: every teacher and every student the space allows fit in memory and give one
-    score per class, the pipeline's settings work with them (on the meta device), every checkpoint loads."""
-    if augment is not None:
-        augment.check(shape.input_shape)
-    archs = [{"family": spec["family"], **spec["arch"]} for spec, _ in specs]
-    for i, arch in enumerate(archs):  # teachers first: a `teacher` student is the teacher
-        models.check_fits(arch, shape.input_shape, shape.num_classes, config.batch_size, key=_teacher_key(i),
-                          tokens=shape.tokens, template=template)
-    for arch in boundary_points(config.student):  # on the meta device: an absurd width allocates nothing
-        models.check_fits(models.resolve(arch, archs[0]), shape.input_shape, shape.num_classes, config.batch_size,
-                          tokens=shape.tokens, template=template)
-    check_pipeline(config, shape, archs, template)
-    for i, (spec, _) in enumerate(specs):  # every checkpoint, before any teacher trains (and is cached)
-        check_checkpoint(spec, shape, key=_teacher_key(i).removesuffix(".arch"))
-
-
-def check_pipeline(config: ExperimentConfig, shape: data.Shape, teacher_archs: list[dict[str, Any]],
-                   template: nn.Module | None = None) -> None:
-    """Ask each compressor whether its settings work with every boundary student and the teachers, on the meta
-    device, before anything trains (e.g. that a feature layer it names exists)."""
-    dims, classes, tokens = shape.input_shape, shape.num_classes, shape.tokens
-    with torch.device("meta"):
-        example = torch.zeros(2, *dims, dtype=torch.int64 if tokens else torch.float32)  # two: a batch of any size
-        teachers = [models.build(arch, dims, classes, key=_teacher_key(i), tokens=tokens, template=template)
-                    for i, arch in enumerate(teacher_archs)]
-        for i, teacher in enumerate(teachers if tokens is None else []):  # text models cut padding: not on meta
-            check_output(teacher, example, classes, _teacher_key(i).removesuffix(".arch"))
-        for arch in boundary_points(config.student):
-            student = models.build(models.resolve(arch, teacher_archs[0]), dims, classes, tokens=tokens,
-                                   template=template)
-            if tokens is None:
-                check_output(student, example, classes, "student")
-            for step in config.pipeline:
-                for point in boundary_points(step.space):
-                    with named_by(step.name):
-                        compressors.get(step.name)(point).check_models(student, teachers, example)
-
-
-@contextmanager
-def named_by(step: str) -> Iterator[None]:
-    """A compressor's ``InvalidConfig`` as the config names it: ``ConfigError('<step>.<field>', ...)``."""
-    try:
-        yield
-    except compressors.InvalidConfig as err:
-        raise ConfigError(f"{step}.{err.field}", err.rule, err.value) from None
-
-
-def check_output(model: nn.Module, example: torch.Tensor, num_classes: int, key: str) -> None:
-    """A model (on the meta device) must take the data's input and give one score per class."""
-    try:
-        with torch.no_grad():
-            out = model.eval()(example)
-    except Exception as err:  # noqa: BLE001 - a user's model: whatever it raises on this input, say so
-        raise ConfigError(key, f"does not run on the data's input of shape {list(example.shape)} "
-                          f"({type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]})") from None
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (example.shape[0], num_classes):
-        shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ConfigError(key, f"must output one score per class, shape [N, {num_classes}] for the data's "
-                          f"{num_classes} classes; it outputs {shape}")
-
-
-def _teacher_key(index: int) -> str:
-    return "teacher.arch" if index == 0 else f"teacher.ensemble[{index - 1}].arch"
 
 
 def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: int, workdir: Path,

@@ -11,7 +11,8 @@ import pytest
 
 from squeezer.search.config import load_config
 from squeezer.search.tracking import Tracker
-from squeezer.search.trial import attempt, prepare
+from squeezer.search.workbench import prepare
+from squeezer.search.trial import attempt
 
 from conftest import DIGITS_YAML
 from test_study import runs, search, stores

@@ -17,7 +17,8 @@ from squeezer.search.early_stop import MIN_CURVES, ParetoStop, headroom, val_cur
 from squeezer.search.errors import ConfigError
 from squeezer.search.screening import WARMUP, SqueezerSampler
 from squeezer.search.recipe import replay_params
-from squeezer.search.trial import StoppedEarly, attempt, prepare
+from squeezer.search.workbench import prepare
+from squeezer.search.trial import StoppedEarly, attempt
 
 from conftest import digits_config, write_config
 from test_study import runs, search, stores

@@ -38,7 +38,8 @@ from squeezer.search.liveness import INTERRUPTED
 from squeezer.search.study import Session
 from squeezer.search.tracking import RunId
 from squeezer.search.models import user
-from squeezer.search.trial import Outcome, Workbench, attempt
+from squeezer.search.workbench import Workbench
+from squeezer.search.trial import Outcome, attempt
 
 NUMBER = "squeezer.trial"     # the Optuna trial number, put into each Tune trial's config
 SEED = "squeezer.seed"        # the study seed; a trial's seed is this plus its number, as in the Optuna backend
