@@ -9,17 +9,25 @@ import dataclasses
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence
 
 import torch
 from torch import nn
 
 from squeezer.compressors.device import Device
 
-if TYPE_CHECKING:
-    from squeezer.compressors.distill.teachers import TeacherOutputs
-
 Report = Callable[[int, Mapping[str, float]], None]
+
+
+class Outputs(Protocol):
+    """The teachers' outputs on every training input, computed once per study (``distill.TeacherOutputs`` holds
+    them, and more: features, attention maps, hidden states); teacher 0 is the main teacher."""
+
+    def __len__(self) -> int: ...
+
+    def logits(self, teacher: int = 0) -> torch.Tensor: ...
+
+    def all_logits(self) -> list[torch.Tensor]: ...
 
 
 class InvalidConfig(ValueError):
@@ -67,7 +75,7 @@ class TrialContext:
     val_x: torch.Tensor
     val_y: torch.Tensor
     teacher: nn.Module | None = None
-    teachers: TeacherOutputs | None = None  # the teachers' outputs on train_x, computed once per study
+    teachers: Outputs | None = None  # the teachers' outputs on train_x, computed once per study
     seed: int = 0
     batch_size: int = 128
     report: Report = field(default=lambda step, metrics: None)

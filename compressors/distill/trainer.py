@@ -196,8 +196,11 @@ def _encoders(c: DistillConfig, student: nn.Module, teacher: nn.Module | None) -
 def _outputs(c: DistillConfig, ctx: TrialContext) -> TeacherOutputs | None:
     if c.method != "kd":
         return None
-    if ctx.teachers is not None:
+    if isinstance(ctx.teachers, TeacherOutputs):  # features and attention maps too
         return ctx.teachers
+    if ctx.teachers is not None:
+        raise ValueError(f"distill method kd reads the teachers' features and logits from a TeacherOutputs; the "
+                         f"trial context holds a {type(ctx.teachers).__name__}")
     if ctx.teacher is None:
         raise ValueError("distill method kd needs a teacher in the trial context; declare a teacher, or use "
                          "method ema or dml")
