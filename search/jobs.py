@@ -28,9 +28,10 @@ def log_path(study: str, n: int) -> Path:
     return Path(tempfile.gettempdir()) / "squeezer-jobs" / f"{study}.{n}.log"
 
 
-def start(count: int, study: str, arguments: dict[str, Any], say: Callable[[str], None]) -> list[BaseProcess]:
-    """Start ``count`` worker processes running ``run_study(**arguments)`` without recording the front, each on its
-    GPU where there are several (the study's process is job 0)."""
+def start(count: int, study: str, run: Callable[..., Any], arguments: dict[str, Any],
+          say: Callable[[str], None]) -> list[BaseProcess]:
+    """Start ``count`` worker processes running ``run(**arguments)`` (``study.run_study``, sent by name) without
+    recording the front, each on its GPU where there are several (the study's process is job 0)."""
     try:
         pickle.dumps(arguments)
     except Exception as err:  # noqa: BLE001 - whatever the user's objects raise when pickled
@@ -42,7 +43,7 @@ def start(count: int, study: str, arguments: dict[str, Any], say: Callable[[str]
         log = log_path(study, n)
         log.parent.mkdir(parents=True, exist_ok=True)
         own = {**arguments, "config": hardware.for_job_config(arguments["config"], n)}
-        worker = context.Process(target=_work, args=(own, str(log)), name=f"squeezer-job-{n}", daemon=False)
+        worker = context.Process(target=_work, args=(run, own, str(log)), name=f"squeezer-job-{n}", daemon=False)
         worker.start()
         workers.append(worker)
     say(f"jobs: this process and {count} worker process(es) run trials at once (their output: "
@@ -67,17 +68,15 @@ def stop(workers: list[BaseProcess]) -> None:
         worker.join(timeout=60)
 
 
-def _work(arguments: dict[str, Any], log: str) -> None:
+def _work(run: Callable[..., Any], arguments: dict[str, Any], log: str) -> None:
     with open(log, "w", buffering=1) as out:  # noqa: PTH123 - the file descriptor is what is redirected
         os.dup2(out.fileno(), 1)
         os.dup2(out.fileno(), 2)
         os.environ["SQUEEZER_PROGRESS"] = "plain"
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the study's process decides
         signal.signal(signal.SIGTERM, _interrupt)
-        from squeezer.search.study import run_study
-
         try:
-            run_study(**arguments, out=lambda line: print(line, flush=True), finish=False)
+            run(**arguments, out=lambda line: print(line, flush=True), finish=False)
         except KeyboardInterrupt:
             print("stopped: its running trial is recorded as interrupted", flush=True)
 

@@ -87,7 +87,7 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
         session.begin()
         if finish and config.search.backend == "optuna" and config.search.jobs > 1:
             # the teacher and its logits are cached by now (``prepare``): the workers load them
-            workers = jobs.start(config.search.jobs - 1, name, {
+            workers = jobs.start(config.search.jobs - 1, name, run_study, {
                 "config": config, "trials": trials or config.search.trials, "study_name": name, "storage": storage,
                 "tracking_uri": tracking_uri, "seed": seed, "given": given}, out)
         backend.run(session, trials or config.search.trials)
