@@ -12,7 +12,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from squeezer.search.backends.ray import at_once
+from squeezer.search.backends.cluster import at_once
 from squeezer.search.cli import main
 from squeezer.search.config import SearchSettings
 from squeezer.search.screening import WARMUP

@@ -1,7 +1,7 @@
 """The Ray Tune backend: the same trials, scheduled by Tune on a Ray cluster.
 
 Tune's ``OptunaSearch`` samples the same space (define-by-run, conditional knobs included) with the configured
-sampler into the same Optuna storage (Squeezer's sampler queues its screened recipe there first, from the driver),
+sampler into the same Optuna storage (Squeezer's sampler screens on the driver, before Tune starts each trial),
 so the study record, the Pareto front and the resume rules are the Optuna backend's. The data and the teacher reach
 the workers once, through Ray's object store (``tune.with_parameters``; memory-mapped data as its files' paths when
 the cluster is this one machine). MLflow is written by the driver only, from
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import socket
 import tempfile
@@ -25,9 +24,9 @@ from ray import cloudpickle, tune
 from optuna.samplers import BaseSampler
 from ray.tune.search.optuna import OptunaSearch
 
+from squeezer.search.backends import cluster
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.settings import SearchSettings
-from squeezer.search.errors import ConfigError
 from squeezer.search.objectives import METRICS
 from squeezer.search.pareto import keep_metrics
 from squeezer.search.recipe import flatten, replay_params, suggest_params
@@ -53,53 +52,21 @@ EPOCH_METRIC = "val_accuracy"  # what ASHA watches, epoch by epoch
 SKIPPED = "squeezer.skipped"  # a restored trial the storage holds as finished: not run again
 
 _session: Session | None = None  # the driver's session, for the callback (Tune pickles callbacks with its state)
-_started = False  # whether this process started (and so shuts down) Ray
 #: trial numbers when ``run`` began: those finished (a restored one is skipped) and all (a restored one reopens its run)
 _earlier: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
-CONNECT_S = 5.0
 
 
 def check(settings: SearchSettings) -> None:
-    """Join (or start) Ray and check that a trial fits on one of its nodes, before any store is written: a malformed
-    or silent address, or more CPUs per trial than any node has, is one ``ConfigError`` rather than a hang."""
-    global _started
-    if settings.address:
-        _check_address(settings.address)
-    try:
-        _started = _connect(settings.address) or _started
-    except Exception as err:  # noqa: BLE001 - Ray's own errors for a cluster it cannot join
-        raise ConfigError("search.address", f"cannot join the Ray cluster ({type(err).__name__}: "
-                          f"{(str(err).strip().splitlines() or [''])[0]})", settings.address) from None
-    for key, resource, wanted in (("cpus_per_trial", "CPU", settings.cpus_per_trial),
-                                  ("gpus_per_trial", "GPU", settings.gpus_per_trial or 0)):
-        largest = max((node["Resources"].get(resource, 0) for node in ray.nodes() if node.get("Alive")), default=0)
-        if wanted > largest:
-            if _started:
-                ray.shutdown()
-                _started = False
-            raise ConfigError(f"search.{key}", f"must fit on one node of the Ray cluster; its largest has "
-                              f"{largest:g} {resource}s", wanted)
-
-
-def _check_address(address: str) -> None:
-    """``HOST:PORT`` (or ``ray://HOST:PORT``, or ``auto``), answering within seconds."""
-    if address == "auto":
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError("search.address", "must be HOST:PORT of a Ray head (or ray://HOST:PORT, or auto)", address)
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_S).close()
-    except OSError as err:
-        raise ConfigError("search.address", f"no Ray head answers there within {CONNECT_S:g} s ({err})",
-                          address) from None
+    """Join the cluster and check that it can run the trials (``cluster.join``): what ``run_study`` asks before it
+    writes anything."""
+    cluster.join(settings)
 
 
 def run(session: Session, target: int) -> None:
     """Run the study on Ray until ``target`` trials finished; a killed driver resumes from Tune's saved state."""
-    global _session, _started
+    global _session
     settings = session.config.search
-    check(settings)  # connected already by ``run_study``; again here for callers that skip it
+    cluster.join(settings)  # connected already by ``run_study``; again here for callers that skip it
     _session = session
     # The storage's finished trials are final: a trial Tune restores although it finished (Tune saved its state
     # before the storage was told) is skipped, neither run nor recorded again.
@@ -118,16 +85,14 @@ def run(session: Session, target: int) -> None:
         while (remaining := target - len(session.finished())) > 0:
             # a new Tune experiment for what is left (a first run, a raised target, trials interrupted)
             session.out(f"study {session.name!r}: {target - remaining}/{target} trials done; running the rest on "
-                        f"Ray ({_resources(settings)}, {len(ray.nodes())} node(s))")
+                        f"Ray ({cluster.describe(settings)}, {len(ray.nodes())} node(s))")
             count += 1
             _new_tuner(session, trainable, remaining, target, f"{session.name}.{count}").fit()
             if target - len(session.finished()) >= remaining:
                 break  # no trial finished: nothing new would come of another round
     finally:
         _session = None
-        if _started:
-            ray.shutdown()
-            _started = False
+        cluster.leave()
     session.close_stale_trials()  # trials Tune asked for but never ran to an end
 
 
@@ -135,47 +100,6 @@ def results_dir() -> Path:
     """Where Tune keeps its experiments (``<study>.1``, ``<study>.2`` after a raised target, ...):
     ``$SQUEEZER_RAY_RESULTS`` or ./ray_results."""
     return Path(os.environ.get("SQUEEZER_RAY_RESULTS", "ray_results")).resolve()
-
-
-def _connect(address: str | None) -> bool:
-    """Join the cluster at ``address``, or start a private local Ray; True when this call started Ray."""
-    for name, value in _QUIET.items():  # how Tune runs here, whoever started Ray
-        os.environ.setdefault(name, value)
-    if ray.is_initialized():
-        return False
-    logging.getLogger("ray.tune").setLevel(logging.ERROR)
-    # "token authentication is enabled": Ray's default, worth no warning on every start (a logger name, no API)
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    if address:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-    else:  # bounded CPUs, no dashboard, loopback only
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1",
-                 logging_level=logging.WARNING, log_to_driver=False)
-    return True
-
-
-_QUIET = {
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # results go to MLflow, not to per-trial CSV/JSON files
-    "TUNE_GLOBAL_CHECKPOINT_S": "1",  # save Tune's state often: less to redo after a crash
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # ... which is what we want, without a warning
-    "RAY_AIR_NEW_OUTPUT": "0",  # our progress lines, not Tune's tables
-    "RAY_DEDUP_LOGS": "0",
-}
-
-
-def at_once(resources: Mapping[str, float], settings: SearchSettings) -> int:
-    """Trials the cluster's ``resources`` run at once: as many as its CPUs (and GPUs, when trials take a share of
-    one) hold."""
-    fits = [resources.get("CPU", 1) / settings.cpus_per_trial]
-    if settings.gpus_per_trial:
-        fits.append(resources.get("GPU", 0) / settings.gpus_per_trial)
-    return max(1, int(min(fits) + 1e-9))
-
-
-def _resources(settings: SearchSettings) -> str:
-    total = ray.cluster_resources()
-    gpus = f", {total.get('GPU', 0):g} GPUs ({settings.gpus_per_trial:g} per trial)" if settings.gpus_per_trial else ""
-    return f"{total.get('CPU', 0):g} CPUs{gpus}"
 
 
 def _sent(bench: Workbench) -> Workbench:
@@ -198,7 +122,7 @@ def _new_tuner(session: Session, trainable: Any, samples: int, target: int, name
         config, sampler, space=_Space(config, session.seed), metric=list(config.objectives),
         mode=[d[:3] for d in config.objectives.values()], study_name=session.study.study_name,
         storage=session.storage)
-    concurrent = settings.max_concurrent or at_once(ray.cluster_resources(), settings)
+    concurrent = settings.max_concurrent or cluster.at_once(ray.cluster_resources(), settings)
     make = SCHEDULERS[settings.scheduler].tune
     scheduler = make(EPOCH_METRIC) if make else None
     return tune.Tuner(
