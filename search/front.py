@@ -20,88 +20,88 @@ if TYPE_CHECKING:
     from squeezer.search.study import Session
 
 
-def record(self: Session) -> list[FrozenTrial]:
+def record(session: Session) -> list[FrozenTrial]:
     """Re-evaluate the front on the test split, recommend a member (``quality.recommend``), tag trial runs with
     their Pareto membership, attach the table and plot, print the table and counts."""
-    front = pareto_trials(self.study, self.config.objectives)
-    runs = self.tracker.finished_runs(self.name)  # read once: the test split's re-evaluation, the model, links
-    tested = test_front(self, front, runs)
-    samples = len(self.bench.splits.val_y)
-    chosen, why = quality.recommend([t.user_attrs["metrics"] for t in front], self.config.objectives,
-                                    self.teacher, samples, self.config.search.min_accuracy_share)
+    front = pareto_trials(session.study, session.config.objectives)
+    runs = session.tracker.finished_runs(session.name)  # read once: the test split's re-evaluation, the model, links
+    tested = test_front(session, front, runs)
+    samples = len(session.bench.splits.val_y)
+    chosen, why = quality.recommend([t.user_attrs["metrics"] for t in front], session.config.objectives,
+                                    session.teacher, samples, session.config.search.min_accuracy_share)
     recommended = None if chosen is None else front[chosen].number
-    trials = self.study.get_trials(deepcopy=False)
+    trials = session.study.get_trials(deepcopy=False)
     completed = [t for t in trials if t.state == TrialState.COMPLETE]
-    every_name = {t.number: self.run_name(t) for t in completed}
+    every_name = {t.number: session.run_name(t) for t in completed}
     names = {t.number: every_name[t.number] for t in front}
     # per study, keyed by trial number: Optuna keeps a finished trial's attributes as they were when it ended
     for key, value in (("recommended", recommended), ("recommended_because", why),
                        ("validation_samples", samples), ("run_names", {str(k): v for k, v in names.items()}),
                        ("mlflow_run_ids", {str(k): v for k, v in runs.items()})):
-        self.study.set_user_attr(key, value)  # what `squeezer pareto` prints again
+        session.study.set_user_attr(key, value)  # what `squeezer pareto` prints again
     if recommended is not None:
-        log_recommended(self, recommended, runs.get(recommended))
+        log_recommended(session, recommended, runs.get(recommended))
     failed = [t for t in trials if t.state == TrialState.FAIL and ran_and_failed(t)]
     interrupted = [t for t in trials if t.state == TrialState.FAIL and not ran_and_failed(t)]
     stopped = [t for t in trials if t.state == TrialState.PRUNED]
-    ended = sorted(feasible(self.study), key=lambda t: t.number)
-    figures = {"pareto.png": report.front_figure(completed, front, self.teacher, recommended),
+    ended = sorted(feasible(session.study), key=lambda t: t.number)
+    figures = {"pareto.png": report.front_figure(completed, front, session.teacher, recommended),
                "hypervolume.png": report.hypervolume_figure(quality.history(
-                   [t.user_attrs["metrics"] for t in ended], self.config.objectives, self.teacher,
-                   self.config.search.reference))}
+                   [t.user_attrs["metrics"] for t in ended], session.config.objectives, session.teacher,
+                   session.config.search.reference))}
     summary = {"trials.completed": len(completed), "trials.failed": len(failed),
                "trials.interrupted": len(interrupted), "trials.stopped_early": len(stopped),
                "pareto.size": len(front)}
-    self.log_hypervolume()  # at its step, like every trial's: a step-0 summary point would break its history
-    page = report.front_html(completed, front, every_name, self.teacher, recommended)
-    records = report.front_records(front, self.teacher, tested, recommended, names, samples)
-    links = {number: self.tracker.run_link(run_id) for number, run_id in runs.items()}
-    description = (f"**Pareto front of study {self.name}** ({len(front)} of {len(completed)} completed trials; "
+    session.log_hypervolume()  # at its step, like every trial's: a step-0 summary point would break its history
+    page = report.front_html(completed, front, every_name, session.teacher, recommended)
+    records = report.front_records(front, session.teacher, tested, recommended, names, samples)
+    links = {number: session.tracker.run_link(run_id) for number, run_id in runs.items()}
+    description = (f"**Pareto front of study {session.name}** ({len(front)} of {len(completed)} completed trials; "
                    f"± the standard error of the validation accuracy on {samples} samples)\n\n"
-                   f"{report.front_markdown(records, self.teacher, links)}\n\n"
+                   f"{report.front_markdown(records, session.teacher, links)}\n\n"
                    f"**Recommended**: {why or 'none'}")
-    self.tracker.finish_study(self.parent, self.name, {t.number for t in front},
-                              report.front_csv(front, self.teacher, tested), figures, summary, recommended, page,
+    session.tracker.finish_study(session.parent, session.name, {t.number for t in front},
+                              report.front_csv(front, session.teacher, tested), figures, summary, recommended, page,
                               description)
     for figure in figures.values():
         report.close(figure)
     early = f", {len(stopped)} stopped early" if stopped else ""
     early += f", {len(interrupted)} interrupted (run again)" if interrupted else ""
-    self.out(f"\nPareto front ({len(front)} of {len(completed)} completed trials; {len(failed)} failed{early}):")
-    self.out(report.front_table(front, self.teacher, tested, recommended, names, why, samples))
+    session.out(f"\nPareto front ({len(front)} of {len(completed)} completed trials; {len(failed)} failed{early}):")
+    session.out(report.front_table(front, session.teacher, tested, recommended, names, why, samples))
     return front
 
-def log_recommended(self: Session, number: int, run: str | None) -> None:
+def log_recommended(session: Session, number: int, run: str | None) -> None:
     """The recommended trial's deployed ONNX file as an MLflow model of its ``run``, named by the study's run:
     its recipe as params, three raw validation samples as its input example."""
     with tempfile.TemporaryDirectory(prefix="squeezer-model-") as tmp:
-        folder = self.tracker.artifacts(run, Path(tmp))
+        folder = session.tracker.artifacts(run, Path(tmp))
         if folder is None or not (folder / "model.onnx").is_file():
             return
-        example = self.bench.splits.val_raw[:3]
+        example = session.bench.splits.val_raw[:3]
         outputs = {"logits": OnnxModel(folder / "model.onnx").predict(example).numpy()}
-        params = flatten(replay_params(self.config, self.study.trials[number].params))
-        self.tracker.log_onnx_model(self.parent, run, folder / "model.onnx", "recommended_model",
+        params = flatten(replay_params(session.config, session.study.trials[number].params))
+        session.tracker.log_onnx_model(session.parent, run, folder / "model.onnx", "recommended_model",
                                     example.numpy(), outputs, params,
-                                    {"squeezer.study": self.name, "squeezer.trial": number})
+                                    {"squeezer.study": session.name, "squeezer.trial": number})
 
-def test_front(self: Session, front: list[FrozenTrial], runs: Mapping[int, str]) -> dict[int, float]:
+def test_front(session: Session, front: list[FrozenTrial], runs: Mapping[int, str]) -> dict[int, float]:
     """Each Pareto member's accuracy on the test split (never seen by the search), from its deployed artifact in
     its MLflow run (``runs``, by trial number); logged there as ``test_accuracy`` and kept in the study for
     ``squeezer pareto``."""
-    tested = {int(k): v for k, v in self.study.user_attrs.get("test_accuracy", {}).items()}
-    s = self.bench.splits
+    tested = {int(k): v for k, v in session.study.user_attrs.get("test_accuracy", {}).items()}
+    s = session.bench.splits
     with tempfile.TemporaryDirectory(prefix="squeezer-test-") as tmp:
         for trial in front:
             if trial.number in tested:
                 continue
             run_id = runs.get(trial.number)
-            folder = self.tracker.artifacts(run_id, Path(tmp) / str(trial.number))
+            folder = session.tracker.artifacts(run_id, Path(tmp) / str(trial.number))
             if run_id is None or folder is None:  # a run rebuilt after a crash has no artifacts
                 continue
-            deployed = export.reload(folder, self.config.measure.runtime, s, template=self.bench.teacher)
+            deployed = export.reload(folder, session.config.measure.runtime, s, template=session.bench.teacher)
             predicted = deployed.predict(s.test_raw).argmax(1)  # the user's raw input, as deployed
             tested[trial.number] = (predicted == s.test_y).float().mean().item()
-            self.tracker.log_metrics(run_id, {"test_accuracy": tested[trial.number]})
-    self.study.set_user_attr("test_accuracy", {str(k): v for k, v in tested.items()})
+            session.tracker.log_metrics(run_id, {"test_accuracy": tested[trial.number]})
+    session.study.set_user_attr("test_accuracy", {str(k): v for k, v in tested.items()})
     return tested

@@ -92,7 +92,7 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
                 "tracking_uri": tracking_uri, "seed": seed, "given": given}, out)
         backend.run(session, trials or config.search.trials)
         jobs.wait(workers, name, out)
-        front = session.finish() if finish else []
+        members = session.finish() if finish else []
     except KeyboardInterrupt:
         tracker.end(session.parent, "KILLED")
         raise
@@ -102,7 +102,7 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
     finally:
         jobs.stop(workers)  # those still running: the study stopped early
         tracker.close()
-    return StudyResult(study, front, session.parent, tracker.experiment_id)
+    return StudyResult(study, members, session.parent, tracker.experiment_id)
 
 
 @dataclass
@@ -242,11 +242,11 @@ class Session:
         search = self.config.search
         if search.scheduler not in ("pareto", "shadow"):
             return None
-        front = [(t.number, t.user_attrs["metrics"]) for t in pareto_trials(self.study, self.config.objectives)]
+        members = [(t.number, t.user_attrs["metrics"]) for t in pareto_trials(self.study, self.config.objectives)]
         done = self.study.get_trials(deepcopy=False, states=[TrialState.COMPLETE])
         gains = headroom([(t.user_attrs["val_curve"], t.user_attrs["metrics"]["accuracy"]) for t in done
                           if "val_curve" in t.user_attrs])
-        return ParetoStop(self.config.objectives, front, gains, search.stop_allowance,
+        return ParetoStop(self.config.objectives, members, gains, search.stop_allowance,
                           shadow=search.scheduler == "shadow")
 
     def record(self, trial: optuna.Trial, run_id: RunId, outcome: Outcome, position: str,
@@ -290,9 +290,9 @@ class Session:
             if not outcome.stopped:
                 self.stop_if_misconfigured(outcome.reason)
             return
-        front = len(pareto_trials(self.study, self.config.objectives))
+        size = len(pareto_trials(self.study, self.config.objectives))
         hypervolume = self.log_hypervolume()
-        self.out(f"{position} {report.metrics_line(outcome.metrics)} | pareto {front} hv {hypervolume:.4f} | "
+        self.out(f"{position} {report.metrics_line(outcome.metrics)} | pareto {size} hv {hypervolume:.4f} | "
                  f"{outcome.seconds:.1f}s | {recipe}")
 
     def stop_if_misconfigured(self, reason: str) -> None:
