@@ -48,6 +48,8 @@ class TeacherOutputs:
     def use(self, device: Device) -> None:
         """Run passes and keep outputs on ``device`` from now on (a process's own device: a Ray worker's GPU)."""
         self.device = device
+        for key, value in list(self._kept.items()):
+            self._hold(key, value)
 
     def logits(self, teacher: int = 0) -> torch.Tensor:
         return self._get(teacher, "logits", lambda: self._run(teacher, [])[0])
@@ -71,12 +73,10 @@ class TeacherOutputs:
         names = [f"hidden.{i}" for i in hidden] + [f"attention_probs.{i}" for i in attention]
         for name in names:
             if (0, name) not in self._kept and self.cache and (value := self.cache.get(0, name)) is not None:
-                self._kept[(0, name)] = value
+                self._hold((0, name), value)
         if any((0, name) not in self._kept for name in names):
             for name, value in self._encode_all().items():
                 self._keep(0, name, value)
-        for name in names:
-            self._kept[(0, name)] = self.device.keep(self._kept[(0, name)])
         values = {name: self._kept[(0, name)] for name in names}
         return ({i: values[f"hidden.{i}"] for i in hidden}, {i: values[f"attention_probs.{i}"] for i in attention})
 
@@ -115,7 +115,7 @@ class TeacherOutputs:
         for name, layer in wanted.items():
             value = self.cache.get(0, name) if self.cache and (0, name) not in self._kept else None
             if value is not None:
-                self._kept[(0, name)] = value
+                self._hold((0, name), value)
             elif (0, name) not in self._kept:
                 missing[name] = layer
         if not missing:
@@ -128,16 +128,20 @@ class TeacherOutputs:
         key = (teacher, name)
         if key not in self._kept:
             value = self.cache.get(teacher, name) if self.cache else None
-            self._kept[key] = self._keep(teacher, name, compute()) if value is None else value
-        self._kept[key] = self.device.keep(self._kept[key])  # once: then it is on the device
+            return self._keep(teacher, name, compute()) if value is None else self._hold(key, value)
         return self._kept[key]
 
     def _keep(self, teacher: int, name: str, value: torch.Tensor) -> torch.Tensor:
         """Keep a computed output: the cache's copy of it where there is one (memory-mapped: the computed tensor
         is freed)."""
         kept = self.cache.put(teacher, name, value) if self.cache else None
-        self._kept[(teacher, name)] = value if kept is None else kept
-        return self._kept[(teacher, name)]
+        return self._hold((teacher, name), value if kept is None else kept)
+
+    def _hold(self, key: tuple[int, str], value: torch.Tensor) -> torch.Tensor:
+        """Hold an output from now on: on the device where it fits (``Device.keep``, decided once), else where it
+        is."""
+        self._kept[key] = self.device.keep(value)
+        return self._kept[key]
 
     @torch.no_grad()
     def _run(self, teacher: int, layers: list[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
