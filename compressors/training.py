@@ -61,16 +61,15 @@ def fit(model: nn.Module, ctx: TrialContext, loss_fn: BatchLoss, optim: Optim, *
         extra: Iterable[nn.Parameter] = (), indices: torch.Tensor | None = None,
         before_epoch: EpochHook | None = None, after_epoch: EpochHook | None = None,
         after_step: Callable[[], None] | None = None) -> nn.Module:
-    """Train ``model`` (and the ``extra`` parameters) in place over ``ctx``'s training split, or its ``indices``, on
-    ``ctx.device`` (where the model is moved, and stays) in its precision.
+    """Train ``model`` (and the ``extra`` parameters, which must be on ``ctx.device`` already: the caller's own
+    modules) in place over ``ctx``'s training split, or its ``indices``, on ``ctx.device`` (where the model is moved,
+    and stays) in its precision.
 
     Reports each epoch's mean loss, validation accuracy and learning rate, plus what the hooks return.
     """
     device = ctx.device
     model.to(device.where)
     params = [*model.parameters(), *extra]
-    for p in params:  # parameters of the caller's own modules (projections, a peer) train where the model does
-        p.data = device.put(p.data)
     optimizer = torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
     scaler = device.scaler()
     indices = torch.arange(len(ctx.train_x)) if indices is None else indices

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from squeezer.compressors.device import PRECISIONS, Device
+from squeezer.compressors.device import Device
 from squeezer.search.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -65,9 +65,7 @@ def resolve(value: str, key: str) -> torch.device:
 def training_device(device: str, precision: str) -> Device:
     """Where trials and the teacher train (``training.device``) in which precision (``training.precision``),
     checked against this machine."""
-    where = resolve(device, "training.device")
-    if precision not in PRECISIONS:
-        raise ConfigError("training.precision", f"must be one of {list(PRECISIONS)}", precision)
+    where = resolve(device, "training.device")  # precision: checked with the settings (and by ``Device``)
     if precision == "bf16" and where.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
         raise ConfigError("training.precision", f"bf16 needs a GPU that computes in bfloat16 (compute capability 8.0 "
                           f"or newer, e.g. A100, H100); {torch.cuda.get_device_name(where)} does not: use fp16",

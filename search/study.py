@@ -171,10 +171,12 @@ class Session:
         trial_id = self._trial_id(number)
         return None if trial_id is None else optuna.Trial(self.study, trial_id)
 
-    def is_finished(self, number: int) -> bool:
-        """Whether the storage holds trial ``number`` as finished (read now)."""
+    def unfinished_trial(self, number: int) -> optuna.Trial | None:
+        """Trial ``number``, as ``trial`` gives it, unless the storage holds it as finished (read now)."""
         trial_id = self._trial_id(number)
-        return trial_id is not None and self.storage.get_trial(trial_id).state.is_finished()  # type: ignore[union-attr]
+        if trial_id is None or self.storage.get_trial(trial_id).state.is_finished():  # type: ignore[union-attr]
+            return None
+        return optuna.Trial(self.study, trial_id)
 
     def _trial_id(self, number: int) -> int | None:
         if self.storage is None:  # Optuna's Study has no public way to reach a trial by number

@@ -168,7 +168,7 @@ class _Searcher(OptunaSearch):
         number = self.numbers.get(trial_id)
         if result and result.get(SKIPPED):
             return  # finished before: the storage keeps its outcome
-        trial = None if number is None or _active().is_finished(number) else _active().trial(number)
+        trial = None if number is None else _active().unfinished_trial(number)
         if trial is not None:
             if not result:  # no result at all: its worker died, or the driver stopped it
                 trial.set_user_attr("fail_reason", f"{INTERRUPTED}: the Ray trial ended without a result (its "
