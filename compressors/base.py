@@ -81,6 +81,9 @@ class TrialContext:
     report: Report = field(default=lambda step, metrics: None)
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None  # train-time augmentation of an input batch
     device: Device = field(default_factory=Device)
+    #: ``copies(n)``: this context over the training texts plus ``n`` augmented copies of each, labelled by the
+    #: teachers' outputs on them (text studies; None elsewhere)
+    copies: Callable[[int], "TrialContext"] | None = None
 
     def rows(self, idx: torch.Tensor) -> torch.Tensor:
         """The training inputs at ``idx`` as they are, on the training device."""
@@ -95,6 +98,12 @@ class TrialContext:
     def labels(self, idx: torch.Tensor) -> torch.Tensor:
         """The training labels at ``idx``, on the training device."""
         return self.device.put(self.train_y[idx])
+
+    def augmented(self, copies: int) -> "TrialContext":
+        """This context over the training inputs and ``copies`` augmented copies of each (see ``copies``)."""
+        if self.copies is None:
+            raise InvalidConfig("augment", "needs text data whose teacher labels the augmented copies", copies)
+        return self.copies(copies)
 
     def generator(self, salt: int = 0) -> torch.Generator:
         """A generator seeded from the trial seed, so a stage repeats exactly under the same seed."""

@@ -126,17 +126,18 @@ def _pareto(args: argparse.Namespace) -> int:
     tested = {int(k): v for k, v in study.user_attrs.get("test_accuracy", {}).items()}
     names = {int(k): v for k, v in study.user_attrs.get("run_names", {}).items()}
     teacher, recommended = study.user_attrs.get("teacher"), study.user_attrs.get("recommended")
-    samples = study.user_attrs.get("validation_samples")
+    samples, simple = study.user_attrs.get("validation_samples"), study.user_attrs.get("tfidf")
     if args.format == "table":
         print(f"Pareto front of {args.study_name!r} ({len(front)} trials):")
         print(report.front_table(front, teacher, tested, recommended, names,
-                                 study.user_attrs.get("recommended_because", ""), samples))
+                                 study.user_attrs.get("recommended_because", ""), samples, simple))
         return 0
     records = report.front_records(front, teacher, tested, recommended, names, samples)
     if args.format == "json":
-        print(json.dumps({"study": args.study_name, "teacher": teacher, "members": records}, indent=2))
+        print(json.dumps({"study": args.study_name, "teacher": teacher, "tfidf": simple, "members": records},
+                         indent=2))
     elif args.format == "markdown":
-        print(report.front_markdown(records, teacher))
+        print(report.front_markdown(records, teacher, simple=simple))
     else:
         flat = [{**{k: v for k, v in r.items() if k != "params"}, **r["params"]} for r in records]
         writer = csv.DictWriter(sys.stdout, fieldnames=list(dict.fromkeys(k for r in flat for k in r)))

@@ -58,7 +58,7 @@ def record(session: Session) -> list[FrozenTrial]:
     links = {number: session.tracker.run_link(run_id) for number, run_id in runs.items()}
     description = (f"**Pareto front of study {session.name}** ({len(front)} of {len(completed)} completed trials; "
                    f"± the standard error of the validation accuracy on {samples} samples)\n\n"
-                   f"{report.front_markdown(records, session.teacher, links)}\n\n"
+                   f"{report.front_markdown(records, session.teacher, links, session.tfidf)}\n\n"
                    f"**Recommended**: {why or 'none'}")
     session.tracker.finish_study(session.parent, session.name, {t.number for t in front},
                               report.front_csv(front, session.teacher, tested), figures, summary, recommended, page,
@@ -68,7 +68,7 @@ def record(session: Session) -> list[FrozenTrial]:
     early = f", {len(stopped)} stopped early" if stopped else ""
     early += f", {len(interrupted)} interrupted (run again)" if interrupted else ""
     session.out(f"\nPareto front ({len(front)} of {len(completed)} completed trials; {len(failed)} failed{early}):")
-    session.out(report.front_table(front, session.teacher, tested, recommended, names, why, samples))
+    session.out(report.front_table(front, session.teacher, tested, recommended, names, why, samples, session.tfidf))
     return front
 
 def log_recommended(session: Session, number: int, run: str | None) -> None:

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 from optuna.trial import FrozenTrial
 
 from squeezer import compressors
-from squeezer.search import baselines
+from squeezer.search import baselines, tfidf
 from squeezer.search.quality import standard_error
 from squeezer.spaces import plain_names
 
@@ -108,11 +108,13 @@ def front_csv(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | None 
 
 def front_table(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | None = None,
                 tested: Mapping[int, float] | None = None, recommended: int | None = None,
-                names: Mapping[int, str] | None = None, why: str = "", samples: int | None = None) -> str:
+                names: Mapping[int, str] | None = None, why: str = "", samples: int | None = None,
+                simple: Mapping[str, float] | None = None) -> str:
     """An aligned table: trial, accuracy (validation, with its standard error over ``samples`` examples; test), size,
     latency, ratios to the teacher, the recipe as its run is named (``names``, by trial number; else from its
-    sampled params); the recommended member marked ``*`` and ``why``; the teacher last; a warning when the best
-    member keeps less than ``WARN_SHARE`` of the teacher's accuracy."""
+    sampled params); the recommended member marked ``*`` and ``why``; the teacher last, then a text study's TF-IDF
+    baseline (``simple``) and whether a member matches it; a warning when the best member keeps less than
+    ``WARN_SHARE`` of the teacher's accuracy."""
     head = f"{'trial':>6} {'accuracy':>8} {'±se':>5} {'test':>6} {'size':>8} {'latency':>9}"
     head += f" {'smaller':>7} {'faster':>6} {'of acc':>6}" if teacher else ""
     lines = [head + "  recipe"]
@@ -133,12 +135,26 @@ def front_table(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | Non
         lines.append(f"{'teacher':>6} {teacher['accuracy']:>8.4f} {'':>5} {test:>6} "
                      f"{human_bytes(teacher['size_bytes']):>8} {teacher['latency_ms']:>7.3f}ms {'1.0x':>7} "
                      f"{'1.0x':>6} {'100%':>6}")
+    if simple:
+        lines.append(_simple_line(simple, teacher))
     if recommended is not None:
         lines.append(f"* recommended: {why or 'the knee of the front'}")
     best = max((row.get("accuracy_share", 1.0) for row in rows), default=1.0)
     if teacher and rows and best < WARN_SHARE:
         lines.append(f"warning: the best member keeps only {best:.0%} of the teacher's accuracy")
+    if simple:
+        lines.append(tfidf.verdict([(r["trial"], r) for r in rows], simple))
     return "\n".join(lines)
+
+
+def _simple_line(simple: Mapping[str, float], teacher: Mapping[str, float] | None) -> str:
+    test = f"{simple['test_accuracy']:.4f}" if "test_accuracy" in simple else ""
+    line = (f"{'tf-idf':>6} {simple['accuracy']:>8.4f} {'':>5} {test:>6} {human_bytes(simple['size_bytes']):>8} "
+            f"{simple['latency_ms']:>7.3f}ms")
+    if teacher:
+        ratios = teacher_ratios(simple, teacher)
+        line += f" {ratios['x_smaller']:>6.1f}x {ratios['x_faster']:>5.1f}x {100 * ratios['accuracy_share']:>5.1f}%"
+    return line + "  TF-IDF + logistic regression (scikit-learn; latency includes vectorising)"
 
 
 def member_recipe(number: int, params: Mapping[str, Any], names: Mapping[int, str] | None = None) -> str:
@@ -163,9 +179,9 @@ def front_records(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | N
 
 
 def front_markdown(records: Sequence[Mapping[str, Any]], teacher: Mapping[str, float] | None = None,
-                   links: Mapping[int, str] | None = None) -> str:
+                   links: Mapping[int, str] | None = None, simple: Mapping[str, float] | None = None) -> str:
     """The records as a Markdown table (the recommended member in bold; each trial linked to ``links[trial]``),
-    the teacher last."""
+    the teacher last, then a text study's TF-IDF baseline (``simple``) and whether a member matches it."""
     lines = ["| trial | accuracy | ±se | test | size | latency | x smaller | x faster | % of teacher | recipe |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in records:
@@ -180,6 +196,14 @@ def front_markdown(records: Sequence[Mapping[str, Any]], teacher: Mapping[str, f
         test = f"{teacher['test_accuracy']:.4f}" if "test_accuracy" in teacher else ""
         lines.append(f"| teacher | {teacher['accuracy']:.4f} | | {test} | {human_bytes(teacher['size_bytes'])} | "
                      f"{teacher['latency_ms']:.3f} ms | 1x | 1x | 100 % | |")
+    if simple:
+        ratios = teacher_ratios(simple, teacher) if teacher else {}
+        lines.append(f"| tf-idf | {simple['accuracy']:.4f} | | {simple.get('test_accuracy', float('nan')):.4f} | "
+                     f"{human_bytes(simple['size_bytes'])} | {simple['latency_ms']:.3f} ms | "
+                     + (f"{ratios['x_smaller']:.1f}x | {ratios['x_faster']:.1f}x | "
+                        f"{100 * ratios['accuracy_share']:.1f} % | " if ratios else "| | | ")
+                     + "TF-IDF + logistic regression |")
+        lines.append("\n" + tfidf.verdict([(r["trial"], r) for r in records], simple))
     return "\n".join(lines)
 
 

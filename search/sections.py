@@ -12,7 +12,7 @@ from squeezer.search.data.augment import Augment
 from squeezer.search.data.folders import is_listed
 from squeezer.search.data.images import MAX_SIDE
 from squeezer.search.data.tables import is_table
-from squeezer.search.data.text import MAX_LENGTH
+from squeezer.search.data.text import MAX_LENGTH, TRUNCATIONS
 from squeezer.search.errors import ConfigError
 from squeezer.search.models import hub, text
 from squeezer.search.rules import LIMITS, MAX_SEED, integer, is_number, positive, section
@@ -23,7 +23,7 @@ DEFAULT_PIPELINE = ("distill", "prune", "quantize")
 
 DATA_KEYS = {"name", "path", "test_path", "dir", "val_fraction", "test_fraction", "train_size", "text_column",
              "label_column", "max_length", "standardize", "image_size", "channels", "given", "feature_columns",
-             "augment", "image_column"}
+             "augment", "image_column", "truncation"}
 
 
 TEACHER_KEYS = {"family", "arch", "path", "epochs", "lr", "ensemble", "model", "torchvision", "kwargs", "weights",
@@ -76,6 +76,9 @@ def data_section(raw: Any, base_dir: Path) -> dict[str, Any]:
         integer(data["train_size"], "data.train_size", minimum=1, maximum=LIMITS["data.train_size"])
     if "max_length" in data:
         integer(data["max_length"], "data.max_length", minimum=2, maximum=MAX_LENGTH)
+    if "truncation" in data and data["truncation"] not in TRUNCATIONS:
+        raise ConfigError("data.truncation", f"must be one of {list(TRUNCATIONS)} (what of a longer text is read)",
+                          data["truncation"])
     for key in ("image_size", "channels"):
         if key in data and not (data.get("path") and Path(data["path"]).is_dir() or is_listed(data)):
             raise ConfigError(f"data.{key}", "is a setting of image folders (data.path: a folder of class folders, "

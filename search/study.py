@@ -13,7 +13,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from squeezer.search import baselines, front, jobs, liveness, quality, report
+from squeezer.search import baselines, front, jobs, liveness, quality, report, tfidf
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from squeezer.search.destinations import check_storage, check_tracking_uri
@@ -118,6 +118,7 @@ class Session:
     out: Print
     storage: BaseStorage | None = None  # the study's storage, as opened (Ray's searcher writes to it too)
     teacher: dict[str, float] = field(default_factory=dict)
+    tfidf: dict[str, float] | None = None  # a text study's TF-IDF baseline
     me: str = field(default_factory=liveness.me)
     screen: Screen | None = None
 
@@ -139,6 +140,10 @@ class Session:
             self.tracker.log_metrics(self.parent, {f"teacher.{k}": v for k, v in self.teacher.items()})
             self.tracker.teacher_run(self.parent, self.name, self.teacher)
         self.out(f"teacher: {report.metrics_line(self.teacher)} test_accuracy={self.teacher['test_accuracy']:.4f}")
+        self.tfidf = self.study.user_attrs.get("tfidf") or self.measure_tfidf()
+        if self.tfidf:
+            self.out(f"TF-IDF baseline: {report.metrics_line(self.tfidf)} test_accuracy="
+                     f"{self.tfidf['test_accuracy']:.4f}")
         if self.config.search.sampler == "squeezer":  # a resumed process draws other candidates than its first life
             self.screen = Screen(self.bench, self.teacher, self.seed + len(self.study.trials),
                                  self.config.search.candidates)
@@ -147,6 +152,15 @@ class Session:
         fixed = self.reconcile()
         if fixed:
             self.out(f"reconciled {fixed} trial run(s) left open by a stopped process with the study storage")
+
+    def measure_tfidf(self) -> dict[str, float] | None:
+        """A text study's TF-IDF + logistic-regression baseline, measured once and kept with the study (``squeezer
+        pareto`` prints it) and on its parent run."""
+        measured = tfidf.measure(self.bench.splits)
+        if measured:
+            self.study.set_user_attr("tfidf", measured)
+            self.tracker.log_metrics(self.parent, {f"tfidf.{k}": v for k, v in measured.items()})
+        return measured
 
     def finished(self, trials: list[FrozenTrial] | None = None) -> list[FrozenTrial]:
         return finished(self.study, trials)

@@ -115,15 +115,21 @@ def student(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: int
                       tokens=s.tokens)
     torch.manual_seed(seed)
     model = models.build(dict(params["student"]), s.input_shape, s.num_classes, tokens=s.tokens,
-                         teacher=bench.teacher)
+                         teacher=bench.teacher, vocabulary=bench.vocabulary())
     return model, _context(bench, seed, report)
 
 
 def _context(bench: Workbench, seed: int, report: Report) -> TrialContext:
     r = bench.resident()
-    return TrialContext(r.train_x, r.train_y, r.val_x, r.val_y, teacher=r.teacher,
-                        teachers=bench.outputs, seed=seed, batch_size=bench.config.batch_size,
-                        report=report, augment=bench.augment, device=r.device)
+    ctx = TrialContext(r.train_x, r.train_y, r.val_x, r.val_y, teacher=r.teacher,
+                       teachers=bench.outputs, seed=seed, batch_size=bench.config.batch_size,
+                       report=report, augment=bench.augment, device=r.device)
+
+    def copies(count: int) -> TrialContext:
+        x, y, outputs = bench.copies(count)
+        return dataclasses.replace(ctx, train_x=x, train_y=y, teachers=outputs, copies=None)
+    ctx.copies = copies if bench.splits.tokens is not None else None
+    return ctx
 
 
 #: ``watch(cheap_metrics)`` -> the per-epoch report hook that may stop the trial (``StoppedEarly``); or None.

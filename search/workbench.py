@@ -22,6 +22,7 @@ from squeezer.compressors.distill import TeacherOutputs
 from squeezer.compressors.training import accuracy
 from squeezer.search import data, hardware, models
 from squeezer.search.config import ExperimentConfig
+from squeezer.search.data import token_augment
 from squeezer.search.data.augment import Augment
 from squeezer.search.errors import ConfigError
 from squeezer.search.metrics import Reference, deployed_for_timing, measure
@@ -43,6 +44,9 @@ class Workbench:
     timing: tuple[float, float] | None = None
     _deployed: tuple[Deployed, torch.Tensor] | None = field(default=None, repr=False, compare=False)
     _resident: Resident | None = field(default=None, repr=False, compare=False)
+    _vocabulary: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    _copies: dict[int, tuple[torch.Tensor, torch.Tensor, TeacherOutputs]] = field(default_factory=dict, repr=False,
+                                                                                 compare=False)
 
     @property
     def teacher(self) -> nn.Module:
@@ -59,6 +63,35 @@ class Workbench:
         if self._resident is None:
             self._resident = Resident.of(self)
         return self._resident
+
+    def vocabulary(self) -> torch.Tensor | None:
+        """The token ids the training texts use (a student with ``vocab: seen`` keeps only those); None for other
+        data. Found once, a chunk of rows at a time (the ids may be memory-mapped)."""
+        if self.splits.tokens is None:
+            return None
+        if self._vocabulary is None:
+            seen = torch.zeros(self.splits.tokens.vocab_size, dtype=torch.bool)
+            for chunk in self.splits.train_x.split(65_536):
+                seen[chunk.unique()] = True
+            self._vocabulary = seen.nonzero().flatten()
+        return self._vocabulary
+
+    def copies(self, count: int) -> tuple[torch.Tensor, torch.Tensor, TeacherOutputs]:
+        """The training texts followed by ``count`` augmented copies of each (``token_augment``), their labels (each
+        copy its text's), and the teachers' outputs on them: made once per process, the outputs cached on disk."""
+        if count not in self._copies:
+            s, teachers = self.splits, self.outputs.teachers
+            if s.tokens is None:
+                raise ConfigError("distill.augment", "augments texts; this data is not text", count)
+            print(f"data: {count} augmented copies of each of {len(s.train_y)} training texts (token dropout, swap, "
+                  "span masking)", file=sys.stderr, flush=True)
+            x = torch.cat([s.train_x, token_augment.copies(s.train_x, s.tokens, count, self.config.seed)])
+            y = torch.cat([s.train_y, s.train_y.repeat(count)])
+            cache = DiskCache(teachers, f"{s.fingerprint()}-copies{count}-seed{self.config.seed}")
+            outputs = TeacherOutputs(teachers, x, cache, device=self.device)
+            outputs.all_logits()
+            self._copies[count] = (self.device.keep(x), self.device.keep(y), outputs)
+        return self._copies[count]
 
     def deployed_teacher(self) -> tuple[Deployed, torch.Tensor]:
         """The teacher deployed as the students are, and the inputs latency is timed on: once per process, kept
@@ -77,7 +110,7 @@ class Workbench:
         return None if self.timing is None else Reference(self.deployed_teacher()[0], *self.timing)
 
     def __getstate__(self) -> dict[str, Any]:  # sent to Ray workers: each deploys its own teacher, has its device
-        return {**self.__dict__, "_deployed": None, "_resident": None}
+        return {**self.__dict__, "_deployed": None, "_resident": None, "_copies": {}}
 
 
 @dataclass(frozen=True)

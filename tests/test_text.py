@@ -4,6 +4,7 @@ a BertConfig, initialised from the teacher or not; embedding bag; 1-D CNN), and 
 from __future__ import annotations
 
 import json
+import re
 import math
 import socket
 from pathlib import Path
@@ -215,7 +216,8 @@ def text_study(where: Path, teacher: Path, trials: int = 2) -> dict:
 
 STUDENTS = {"bert": {"layers": 2, "hidden": 16, "heads": 2, "intermediate": 32, "max_length": 16, "init": "teacher"},
             "textcnn": {"dim": 8, "channels": 8, "kernel": 3},
-            "bag": {"dim": 8, "hidden": 8}}
+            "bag": {"dim": 8, "hidden": 8},
+            "ngram": {"dim": 8, "buckets": 512, "trigrams": True, "init": "teacher", "vocab": "seen"}}
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "torch"])
@@ -540,3 +542,26 @@ def test_dropping_layers_of_a_student_without_any_is_one_line(tmp_path: Path, ti
     (tmp_path / "text.yaml").write_text(yaml.safe_dump(study))
     assert main(["search", str(tmp_path / "text.yaml")]) == 2
     assert "this student has none" in one_line(capsys.readouterr().err, "prune.keep_layers")
+
+
+def test_every_text_study_measures_the_tfidf_baseline_and_shows_it_beside_the_teacher(
+        tmp_path: Path, tiny_teacher: Path, capsys) -> None:
+    """The simple model a user compares with: on the parent run, in the study's summary and in `squeezer pareto`."""
+    from mlflow.tracking import MlflowClient
+
+    study = text_study(tmp_path, tiny_teacher, trials=1)
+    study["student"] = {"family": "ngram", "dim": 8, "buckets": 256}
+    study["pipeline"][0]["distill"].update(augment=True, augment_copies=2)
+    (tmp_path / "text.yaml").write_text(yaml.safe_dump(study))
+    assert main(["search", str(tmp_path / "text.yaml")]) == 0
+    out, err = capsys.readouterr()
+    assert "TF-IDF baseline: accuracy=" in out and "2 augmented copies of each of" in err
+    assert re.search(r"tf-idf +[01]\.\d{4}", out)
+    assert "no member is at least as accurate as the TF-IDF baseline" in out or "TF-IDF baseline matched" in out
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    [parent] = client.search_runs([client.get_experiment_by_name("squeezer-tiny_text").experiment_id],
+                                  filter_string="tags.`squeezer.role` = 'study'")
+    assert {"tfidf.accuracy", "tfidf.test_accuracy", "tfidf.size_bytes", "tfidf.latency_ms"} <= set(parent.data.metrics)
+    assert parent.data.metrics["tfidf.accuracy"] == 1.0  # the reviews repeat: the simple model reads them exactly
+    assert main(["pareto", "--study-name", "tiny_text"]) == 0
+    assert re.search(r"tf-idf +1\.0000", capsys.readouterr().out)

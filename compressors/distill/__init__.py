@@ -39,6 +39,8 @@ class Distill(Compressor):
         return f"T{self.config.temperature:.1f} α{self.config.soft_weight:.2g}"
 
     def apply(self, model: nn.Module, ctx: TrialContext) -> nn.Module:
+        if self.config.augment:
+            ctx = ctx.augmented(self.config.augment_copies)
         return Distiller(self.config, copy.deepcopy(model), ctx).run()
 
     def check_data(self, train_size: int) -> None:
@@ -46,6 +48,9 @@ class Distill(Compressor):
 
     def check_models(self, student: nn.Module, teachers: Sequence[nn.Module], example: torch.Tensor) -> None:
         c = self.config
+        if c.augment and example.dtype != torch.int64:
+            raise InvalidConfig("augment", "augments texts (token dropout, swap, span masking); this data is not "
+                                "text (data.augment flips and crops images)", c.augment)
         if c.method != "kd":
             return
         if c.ensemble != "none" and len(teachers) < 2:

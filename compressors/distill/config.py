@@ -14,6 +14,7 @@ ENSEMBLES = ("none", "mean", "confidence")
 WEIGHTINGS = ("fixed", "dwa", "adaptive")
 FEATURE_LOSSES = ("mse", "cosine")
 LOSSES = ("soft", "hard", "feature", "attention", "embedding")
+MAX_COPIES = 16                         # augmented copies of each training text
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class DistillConfig(CompressorConfig):
     warmup_epochs: int = 0
     lr_schedule: str = "constant"
     accumulate: int = 1
+    augment: bool = False             # text: also train on augmented copies of the texts, labelled by the teacher
+    augment_copies: int = 2           # ... this many of each text (token dropout, swap, span masking)
 
     def validate(self) -> None:
         for name, allowed in (("method", METHODS), ("ensemble", ENSEMBLES), ("weighting", WEIGHTINGS),
@@ -67,6 +70,10 @@ class DistillConfig(CompressorConfig):
               "must be an integer in [1, 100000]", self.probe_size)
         for name in ("feature_layers", "attention_layers"):
             _check_layers(getattr(self, name), name)
+        check(isinstance(self.augment, bool), "augment", "must be true or false", self.augment)
+        check(isinstance(self.augment_copies, int) and not isinstance(self.augment_copies, bool)
+              and 1 <= self.augment_copies <= MAX_COPIES, "augment_copies", f"must be an integer in [1, {MAX_COPIES}] "
+              "(augmented copies of each training text)", self.augment_copies)
         self._check_combination()
         self.optim().validate()
 
@@ -77,6 +84,8 @@ class DistillConfig(CompressorConfig):
         for name in ("feature_weight", "attention_weight", "embedding_weight"):
             check(not (teacherless and getattr(self, name) > 0), name, f"needs method kd (method {self.method!r} "
                   "has no teacher network to take features from)", getattr(self, name))
+        check(not (teacherless and self.augment), "augment", f"needs method kd (the teacher labels the augmented "
+              f"texts; method {self.method!r} has none)", self.augment)
         check(not (teacherless and self.label_fraction < 1), "label_fraction", "< 1 needs method kd (the teacher "
               "pseudo-labels the rest)", self.label_fraction)
         # Both measure the student-teacher gap; an EMA or a peer starts as (a copy of) the student: no gap to close.

@@ -12,7 +12,7 @@ from squeezer.search.data.images import FASHION_MNIST_DIR, digits, fashion_mnist
 from squeezer.search.data import saved, text
 from squeezer.search.data.preprocess import STANDARDIZE, InputSpec, Standardize
 from squeezer.search.data.tables import is_table, read_table
-from squeezer.search.data.split import Preview, Shape, Splits, Tokens, class_indices, given_splits, split
+from squeezer.search.data.split import Preview, Shape, Splits, Texts, Tokens, class_indices, given_splits, split
 from squeezer.search.data.text import TEXT_KEYS, check_texts, read_texts, tokenize
 from squeezer.search.errors import ConfigError
 
@@ -115,39 +115,46 @@ def is_text(spec: Mapping[str, Any]) -> bool:
 
 
 def _text(spec: Mapping[str, Any], seed: int, tokenizer: Any, val_fraction: float, test_fraction: float) -> Splits:
+    """Token ids split by ``seed``; the texts themselves travel through the split beside them (``Splits.texts``: what
+    the TF-IDF baseline reads), except for a file streamed because it is larger than memory."""
     if tokenizer is None:
         raise ConfigError("teacher", "text data needs a Hugging Face teacher (family: hf), whose tokenizer the "
                           "students share", spec.get("name") or spec.get("path"))
-    test_ids, test_labels, length = None, None, int(spec.get("max_length", 64))
+    length, cut = int(spec.get("max_length", 64)), str(spec.get("truncation", "head"))
+    test_ids, test_labels, texts, test_texts = None, None, None, None
     if saved.is_saved(spec.get("path")) and saved.text_bytes(spec, "data.path") > text.STREAM_BYTES:
-        (ids, labels), test_part = saved.streamed_texts(spec, "data.path", tokenizer, length)
+        (ids, labels), test_part = saved.streamed_texts(spec, "data.path", tokenizer, length, cut)
         if test_part is not None:
             test_ids, test_labels = test_part
     elif saved.is_saved(spec.get("path")):
         (texts, labels), test_part = saved.texts(spec, "data.path")
         check_texts(texts, labels, Path(spec["path"]))
-        ids = tokenize(texts, tokenizer, length)
+        ids = tokenize(texts, tokenizer, length, cut)
         if test_part is not None:
-            test_ids, test_labels = tokenize(test_part[0], tokenizer, length), test_part[1]
+            test_ids, test_labels, test_texts = tokenize(test_part[0], tokenizer, length, cut), test_part[1], \
+                test_part[0]
+    elif text.is_large(spec):
+        ids, labels = text.streamed(spec, "data.path", tokenizer, length, cut)
     else:
-        ids, labels = _token_ids(spec, "data.path" if spec.get("path") else "data.name", tokenizer, length)
+        texts, labels = read_texts(spec, "data.path" if spec.get("path") else "data.name")
+        ids = tokenize(texts, tokenizer, length, cut)
     if spec.get("test_path"):
-        test_ids, test_labels = _token_ids({**spec, "path": spec["test_path"]}, "data.test_path", tokenizer, length)
+        test_spec = {**spec, "path": spec["test_path"]}
+        if text.is_large(test_spec):
+            test_ids, test_labels = text.streamed(test_spec, "data.test_path", tokenizer, length, cut)
+            texts = None  # the baseline needs every part's texts
+        else:
+            test_texts, test_labels = read_texts(test_spec, "data.test_path")
+            test_ids = tokenize(test_texts, tokenizer, length, cut)
     labels, test_y, classes = class_indices(labels, test_labels)
     test = None if test_y is None else (test_ids, test_y)
-    tokens = Tokens(vocab_size=len(tokenizer), pad_id=int(tokenizer.pad_token_id or 0))
+    tokens = Tokens(vocab_size=len(tokenizer), pad_id=int(tokenizer.pad_token_id or 0),
+                    mask_id=None if tokenizer.mask_token_id is None else int(tokenizer.mask_token_id),
+                    special=tuple(sorted(int(i) for i in set(tokenizer.all_special_ids) - {tokenizer.pad_token_id})))
     return split((ids, labels), test, val_fraction, test_fraction, seed, spec.get("train_size"), tokens=tokens,
-                 classes=classes)
-
-
-def _token_ids(spec: Mapping[str, Any], key: str, tokenizer: Any, length: int) -> tuple[Any, Any]:
-    """A text file's token ids (memory-mapped, for a file larger than memory) and labels."""
-    if text.is_large(spec):
-        return text.streamed(spec, key, tokenizer, length)
-    texts, labels = read_texts(spec, key)
-    return tokenize(texts, tokenizer, length), labels
+                 classes=classes, texts=None if texts is None else (texts, test_texts if test is not None else None))
 
 
 __all__ = ["FASHION_MNIST_DIR", "IMAGE_SETS", "STANDARDIZE", "FolderPreview", "InputSpec", "Preview", "Shape",
-           "Standardize", "TEXT_KEYS", "TEXT_SETS", "Splits", "Tokens", "given_splits", "is_images", "is_text", "load",
+           "Standardize", "TEXT_KEYS", "TEXT_SETS", "Splits", "Texts", "Tokens", "given_splits", "is_images", "is_text", "load",
            "preview", "read_idx"]

@@ -79,7 +79,7 @@ def text_bytes(spec: Mapping[str, Any], key: str) -> int:
                for f in part.cache_files)
 
 
-def streamed_texts(spec: Mapping[str, Any], key: str, tokenizer: Any, max_length: int) \
+def streamed_texts(spec: Mapping[str, Any], key: str, tokenizer: Any, max_length: int, truncation: str = "head") \
         -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
     """A large text dataset's token ids (memory-mapped) and labels, read a batch of rows at a time and tokenized a
     chunk at a time (``text.tokenized``): training, and test if the folder has a test split."""
@@ -96,7 +96,8 @@ def streamed_texts(spec: Mapping[str, Any], key: str, tokenizer: Any, max_length
                  for batch in part.iter(batch_size=STREAM_BATCH)
                  for t, y in zip(batch[text], batch[label], strict=True))
         source = "|".join(f"{f['filename']}|{Path(f['filename']).stat().st_mtime_ns}" for f in part.cache_files)
-        out.append(tokenized(pairs, path, f"{source}|{name}|{text}|{label}", tokenizer, max_length))
+        out.append(tokenized(pairs, path, f"{source}|{name}|{text}|{label}", tokenizer, max_length,
+                             truncation))
     return out[0], out[1] if len(out) > 1 else None
 
 

@@ -24,6 +24,8 @@ class Tokens:
 
     vocab_size: int
     pad_id: int
+    mask_id: int | None = None  # the tokenizer's mask token, where it has one (span masking augments with it)
+    special: tuple[int, ...] = ()  # its other special tokens ([CLS], [SEP], ...), which augmentation leaves alone
 
 
 class Shape(Protocol):
@@ -49,6 +51,15 @@ class Preview:
     tokens: Tokens | None = None
 
 
+@dataclass(frozen=True)
+class Texts:
+    """The raw texts of the training, validation and test parts, row for row with their token ids."""
+
+    train: list[str]
+    val: list[str]
+    test: list[str]
+
+
 @dataclass
 class Splits:
     """Train / validation / test tensors, the test split for final reports only: standardised features, or token
@@ -68,6 +79,7 @@ class Splits:
     raw: tuple[torch.Tensor, torch.Tensor] | None = None  # validation and test inputs before standardisation
     files: dict[str, str] = field(default_factory=dict)  # the memory-mapped parts' files, by part name
     by_path: bool = False  # pickled, the mapped parts travel as their files' paths (processes of one machine)
+    texts: Texts | None = None  # text data: the texts of each part, in the tensors' order (None when streamed)
 
     def sent_by_path(self) -> Splits:
         """These splits, pickled with the memory-mapped parts as their files' paths, reopened where they are
@@ -189,10 +201,10 @@ def _check_splits(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: 
 def split(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray] | None,
           val_fraction: float, test_fraction: float, seed: int, train_size: int | None,
           tokens: Tokens | None = None, classes: tuple[str, ...] | None = None,
-          standardize: str = "feature") -> Splits:
+          standardize: str = "feature", texts: tuple[list[str], list[str] | None] | None = None) -> Splits:
     """Split ``train`` by ``seed`` into training, validation and (unless ``test`` is given) test parts; features are
     standardised (``standardize``: per feature or channel, global, none) with the training part's statistics, token
-    ids kept as they are."""
+    ids kept as they are. ``texts``: the texts of ``train``'s rows and of ``test``'s, split the same way."""
     x, y = train
     order = np.random.default_rng(seed).permutation(len(x))
     n_test = 0 if test is not None else int(round(test_fraction * len(x)))
@@ -204,8 +216,13 @@ def split(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarr
     if test is None:  # carved from x
         test, test_rows = (x, y[test_idx]), test_idx
     _check_splits(x, y, train_idx, val_idx, test)
-    return _splits((x, train_idx, y[train_idx]), (x, val_idx, y[val_idx]), (test[0], test_rows, test[1]), tokens,
-                   classes, standardize)
+    splits = _splits((x, train_idx, y[train_idx]), (x, val_idx, y[val_idx]), (test[0], test_rows, test[1]), tokens,
+                     classes, standardize)
+    if texts is not None:
+        given, test_texts = texts
+        splits.texts = Texts([given[i] for i in train_idx], [given[i] for i in val_idx],
+                             [given[i] for i in test_rows] if test_rows is not None else list(test_texts or []))
+    return splits
 
 
 #: A part of the data: the samples ``x[rows]`` (all of ``x`` when rows is None) and their labels.

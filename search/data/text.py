@@ -18,7 +18,10 @@ from squeezer.search.data.rows import iter_rows
 from squeezer.search.defaults import cache_dir
 from squeezer.search.errors import ConfigError
 
-TEXT_KEYS = {"text_column", "label_column", "max_length"}
+TEXT_KEYS = {"text_column", "label_column", "max_length", "truncation"}
+#: How a text longer than ``max_length`` tokens is cut: keep its head, or its head and its tail (a quarter of the
+#: tokens from the start, the rest from the end; Sun et al. 2019 found this best for long documents).
+TRUNCATIONS = ("head", "head_tail")
 STREAM_BYTES = 1 << 30  # a text file larger than this is tokenized a chunk at a time, never read whole
 STREAM_ROWS = 10_000
 MAX_LENGTH = 4096  # longer than any BERT-family position table; beyond it a value is a typo
@@ -65,20 +68,22 @@ def is_large(spec: Mapping[str, Any]) -> bool:
     return path.is_file() and path.stat().st_size > STREAM_BYTES
 
 
-def streamed(spec: Mapping[str, Any], key: str, tokenizer: Any, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+def streamed(spec: Mapping[str, Any], key: str, tokenizer: Any, max_length: int,
+             truncation: str = "head") -> tuple[np.ndarray, np.ndarray]:
     """A large text file tokenized a chunk at a time (``tokenized``); keyed on the file's name, size and
     modification time and its columns."""
     path, pairs = labelled(spec, key)
     source = f"{file_stamp(path)}|{spec.get('text_column')}|{spec.get('label_column')}"
-    return tokenized(pairs, path, source, tokenizer, max_length)
+    return tokenized(pairs, path, source, tokenizer, max_length, truncation)
 
 
 def tokenized(pairs: Iterator[tuple[str, Any]], path: Path, source: str, tokenizer: Any,
-              max_length: int) -> tuple[np.ndarray, np.ndarray]:
+              max_length: int, truncation: str = "head") -> tuple[np.ndarray, np.ndarray]:
     """(text, label) ``pairs`` tokenized ``STREAM_ROWS`` texts at a time into ``<cache>/texts/<digest>.npy`` (int64
     token ids, then memory-mapped), the labels beside it, each chunk checked; a later study reads them from there.
-    The digest covers ``source`` (what the pairs come from), the tokenizer and ``max_length``."""
-    digest = hashlib.sha256(f"{source}|{getattr(tokenizer, 'name_or_path', '')}|{len(tokenizer)}|{max_length}"
+    The digest covers ``source`` (what the pairs come from), the tokenizer, ``max_length`` and ``truncation``."""
+    cut = "" if truncation == "head" else f"|{truncation}"
+    digest = hashlib.sha256(f"{source}|{getattr(tokenizer, 'name_or_path', '')}|{len(tokenizer)}|{max_length}{cut}"
                             .encode()).hexdigest()[:20]
     ids = cache_dir() / "texts" / f"{digest}.npy"
 
@@ -86,7 +91,7 @@ def tokenized(pairs: Iterator[tuple[str, Any]], path: Path, source: str, tokeniz
         while chunk := list(itertools.islice(pairs, STREAM_ROWS)):
             texts, labels = [t for t, _ in chunk], [label for _, label in chunk]
             check_rows(texts, labels, path)
-            yield tokenize(texts, tokenizer, max_length), np.asarray(labels)
+            yield tokenize(texts, tokenizer, max_length, truncation), np.asarray(labels)
 
     def check(labels: np.ndarray) -> None:
         if not len(labels):
@@ -97,11 +102,29 @@ def tokenized(pairs: Iterator[tuple[str, Any]], path: Path, source: str, tokeniz
                          f"data: tokenizing {path.name} a chunk at a time into {ids.parent} (once)")
 
 
-def tokenize(texts: list[str], tokenizer: Any, max_length: int) -> np.ndarray:
-    """Token ids, (N, max_length): truncated, and padded at the end with the tokenizer's pad id."""
+def tokenize(texts: list[str], tokenizer: Any, max_length: int, truncation: str = "head") -> np.ndarray:
+    """Token ids, (N, max_length): truncated (``truncation``: the head, or head and tail), and padded at the end
+    with the tokenizer's pad id."""
+    if truncation == "head_tail":
+        special, pad = set(tokenizer.all_special_ids), int(tokenizer.pad_token_id or 0)
+        rows = tokenizer(texts, return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        return np.asarray([_head_tail(row, special, pad, max_length) for row in rows], dtype=np.int64) \
+            .reshape(len(texts), max_length)
     encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=max_length,
                         return_attention_mask=False, return_token_type_ids=False)
     return np.asarray(encoded["input_ids"], dtype=np.int64)
+
+
+def _head_tail(row: list[int], special: set[int], pad: int, max_length: int) -> list[int]:
+    """One text's ids (with the tokenizer's leading and trailing special tokens) within ``max_length``: all of them
+    when they fit, else the first quarter of the room for words and the last three quarters."""
+    if len(row) > max_length:
+        start = next((i for i, t in enumerate(row) if t not in special), 0)
+        end = len(row) - next((i for i, t in enumerate(reversed(row)) if t not in special), 0)
+        room = max(0, max_length - start - (len(row) - end))
+        head = room // 4
+        row = row[:start + head] + row[end - (room - head):end] + row[end:]
+    return row + [pad] * (max_length - len(row))
 
 
 def check_texts(texts: list[str], labels: list[Any], path: Path) -> None:

@@ -23,7 +23,7 @@ from squeezer.search.models.registry import register
 TEACHER = "teacher"
 #: A model passed as a Python object (``compress(teacher=...)``): built as a copy of that ``template``.
 GIVEN = "given"
-_CONTEXT = ("input_shape", "num_classes", "tokens", "teacher")  # given by the data and the study, not searched
+_CONTEXT = ("input_shape", "num_classes", "tokens", "teacher", "vocabulary")  # given by the data and the study, not searched
 
 
 #: The config's sections: an error key that starts with one is already whole.
@@ -32,9 +32,11 @@ SECTIONS = ("data", "teacher", "student", "pipeline", "measure", "training", "se
 
 def build(arch: dict[str, Any], input_shape: tuple[int, ...], num_classes: int, key: str = "student", *,
           template: nn.Module | None = None,
-          tokens: Tokens | None = None, teacher: nn.Module | None = None) -> nn.Module:
+          tokens: Tokens | None = None, teacher: nn.Module | None = None,
+          vocabulary: torch.Tensor | None = None) -> nn.Module:
     """Build the model ``arch`` describes: ``family`` plus that family's keyword arguments. Text families need the
-    data's ``tokens``; a family that can start from the teacher (``init: teacher``) gets ``teacher``."""
+    data's ``tokens``; a family that can start from the teacher (``init: teacher``) gets ``teacher``, one that can
+    keep only the tokens of the training texts (``vocab: seen``) their ids, ``vocabulary``."""
     arch = dict(arch)
     family = arch.pop("family", None)
     if family == GIVEN:
@@ -58,7 +60,8 @@ def build(arch: dict[str, Any], input_shape: tuple[int, ...], num_classes: int, 
     unknown = sorted(set(arch) - set(known))
     if unknown and not any(v.kind == v.VAR_KEYWORD for v in params.values()):  # user families take any setting
         raise ConfigError(f"{key}.{unknown[0]}", f"is not a setting of family {family!r}; its settings are {known}")
-    context = {k: v for k, v in (("tokens", tokens), ("teacher", teacher)) if k in params}
+    context = {k: v for k, v in (("tokens", tokens), ("teacher", teacher), ("vocabulary", vocabulary))
+               if k in params}
     try:
         return build_family(tuple(input_shape), num_classes, **context, **arch)
     except ConfigError as err:  # a family names its own setting; a key from the top (data.max_length) stays

@@ -2,7 +2,8 @@
 declares under the entry-point group ``squeezer.families`` (loaded when first named).
 
 A family is a function ``(input_shape, num_classes, **settings) -> nn.Module``; it takes ``tokens`` when it reads
-token ids (a text family), and ``teacher`` when it may start from the teacher's weights."""
+token ids (a text family), ``teacher`` when it may start from the teacher's weights, and ``vocabulary`` (the token
+ids the training texts use) when it may keep only those."""
 
 from __future__ import annotations
 
@@ -12,15 +13,15 @@ from typing import Callable
 
 from torch import nn
 
-from squeezer.search.models import text
+from squeezer.search.models import text, words
 from squeezer.search.models.hub import hf_image
 from squeezer.search.models.user import factory, program, torchvision
 from squeezer.search.models.vision import cnn, mlp
 
 Family = Callable[..., nn.Module]
 ENTRY_POINT_GROUP = "squeezer.families"
-_REGISTRY: dict[str, Family] = {"mlp": mlp, "cnn": cnn, "hf": text.hf, "bert": text.bert, "bag": text.bag,
-                                "textcnn": text.textcnn, "factory": factory, "torchvision": torchvision,
+_REGISTRY: dict[str, Family] = {"mlp": mlp, "cnn": cnn, "hf": text.hf, "bert": text.bert, "bag": words.bag,
+                                "textcnn": words.textcnn, "ngram": words.ngram, "factory": factory, "torchvision": torchvision,
                                 "program": program, "hf_image": hf_image}
 
 

@@ -1,5 +1,5 @@
-"""Text families over the teacher's token ids: a local Hugging Face model (the teacher), BERT students built from a
-``BertConfig`` (random or initialised from the teacher), and cheap non-transformer students (embedding bag, 1-D CNN).
+"""Transformer text families over the teacher's token ids: a local Hugging Face model (the teacher) and BERT students
+built from a ``BertConfig`` (random or initialised from the teacher); the cheap students are in ``words``.
 
 Nothing here reaches a model hub: every load is ``local_files_only`` and the hub is switched off for the process.
 """
@@ -194,52 +194,3 @@ def _teacher_name(name: str, mapping: dict[int, int]) -> str:
     head, rest = name.split(".encoder.layer.", 1)
     index, tail = rest.split(".", 1)
     return f"{head}.encoder.layer.{mapping[int(index)]}.{tail}"
-
-
-class Bag(nn.Module):
-    """Mean of the tokens' embeddings (padding excluded), then an MLP."""
-
-    def __init__(self, tokens: Tokens, num_classes: int, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.pad_id = tokens.pad_id
-        # An Embedding and a masked mean rather than nn.EmbeddingBag: its int8 form has no padding index.
-        self.embed = nn.Embedding(tokens.vocab_size, dim, padding_idx=tokens.pad_id)
-        self.head = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        vectors = self.embed(ids)
-        mask = (ids != self.pad_id).unsqueeze(2).to(vectors.dtype)
-        return self.head((vectors * mask).sum(1) / mask.sum(1).clamp(min=1))
-
-
-def bag(input_shape: tuple[int, ...], num_classes: int, *, tokens: Tokens, dim: int = 64, hidden: int = 64) -> Bag:
-    """Embedding bag: the cheapest text student (no word order)."""
-    check(dim >= 1, "dim", "must be >= 1", dim)
-    check(hidden >= 1, "hidden", "must be >= 1", hidden)
-    return Bag(tokens, num_classes, dim, hidden)
-
-
-class TextCNN(nn.Module):
-    """Token embeddings, one 1-D convolution, max over the non-padding positions, a linear classifier."""
-
-    def __init__(self, tokens: Tokens, num_classes: int, dim: int, channels: int, kernel: int) -> None:
-        super().__init__()
-        self.pad_id = tokens.pad_id
-        self.embed = nn.Embedding(tokens.vocab_size, dim, padding_idx=tokens.pad_id)
-        self.conv = nn.Conv1d(dim, channels, kernel, padding=kernel // 2)
-        self.act = nn.ReLU()
-        self.classifier = nn.Linear(channels, num_classes)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        features = self.act(self.conv(self.embed(ids).transpose(1, 2)))
-        padding = (ids == self.pad_id).unsqueeze(1)
-        return self.classifier(features.masked_fill(padding, 0.0).amax(2))
-
-
-def textcnn(input_shape: tuple[int, ...], num_classes: int, *, tokens: Tokens, dim: int = 64, channels: int = 64,
-            kernel: int = 3) -> TextCNN:
-    """A small CNN over the teacher's tokens (n-gram detectors, order within ``kernel`` tokens)."""
-    check(dim >= 1, "dim", "must be >= 1", dim)
-    check(channels >= 1, "channels", "must be >= 1", channels)
-    check(kernel in (1, 3, 5, 7), "kernel", "must be one of [1, 3, 5, 7]", kernel)
-    return TextCNN(tokens, num_classes, dim, channels, kernel)
