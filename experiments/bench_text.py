@@ -181,11 +181,11 @@ def render(results: list[dict[str, Any]]) -> str:
                          f"{r['size_bytes'] / 1e6:.2f} MB | {r['x_smaller']:.1f}x | {r['latency_ms']:.3f} ms | "
                          f"{r['x_faster']:.1f}x | {100 * r['accuracy_share']:.1f} % | {recipe} |")
         target = res["target_member"]
-        lines += ["", f"- Target (≥ 97 % of the teacher at ≥ 7.5x smaller and ≥ 4x faster): "
+        lines += ["", "- Target (≥ 97 % of the teacher at ≥ 7.5x smaller and ≥ 4x faster): "
                       + ("**met**" if res["target_met"] else "**missed**")
                       + (f" — best such member keeps {100 * target['accuracy_share']:.1f} %" if target else
                          " — no member is that small and fast"),
-                  f"- A Pareto member at least as accurate as TF-IDF at no more bytes: "
+                  "- A Pareto member at least as accurate as TF-IDF at no more bytes: "
                   + (f"**yes**, trial(s) {res['tfidf_matched_by']}" if res["tfidf_matched_by"] else
                      "**no**" + (f" — the best member within its bytes reaches {res['tfidf_closest']['accuracy']:.4f} "
                                  f"against {b['accuracy']:.4f}" if res["tfidf_closest"] else ""))]

@@ -156,5 +156,5 @@ def _text(spec: Mapping[str, Any], seed: int, tokenizer: Any, val_fraction: floa
 
 
 __all__ = ["FASHION_MNIST_DIR", "IMAGE_SETS", "STANDARDIZE", "FolderPreview", "InputSpec", "Preview", "Shape",
-           "Standardize", "TEXT_KEYS", "TEXT_SETS", "Splits", "Texts", "Tokens", "given_splits", "is_images", "is_text", "load",
-           "preview", "read_idx"]
+           "Standardize", "TEXT_KEYS", "TEXT_SETS", "Splits", "Texts", "Tokens", "given_splits", "is_images", "is_text",
+           "load", "preview", "read_idx"]

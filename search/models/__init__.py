@@ -23,7 +23,8 @@ from squeezer.search.models.registry import register
 TEACHER = "teacher"
 #: A model passed as a Python object (``compress(teacher=...)``): built as a copy of that ``template``.
 GIVEN = "given"
-_CONTEXT = ("input_shape", "num_classes", "tokens", "teacher", "vocabulary")  # given by the data and the study, not searched
+#: Given by the data and the study, not searched.
+_CONTEXT = ("input_shape", "num_classes", "tokens", "teacher", "vocabulary")
 
 
 #: The config's sections: an error key that starts with one is already whole.

@@ -21,8 +21,8 @@ from squeezer.search.models.vision import cnn, mlp
 Family = Callable[..., nn.Module]
 ENTRY_POINT_GROUP = "squeezer.families"
 _REGISTRY: dict[str, Family] = {"mlp": mlp, "cnn": cnn, "hf": text.hf, "bert": text.bert, "bag": words.bag,
-                                "textcnn": words.textcnn, "ngram": words.ngram, "factory": factory, "torchvision": torchvision,
-                                "program": program, "hf_image": hf_image}
+                                "textcnn": words.textcnn, "ngram": words.ngram, "factory": factory,
+                                "torchvision": torchvision, "program": program, "hf_image": hf_image}
 
 
 def register(name: str) -> Callable[[Family], Family]:
