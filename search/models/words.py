@@ -45,9 +45,9 @@ class Words(nn.Module):
         self.kept = kept  # the teacher's id of each row after the padding row (not saved: for ``init`` only)
 
     def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each token's vector, and where the tokens are words (not padding, nor a token the training never saw)."""
+        """Each token's vector, and its row of the table (``pad_row``: padding, or a token the training never saw)."""
         rows = ids if self.index is None else self.index[ids].long()
-        return self.embed(rows), rows != self.pad_row
+        return self.embed(rows), rows
 
     @torch.no_grad()
     def start_from(self, table: torch.Tensor) -> None:
@@ -99,8 +99,8 @@ class Bag(nn.Module):
         self.head = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        vectors, valid = self.words(ids)
-        mask = valid.unsqueeze(2).to(vectors.dtype)
+        vectors, rows = self.words(ids)
+        mask = (rows != self.words.pad_row).unsqueeze(2).to(vectors.dtype)
         return self.head((vectors * mask).sum(1) / mask.sum(1).clamp(min=1))
 
 
@@ -123,9 +123,10 @@ class TextCNN(nn.Module):
         self.classifier = nn.Linear(channels, num_classes)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        vectors, valid = self.words(ids)
+        vectors, rows = self.words(ids)
         features = self.act(self.conv(vectors.transpose(1, 2)))
-        return self.classifier(features.masked_fill(~valid.unsqueeze(1), 0.0).amax(2))
+        padding = (rows == self.words.pad_row).unsqueeze(1)  # a comparison, not a negation: int8 observers skip it
+        return self.classifier(features.masked_fill(padding, 0.0).amax(2))
 
 
 def textcnn(input_shape: tuple[int, ...], num_classes: int, *, tokens: Tokens, teacher: nn.Module | None = None,
@@ -150,7 +151,8 @@ class NGram(nn.Module):
         self.classifier = nn.Linear(words.embed.embedding_dim, num_classes)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        vectors, valid = self.words(ids)
+        vectors, rows = self.words(ids)
+        valid = rows != self.words.pad_row
         total = (vectors * valid.unsqueeze(2).to(vectors.dtype)).sum(1)
         count = valid.sum(1)
         orders = ((ids[:, :-1], ids[:, 1:]),) + (((ids[:, :-2], ids[:, 1:-1], ids[:, 2:]),) if self.trigrams else ())
