@@ -290,12 +290,17 @@ def test_bad_text_input_exits_2_with_one_line_and_writes_nothing(change, key: st
                                                                  tiny_teacher: Path, capsys) -> None:
     config = text_study(tmp_path, tiny_teacher)
     change(config, tmp_path)
-    path = tmp_path / "text.yaml"
+    refused(config, tmp_path, key, capsys)
+
+
+def refused(config: dict, where: Path, key: str, capsys) -> None:
+    """``squeezer search`` on ``config`` exits 2 with one line naming ``key`` and writes nothing in ``where``."""
+    path = where / "text.yaml"
     path.write_text(yaml.safe_dump(config))
-    before = sorted(p.name for p in tmp_path.rglob("*"))
+    before = sorted(p.name for p in where.rglob("*"))
     assert main(["search", str(path)]) == 2
     one_line(capsys.readouterr().err, key)
-    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    assert sorted(p.name for p in where.rglob("*")) == before
 
 
 def test_hidden_state_loss_is_the_mse_over_real_tokens() -> None:

@@ -20,7 +20,7 @@ from squeezer.search.data.text import tokenize
 from squeezer.search.models import words
 
 from conftest import one_line
-from test_text import minilm_tokenizer, text_study, tiny_teacher  # noqa: F401 - fixtures
+from test_text import minilm_tokenizer, refused, text_study, tiny_teacher  # noqa: F401 - fixtures
 
 TOKENS = data.Tokens(vocab_size=50, pad_id=0, mask_id=3, special=(1, 2))
 
@@ -35,9 +35,10 @@ def test_the_ngram_student_hashes_bigrams_and_trigrams_and_ignores_padding() -> 
         # by hand: the mean of 5 tokens, 4 bigrams and 3 trigrams, then the linear layer
         table, grams = model.words.embed.weight, model.grams.weight
         row = ids[0, :5]
-        bigrams = [(int(a) * words.PRIMES[0] + int(b) * words.PRIMES[1]) % 7 for a, b in zip(row, row[1:])]
+        bigrams = [(int(a) * words.PRIMES[0] + int(b) * words.PRIMES[1]) % 7
+                   for a, b in zip(row, row[1:], strict=False)]
         trigrams = [(int(a) * words.PRIMES[0] + int(b) * words.PRIMES[1] + int(c) * words.PRIMES[2]) % 7
-                    for a, b, c in zip(row, row[1:], row[2:])]
+                    for a, b, c in zip(row, row[1:], row[2:], strict=False)]
         mean = (table[row].sum(0) + grams[bigrams].sum(0) + grams[trigrams].sum(0)) / 12
         assert torch.allclose(model(ids)[0], model.classifier(mean), atol=1e-6)
 
@@ -179,12 +180,7 @@ def test_bad_text_student_settings_exit_2_with_one_line_and_write_nothing(change
                                                                           tiny_teacher: Path, capsys) -> None:  # noqa: F811
     config = text_study(tmp_path, tiny_teacher)
     change(config)
-    path = tmp_path / "text.yaml"
-    path.write_text(yaml.safe_dump(config))
-    before = sorted(p.name for p in tmp_path.rglob("*"))
-    assert main(["search", str(path)]) == 2
-    one_line(capsys.readouterr().err, key)
-    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    refused(config, tmp_path, key, capsys)
 
 
 def test_augmenting_images_is_one_line(tmp_path: Path, capsys) -> None:
