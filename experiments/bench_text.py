@@ -175,8 +175,9 @@ def render(results: list[dict[str, Any]]) -> str:
                 lines.append(f"| {label} | none | | | | | | | |")
                 continue
             test = "" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
-            recipe = " ".join(f"{k.split('.', 1)[1]}={v}" for k, v in sorted(r["params"].items())
-                              if k.startswith(("student.", "distill.augment", "quantize.")))
+            shown = {k: v for k, v in r["params"].items() if k.startswith(("student.", "distill.augment", "quantize."))
+                     and not (k == "distill.augment_copies" and not r["params"].get("distill.augment"))}
+            recipe = " ".join(f"{k.split('.', 1)[1]}={v}" for k, v in sorted(shown.items()))
             lines.append(f"| {label} (trial {r['trial']}) | {r['accuracy']:.4f} | {test} | "
                          f"{r['size_bytes'] / 1e6:.2f} MB | {r['x_smaller']:.1f}x | {r['latency_ms']:.3f} ms | "
                          f"{r['x_faster']:.1f}x | {100 * r['accuracy_share']:.1f} % | {recipe} |")

@@ -156,7 +156,11 @@ class Session:
     def measure_tfidf(self) -> dict[str, float] | None:
         """A text study's TF-IDF + logistic-regression baseline, measured once and kept with the study (``squeezer
         pareto`` prints it) and on its parent run."""
-        measured = tfidf.measure(self.bench.splits)
+        try:
+            measured = tfidf.measure(self.bench.splits)
+        except tfidf.Unmeasured as why:
+            self.out(f"TF-IDF baseline: not measured ({why})")
+            return None
         if measured:
             self.study.set_user_attr("tfidf", measured)
             self.tracker.log_metrics(self.parent, {f"tfidf.{k}": v for k, v in measured.items()})

@@ -43,7 +43,10 @@ def measure(splits: Splits) -> dict[str, float] | None:
     if t is None:
         return None
     y_val, y_test = splits.val_y.numpy(), splits.test_y.numpy()
-    models = [fit(t.train, splits.train_y.numpy(), c) for c in STRENGTHS]
+    try:
+        models = [fit(t.train, splits.train_y.numpy(), c) for c in STRENGTHS]
+    except ValueError as err:  # e.g. texts of one-letter words only: no vocabulary for TF-IDF
+        raise Unmeasured(str(err).splitlines()[0]) from None
     scores = [float((m.predict(t.val) == y_val).mean()) for m in models]
     best = int(np.argmax(scores))
     model = models[best]
@@ -59,6 +62,10 @@ def measure(splits: Splits) -> dict[str, float] | None:
     return {"accuracy": scores[best], "test_accuracy": float((model.predict(t.test) == y_test).mean()),
             "size_bytes": float(len(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))),
             "latency_ms": 1000 * statistics.median(times), "C": STRENGTHS[best]}
+
+
+class Unmeasured(RuntimeError):
+    """The baseline cannot be fitted on these texts; the message says why."""
 
 
 def beaten_by(members: Sequence[tuple[int, Mapping[str, float]]], baseline: Mapping[str, float]) -> list[int]:
@@ -77,4 +84,4 @@ def verdict(members: Sequence[tuple[int, Mapping[str, float]]], baseline: Mappin
             f"({baseline['size_bytes'] / 1e6:.2f} MB)")
 
 
-__all__ = ["STRENGTHS", "beaten_by", "fit", "measure", "verdict"]
+__all__ = ["STRENGTHS", "Unmeasured", "beaten_by", "fit", "measure", "verdict"]
