@@ -86,8 +86,7 @@ def test_init_teacher_projects_the_teachers_token_table_onto_its_principal_compo
     table = teacher.model.get_input_embeddings().weight.detach().numpy()[seen[1:]]
     expected = PCA(4).fit_transform(table)
     got = student.words.embed.weight.detach().numpy()[1:]
-    assert got.std() == pytest.approx(1.0, rel=1e-2)  # the spread of a fresh nn.Embedding table
-    assert np.allclose(np.abs(got) / got.std(), np.abs(expected) / expected.std(), atol=1e-3)  # up to each sign
+    assert np.allclose(np.abs(got), np.abs(expected), atol=1e-4)  # each component up to its sign
     assert not student.words.embed.weight[0].any()  # padding
 
 

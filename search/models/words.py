@@ -52,16 +52,15 @@ class Words(nn.Module):
     @torch.no_grad()
     def start_from(self, table: torch.Tensor) -> None:
         """Set the embeddings to the teacher's ``table`` (vocab x width) projected onto its leading principal
-        components (fitted on the rows this model keeps), scaled to the spread of a fresh table (standard deviation
-        1, as ``nn.Embedding`` starts: the layers after it are initialised for that); dimensions beyond the
-        teacher's width keep their start."""
+        components (fitted on the rows this model keeps), in the teacher's units (scaled to a fresh table's spread
+        instead, a bag student lost 3.6 points on Rotten Tomatoes); dimensions beyond the teacher's width keep
+        their start."""
         rows = self.kept
         source = table.detach().float().cpu()[rows]
         centred = source - source.mean(0)
         values, vectors = torch.linalg.eigh(centred.T @ centred)  # ascending
         width = min(self.embed.embedding_dim, vectors.shape[1])
         projected = centred @ vectors[:, -width:].flip(1)
-        projected = projected / projected.std().clamp(min=1e-12)
         target = self.embed.weight
         if self.index is None:
             target[rows, :width] = projected.to(target.dtype)
