@@ -224,8 +224,13 @@ STUDENTS = {"bert": {"layers": 2, "hidden": 16, "heads": 2, "intermediate": 32, 
 @pytest.mark.parametrize("family", sorted(STUDENTS))
 def test_a_text_study_runs_to_its_end_and_its_front_is_tested_and_exported(
         family: str, runtime: str, tmp_path: Path, tiny_teacher: Path, capsys) -> None:
-    """Every text family in every runtime: trials, the front's test re-evaluation, the export reloaded."""
+    """Every text family in every runtime: trials, the front's test re-evaluation, the export reloaded (and the
+    exported ONNX file, fed the validation texts' token ids, scores the accuracy the trial logged)."""
+    import onnxruntime as ort
     from mlflow.tracking import MlflowClient
+
+    from squeezer.search.config import load_config
+    from squeezer.search.teacher import teacher_tokenizer
 
     study = text_study(tmp_path, tiny_teacher, trials=1)
     study["student"] = {"family": family, **STUDENTS[family]}
@@ -243,6 +248,12 @@ def test_a_text_study_runs_to_its_end_and_its_front_is_tested_and_exported(
     if runtime == "torch":  # rebuilt whole: buffers outside the state dict (position ids) are real, not meta
         rebuilt = export.load(tmp_path / "out")
         assert not any(t.is_meta for t in [*rebuilt.buffers(), *rebuilt.parameters()])
+        return
+    settings = load_config(config)
+    splits = data.load(settings.data, settings.seed, tokenizer=teacher_tokenizer(settings.teacher))
+    session = ort.InferenceSession(str(next((tmp_path / "out").rglob("*.onnx"))), providers=["CPUExecutionProvider"])
+    predicted = session.run(None, {session.get_inputs()[0].name: splits.val_x.numpy()})[0].argmax(1)
+    assert float((predicted == splits.val_y.numpy()).mean()) == pytest.approx(run.data.metrics["accuracy"])
 
 
 def broken_model(config: dict, where: Path, tokenizer: bool) -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import optuna
 import pytest
 import torch
 import yaml
@@ -142,27 +141,6 @@ def test_distillation_on_augmented_copies_labels_them_by_the_teacher_once_then_f
     again = prepare(parse_config(study))
     assert again.copies(2)[2].forward_passes == 0  # the copies' soft labels come from the cache
     assert "loaded from cache" in capsys.readouterr().err
-
-
-def test_the_ngram_student_exports_and_reloads_to_its_logged_accuracy(tmp_path: Path, tiny_teacher: Path,  # noqa: F811
-                                                                       capsys) -> None:
-    from squeezer.search.config import load_config
-    from squeezer.search.teacher import teacher_tokenizer
-
-    study = text_study(tmp_path, tiny_teacher, trials=1)
-    study["student"] = {"family": "ngram", "dim": 8, "buckets": 512, "trigrams": True, "init": "teacher",
-                        "vocab": "seen"}
-    study["measure"]["runtime"] = "onnxruntime"
-    (tmp_path / "text.yaml").write_text(yaml.safe_dump(study))
-    assert main(["search", str(tmp_path / "text.yaml")]) == 0
-    [trial] = optuna.load_study(study_name="tiny_text", storage=f"sqlite:///{tmp_path}/squeezer.db").trials
-    assert main(["export", "--study-name", "tiny_text", "--trial", "0", "--out", str(tmp_path / "out"),
-                 "--format", "onnx"]) == 0
-    config = load_config(tmp_path / "text.yaml")
-    splits = data.load(config.data, config.seed, tokenizer=teacher_tokenizer(config.teacher))
-    session = ort.InferenceSession(str(next((tmp_path / "out").rglob("*.onnx"))), providers=["CPUExecutionProvider"])
-    predicted = session.run(None, {session.get_inputs()[0].name: splits.val_x.numpy()})[0].argmax(1)
-    assert float((predicted == splits.val_y.numpy()).mean()) == pytest.approx(trial.user_attrs["metrics"]["accuracy"])
 
 
 @pytest.mark.parametrize("change, key", [
