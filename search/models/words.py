@@ -150,6 +150,9 @@ class NGram(nn.Module):
         self.words, self.buckets, self.trigrams = words, buckets, trigrams
         self.grams = nn.Embedding(buckets, words.embed.embedding_dim)
         nn.init.zeros_(self.grams.weight)  # the n-grams start silent: at first the student is its words' mean
+        # the mean normalised before the linear layer: whatever the scale of the tables (a teacher's is small), the
+        # classifier starts with inputs of unit spread (fastText instead trains at learning rates of 0.1 to 1)
+        self.norm = nn.LayerNorm(words.embed.embedding_dim)
         self.classifier = nn.Linear(words.embed.embedding_dim, num_classes)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -167,7 +170,7 @@ class NGram(nn.Module):
             grams = self.grams(torch.remainder(hashed, self.buckets))
             total = total + (grams * both.unsqueeze(2).to(grams.dtype)).sum(1)
             count = count + both.sum(1)
-        return self.classifier(total / count.clamp(min=1).unsqueeze(1).to(total.dtype))
+        return self.classifier(self.norm(total / count.clamp(min=1).unsqueeze(1).to(total.dtype)))
 
 
 def ngram(input_shape: tuple[int, ...], num_classes: int, *, tokens: Tokens, teacher: nn.Module | None = None,
