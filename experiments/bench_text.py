@@ -70,7 +70,19 @@ def is_new(params: dict[str, Any]) -> bool:
             or params.get("distill.augment") is True)
 
 
-def run(name: str, trials: int, work: Path) -> dict[str, Any]:
+def finished_so_far(config: Path, storage: str) -> int:
+    """How many trials of the study in ``storage`` ran to an outcome (0 when there is no study yet)."""
+    from squeezer.search.liveness import finished
+
+    try:
+        return len(finished(optuna.load_study(study_name=yaml.safe_load(config.read_text())["name"],
+                                              storage=storage)))
+    except KeyError:
+        return 0
+
+
+def run(name: str, trials: int | None, work: Path) -> dict[str, Any]:
+    """One dataset's study (``trials``: None records the study as it stands, running no new trial)."""
     from squeezer.search.cli import main as squeezer
     from squeezer.search.config import load_config
     from squeezer.search.pareto import pareto_trials
@@ -80,6 +92,7 @@ def run(name: str, trials: int, work: Path) -> dict[str, Any]:
     cfg = load_config(config)
     storage, tracking = f"sqlite:///{work}/{name}.db", f"sqlite:///{work}/{name}-mlflow.db"
     started = time.monotonic()
+    trials = finished_so_far(config, storage) if trials is None else trials
     code = squeezer(["search", str(config), "--trials", str(trials), "--storage", storage, "--tracking-uri", tracking])
     if code != 0:
         raise SystemExit(f"{name}: squeezer search exited {code}")
@@ -158,7 +171,7 @@ def render(results: list[dict[str, Any]]) -> str:
     lines = []
     for res in results:
         t, b = res["teacher"], res["tfidf"]
-        lines += [f"### {res['dataset']} ({res['trials']} trials, {res['seconds'] / 60:.0f} min)", "",
+        lines += [f"### {res['dataset']} ({res['trials']} trials completed)", "",
                   "| model | accuracy | test | size | x smaller | latency b1 | x faster | % of teacher | recipe |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---|",
                   f"| teacher | {t['accuracy']:.4f} | {t['test_accuracy']:.4f} | {t['size_bytes'] / 1e6:.2f} MB | 1x | "
@@ -204,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="speeches,rotten_tomatoes")
     parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--as-they-stand", action="store_true",
+                        help="record the studies in --work as they stand (stopped early), running no new trial")
     parser.add_argument("--work", default=None, help="where the studies are kept (default: a temporary folder)")
     parser.add_argument("--out", default=str(HERE / "results" / "bench_text.json"))
     args = parser.parse_args(argv)
@@ -211,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     results = []
     for name in args.datasets.split(","):
-        results.append(run(name, args.trials, work))
+        results.append(run(name, None if args.as_they_stand else args.trials, work))
         table = render(results)
         Path(args.out).write_text(json.dumps({"target": TARGET, "datasets": results}, indent=2, default=str))
         Path(args.out).with_suffix(".md").write_text(table)
