@@ -2,6 +2,7 @@
 
     python experiments/bench_text.py                          # both datasets, 30 trials each
     python experiments/bench_text.py --datasets speeches --trials 10
+    python experiments/bench_text.py --work DIR --as-they-stand   # studies stopped early: their results so far
 
 Datasets (both ship offline): Rotten Tomatoes review sentences (``text/rotten_tomatoes.yaml``; the teacher is the
 user's fine-tuned MiniLM directory ``data/minilm_rt``, made by ``python experiments/minilm_dir.py data/minilm_rt``)
@@ -25,7 +26,6 @@ import importlib.util
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +91,10 @@ def run(name: str, trials: int | None, work: Path) -> dict[str, Any]:
     config = config_for(name, work)
     cfg = load_config(config)
     storage, tracking = f"sqlite:///{work}/{name}.db", f"sqlite:///{work}/{name}-mlflow.db"
-    started = time.monotonic()
     trials = finished_so_far(config, storage) if trials is None else trials
     code = squeezer(["search", str(config), "--trials", str(trials), "--storage", storage, "--tracking-uri", tracking])
     if code != 0:
         raise SystemExit(f"{name}: squeezer search exited {code}")
-    seconds = time.monotonic() - started
     study_name = yaml.safe_load(config.read_text())["name"]
     study = optuna.load_study(study_name=study_name, storage=storage)
     teacher, tfidf = study.user_attrs["teacher"], study.user_attrs["tfidf"]
@@ -119,7 +117,7 @@ def run(name: str, trials: int | None, work: Path) -> dict[str, Any]:
                and r["size_bytes"] <= tfidf["size_bytes"]]
     closest = max((r for r in rows if r["size_bytes"] <= tfidf["size_bytes"]), key=lambda r: r["accuracy"],
                   default=None)
-    result = {"dataset": name, "trials": len(rows), "seconds": round(seconds), "teacher": teacher, "tfidf": tfidf,
+    result = {"dataset": name, "trials": len(rows), "teacher": teacher, "tfidf": tfidf,
               "families": best_by(rows, "family"), "old_vs_new": best_by(rows, "new"),
               "target_member": best_fast, "target_met": bool(best_fast and best_fast["accuracy_share"]
                                                              >= TARGET["accuracy_share"]),
