@@ -133,26 +133,30 @@ def _text(spec: Mapping[str, Any], seed: int, tokenizer: Any, val_fraction: floa
         if test_part is not None:
             test_ids, test_labels, test_texts = tokenize(test_part[0], tokenizer, length, cut), test_part[1], \
                 test_part[0]
-    elif text.is_large(spec):
-        ids, labels = text.streamed(spec, "data.path", tokenizer, length, cut)
     else:
-        texts, labels = read_texts(spec, "data.path" if spec.get("path") else "data.name")
-        ids = tokenize(texts, tokenizer, length, cut)
+        ids, labels, texts = _token_ids(spec, "data.path" if spec.get("path") else "data.name", tokenizer, length,
+                                        cut)
     if spec.get("test_path"):
-        test_spec = {**spec, "path": spec["test_path"]}
-        if text.is_large(test_spec):
-            test_ids, test_labels = text.streamed(test_spec, "data.test_path", tokenizer, length, cut)
-            texts = None  # the baseline needs every part's texts
-        else:
-            test_texts, test_labels = read_texts(test_spec, "data.test_path")
-            test_ids = tokenize(test_texts, tokenizer, length, cut)
+        test_ids, test_labels, test_texts = _token_ids({**spec, "path": spec["test_path"]}, "data.test_path",
+                                                       tokenizer, length, cut)
     labels, test_y, classes = class_indices(labels, test_labels)
     test = None if test_y is None else (test_ids, test_y)
+    if test is not None and test_texts is None:
+        texts = None  # the baseline needs every part's texts
     tokens = Tokens(vocab_size=len(tokenizer), pad_id=int(tokenizer.pad_token_id or 0),
                     mask_id=None if tokenizer.mask_token_id is None else int(tokenizer.mask_token_id),
                     special=tuple(sorted(int(i) for i in set(tokenizer.all_special_ids) - {tokenizer.pad_token_id})))
     return split((ids, labels), test, val_fraction, test_fraction, seed, spec.get("train_size"), tokens=tokens,
-                 classes=classes, texts=None if texts is None else (texts, test_texts if test is not None else None))
+                 classes=classes, texts=None if texts is None else (texts, test_texts))
+
+
+def _token_ids(spec: Mapping[str, Any], key: str, tokenizer: Any, length: int, cut: str) -> tuple[Any, Any, Any]:
+    """A text file's token ids (memory-mapped, for a file larger than memory), labels and texts (None when
+    streamed)."""
+    if text.is_large(spec):
+        return (*text.streamed(spec, key, tokenizer, length, cut), None)
+    texts, labels = read_texts(spec, key)
+    return tokenize(texts, tokenizer, length, cut), labels, texts
 
 
 __all__ = ["FASHION_MNIST_DIR", "IMAGE_SETS", "STANDARDIZE", "FolderPreview", "InputSpec", "Preview", "Shape",

@@ -15,7 +15,6 @@ from squeezer.search.data.split import Tokens
 #: The share of a text's words each operation touches.
 DROP, SWAP, SPAN = 0.1, 0.1, 0.15
 OPERATIONS = ("dropout", "swap", "span")
-MAX_COPIES = 16
 
 
 def copies(ids: torch.Tensor, tokens: Tokens, count: int, seed: int) -> torch.Tensor:
@@ -58,4 +57,4 @@ def augment_row(row: torch.Tensor, tokens: Tokens, generator: torch.Generator,
     return out
 
 
-__all__ = ["MAX_COPIES", "OPERATIONS", "augment_row", "copies"]
+__all__ = ["OPERATIONS", "augment_row", "copies"]
