@@ -21,10 +21,10 @@ from typing import Any, Mapping
 import ray
 import torch
 from ray import cloudpickle, tune
-from optuna.samplers import BaseSampler
 from ray.tune.search.optuna import OptunaSearch
 
 from squeezer.search.backends import cluster
+from squeezer.search.backends.portable import Portable
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.settings import SearchSettings
 from squeezer.search.objectives import METRICS
@@ -32,7 +32,6 @@ from squeezer.search.pareto import keep_metrics
 from squeezer.search.recipe import flatten, replay_params, suggest_params
 from squeezer.search.schedulers import SCHEDULERS
 from squeezer.search.screening import SqueezerSampler
-from squeezer.search.opening import make_sampler
 from squeezer.search.liveness import INTERRUPTED
 from squeezer.search.study import Session
 from squeezer.search.tracking import RunId
@@ -115,9 +114,9 @@ def _sent(bench: Workbench) -> Workbench:
 
 def _new_tuner(session: Session, trainable: Any, samples: int, target: int, name: str) -> tune.Tuner:
     config, settings = session.config, session.config.search
-    sampler = make_sampler(config, session.seed)
-    if isinstance(sampler, SqueezerSampler) and session.screen is not None:
-        sampler.use(session.screen)  # screens on the driver, before Tune starts each trial
+    sampler = Portable(settings, session.seed)  # Tune pickles its searcher; some samplers cannot be pickled
+    if isinstance(sampler.sampler, SqueezerSampler) and session.screen is not None:
+        sampler.sampler.use(session.screen)  # screens on the driver, before Tune starts each trial
     searcher = _Searcher(
         config, sampler, space=_Space(config, session.seed), metric=list(config.objectives),
         mode=[d[:3] for d in config.objectives.values()], study_name=session.study.study_name,
@@ -149,11 +148,17 @@ class _Searcher(OptunaSearch):
     """OptunaSearch that also records what Squeezer's study keeps: metrics, budgets and failure reasons (through
     the study's storage, by trial number, before OptunaSearch tells the trial)."""
 
-    def __init__(self, config: ExperimentConfig, sampler: BaseSampler, **options: Any) -> None:
+    def __init__(self, config: ExperimentConfig, sampler: Portable, **options: Any) -> None:
         super().__init__(sampler=sampler, **options)
         self.constraints, self.objectives = config.constraints, list(config.objectives)
-        self.screening = sampler if isinstance(sampler, SqueezerSampler) else None
+        self.portable = sampler
         self.numbers: dict[str, int] = {}  # Tune trial id -> study trial number
+
+    @property
+    def screening(self) -> SqueezerSampler | None:
+        """Squeezer's sampler, where it is the one configured."""
+        built = self.portable.sampler
+        return built if isinstance(built, SqueezerSampler) else None
 
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
