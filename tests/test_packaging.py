@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+import pytest
+from packaging.utils import canonicalize_name
 
 from conftest import REPO
 
@@ -35,3 +40,36 @@ def test_the_editable_install_imports_the_same_way(tmp_path: Path) -> None:
     assert Path(out[0]) == REPO / "search" / "cli.py"  # the checkout's own files, not a copy
     assert out[1] == "[]"  # no generic top-level names leak into site-packages
     assert out[2] == "['distill', 'lowrank', 'prune', 'quantize']"
+
+
+def locked() -> dict[str, str]:
+    """The lock's exact versions (constraints.txt), by normalised name."""
+    pins = [line.split("==") for line in (REPO / "constraints.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    return {canonicalize_name(name): version for name, version in pins}
+
+
+@pytest.mark.skipif(bool(os.environ.get("SQUEEZER_UNLOCKED")), reason="make test-latest: the newest releases, unlocked")
+def test_the_environment_is_the_locked_one() -> None:
+    lock = locked()
+    assert {"optuna", "ray", "torch", "transformers", "mlflow", "scikit-learn"} <= set(lock)
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
+    drift = {name: (version, installed.get(name)) for name, version in lock.items()
+             if installed.get(name, "").split("+")[0] != version}
+    assert not drift, f"installed versions differ from constraints.txt (locked, installed): {drift}"
+
+
+def test_the_lock_pins_every_dependency_exactly_once() -> None:
+    lines = [line for line in (REPO / "constraints.txt").read_text().splitlines() if line and not line.startswith("#")]
+    assert all(line.count("==") == 1 and ";" not in line and "@" not in line for line in lines), lines
+    assert len({canonicalize_name(line.split("==")[0]) for line in lines}) == len(lines)
+    makefile, ci = (REPO / "Makefile").read_text(), (REPO / ".ci" / "run").read_text()
+    assert "-c $(LOCK)" in makefile and "LOCK   := constraints.txt" in makefile and "make test" in ci
+
+
+def test_transformers_imports_in_a_fresh_interpreter_of_the_venv(tmp_path: Path) -> None:
+    """A user's notebook or an export's reload snippet imports transformers without passing through Squeezer."""
+    probe = "from transformers import LlamaConfig, AutoModelForCausalLM; print(LlamaConfig().model_type)"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "llama"

@@ -5,6 +5,7 @@ a user's model can be wrong, in one line."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -153,6 +154,9 @@ def raw_test_images(where: Path) -> tuple[torch.Tensor, np.ndarray]:
     return pixels, np.array([f.parent.name for f in files])
 
 
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is None,
+                    reason="torchvision is not in the default install: PyPI's build does not load beside the CPU "
+                    "torch (pip install 'squeezer[vision]' with the torchvision built for your torch)")
 def test_torchvisions_resnet_is_the_teacher_compressed_as_itself_and_distilled_into_its_mobilenet(
         tmp_path: Path) -> None:
     config = {**experiment(tmp_path), "teacher": {"torchvision": "resnet18", "epochs": 3, "lr": 0.003}}

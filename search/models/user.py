@@ -24,6 +24,8 @@ from squeezer.search.errors import ConfigError
 from squeezer.search.models import zoo
 from squeezer.search.models.checks import on_meta
 
+_LOG = logging.getLogger(__name__)
+
 FILE_MODULE = "squeezer_user_"  # a user's file imported as squeezer_user_<hash of its path>
 
 
@@ -51,12 +53,12 @@ def factory(input_shape: tuple[int, ...], num_classes: int, *, model: str, **kwa
 def torchvision(input_shape: tuple[int, ...], num_classes: int, *, name: str, **kwargs: Any) -> nn.Module:
     """``torchvision.models.get_model(name, num_classes=..., **kwargs)``, untrained (nothing is downloaded; a
     teacher's weights come from ``weights:``). Grayscale images are repeated to the three channels it takes."""
-    tv_models = _torchvision_models(name)
-    if name not in tv_models.list_models():
-        raise ConfigError("name", f"is not a torchvision model; e.g. {sorted(tv_models.list_models())[:8]} ...", name)
     if kwargs.get("weights") is not None:
         raise ConfigError("weights", "is downloaded by torchvision; give the teacher's state dict as "
                           "`weights: file.pt` instead", kwargs["weights"])
+    tv_models = _torchvision_models(name)
+    if name not in tv_models.list_models():
+        raise ConfigError("name", f"is not a torchvision model; e.g. {sorted(tv_models.list_models())[:8]} ...", name)
     try:
         built = tv_models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
     except (TypeError, ValueError) as err:
@@ -73,7 +75,12 @@ def _torchvision_models(name: str) -> Any:
         raise ConfigError("name", f"torchvision is installed but does not load ({type(err).__name__}: "
                           f"{_first_line(err)}); install the build that matches torch", name) from None
     if vision is None:
-        raise ConfigError("name", "needs torchvision (pip install torchvision)", name)
+        raise ConfigError("name", "needs torchvision (pip install 'squeezer[vision]', or the torchvision built for "
+                          f"your torch {torch.__version__})", name)
+    if zoo.operators_missing():
+        _LOG.warning("torchvision's C++ operators do not load beside torch %s (a build for another torch?): its "
+                     "classification models work, torchvision.ops does not; install the torchvision built for your "
+                     "torch to silence this", torch.__version__)
     return vision.models
 
 

@@ -4,18 +4,17 @@ A torchvision built for another torch (its CUDA build beside a CPU torch, say) c
 import it registers fake kernels for two of them, and that import fails: torchvision's own, and transformers' too
 (transformers imports torchvision whenever it is installed). Squeezer uses only torchvision's classification models,
 which are plain Python, so ``ready()`` declares the two operators (without kernels) and imports it again; the models
-work, ``torchvision.ops`` (detection's NMS, RoI pooling) does not, and a warning says so."""
+work, ``torchvision.ops`` (detection's NMS, RoI pooling) does not, and a warning says so where a torchvision model is
+built. The default install has no torchvision (see pyproject.toml's ``vision`` extra)."""
 
 from __future__ import annotations
 
 import importlib.util
-import logging
 import sys
 from types import ModuleType
 
 import torch
 
-_LOG = logging.getLogger(__name__)
 _DECLARED: list[torch.library.Library] = []  # torch forgets a library's definitions when its object goes
 
 
@@ -41,8 +40,12 @@ def _declare_operators() -> None:
     for op in ("nms", "qnms"):
         library.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _DECLARED.append(library)
-    _LOG.warning("torchvision's C++ operators do not load beside torch %s (a build for another torch?): its "
-                 "classification models work, torchvision.ops does not", torch.__version__)
 
 
-__all__ = ["ready"]
+def operators_missing() -> bool:
+    """Whether ``ready()`` had to declare torchvision's operators (said where a torchvision model is used: a study
+    that only needs transformers has nothing to act on)."""
+    return bool(_DECLARED)
+
+
+__all__ = ["operators_missing", "ready"]
