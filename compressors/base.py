@@ -122,6 +122,9 @@ class Compressor(ABC):
     final: ClassVar[bool] = False
     #: The config fields that count epochs of training; ``untrained`` sets them to 0.
     training_fields: ClassVar[tuple[str, ...]] = ()
+    #: What a pipeline step named without settings searches (``- prune`` or ``prune: {}``, or the step left out of a
+    #: config that names no pipeline): a space as the experiment file writes one. Empty: the config's defaults.
+    searched: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, config: CompressorConfig | Mapping[str, Any] | None = None) -> None:
         if config is None or isinstance(config, Mapping):

@@ -34,6 +34,7 @@ class LowRank(Compressor):
     """Replace layers by their rank-``r`` factors when two factors hold fewer weights than the layer."""
 
     name = "lowrank"
+    searched = {"rank_ratio": {"float": [0.1, 1.0]}}
     Config = LowRankConfig
     config: LowRankConfig
     training_fields = ("finetune_epochs",)

@@ -58,6 +58,7 @@ class Prune(Compressor):
     hard labels."""
 
     name = "prune"
+    searched = {"ratio": {"float": [0.0, 0.6]}, "finetune_epochs": 1}
     Config = PruneConfig
     config: PruneConfig
     training_fields = ("finetune_epochs",)

@@ -29,15 +29,13 @@ from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from squeezer.search.errors import ConfigError
 from squeezer.search.yamlfile import read_yaml
 
-#: What ``compress`` searches when no config is given: the teacher itself compressed (pruned, int8 or fp16) and
-#: small MLP students, distilled.
-DEFAULTS: dict[str, Any] = {
-    "name": "squeezer", "seed": 0,
-    "pipeline": [{"distill": {"temperature": {"float": [1.0, 8.0], "log": True}, "epochs": 5}},
-                 {"prune": {"ratio": {"float": [0.0, 0.6]}, "finetune_epochs": 1}},
-                 {"quantize": {"bits": {"choice": [32, 16, 8]}}}],
-    "search": {"trials": 20},
-}
+#: What ``compress`` searches when no config is given: the teacher itself and small MLP students, through the default
+#: pipeline with each step's searched defaults (distilled, pruned, fp32/fp16/int8), as an experiment file that names
+#: no pipeline does.
+DEFAULTS: dict[str, Any] = {"name": "squeezer", "seed": 0, "search": {"trials": 20}}
+#: The students ``compress`` searches for a teacher given as an object, with no config: the teacher itself and MLPs
+#: of the ``mlp`` family's searched defaults.
+DEFAULT_STUDENT: dict[str, Any] = {"family": {"choice": {"teacher": {}, "mlp": {}}}}
 
 
 @dataclass(frozen=True)
@@ -103,9 +101,7 @@ def compress(config: str | Path | Mapping[str, Any] | None = None, *, teacher: n
         if not isinstance(teacher, nn.Module):
             raise ConfigError("teacher", "must be a torch.nn.Module", type(teacher).__name__)
         raw["teacher"] = {"family": "given", "given": _digest_module(teacher)}
-        if config is None:
-            raw["student"] = {"family": {"choice": {"teacher": {}, "mlp": {"depth": {"int": [1, 2]},
-                                                                            "width": {"int": [16, 256], "log": True}}}}}
+        raw.setdefault("student", copy.deepcopy(DEFAULT_STUDENT))
     splits = None
     if train is not None:
         data = dict(raw.get("data") or {})
@@ -140,8 +136,8 @@ def _raw(config: Any) -> tuple[dict[str, Any], Path]:
         return copy.deepcopy(DEFAULTS), Path(".")
     if isinstance(config, (str, Path)):
         return read_yaml(Path(config)), Path(config).parent
-    if isinstance(config, Mapping):
-        return copy.deepcopy(dict(config)), Path(".")
+    if isinstance(config, Mapping):  # named as the no-config study is, unless it says otherwise
+        return {"name": DEFAULTS["name"], **copy.deepcopy(dict(config))}, Path(".")
     raise ConfigError("config", "must be a path to an experiment file, a mapping, or None", type(config).__name__)
 
 

@@ -69,6 +69,9 @@ def record(session: Session) -> list[FrozenTrial]:
     early += f", {len(interrupted)} interrupted (run again)" if interrupted else ""
     session.out(f"\nPareto front ({len(front)} of {len(completed)} completed trials; {len(failed)} failed{early}):")
     session.out(report.front_table(front, session.teacher, tested, recommended, names, why, samples, session.tfidf))
+    if session.config.search.repeats > 1:
+        session.out(f"\nRecipes run with {session.config.search.repeats} seeds (mean ± standard deviation):")
+        session.out("\n".join(report.repeat_lines(completed)))
     return front
 
 def log_recommended(session: Session, number: int, run: str | None) -> None:

@@ -11,8 +11,12 @@ from optuna.distributions import BaseDistribution
 
 from squeezer.search import baselines
 from squeezer.search.config import ExperimentConfig
-from squeezer.spaces import Space, sample
+from squeezer.spaces import Space, describe, grid, sample, size
 from squeezer.spaces.optuna import distributions, suggest
+
+
+#: A trial's user attribute: which run of its recipe it is (``search.repeats``); a repeated trial is not repeated again.
+REPEAT = "repeat"
 
 
 def suggest_params(trial: optuna.trial.BaseTrial, config: ExperimentConfig) -> dict[str, dict[str, Any]]:
@@ -20,7 +24,40 @@ def suggest_params(trial: optuna.trial.BaseTrial, config: ExperimentConfig) -> d
     queued as a baseline (``squeezer.search.baselines``), its recipe."""
     if baselines.PARAM in trial.user_attrs:
         return baselines.params(_steps(config), baselines.suggest(trial))
-    return _joint(config, lambda space, prefix: suggest(trial, space, prefix))
+    params = _joint(config, lambda space, prefix: suggest(trial, space, prefix))
+    if config.search.repeats > 1 and REPEAT not in trial.user_attrs and isinstance(trial, optuna.Trial):
+        for repeat in range(1, config.search.repeats):  # the same recipe again, each with its trial's own seed
+            trial.study.enqueue_trial(trial.params, user_attrs={REPEAT: repeat})
+    return params
+
+
+def recipe_count(config: ExperimentConfig) -> int | None:
+    """How many distinct recipes the joint space holds; None where a float range makes it infinite."""
+    total = 1
+    for space in _spaces(config).values():
+        count = size(space)
+        if count is None:
+            return None
+        total *= count
+    return total
+
+
+def every_recipe(config: ExperimentConfig) -> list[dict[str, Any]]:
+    """Every recipe of a finite joint space, as the flat params a trial is queued with."""
+    recipes: list[dict[str, Any]] = [{}]
+    for section, space in _spaces(config).items():
+        recipes = [{**recipe, **part} for recipe in recipes for part in grid(space, f"{section}.")]
+    return recipes
+
+
+def space_lines(config: ExperimentConfig) -> list[str]:
+    """What the study searches, for a person: each knob with its range or choices, and how many recipes."""
+    knobs = [knob for section, space in _spaces(config).items() for knob in describe(space, f"{section}.")]
+    count = recipe_count(config)
+    head = (f"search space: {len(knobs)} knob(s), " + (f"{count} distinct recipe(s)" if count is not None
+                                                       else "infinite (float ranges)"))
+    width = max((len(name) for name, _ in knobs), default=0)
+    return [head] + [f"  {name:<{width}}  {what}" for name, what in knobs]
 
 
 def replay_params(config: ExperimentConfig, values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

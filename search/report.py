@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import statistics
 from typing import Any, Mapping, Sequence
 
 from optuna.trial import FrozenTrial
@@ -34,6 +35,23 @@ def recipe(params: Mapping[str, Any]) -> str:
 
 WIDTH = 120  # the Pareto table's lines fit a terminal this wide
 WARN_SHARE = 0.9  # the summary warns when no member keeps this share of the teacher's accuracy
+
+
+def repeat_lines(completed: Sequence[FrozenTrial]) -> list[str]:
+    """One line per recipe that ran more than once: its trials, and each metric's mean ± standard deviation."""
+    runs: dict[tuple, list[FrozenTrial]] = {}
+    for trial in completed:
+        runs.setdefault(tuple(sorted((k, str(v)) for k, v in trial.params.items())), []).append(trial)
+    lines = []
+    for group in (g for g in runs.values() if len(g) > 1):
+        spread = {key: [t.user_attrs["metrics"][key] for t in group] for key in ("accuracy", "size_bytes",
+                                                                                 "latency_ms")}
+        (accuracy, sd), (size, size_sd), (latency, latency_sd) = (
+            (statistics.mean(v), statistics.stdev(v)) for v in spread.values())
+        lines.append(f"  trials {','.join(str(t.number) for t in group)}: accuracy {accuracy:.4f} ± {sd:.4f}  "
+                     f"size {human_bytes(size)} ± {human_bytes(size_sd)}  latency {latency:.3f} ± "
+                     f"{latency_sd:.3f}ms  {recipe(group[0].params)}")
+    return lines or ["  (no recipe finished more than once)"]
 
 
 def run_name(number: int, params: Mapping[str, Any]) -> str:

@@ -19,7 +19,7 @@ MAX_SEED = 2**31 - 1 - 10**6  # trial seeds are the seed plus the trial number; 
 LIMITS = {"search.trials": 10**6, "search.population_size": 10**4, "search.max_concurrent": 10**4,
           "measure.threads": 1024, "measure.warmup": 10**5, "measure.repeats": 10**5, "measure.batch": 1 << 16,
           "training.batch_size": 1 << 20, "training.threads": 1024, "search.jobs": 256, "epochs": 10**5,
-          "search.gpus_per_trial": 64,
+          "search.gpus_per_trial": 64, "search.repeats": 100,
           "data.train_size": 10**9}
 
 

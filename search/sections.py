@@ -15,6 +15,7 @@ from squeezer.search.data.tables import is_table
 from squeezer.search.data.text import MAX_LENGTH, TRUNCATIONS
 from squeezer.search.errors import ConfigError
 from squeezer.search.models import hub, text
+from squeezer.search.models.registry import SEARCHED
 from squeezer.search.rules import LIMITS, MAX_SEED, integer, is_number, positive, section
 from squeezer.spaces import Space, boundary_points, parse_space
 
@@ -221,7 +222,24 @@ def student_space(raw: Any, base_dir: Path = Path(".")) -> Space:
     if not isinstance(raw, dict) or "family" not in raw:
         raise ConfigError("student", "needs a `family` (e.g. mlp, teacher, or {choice: {mlp: {...}, cnn: {...}}}), "
                           "or factory: \"my_models.py:student\" or torchvision: NAME", raw)
-    return parse_space(raw, "student")
+    return parse_space(with_searched_families(raw), "student")
+
+
+def with_searched_families(student: dict[str, Any]) -> dict[str, Any]:
+    """A family named without settings searches its default ranges (``models.SEARCHED``): ``family: cnn`` alone,
+    each ``{}`` option of ``family: {choice: {teacher: {}, cnn: {}}}``, each name of ``{choice: [mlp, cnn]}``."""
+    family = student["family"]
+    if isinstance(family, str):
+        return {**SEARCHED.get(family, {}), **student} if len(student) == 1 else student
+    choice = family.get("choice") if isinstance(family, dict) and len(family) == 1 else None
+    if isinstance(choice, list) and len(student) == 1 and all(isinstance(o, str) for o in choice) \
+            and len(set(choice)) == len(choice):
+        choice = {option: {} for option in choice}
+    if isinstance(choice, dict):
+        options = {option: dict(SEARCHED.get(option, {})) if settings in ({}, None) else settings
+                   for option, settings in choice.items()}
+        return {**student, "family": {"choice": options}}
+    return student
 
 
 def pipeline_steps(raw: Any) -> tuple[Step, ...]:
@@ -249,7 +267,7 @@ def _step(item: Any, index: int) -> Step:
         compressor = compressors.get(name)
     except compressors.UnknownCompressor as err:
         raise ConfigError(f"pipeline[{index}]", str(err)) from None
-    space = parse_space(settings or {}, name)
+    space = parse_space(settings or dict(compressor.searched), name)
     for point in boundary_points(space):
         try:
             compressor.Config.from_dict(point)

@@ -43,6 +43,7 @@ class SearchSettings:
     reference: dict[str, float] | None = None  # the hypervolume's reference point (default: from the teacher)
     min_accuracy_share: float = 0.97    # the recommended member keeps this share of the teacher's accuracy, if any does
     jobs: int = 1                       # optuna: processes running trials of the study at once on this machine
+    repeats: int = 1                    # each recipe runs this many times, with its own seed each (mean ± std)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from squeezer.search import baselines, front, jobs, liveness, quality, report, tfidf
+from squeezer.search import baselines, budgets, front, jobs, liveness, quality, report, tfidf
 from squeezer.search.config import ExperimentConfig
 from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from squeezer.search.destinations import check_storage, check_tracking_uri
@@ -21,7 +21,7 @@ from squeezer.search.early_stop import ParetoStop, headroom, val_curve
 from squeezer.search.errors import ConfigError
 from squeezer.search.locking import absolute, is_local, store_lock
 from squeezer.search.pareto import feasible, keep_metrics, pareto_trials
-from squeezer.search.recipe import flatten, replay_params
+from squeezer.search.recipe import REPEAT, every_recipe, flatten, recipe_count, replay_params, space_lines
 from squeezer.search.screening import Screen, SqueezerSampler
 from squeezer.search.opening import PARENT_WAIT_S, open_study, parent_run, warm_start_params
 from squeezer.search.storage import open_storage
@@ -64,16 +64,23 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
         open_storage(storage)  # an unreachable database server is bad input too, found before any training
     warm = warm_start_params(config, storage)  # a missing earlier study is bad input too: nothing written yet
     bench = prepare(config, given or Given())  # every input error surfaces here, before a study or run exists
+    budgets.check_reachable(bench)  # a budget no recipe can meet: refused before a study or run exists
     # A local store is opened by one process at a time, so what a killed creator left half done is finished
     # here at once; on a server storage, other processes poll for what the creator is still writing.
     wait = 0.0 if is_local(storage) else PARENT_WAIT_S
     queued = baselines.queue() if baselines.wanted(config.student) else []
+    target = trials or config.search.trials
+    for line in space_lines(config):
+        out(line)
+    grid = exhaustible(config, target - len(queued) - len(warm))
+    if grid is not None:  # the whole space fits the budget: each recipe runs (repeats times), then the study stops
+        target = len(queued) + len(warm) + len(grid)
     with store_lock(storage):
         store = open_storage(storage)
         study, created = open_study(config, name, store, seed, wait, where=storage)
-        first = queued + [(p, None) for p in warm]
-        for params, attrs in first if created else []:  # the obvious baseline, then an earlier study's front
-            study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=True)
+        first = queued + [(p, None) for p in warm] + (grid or [])
+        for params, attrs in first if created else []:  # the obvious baseline, an earlier study's front, the grid
+            study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=REPEAT not in (attrs or {}))
         tracker = Tracker(tracking_uri, f"squeezer-{config.name}")
         parent = parent_run(tracker, name, config, created, wait)
     if created and queued:
@@ -81,6 +88,10 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
             "is tried first")
     if warm and created:
         out(f"warm start: the {len(warm)} Pareto members of study {config.search.warm_start!r} are tried first")
+    if grid is not None and target < (trials or config.search.trials):
+        out(f"the space holds {len(grid) // config.search.repeats} recipe(s): each runs "
+            f"{_times(config.search.repeats)}, {target} trial(s) in all, not the {trials or config.search.trials} "
+            "asked")
     session = Session(study, bench, tracker, parent, name, seed, out, storage=store)
     workers: list[Any] = []
     try:
@@ -90,8 +101,11 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
             workers = jobs.start(config.search.jobs - 1, name, run_study, {
                 "config": config, "trials": trials or config.search.trials, "study_name": name, "storage": storage,
                 "tracking_uri": tracking_uri, "seed": seed, "given": given}, out)
-        backend.run(session, trials or config.search.trials)
+        backend.run(session, target)
         jobs.wait(workers, name, out)
+        if grid is not None and len(session.finished()) >= target:
+            out(f"every recipe of the space has run ({len(grid)} trial(s)): nothing is left to search, so the study "
+                "stops here")
         members = session.finish() if finish else []
     except KeyboardInterrupt:
         tracker.end(session.parent, "KILLED")
@@ -103,6 +117,19 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
         jobs.stop(workers)  # those still running: the study stopped early
         tracker.close()
     return StudyResult(study, members, session.parent, tracker.experiment_id)
+
+
+def exhaustible(config: ExperimentConfig, budget: int) -> list[tuple[dict[str, Any], dict[str, int]]] | None:
+    """A finite space whose every recipe (``search.repeats`` times) fits in ``budget`` trials: those trials, to be
+    queued (the samplers would draw recipes again); otherwise None, and the sampler searches."""
+    count, repeats = recipe_count(config), config.search.repeats
+    if count is None or count * repeats > budget:
+        return None
+    return [(recipe, {REPEAT: i}) for recipe in every_recipe(config) for i in range(repeats)]
+
+
+def _times(repeats: int) -> str:
+    return "once" if repeats == 1 else f"{repeats} times (a seed each)"
 
 
 @dataclass

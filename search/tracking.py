@@ -18,6 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Union
 
+import logging
+
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -54,6 +56,10 @@ def _create_mlflow_sqlite(path: Path) -> None:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     SqlAlchemyStore(f"sqlite:///{path.resolve()}", _artifact_root(path)).engine.dispose()
+
+
+# MLflow announces at INFO that it creates and upgrades its tables: nothing for a user to act on.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
 
 class Tracker:

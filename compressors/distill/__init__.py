@@ -29,6 +29,8 @@ class Distill(Compressor):
     """Train a copy of the student on what its teacher(s), its own EMA or a peer know, plus the labels."""
 
     name = "distill"
+    searched = {"temperature": {"float": [1.0, 8.0], "log": True}, "soft_weight": {"float": [0.1, 0.9]},
+                "hard_weight": {"float": [0.1, 0.9]}}
     Config = DistillConfig
     config: DistillConfig
 

@@ -98,6 +98,7 @@ class Quantize(Compressor):
 
     name = "quantize"
     Config = QuantizeConfig
+    searched = {"bits": {"choice": [32, 16, 8]}}
     final = True
     config: QuantizeConfig
     training_fields = ("qat_epochs",)

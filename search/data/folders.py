@@ -147,8 +147,7 @@ def decoded(images: Any, digest: str, count: int, shape: tuple[int, int, int], k
 def _decode_to(images: Any, count: int, shape: tuple[int, int, int], key: str, where: str, path: Path) -> None:
     workers = min(4, max(0, (os.cpu_count() or 1) - 1)) if count > DECODE_BATCH else 0
     if count >= ANNOUNCE:
-        print(f"data: decoding {count} images of {where} ({workers} worker processes; once, kept in "
-              f"{path.parent})", file=sys.stderr, flush=True)
+        print(f"data: decoding {count} images of {where} once (kept in {path.parent})", file=sys.stderr, flush=True)
     loader = torch.utils.data.DataLoader(_Decoder(images, count, shape), batch_size=DECODE_BATCH,
                                          num_workers=workers, collate_fn=list)
     with leaving_nothing(path), NpyWriter(path, (count, *shape), np.uint8) as out:  # an unreadable image: nothing

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from importlib.metadata import entry_points
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from torch import nn
 
@@ -25,10 +25,28 @@ _REGISTRY: dict[str, Family] = {"mlp": mlp, "cnn": cnn, "hf": text.hf, "bert": t
                                 "torchvision": torchvision, "program": program, "hf_image": hf_image}
 
 
-def register(name: str) -> Callable[[Family], Family]:
-    """Decorator: make a family function available as ``family: name``."""
+#: What a family named without settings searches (``family: cnn``, or ``cnn: {}`` among a choice's options): a space
+#: as the experiment file writes one. A family not listed (the teacher, a factory) has no architecture knobs.
+SEARCHED: dict[str, dict[str, Any]] = {
+    "mlp": {"depth": {"int": [1, 2]}, "width": {"int": [16, 256], "log": True}},
+    "cnn": {"depth": {"int": [1, 2]}, "channels": {"int": [4, 32], "log": True}, "kernel": {"choice": [3, 5]},
+            "hidden": {"int": [16, 128], "log": True}},
+    "bag": {"dim": {"int": [16, 128], "log": True}, "hidden": {"int": [16, 128], "log": True}},
+    "textcnn": {"dim": {"int": [16, 128], "log": True}, "channels": {"int": [16, 128], "log": True},
+                "kernel": {"choice": [3, 5]}},
+    "ngram": {"dim": {"int": [16, 128], "log": True}},
+    "bert": {"layers": {"int": [1, 3]}, "hidden": {"choice": [64, 128, 256]}, "heads": {"choice": [2, 4]},
+             "intermediate": {"choice": [256, 512]}},
+}
+
+
+def register(name: str, searched: Mapping[str, Any] | None = None) -> Callable[[Family], Family]:
+    """Decorator: make a family function available as ``family: name``; ``searched``: what it searches when named
+    without settings (e.g. ``{"width": {"int": [16, 256], "log": True}}``)."""
     def add(function: Family) -> Family:
         _REGISTRY[name] = function
+        if searched:
+            SEARCHED[name] = dict(searched)
         return function
     return add
 
@@ -57,4 +75,4 @@ def reads_tokens(family: Family) -> bool:
     return "tokens" in inspect.signature(family).parameters
 
 
-__all__ = ["ENTRY_POINT_GROUP", "Family", "available", "get", "of_kind", "reads_tokens", "register"]
+__all__ = ["ENTRY_POINT_GROUP", "Family", "SEARCHED", "available", "get", "of_kind", "reads_tokens", "register"]
