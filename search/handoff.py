@@ -103,8 +103,12 @@ def input_section(out: Path, fmt: str) -> list[str]:
     done = "none: the values as they are" if not prep else (
         f"standardised inside the model ({prep['standardize']}: (x - mean) / std with the training split's "
         f"{len(prep['mean'])} mean(s) and std(s), recorded in its metadata)")
+    images = described["dtype"] == "float32" and len(described["input_shape"]) == 4  # N, C, H, W
+    raw = ("the image's **pixel values as decoded**, channels first, no scaling of your own: 0-255 for 8-bit "
+           "PNG/JPEG files (e.g. `np.asarray(Image.open(f), dtype=np.float32)`, grayscale as one channel, RGB moved "
+           "to the front with `.transpose(2, 0, 1)`); for images kept as arrays, the values as stored"
+           if images else "the **raw** values as in your data (no scaling of your own)")
     return ["## Input and output", "",
-            f"- input `input`: {described['dtype']}, shape {described['input_shape']}, the **raw** values as in your "
-            "data (no scaling of your own)",
+            f"- input `input`: {described['dtype']}, shape {described['input_shape']}, {raw}",
             f"- preprocessing: {done}",
             f"- output `logits`: one score per class, in this order: {described['classes']}", ""]

@@ -24,11 +24,15 @@ def suggest_params(trial: optuna.trial.BaseTrial, config: ExperimentConfig) -> d
     queued as a baseline (``squeezer.search.baselines``), its recipe."""
     if baselines.PARAM in trial.user_attrs:
         return baselines.params(_steps(config), baselines.suggest(trial))
-    params = _joint(config, lambda space, prefix: suggest(trial, space, prefix))
-    if config.search.repeats > 1 and REPEAT not in trial.user_attrs and isinstance(trial, optuna.Trial):
-        for repeat in range(1, config.search.repeats):  # the same recipe again, each with its trial's own seed
+    return _joint(config, lambda space, prefix: suggest(trial, space, prefix))
+
+
+def queue_repeats(trial: optuna.Trial, config: ExperimentConfig) -> None:
+    """``search.repeats``: a sampled trial's recipe queued again, k - 1 times (each run gets its trial's own seed);
+    a trial that is itself a repeat, or a baseline, is not repeated."""
+    if config.search.repeats > 1 and REPEAT not in trial.user_attrs and baselines.PARAM not in trial.user_attrs:
+        for repeat in range(1, config.search.repeats):
             trial.study.enqueue_trial(trial.params, user_attrs={REPEAT: repeat})
-    return params
 
 
 def recipe_count(config: ExperimentConfig) -> int | None:

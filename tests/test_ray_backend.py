@@ -200,3 +200,25 @@ def test_a_cluster_that_cannot_run_the_trials_is_refused_before_anything_is_crea
                  "--storage", storage, *flags]) == 2
     one_line(capsys.readouterr().err, key)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ray_runs_a_finite_space_once_and_repeats_a_sampled_recipe(tmp_path: Path) -> None:
+    tracking, storage = stores(tmp_path)
+    config = digits_config()
+    config["student"] = {"family": "mlp", "depth": 1, "width": {"choice": [16, 32]}}
+    config["pipeline"] = [{"distill": {"epochs": 1}}, {"quantize": {"bits": {"choice": [32, 8]}}}]
+    config["search"] = {"sampler": "random", "backend": "ray", "trials": 10, "scheduler": "none"}
+    assert main(["search", str(write_config(tmp_path, config)), "--tracking-uri", tracking, "--storage",
+                 storage]) == 0
+    study = optuna.load_study(study_name="digits", storage=storage)
+    assert sorted((t.params["student.width"], t.params["quantize.bits"]) for t in study.trials) == [
+        (16, 8), (16, 32), (32, 8), (32, 32)]  # the four recipes once each, not ten trials
+
+    config["name"] = "repeated"
+    config["pipeline"] = [{"distill": {"epochs": 1, "temperature": {"float": [1.0, 4.0]}}}]
+    config["search"] = {**config["search"], "trials": 4, "repeats": 2}
+    assert main(["search", str(write_config(tmp_path, config)), "--tracking-uri", tracking, "--storage",
+                 storage]) == 0
+    temperatures = [t.params["distill.temperature"] for t in optuna.load_study(study_name="repeated",
+                                                                               storage=storage).trials]
+    assert len(temperatures) == 4 and len(set(temperatures)) == 2  # two recipes, each run twice

@@ -135,6 +135,8 @@ def test_the_users_residual_network_compressed_as_its_own_student_takes_raw_pixe
     assert list(classes) == ["diagonal", "horizontal", "vertical"]
     accuracy = (classes[deployed.predict(pixels).argmax(1).numpy()] == truth).mean()
     assert accuracy == pytest.approx(member.data.metrics["test_accuracy"], abs=1e-6)
+    readme = (tmp_path / "onnx" / "README.md").read_text()  # says how to feed the PNG files, as read above
+    assert "pixel values as decoded" in readme and "0-255 for 8-bit PNG/JPEG" in readme
 
     # a searched student's torch export rebuilds the user's network from their factory, with the pruned widths
     assert main(["export", "--study-name", "mine", "--trial", "2", "--out", str(tmp_path / "torch"), "--format",

@@ -16,7 +16,7 @@ import torch
 
 from squeezer.compressors.progress import Bar
 from squeezer.search import hardware, liveness
-from squeezer.search.recipe import flatten, suggest_params
+from squeezer.search.recipe import flatten, queue_repeats, suggest_params
 from squeezer.search.screening import SqueezerSampler
 from squeezer.search.liveness import INTERRUPTED
 from squeezer.search.study import Session
@@ -67,6 +67,7 @@ def _run(session: Session, target: int, bar: Bar) -> None:
 def one_trial(session: Session, trial: optuna.Trial, position: str) -> None:
     """Run one asked trial; a broken trial is recorded as failed and the study goes on."""
     params = suggest_params(trial, session.config)
+    queue_repeats(trial, session.config)
     run_id = session.trial_run(trial.number, flatten(params))
     rule = session.stop_rule()
     with tempfile.TemporaryDirectory(prefix="squeezer-") as workdir, \

@@ -29,7 +29,7 @@ from squeezer.search.config import ExperimentConfig
 from squeezer.search.settings import SearchSettings
 from squeezer.search.objectives import METRICS
 from squeezer.search.pareto import keep_metrics
-from squeezer.search.recipe import flatten, replay_params, suggest_params
+from squeezer.search.recipe import flatten, queue_repeats, replay_params, suggest_params
 from squeezer.search.schedulers import SCHEDULERS
 from squeezer.search.screening import SqueezerSampler
 from squeezer.search.liveness import INTERRUPTED
@@ -141,6 +141,7 @@ class _Space:
 
     def __call__(self, trial: Any) -> dict[str, int]:
         suggest_params(trial, self.config)
+        queue_repeats(trial, self.config)
         return {NUMBER: trial.number, SEED: self.seed}
 
 
