@@ -2,6 +2,10 @@
 then, so that a log says how far the work is without a line per batch.
 
 ``SQUEEZER_PROGRESS=plain`` or ``live`` overrides what the terminal suggests.
+
+Every line a study prints goes through one ``Printer``: ``say`` for its results (one line per trial, the front),
+``note`` for what it is doing (the data, the teacher, caching: standard error), and the bars. A study sets its
+printer for what it runs (``printing``); ``QUIET`` silences all three (the Python API's ``quiet=True``).
 """
 
 from __future__ import annotations
@@ -9,7 +13,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import IO, Any
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import IO, Any, Callable, Iterator
 
 from tqdm import tqdm
 
@@ -26,10 +33,47 @@ def live(stream: IO[str] | None = None) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)()) and os.environ.get("TERM") != "dumb"
 
 
-def say(line: str, file: IO[str] | None = None) -> None:
+def write(line: str, file: IO[str] | None = None) -> None:
     """Print ``line`` above the live bars (which are drawn again below it), or plainly when there are none."""
     tqdm.write(line, file=file or sys.stdout)
     (file or sys.stdout).flush()
+
+
+def _to_stderr(line: str) -> None:
+    write(line, sys.stderr)
+
+
+@dataclass(frozen=True)
+class Printer:
+    """Where a study's lines go: ``out`` its results, ``note`` what it is doing; ``bars``: progress is shown."""
+
+    out: Callable[[str], None] = write
+    note: Callable[[str], None] = _to_stderr
+    bars: bool = True
+
+
+QUIET = Printer(out=lambda line: None, note=lambda line: None, bars=False)
+_PRINTER: ContextVar[Printer] = ContextVar("squeezer_printer", default=Printer())  # noqa: B039 - frozen
+
+
+@contextmanager
+def printing(printer: Printer) -> Iterator[Printer]:
+    """Send every line printed inside (in this thread) through ``printer``."""
+    token = _PRINTER.set(printer)
+    try:
+        yield printer
+    finally:
+        _PRINTER.reset(token)
+
+
+def say(line: str) -> None:
+    """A result line, through the current printer."""
+    _PRINTER.get().out(line)
+
+
+def note(line: str) -> None:
+    """What the work is doing (standard error, unless the current printer sends it elsewhere)."""
+    _PRINTER.get().note(line)
 
 
 def duration(seconds: float) -> str:
@@ -53,8 +97,10 @@ class Bar:
         self.desc, self.total, self.unit, self.count, self.initial, self.note = desc, total, unit, initial, initial, ""
         self.stream = stream or sys.stderr
         self.started = self.shown = time.monotonic()
+        self.shows = _PRINTER.get().bars
         self.bar = (tqdm(total=total, initial=initial, desc=desc, unit=f" {unit}", file=self.stream, leave=False,
-                         dynamic_ncols=True, position=position, mininterval=0.5) if live(self.stream) else None)
+                         dynamic_ncols=True, position=position, mininterval=0.5)
+                    if self.shows and live(self.stream) else None)
 
     def update(self, n: int = 1, note: str | None = None) -> None:
         self.count += n
@@ -64,7 +110,7 @@ class Bar:
             if note is not None:
                 self.bar.set_postfix_str(note, refresh=False)
             self.bar.update(n)
-        elif time.monotonic() - self.shown >= PLAIN_EVERY_S:
+        elif self.shows and time.monotonic() - self.shown >= PLAIN_EVERY_S:
             self.shown = time.monotonic()
             print(self.line(), file=self.stream, flush=True)
 

@@ -4,7 +4,7 @@
 
 Each student is trained briefly on the labels, then compressed nine ways (fp32, fp16, int8 dynamic, int8 static,
 int4, ternary, 50 % structured pruning, 90 % unstructured pruning, rank ½), and every artifact is deployed and
-measured by the code trials use (``squeezer.search.metrics.measure``): bytes of the saved file, non-zero params,
+measured by the code trials use (``squeezer.search.trial.metrics.measure``): bytes of the saved file, non-zero params,
 FLOPs, test accuracy, and batch-1 / batch-64 latency (median of --repeats after warm-up, one thread). Ratios are to
 fp32 in the same runtime, measured in the same run. Prints a table and writes JSON and Markdown (``--out``).
 """
@@ -25,8 +25,8 @@ from squeezer import compressors
 from squeezer.compressors.base import TrialContext
 from squeezer.compressors.training import Optim, fit, hard_labels
 from squeezer.search import data, models
-from squeezer.search.config import MeasureSettings
-from squeezer.search.metrics import latency_ms, measure
+from squeezer.search.config.experiment import MeasureSettings
+from squeezer.search.trial.metrics import latency_ms, measure
 from squeezer.search.runtime import deploy
 
 HERE = Path(__file__).resolve().parent

@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 from scipy.stats import kendalltau
 
-from squeezer.search.config import load_config
-from squeezer.search.metrics import deployed_for_timing, timed_ms
+from squeezer.search.config.experiment import load_config
+from squeezer.search.trial.metrics import deployed_for_timing, timed_ms
 from squeezer.search.models import build
-from squeezer.search.workbench import Given, prepare
+from squeezer.search.trial.workbench import Given, prepare
 
 from neighbours import busy  # experiments/neighbours.py, beside this script
 

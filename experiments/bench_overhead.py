@@ -70,11 +70,13 @@ class Clock:
 def inner(config_path: Path, overrides: dict[str, Any], trials: int, storage: str, out: Path) -> None:
     """One study in this process, with every phase timed; writes the phase times to ``out``."""
     clock = Clock()
-    from squeezer.search import study, trial
+    from squeezer.search import runner
+    from squeezer.search.study import session as study
+    from squeezer.search.trial import run as trial
     from squeezer.search.backends import optuna as optuna_backend
-    from squeezer.search.config import parse_config
-    from squeezer.search.tracking import Tracker
-    from squeezer.search.yamlfile import read_yaml
+    from squeezer.search.config.experiment import parse_config
+    from squeezer.search.results.tracking import Tracker
+    from squeezer.search.config.yamlfile import read_yaml
 
     raw = read_yaml(config_path)
     for key, value in overrides.items():
@@ -87,8 +89,8 @@ def inner(config_path: Path, overrides: dict[str, Any], trials: int, storage: st
     clock.spent["start-up"] = time.perf_counter() - T0
     with clock.phase("other"):
 
-        clock.wrap(study, "prepare", "prepare")
-        clock.wrap(study, "open_study", "stores set-up")
+        clock.wrap(runner, "prepare", "prepare")
+        clock.wrap(runner, "open_study", "stores set-up")
         clock.wrap(study, "baseline", "prepare")
         clock.wrap(optuna_backend, "run", "sampler+storage")
         clock.wrap(study.Session, "finish", "finish")
@@ -104,7 +106,7 @@ def inner(config_path: Path, overrides: dict[str, Any], trials: int, storage: st
         with tempfile.TemporaryDirectory() as workdir:
             loop_start = time.perf_counter()
             url = f"journal:{workdir}/optuna.journal" if storage == "journal" else f"sqlite:///{workdir}/optuna.db"
-            study.run_study(config, trials=trials, storage=url,
+            runner.run_study(config, trials=trials, storage=url,
                             tracking_uri=f"sqlite:///{workdir}/mlflow.db", out=lambda line: None)
             run_s = time.perf_counter() - loop_start
     loop = sum(clock.spent[p] for p in ("training", *PER_TRIAL))

@@ -24,7 +24,7 @@ from typing import Any
 
 import optuna
 
-from squeezer.search.storage import open_storage
+from squeezer.search.study.storage import open_storage
 
 EXPERIMENT = Path(__file__).with_name("digits.yaml")
 JOURNAL = ["--storage", "journal:{workdir}/optuna.journal"]

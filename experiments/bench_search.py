@@ -8,7 +8,7 @@ Each sampler (Optuna's defaults: random, NSGA-II, TPE; and Squeezer's default: s
 early stopping) runs the demo's space with the same budget of trials per seed; random search runs twice as many, so
 that the question "does a sampler reach at N trials what random search reaches at 2N?" can be answered. The
 hypervolume after k trials is that of the completed ones among the first k (a trial stopped early or rejected
-before training counts as spent), in the study's own teacher-scaled units (``squeezer.search.quality``).
+before training counts as spent), in the study's own teacher-scaled units (``squeezer.search.results.scoring``).
 
 Optuna's samplers run with early stopping in shadow mode: every trial runs to its end, and the rule's verdict is
 kept. That audits the rule: how many trials it would have stopped, and how many of those ended on the final front.
@@ -27,9 +27,9 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from squeezer.search import quality
-from squeezer.search.config import load_config, parse_config
-from squeezer.search.study import run_study
+from squeezer.search.results import scoring
+from squeezer.search.config.experiment import load_config, parse_config
+from squeezer.search.runner import run_study
 
 HERE = Path(__file__).resolve().parent
 SAMPLERS = ("random", "nsga2", "tpe", "squeezer")
@@ -92,7 +92,7 @@ def history(cfg: Any, budget: int, tmp: Path, name: str) -> tuple[list[float], l
     teacher = study.user_attrs["teacher"]
     spent = [t for t in sorted(study.trials, key=lambda t: t.number)
              if t.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)][:budget]
-    hv = quality.history([t.user_attrs["metrics"] if t.state == TrialState.COMPLETE else None for t in spent],
+    hv = scoring.history([t.user_attrs["metrics"] if t.state == TrialState.COMPLETE else None for t in spent],
                          cfg.objectives, teacher, cfg.search.reference)
     started = min(t.datetime_start.timestamp() for t in spent)  # the teacher's training is not the sampler's time
     clock = [t.datetime_complete.timestamp() - started for t in spent]

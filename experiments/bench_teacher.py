@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 from squeezer.compressors.training import predict
-from squeezer.search.config import load_config, parse_config
-from squeezer.search.workbench import Workbench, prepare
-from squeezer.search.trial import run_trial
+from squeezer.search.config.experiment import load_config, parse_config
+from squeezer.search.trial.workbench import Workbench, prepare
+from squeezer.search.trial.run import run_trial
 
 HERE = Path(__file__).resolve().parent
 TEACHERS = {"default (demo)": {"depth": 2, "channels": 32, "kernel": 3, "hidden": 128},

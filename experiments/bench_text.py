@@ -72,7 +72,7 @@ def is_new(params: dict[str, Any]) -> bool:
 
 def finished_so_far(config: Path, storage: str) -> int:
     """How many trials of the study in ``storage`` ran to an outcome (0 when there is no study yet)."""
-    from squeezer.search.liveness import finished
+    from squeezer.search.trial.liveness import finished
 
     try:
         return len(finished(optuna.load_study(study_name=yaml.safe_load(config.read_text())["name"],
@@ -84,9 +84,9 @@ def finished_so_far(config: Path, storage: str) -> int:
 def run(name: str, trials: int | None, work: Path) -> dict[str, Any]:
     """One dataset's study (``trials``: None records the study as it stands, running no new trial)."""
     from squeezer.search.cli import main as squeezer
-    from squeezer.search.config import load_config
-    from squeezer.search.pareto import pareto_trials
-    from squeezer.search.recipe import flatten, replay_params
+    from squeezer.search.config.experiment import load_config
+    from squeezer.search.results.pareto import pareto_trials
+    from squeezer.search.trial.recipe import flatten, replay_params
 
     config = config_for(name, work)
     cfg = load_config(config)
@@ -143,8 +143,8 @@ def reload_check(study: str, storage: str, tracking: str, rows: list[dict[str, A
 
     from squeezer.search import data
     from squeezer.search.cli import main as squeezer
-    from squeezer.search.config import load_config
-    from squeezer.search.teacher import teacher_tokenizer
+    from squeezer.search.config.experiment import load_config
+    from squeezer.search.trial.teacher import teacher_tokenizer
 
     ngrams = [r for r in rows if r["family"] == "ngram"]
     if not ngrams:

@@ -23,11 +23,11 @@ import optuna
 import torch
 
 from squeezer.search import hardware
-from squeezer.search.config import parse_config
-from squeezer.search.recipe import suggest_params
-from squeezer.search.workbench import Given, prepare
-from squeezer.search.trial import attempt
-from squeezer.search.yamlfile import read_yaml
+from squeezer.search.config.experiment import parse_config
+from squeezer.search.trial.recipe import suggest_params
+from squeezer.search.trial.workbench import Given, prepare
+from squeezer.search.trial.run import attempt
+from squeezer.search.config.yamlfile import read_yaml
 
 from neighbours import busy  # experiments/neighbours.py, beside this script
 

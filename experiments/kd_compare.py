@@ -28,9 +28,9 @@ from squeezer.compressors import TrialContext
 from squeezer.compressors.distill.trainer import _labeled
 from squeezer.compressors.training import accuracy
 from squeezer.search import models
-from squeezer.search.config import load_config, parse_config
-from squeezer.search.workbench import Workbench, prepare
-from squeezer.search.yamlfile import read_yaml
+from squeezer.search.config.experiment import load_config, parse_config
+from squeezer.search.trial.workbench import Workbench, prepare
+from squeezer.search.config.yamlfile import read_yaml
 
 HERE = Path(__file__).resolve().parent
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from text_target import load  # the same MLflow reading: teacher metrics and Pareto members
 
-from squeezer.search.report import teacher_ratios
+from squeezer.search.results.report import teacher_ratios
 
 HERE = Path(__file__).resolve().parent
 
@@ -64,7 +64,7 @@ def factorised_layers(uri: str, study: str) -> dict[int, list[str]]:
 
 
 def baselines(uri: str, study: str) -> list[dict[str, Any]]:
-    """The study's baseline trials (the teacher quantized without training, ``squeezer.search.baselines``)."""
+    """The study's baseline trials (the teacher quantized without training, ``squeezer.search.trial.baselines``)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)

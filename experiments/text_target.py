@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from squeezer.search.report import teacher_ratios
+from squeezer.search.results.report import teacher_ratios
 
 HERE = Path(__file__).resolve().parent
 TARGET = {"smaller": 7.5, "faster": 4.0, "accuracy_share": 0.97}

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from squeezer.search.config import ExperimentConfig, parse_config, with_search
+from squeezer.search.config.experiment import ExperimentConfig, parse_config, with_search
 from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from squeezer.search.errors import ConfigError
-from squeezer.search.yamlfile import read_yaml
+from squeezer.search.config.yamlfile import read_yaml
 
 #: What ``compress`` searches when no config is given: the teacher itself and small MLP students, through the default
 #: pipeline with each step's searched defaults (distilled, pruned, fp32/fp16/int8), as an experiment file that names
@@ -71,8 +71,8 @@ class Result:
 
     def export(self, trial: Member | int, out: str | Path, format: str = "onnx") -> Path:  # noqa: A002
         """What ``squeezer export`` writes (the model and its README); returns the README's path."""
-        from squeezer.search.destinations import check_out
-        from squeezer.search.handoff import FORMATS, export_trial
+        from squeezer.search.study.destinations import check_out
+        from squeezer.search.results.trial_export import FORMATS, export_trial
 
         number = trial.number if isinstance(trial, Member) else trial
         if not isinstance(number, int) or isinstance(number, bool) or number < 0:
@@ -92,9 +92,9 @@ def compress(config: str | Path | Mapping[str, Any] | None = None, *, teacher: n
     same sections, or None for defaults that fit the teacher (the teacher itself compressed, and MLP students).
     ``teacher``, ``train``/``val``/``test``: objects that replace the config's teacher and data. Keyword arguments
     mirror the command line's flags."""
-    from squeezer.search.pareto import pareto_trials
-    from squeezer.search.study import run_study
-    from squeezer.search.workbench import Given
+    from squeezer.search.results.pareto import pareto_trials
+    from squeezer.search.runner import run_study
+    from squeezer.search.trial.workbench import Given
 
     raw, base = _raw(config)
     if teacher is not None:
@@ -119,7 +119,7 @@ def compress(config: str | Path | Mapping[str, Any] | None = None, *, teacher: n
         raise ConfigError("trials", "must be an integer >= 1", trials)
     parsed: ExperimentConfig = with_search(parse_config(raw, base), backend=backend)
     result = run_study(parsed, trials=trials, study_name=study_name, storage=storage, tracking_uri=tracking_uri,
-                       seed=seed, out=(lambda line: None) if quiet else print, given=Given(teacher, splits))
+                       seed=seed, quiet=quiet, given=Given(teacher, splits))
     tested = {int(k): v for k, v in result.study.user_attrs.get("test_accuracy", {}).items()}
     members = [Member(t.number, {**t.user_attrs["metrics"], **({"test_accuracy": tested[t.number]}
                                                                  if t.number in tested else {})}, dict(t.params))
@@ -185,7 +185,7 @@ def _arrays(data: Any, key: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _digest_module(model: nn.Module) -> str:
-    from squeezer.search.teacher import weights_digest
+    from squeezer.search.trial.teacher import weights_digest
 
     return f"{type(model).__qualname__}:{weights_digest(model)}"
 

@@ -67,12 +67,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _search(args: argparse.Namespace) -> int:
-    from squeezer.search.config import load_config, with_search
-    from squeezer.search.rules import LIMITS, MAX_SEED, check_name
+    from squeezer.search.config.experiment import load_config, with_search
+    from squeezer.search.config.rules import LIMITS, MAX_SEED, check_name
     from squeezer.search.errors import ConfigError
-    from squeezer.compressors.progress import say
-    from squeezer.search.review import view_links
-    from squeezer.search.study import run_study
+    from squeezer.search.results.review import view_links
+    from squeezer.search.runner import run_study
 
     for flag, value, low, high in (("--trials", args.trials, 1, LIMITS["search.trials"]),
                                    ("--seed", args.seed, 0, MAX_SEED), ("--jobs", args.jobs, 1, LIMITS["search.jobs"])):
@@ -91,7 +90,7 @@ def _search(args: argparse.Namespace) -> int:
     if args.study_name is not None:
         check_name(args.study_name, "--study-name")
     result = run_study(config, trials=args.trials, study_name=args.study_name, storage=args.storage,
-                       tracking_uri=args.tracking_uri, seed=args.seed, out=say)
+                       tracking_uri=args.tracking_uri, seed=args.seed)
     table, charts = view_links(UI_URL, result.experiment_id, result.study.study_name)
     print(f"\nreview the front in the MLflow UI: squeezer ui --tracking-uri {args.tracking_uri}, then open\n"
           f"  {table}\n  as charts: {charts}")
@@ -102,10 +101,10 @@ def _stored_front(args: argparse.Namespace) -> tuple[Any, list[Any]]:
     """The study ``--study-name`` in ``--storage`` and its Pareto members."""
     import optuna
 
-    from squeezer.search import storage
-    from squeezer.search.destinations import check_storage
+    from squeezer.search.study import storage
+    from squeezer.search.study.destinations import check_storage
     from squeezer.search.errors import ConfigError
-    from squeezer.search.pareto import pareto_trials
+    from squeezer.search.results.pareto import pareto_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     check_storage(args.storage, must_exist=True)
@@ -120,7 +119,7 @@ def _stored_front(args: argparse.Namespace) -> tuple[Any, list[Any]]:
 
 
 def _pareto(args: argparse.Namespace) -> int:
-    from squeezer.search import report
+    from squeezer.search.results import report
 
     study, front = _stored_front(args)
     tested = {int(k): v for k, v in study.user_attrs.get("test_accuracy", {}).items()}
@@ -149,9 +148,9 @@ def _pareto(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from squeezer.search.destinations import check_out, check_tracking_uri
+    from squeezer.search.study.destinations import check_out, check_tracking_uri
     from squeezer.search.errors import ConfigError
-    from squeezer.search.handoff import export_trial
+    from squeezer.search.results.trial_export import export_trial
     from squeezer.search.locking import absolute
 
     if args.trial < 0:
@@ -166,11 +165,11 @@ def _export(args: argparse.Namespace) -> int:
 def _pick(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from squeezer.search.destinations import check_out, check_tracking_uri
+    from squeezer.search.study.destinations import check_out, check_tracking_uri
     from squeezer.search.errors import ConfigError
-    from squeezer.search.handoff import export_trial
+    from squeezer.search.results.trial_export import export_trial
     from squeezer.search.locking import absolute
-    from squeezer.search.pick import UNITS_BYTES, UNITS_MS, Budget, amount, pick
+    from squeezer.search.results.pick import UNITS_BYTES, UNITS_MS, Budget, amount, pick
 
     if args.min_accuracy is not None and not 0 < args.min_accuracy <= 1:
         raise ConfigError("--min-accuracy", "must be a validation accuracy in (0, 1]", args.min_accuracy)
@@ -191,10 +190,10 @@ def _pick(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from squeezer.search.destinations import check_tracking_uri
+    from squeezer.search.study.destinations import check_tracking_uri
     from squeezer.search.errors import ConfigError
     from squeezer.search.locking import absolute
-    from squeezer.search.review import experiment_links
+    from squeezer.search.results.review import experiment_links
 
     if not 0 < args.port < 65536:
         raise ConfigError("--port", "must be a TCP port in [1, 65535]", args.port)

@@ -4,18 +4,14 @@ once (more threads than cores only make them wait on each other), and the GPUs (
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from squeezer.compressors.device import Device
 from squeezer.search.errors import ConfigError
-
-if TYPE_CHECKING:
-    from squeezer.search.config import ExperimentConfig
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d{1,3})?")
 NO_GPU = ("torch sees no CUDA GPU on this machine (torch.cuda.is_available() is False: no NVIDIA driver, or a CPU "
@@ -78,13 +74,6 @@ def for_job(device: str, job: int) -> str:
     are spread over them round-robin (job 0, the study's own process, on cuda:0)."""
     count = gpus()
     return f"cuda:{job % count}" if device in ("auto", "cuda") and count > 1 else device
-
-
-def for_job_config(config: ExperimentConfig, job: int) -> ExperimentConfig:
-    """``config`` as job ``job`` of its ``search.jobs`` runs it: on its GPU (``for_job``)."""
-    device = for_job(config.training.device, job)
-    return config if device == config.training.device else \
-        dataclasses.replace(config, training=dataclasses.replace(config.training, device=device))
 
 
 def describe(device: Device, threads_: int) -> str:

@@ -11,7 +11,7 @@ import yaml
 from squeezer.compressors import TeacherOutputs, TrialContext
 from squeezer.search import data, models
 from squeezer.search.models import zoo
-from squeezer.search.teacher import train
+from squeezer.search.trial.teacher import train
 
 zoo.ready()  # tests import transformers themselves, and it imports torchvision (see search/models/zoo.py)
 

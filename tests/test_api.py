@@ -94,8 +94,8 @@ def test_wrong_objects_raise_value_error_with_one_line(tmp_path: Path, arguments
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+def test_the_docs_python_api_example_runs_as_written(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "own-model-and-data.md").read_text()  # its example
     start = readme.index("import numpy as np, torch\nfrom sklearn.datasets import load_digits")
     (tmp_path / "example.py").write_text(readme[start:readme.index("```", start)])
     run = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600,

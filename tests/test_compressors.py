@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from squeezer import compressors
-from squeezer.search.report import run_name
+from squeezer.search.results.report import run_name
 from squeezer.compressors import Compressor, CompressorConfig, InvalidConfig, TrialContext
 from squeezer.compressors.training import accuracy
 

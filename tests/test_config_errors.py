@@ -8,8 +8,8 @@ import pytest
 
 from squeezer.compressors.quantize.compressor import QuantizeConfig
 from squeezer.search.cli import main
-from squeezer.search.config import load_config
-from squeezer.search.objectives import parse_constraints
+from squeezer.search.config.experiment import load_config
+from squeezer.search.config.objectives import parse_constraints
 
 from conftest import DIGITS_YAML, digits_config, write_config
 

@@ -11,7 +11,7 @@ import torch
 
 from squeezer.search import data
 from squeezer.search.errors import ConfigError
-from squeezer.search.teacher import cache_dir, get_teacher
+from squeezer.search.trial.teacher import cache_dir, get_teacher
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -108,7 +108,7 @@ def test_class_names_map_to_the_same_indices_in_the_train_and_test_files(tmp_pat
     ("a,b,label\n" + "1,red,x\n3,blue,y\n" * 10, {"feature_columns": ["a", "b"]}, "data.feature_columns"),
 ])
 def test_a_table_that_cannot_work_names_its_column(tmp_path: Path, content: str, settings: dict, key: str) -> None:
-    from squeezer.search.config import parse_config
+    from squeezer.search.config.experiment import parse_config
 
     (tmp_path / "t.csv").write_text(content)
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -16,9 +16,9 @@ from squeezer.compressors import TrialContext
 from squeezer.compressors.device import Device, device_of
 from squeezer.compressors.training import Optim, accuracy, fit, hard_labels
 from squeezer.search import hardware, models
-from squeezer.search.config import parse_config
+from squeezer.search.config.experiment import parse_config
 from squeezer.search.errors import ConfigError
-from squeezer.search.study import run_study
+from squeezer.search.runner import run_study
 
 from conftest import digits_config
 

@@ -15,10 +15,10 @@ from squeezer.compressors.distill import losses
 from squeezer.compressors.distill.controller import AdaptiveController, Transfer
 from squeezer.compressors.distill.features import Projection, hint_layers, output_shapes, pair_layers
 from squeezer.compressors.distill.schedules import DynamicWeightAverage, temperature_at
-from squeezer.compressors.distill.teachers import ema_update
+from squeezer.compressors.distill.teacher_outputs import ema_update
 from squeezer.compressors.training import Optim, accuracy
 from squeezer.search import models
-from squeezer.search.teacher import train
+from squeezer.search.trial.teacher import train
 
 from conftest import cnn_student, mlp_student
 

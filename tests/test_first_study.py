@@ -16,9 +16,9 @@ import yaml
 
 from squeezer.search import api
 from squeezer.search.cli import main
-from squeezer.search.config import parse_config
+from squeezer.search.config.experiment import parse_config
 from squeezer.search.data.text import tokenize
-from squeezer.search.recipe import joint_distributions, recipe_count
+from squeezer.search.trial.recipe import joint_distributions, recipe_count
 
 from conftest import digits_config
 from test_user_models import experiment
@@ -140,3 +140,12 @@ def test_compress_takes_a_mapping_without_a_name(tmp_path: Path) -> None:
                           train=(x[:1200].astype("float32"), y[:1200]), val=(x[1200:1500].astype("float32"),
                                                                              y[1200:1500]), quiet=True)
     assert result.study_name == api.DEFAULTS["name"] and len(result.front) >= 1
+
+
+def test_compress_quiet_prints_nothing_at_all(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """Every line of a study goes through one printer: the data, the teacher and its cached outputs too."""
+    config = {**digits_config(), "student": {"family": "mlp", "depth": 1, "width": 16},
+              "pipeline": [{"distill": {"epochs": 1}}], "search": {"sampler": "random", "trials": 1}}
+    api.compress(config, quiet=True, storage=f"sqlite:///{tmp_path}/s.db", tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == "", (captured.out + captured.err)[-2000:]

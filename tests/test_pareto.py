@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from squeezer.search.pareto import pareto_mask
+from squeezer.search.results.pareto import pareto_mask
 
 
 def brute_force(values: list[tuple[float, ...]], directions: list[str], feasible: list[bool]) -> set[int]:

@@ -11,7 +11,7 @@ from torch import nn
 from squeezer import compressors
 from squeezer.compressors.prune import sparsity
 from squeezer.compressors.training import accuracy
-from squeezer.search.metrics import count_params, saved_size
+from squeezer.search.trial.metrics import count_params, saved_size
 from squeezer.search.runtime import eager
 
 from conftest import cnn_student, mlp_student

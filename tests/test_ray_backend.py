@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from squeezer.search.backends.cluster import at_once
 from squeezer.search.cli import main
-from squeezer.search.config import SearchSettings
-from squeezer.search.screening import WARMUP
+from squeezer.search.config.experiment import SearchSettings
+from squeezer.search.study.squeezer_sampler import WARMUP
 
 from conftest import DIGITS_YAML, digits_config, one_line, write_config
 from test_user_models import experiment

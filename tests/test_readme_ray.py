@@ -13,7 +13,7 @@ import optuna
 import pytest
 import yaml
 
-from squeezer.search.samplers import SAMPLERS
+from squeezer.search.config.plugins import SAMPLERS
 
 from conftest import DIGITS_YAML, digits_config
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from squeezer.search.config import load_config
-from squeezer.search.tracking import Tracker
-from squeezer.search.workbench import prepare
-from squeezer.search.trial import attempt
+from squeezer.search.config.experiment import load_config
+from squeezer.search.results.tracking import Tracker
+from squeezer.search.trial.workbench import prepare
+from squeezer.search.trial.run import attempt
 
 from conftest import DIGITS_YAML
 from test_study import runs, search, stores

@@ -13,8 +13,8 @@ from torch import nn
 from squeezer import compressors
 from squeezer.compressors.quantize import grid
 from squeezer.compressors.training import predict
-from squeezer.search.config import MeasureSettings
-from squeezer.search.metrics import Reference, count_flops, count_params, measure
+from squeezer.search.config.experiment import MeasureSettings
+from squeezer.search.trial.metrics import Reference, count_flops, count_params, measure
 from squeezer.search.runtime import deploy
 from squeezer.search.runtime.eager import packed_state, unpacked_state
 from squeezer.search.runtime.onnx_export import ExportError, export_onnx

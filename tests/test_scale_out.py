@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from squeezer.search import hardware
 from squeezer.search.cli import main
-from squeezer.search.config import parse_config
+from squeezer.search.config.experiment import parse_config
 
 from conftest import DIGITS_YAML, digits_config, write_config
 from test_study import runs, stores

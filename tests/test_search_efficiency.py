@@ -12,13 +12,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from squeezer.search.config import parse_config
-from squeezer.search.early_stop import MIN_CURVES, ParetoStop, headroom, val_curve
+from squeezer.search.config.experiment import parse_config
+from squeezer.search.study.early_stop import MIN_CURVES, ParetoStop, headroom, val_curve
 from squeezer.search.errors import ConfigError
-from squeezer.search.screening import WARMUP, SqueezerSampler
-from squeezer.search.recipe import replay_params
-from squeezer.search.workbench import prepare
-from squeezer.search.trial import StoppedEarly, attempt
+from squeezer.search.study.squeezer_sampler import WARMUP, SqueezerSampler
+from squeezer.search.trial.recipe import replay_params
+from squeezer.search.trial.workbench import prepare
+from squeezer.search.trial.run import StoppedEarly, attempt
 
 from conftest import digits_config, write_config
 from test_study import runs, search, stores

@@ -25,7 +25,7 @@ from squeezer.search import data, models
 from squeezer.search.cli import main
 from squeezer.search.errors import ConfigError
 from squeezer.search.data.text import full_length
-from squeezer.search.metrics import saved_size
+from squeezer.search.trial.metrics import saved_size
 from squeezer.search.models import text
 
 from conftest import one_line
@@ -229,8 +229,8 @@ def test_a_text_study_runs_to_its_end_and_its_front_is_tested_and_exported(
     import onnxruntime as ort
     from mlflow.tracking import MlflowClient
 
-    from squeezer.search.config import load_config
-    from squeezer.search.teacher import teacher_tokenizer
+    from squeezer.search.config.experiment import load_config
+    from squeezer.search.trial.teacher import teacher_tokenizer
 
     study = text_study(tmp_path, tiny_teacher, trials=1)
     study["student"] = {"family": family, **STUDENTS[family]}

@@ -123,9 +123,9 @@ def test_augmented_copies_change_words_only_and_repeat_under_the_same_seed() -> 
 
 def test_distillation_on_augmented_copies_labels_them_by_the_teacher_once_then_from_the_cache(
         tmp_path: Path, tiny_teacher: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    from squeezer.search.config import parse_config
-    from squeezer.search.trial import run_trial
-    from squeezer.search.workbench import prepare
+    from squeezer.search.config.experiment import parse_config
+    from squeezer.search.trial.run import run_trial
+    from squeezer.search.trial.workbench import prepare
 
     monkeypatch.setenv("SQUEEZER_CACHE", str(tmp_path / "cache"))
     study = text_study(tmp_path, tiny_teacher)
@@ -173,7 +173,7 @@ def test_augmenting_images_is_one_line(tmp_path: Path, capsys) -> None:
 
 def test_texts_tfidf_cannot_read_leave_the_study_without_a_baseline_and_say_why(
         tmp_path: Path, minilm_tokenizer) -> None:  # noqa: F811
-    from squeezer.search import tfidf
+    from squeezer.search.trial import tfidf
 
     rows = "".join(f"{'x y z' if i % 2 else 'q r s'},{i % 2}\n" for i in range(40))  # one-letter words only
     (tmp_path / "letters.csv").write_text("text,label\n" + rows)

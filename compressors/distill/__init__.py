@@ -18,7 +18,7 @@ from squeezer.compressors.base import Compressor, InvalidConfig, TrialContext
 from squeezer.compressors.distill.config import DistillConfig
 from squeezer.compressors.distill.features import pair_layers
 from squeezer.compressors.distill.losses import kd_loss
-from squeezer.compressors.distill.teachers import TeacherOutputs
+from squeezer.compressors.distill.teacher_outputs import TeacherOutputs
 from squeezer.compressors.distill.transformer import is_encoder, layer_map
 from squeezer.compressors.distill.trainer import Distiller, check_probe, spatial_layers
 from squeezer.compressors.registry import register

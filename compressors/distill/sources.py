@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from squeezer.compressors.distill.losses import hard_loss, soft_loss, soft_targets
-from squeezer.compressors.distill.teachers import TeacherOutputs, ema_update
+from squeezer.compressors.distill.teacher_outputs import TeacherOutputs, ema_update
 
 
 class Source:

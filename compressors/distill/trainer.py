@@ -15,7 +15,7 @@ from squeezer.compressors.distill.controller import AdaptiveController, Transfer
 from squeezer.compressors.distill.features import Projection, capture, hint_layers, output_shapes, pair_layers
 from squeezer.compressors.distill.schedules import DynamicWeightAverage, temperature_at
 from squeezer.compressors.distill.sources import EmaTeacher, Peer, Source, Teachers
-from squeezer.compressors.distill.teachers import TeacherOutputs
+from squeezer.compressors.distill.teacher_outputs import TeacherOutputs
 from squeezer.compressors.distill.transformer import Encoded, TransformerHints, is_encoder
 from squeezer.compressors.training import fit
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from squeezer.search.config.plugins import BACKENDS
 from squeezer.search.errors import ConfigError
-
-BACKENDS = {"optuna": ("squeezer.search.backends.optuna", "optuna"),
-            "ray": ("squeezer.search.backends.ray", "ray[tune]")}
 
 
 def load(name: str) -> ModuleType:

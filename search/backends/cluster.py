@@ -12,7 +12,7 @@ from typing import Mapping
 import ray
 
 from squeezer.search.errors import ConfigError
-from squeezer.search.settings import SearchSettings
+from squeezer.search.config.run_settings import SearchSettings
 
 CONNECT_S = 5.0
 _started = False  # whether this process started (and so stops) Ray

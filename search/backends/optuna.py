@@ -15,12 +15,13 @@ import optuna
 import torch
 
 from squeezer.compressors.progress import Bar
-from squeezer.search import hardware, liveness
-from squeezer.search.recipe import flatten, queue_repeats, suggest_params
-from squeezer.search.screening import SqueezerSampler
-from squeezer.search.liveness import INTERRUPTED
-from squeezer.search.study import Session
-from squeezer.search.trial import attempt
+from squeezer.search import hardware
+from squeezer.search.trial import liveness
+from squeezer.search.trial.recipe import flatten, queue_repeats, suggest_params
+from squeezer.search.study.squeezer_sampler import SqueezerSampler
+from squeezer.search.trial.liveness import INTERRUPTED
+from squeezer.search.study.session import Session
+from squeezer.search.trial.run import attempt
 
 POLL_S = 0.5
 

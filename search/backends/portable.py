@@ -9,7 +9,7 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from squeezer.search.samplers import make
+from squeezer.search.study.samplers import make
 class Portable(BaseSampler):
     """A sampler that travels as its recipe: ``search.sampler``'s name, settings and seed.
 

@@ -25,19 +25,19 @@ from ray.tune.search.optuna import OptunaSearch
 
 from squeezer.search.backends import cluster
 from squeezer.search.backends.portable import Portable
-from squeezer.search.config import ExperimentConfig
-from squeezer.search.settings import SearchSettings
-from squeezer.search.objectives import METRICS
-from squeezer.search.pareto import keep_metrics
-from squeezer.search.recipe import flatten, queue_repeats, replay_params, suggest_params
-from squeezer.search.schedulers import SCHEDULERS
-from squeezer.search.screening import SqueezerSampler
-from squeezer.search.liveness import INTERRUPTED
-from squeezer.search.study import Session
-from squeezer.search.tracking import RunId
+from squeezer.search.config.experiment import ExperimentConfig
+from squeezer.search.config.run_settings import SearchSettings
+from squeezer.search.config.objectives import METRICS
+from squeezer.search.results.pareto import keep_metrics
+from squeezer.search.trial.recipe import flatten, queue_repeats, replay_params, suggest_params
+from squeezer.search.config.schedulers import SCHEDULERS
+from squeezer.search.study.squeezer_sampler import SqueezerSampler
+from squeezer.search.trial.liveness import INTERRUPTED
+from squeezer.search.study.session import Session
+from squeezer.search.results.tracking import RunId
 from squeezer.search.models import user
-from squeezer.search.workbench import Workbench
-from squeezer.search.trial import Outcome, attempt
+from squeezer.search.trial.workbench import Workbench
+from squeezer.search.trial.run import Outcome, attempt
 
 NUMBER = "squeezer.trial"     # the Optuna trial number, put into each Tune trial's config
 SEED = "squeezer.seed"        # the study seed; a trial's seed is this plus its number, as in the Optuna backend

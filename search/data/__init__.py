@@ -10,7 +10,7 @@ from typing import Any, Mapping
 from squeezer.search.data.folders import Folder, decode, find_images, is_listed
 from squeezer.search.data.images import FASHION_MNIST_DIR, digits, fashion_mnist, npz, read_idx
 from squeezer.search.data import saved, text
-from squeezer.search.data.preprocess import STANDARDIZE, InputSpec, Standardize
+from squeezer.search.data.inputs import STANDARDIZE, InputSpec, Standardize
 from squeezer.search.data.tables import is_table, read_table
 from squeezer.search.data.split import Preview, Shape, Splits, Texts, Tokens, class_indices, given_splits, split
 from squeezer.search.data.text import TEXT_KEYS, check_texts, read_texts, tokenize

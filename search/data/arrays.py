@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
-import sys
 import zipfile
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -19,6 +18,8 @@ from types import TracebackType
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
+
+from squeezer.compressors.progress import note
 
 SYNC_BYTES = 32 << 20
 
@@ -124,7 +125,7 @@ def labelled_rows(path: Path, chunks: Iterable[tuple[np.ndarray, Any]], dtype: t
     file is whole (a refusal leaves nothing). Read from there once written."""
     labels_file = path.with_name(f"{path.stem}.labels.npy")
     if not path.is_file():
-        print(announce, file=sys.stderr, flush=True)
+        note(announce)
         with leaving_nothing(path), ExitStack() as stack:
             out, parts = None, []
             for rows, labels in chunks:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,6 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from squeezer.compressors.progress import note
 from squeezer.search.data.arrays import NpyWriter, leaving_nothing, open_mapped
 from squeezer.search.data.rows import ROW_SUFFIXES, read_rows
 from squeezer.search.defaults import cache_dir
@@ -147,7 +147,7 @@ def decoded(images: Any, digest: str, count: int, shape: tuple[int, int, int], k
 def _decode_to(images: Any, count: int, shape: tuple[int, int, int], key: str, where: str, path: Path) -> None:
     workers = min(4, max(0, (os.cpu_count() or 1) - 1)) if count > DECODE_BATCH else 0
     if count >= ANNOUNCE:
-        print(f"data: decoding {count} images of {where} once (kept in {path.parent})", file=sys.stderr, flush=True)
+        note(f"data: decoding {count} images of {where} once (kept in {path.parent})")
     loader = torch.utils.data.DataLoader(_Decoder(images, count, shape), batch_size=DECODE_BATCH,
                                          num_workers=workers, collate_fn=list)
     with leaving_nothing(path), NpyWriter(path, (count, *shape), np.uint8) as out:  # an unreadable image: nothing

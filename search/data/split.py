@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from squeezer.search.data.arrays import NpyWriter, file_stamp, open_mapped
-from squeezer.search.data.preprocess import InputSpec, Standardize
+from squeezer.search.data.inputs import InputSpec, Standardize
 from squeezer.search.defaults import cache_dir
 from squeezer.search.errors import ConfigError
 

@@ -20,11 +20,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from squeezer.compressors.progress import note
 from squeezer.search.errors import ConfigError
 from squeezer.search.models import zoo
 from squeezer.search.models.checks import on_meta
-
-_LOG = logging.getLogger(__name__)
 
 FILE_MODULE = "squeezer_user_"  # a user's file imported as squeezer_user_<hash of its path>
 
@@ -78,9 +77,9 @@ def _torchvision_models(name: str) -> Any:
         raise ConfigError("name", "needs torchvision (pip install 'squeezer[vision]', or the torchvision built for "
                           f"your torch {torch.__version__})", name)
     if zoo.operators_missing():
-        _LOG.warning("torchvision's C++ operators do not load beside torch %s (a build for another torch?): its "
-                     "classification models work, torchvision.ops does not; install the torchvision built for your "
-                     "torch to silence this", torch.__version__)
+        note(f"squeezer: warning: torchvision's C++ operators do not load beside torch {torch.__version__} (a build "
+             "for another torch?): its classification models work, torchvision.ops does not; install the torchvision "
+             "built for your torch to silence this")
     return vision.models
 
 

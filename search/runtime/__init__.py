@@ -12,7 +12,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from squeezer.search.data.preprocess import InputSpec
+from squeezer.search.data.inputs import InputSpec
 
 @dataclass(frozen=True)
 class Runtime:

@@ -14,7 +14,7 @@ from torch import nn
 from squeezer.compressors.quantize import HALF_DTYPES, Precision, Quantized, dynamic_int8, static_int8, \
     weight_layers
 from squeezer.compressors.training import predict
-from squeezer.search.data.preprocess import InputSpec
+from squeezer.search.data.inputs import InputSpec
 from squeezer.search.runtime.onnx_graph import mostly_zeros
 
 SUPPORTED_BITS = (32, 16, 8)

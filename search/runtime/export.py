@@ -14,7 +14,7 @@ from torch import nn
 
 from squeezer.compressors.quantize import Plan, Quantized, float_model
 from squeezer.search import models
-from squeezer.search.data.preprocess import InputSpec, Standardize
+from squeezer.search.data.inputs import InputSpec, Standardize
 from squeezer.search.runtime.eager import packed_state, realise, unpacked_state
 
 ARCHITECTURE, WEIGHTS = "architecture.json", "student.pt"

@@ -11,7 +11,7 @@ from torch import nn
 
 from squeezer.compressors.quantize import Quantized, float_model, weight_layers
 from squeezer.compressors.training import inference_batch
-from squeezer.search.data.preprocess import InputSpec
+from squeezer.search.data.inputs import InputSpec
 from squeezer.search.runtime.onnx_export import INPUT, export_onnx
 from squeezer.search.runtime.onnx_graph import pack_sparse
 from squeezer.search.runtime.onnx_quantize import quantize_onnx

@@ -12,7 +12,7 @@ import torch
 from onnx import helper, numpy_helper
 from torch import nn
 
-from squeezer.search.data.preprocess import InputSpec, Standardize
+from squeezer.search.data.inputs import InputSpec, Standardize
 from squeezer.search.runtime.onnx_export import INPUT
 
 METADATA = "squeezer."  # prefix of the ONNX metadata keys

@@ -24,13 +24,14 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from squeezer.search import baselines, quality
-from squeezer.search.config import ExperimentConfig
-from squeezer.search.objectives import CHEAP
-from squeezer.search.pareto import pareto_trials
-from squeezer.search.recipe import joint_distributions, replay_params, suggest_params
-from squeezer.search.workbench import Workbench
-from squeezer.search.trial import broken_budgets, cheap_metrics, student
+from squeezer.search.trial import baselines
+from squeezer.search.results import scoring
+from squeezer.search.config.experiment import ExperimentConfig
+from squeezer.search.config.objectives import CHEAP
+from squeezer.search.results.pareto import pareto_trials
+from squeezer.search.trial.recipe import joint_distributions, replay_params, suggest_params
+from squeezer.search.trial.workbench import Workbench
+from squeezer.search.trial.run import broken_budgets, cheap_metrics, student
 
 WARMUP = 5
 MUTATE = 0.3  # share of a mutated candidate's knobs drawn afresh
@@ -113,8 +114,8 @@ class Screen:
         predicted = np.stack([tree.predict(x) for tree in forest.estimators_])  # trees x candidates
         members = [t.user_attrs["metrics"] for t in front]
         objectives, reference = self.config.objectives, self.config.search.reference
-        base = quality.hypervolume(members, objectives, self.teacher, reference)
-        return [float(np.mean([quality.hypervolume([*members, {**cheap, "accuracy": float(accuracy)}], objectives,
+        base = scoring.hypervolume(members, objectives, self.teacher, reference)
+        return [float(np.mean([scoring.hypervolume([*members, {**cheap, "accuracy": float(accuracy)}], objectives,
                                                    self.teacher, reference) - base for accuracy in predicted[:, i]]))
                 for i, (_, cheap) in enumerate(candidates)]
 

@@ -1,8 +1,8 @@
-"""Where soft labels come from: the teachers' outputs computed once (and cached), or an EMA of the student."""
+"""The teachers' outputs, computed once per study (and cached) and moved to the device once; the EMA update of a
+student that teaches itself. (Which source a batch's soft labels come from is ``sources``.)"""
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Protocol, Sequence
 
 import torch
@@ -11,7 +11,7 @@ from torch import nn
 from squeezer.compressors.device import Device, running_on
 from squeezer.compressors.distill.features import capture
 from squeezer.compressors.distill.losses import attention_map
-from squeezer.compressors.progress import Bar, say
+from squeezer.compressors.progress import Bar, note
 from squeezer.compressors.training import by_length, inference_batch, predict
 
 
@@ -87,8 +87,8 @@ class TeacherOutputs:
             return self._encode_every_layer(model)
 
     def _encode_every_layer(self, model: Any) -> dict[str, torch.Tensor]:
-        say(f"teacher 0: computing hidden states and attentions of every layer on {len(self.x)} training texts "
-            "(once: they are cached)", file=sys.stderr)
+        note(f"teacher 0: computing hidden states and attentions of every layer on {len(self.x)} training texts "
+             "(once: they are cached)")
         order = by_length(self.x, model.pad_id)
         n, length = self.x.shape
         found: dict[str, torch.Tensor] = {}
@@ -152,8 +152,8 @@ class TeacherOutputs:
 
     def _pass(self, teacher: int, model: nn.Module, layers: list[str]) -> tuple[torch.Tensor,
                                                                                  dict[str, torch.Tensor]]:
-        say(f"teacher {teacher}: computing outputs {['logits', *layers]} on {len(self.x)} training samples "
-            "(once: they are cached)", file=sys.stderr)
+        note(f"teacher {teacher}: computing outputs {['logits', *layers]} on {len(self.x)} training samples "
+             "(once: they are cached)")
         with Bar(f"teacher {teacher} outputs", total=len(self.x), unit="sample") as bar:
             if not layers:  # logits alone: ``predict`` also orders texts by length, so batches carry little padding
                 self.forward_passes += 1

@@ -1,7 +1,7 @@
-"""A study: its record in the Optuna storage (the source of truth), its MLflow mirror, and its Pareto front.
+"""A study's session: its record in the Optuna storage (the source of truth), its MLflow mirror, and its front.
 
-Every backend runs trials through one ``Session``: it opens (or resumes) the study, reconciles MLflow with the storage
-after a crash, and finishes with the front. Backends only decide how trials are scheduled.
+Every backend runs trials through one ``Session``: it reconciles MLflow with the storage after a crash, records each
+trial, and finishes with the front. ``squeezer.search.runner`` opens (or resumes) the study and starts the backend.
 """
 
 from __future__ import annotations
@@ -13,123 +13,24 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from squeezer.search import baselines, budgets, front, jobs, liveness, quality, report, tfidf
-from squeezer.search.config import ExperimentConfig
-from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
-from squeezer.search.destinations import check_storage, check_tracking_uri
-from squeezer.search.early_stop import ParetoStop, headroom, val_curve
+from squeezer.search.results import summary
+from squeezer.search.trial import liveness
+from squeezer.search.results import scoring
+from squeezer.search.results import report
+from squeezer.search.trial import tfidf
+from squeezer.search.config.experiment import ExperimentConfig
+from squeezer.search.study.early_stop import ParetoStop, headroom, val_curve
 from squeezer.search.errors import ConfigError
-from squeezer.search.locking import absolute, is_local, store_lock
-from squeezer.search.pareto import feasible, keep_metrics, pareto_trials
-from squeezer.search.recipe import REPEAT, every_recipe, flatten, recipe_count, replay_params, space_lines
-from squeezer.search.screening import Screen, SqueezerSampler
-from squeezer.search.opening import PARENT_WAIT_S, open_study, parent_run, warm_start_params
-from squeezer.search.storage import open_storage
-from squeezer.search.liveness import STOPPED, finished, ran_and_failed
-from squeezer.search.tracking import TRIAL_TAG, RunId, Tracker, created
-from squeezer.search.workbench import Given, Workbench, baseline, prepare
-from squeezer.search.trial import CONFIG_FAULT, Outcome
+from squeezer.search.results.pareto import feasible, keep_metrics, pareto_trials
+from squeezer.search.trial.recipe import flatten, replay_params
+from squeezer.search.study.squeezer_sampler import Screen, SqueezerSampler
+from squeezer.search.trial.liveness import STOPPED, finished, ran_and_failed
+from squeezer.search.results.tracking import TRIAL_TAG, RunId, Tracker, created
+from squeezer.search.trial.workbench import Workbench, baseline
+from squeezer.search.trial.run import CONFIG_FAULT, Outcome
 
 Print = Callable[[str], None]
 FIRST_FAILURES = 3  # trials that all failed for one configuration reason, none completed: the config is at fault
-
-
-@dataclass
-class StudyResult:
-    study: optuna.Study
-    front: list[FrozenTrial]
-    parent_run_id: str
-    experiment_id: str
-
-
-def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name: str | None = None,
-              storage: str = DEFAULT_STORAGE, tracking_uri: str = DEFAULT_TRACKING_URI, seed: int | None = None,
-              out: Print = print, given: Given | None = None, finish: bool = True) -> StudyResult:
-    """Run (or resume) the study until it holds ``trials`` finished trials, then record the Pareto front (unless
-    ``finish`` is False: a worker of ``search.jobs``, whose study's process records it).
-
-    The backend (``config.search.backend``) schedules the trials: ``optuna`` in this process (and its
-    ``search.jobs - 1`` workers), ``ray`` on a Ray cluster.
-    """
-    from squeezer.search import backends
-
-    name, seed = study_name or config.name, config.seed if seed is None else seed
-    storage, tracking_uri = absolute(storage), absolute(tracking_uri)
-    check_storage(storage)  # within seconds, before anything is written
-    check_tracking_uri(tracking_uri)
-    backend = backends.load(config.search.backend)  # a missing extra is bad input too: nothing written yet
-    if hasattr(backend, "check"):
-        backend.check(config.search)  # the cluster: reachable, and a trial fits on a node
-    if not is_local(storage):
-        open_storage(storage)  # an unreachable database server is bad input too, found before any training
-    warm = warm_start_params(config, storage)  # a missing earlier study is bad input too: nothing written yet
-    bench = prepare(config, given or Given())  # every input error surfaces here, before a study or run exists
-    budgets.check_reachable(bench)  # a budget no recipe can meet: refused before a study or run exists
-    # A local store is opened by one process at a time, so what a killed creator left half done is finished
-    # here at once; on a server storage, other processes poll for what the creator is still writing.
-    wait = 0.0 if is_local(storage) else PARENT_WAIT_S
-    queued = baselines.queue() if baselines.wanted(config.student) else []
-    target = trials or config.search.trials
-    for line in space_lines(config):
-        out(line)
-    grid = exhaustible(config, target - len(queued) - len(warm))
-    if grid is not None:  # the whole space fits the budget: each recipe runs (repeats times), then the study stops
-        target = len(queued) + len(warm) + len(grid)
-    with store_lock(storage):
-        store = open_storage(storage)
-        study, created = open_study(config, name, store, seed, wait, where=storage)
-        first = queued + [(p, None) for p in warm] + (grid or [])
-        for params, attrs in first if created else []:  # the obvious baseline, an earlier study's front, the grid
-            study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=REPEAT not in (attrs or {}))
-        tracker = Tracker(tracking_uri, f"squeezer-{config.name}")
-        parent = parent_run(tracker, name, config, created, wait)
-    if created and queued:
-        out(f"baselines: the teacher as trained, quantized without training ({', '.join(baselines.BASELINES)}), "
-            "is tried first")
-    if warm and created:
-        out(f"warm start: the {len(warm)} Pareto members of study {config.search.warm_start!r} are tried first")
-    if grid is not None and target < (trials or config.search.trials):
-        out(f"the space holds {len(grid) // config.search.repeats} recipe(s): each runs "
-            f"{_times(config.search.repeats)}, {target} trial(s) in all, not the {trials or config.search.trials} "
-            "asked")
-    session = Session(study, bench, tracker, parent, name, seed, out, storage=store)
-    workers: list[Any] = []
-    try:
-        session.begin()
-        if finish and config.search.backend == "optuna" and config.search.jobs > 1:
-            # the teacher and its logits are cached by now (``prepare``): the workers load them
-            workers = jobs.start(config.search.jobs - 1, name, run_study, {
-                "config": config, "trials": trials or config.search.trials, "study_name": name, "storage": storage,
-                "tracking_uri": tracking_uri, "seed": seed, "given": given}, out)
-        backend.run(session, target)
-        jobs.wait(workers, name, out)
-        if grid is not None and len(session.finished()) >= target:
-            out(f"every recipe of the space has run ({len(grid)} trial(s)): nothing is left to search, so the study "
-                "stops here")
-        members = session.finish() if finish else []
-    except KeyboardInterrupt:
-        tracker.end(session.parent, "KILLED")
-        raise
-    except ConfigError:  # every trial failed for one configuration reason
-        tracker.end(session.parent, "FAILED")
-        raise
-    finally:
-        jobs.stop(workers)  # those still running: the study stopped early
-        tracker.close()
-    return StudyResult(study, members, session.parent, tracker.experiment_id)
-
-
-def exhaustible(config: ExperimentConfig, budget: int) -> list[tuple[dict[str, Any], dict[str, int]]] | None:
-    """A finite space whose every recipe (``search.repeats`` times) fits in ``budget`` trials: those trials, to be
-    queued (the samplers would draw recipes again); otherwise None, and the sampler searches."""
-    count, repeats = recipe_count(config), config.search.repeats
-    if count is None or count * repeats > budget:
-        return None
-    return [(recipe, {REPEAT: i}) for recipe in every_recipe(config) for i in range(repeats)]
-
-
-def _times(repeats: int) -> str:
-    return "once" if repeats == 1 else f"{repeats} times (a seed each)"
 
 
 @dataclass
@@ -285,7 +186,7 @@ class Session:
         return self.tracker.trial_run(self.parent, self.name, number, params, tags, name=name)
 
     def stop_rule(self) -> ParetoStop | None:
-        """Pareto-aware early stopping for a trial starting now (``squeezer.search.early_stop``), if configured."""
+        """Pareto-aware early stopping for a trial starting now (``study.early_stop``), if configured."""
         search = self.config.search
         if search.scheduler not in ("pareto", "shadow"):
             return None
@@ -356,17 +257,17 @@ class Session:
             raise ConfigError(key, f"{rule} (the first {len(reasons)} trials all failed so; the study stops)")
 
     def log_hypervolume(self) -> float:
-        """The front's hypervolume (``squeezer.search.quality``) on the parent run, at the count of completed trials:
+        """The front's hypervolume (``results.scoring``) on the parent run, at the count of completed trials:
         the history shows how fast the search improves."""
         done = feasible(self.study)
-        value = quality.hypervolume([t.user_attrs["metrics"] for t in done], self.config.objectives, self.teacher,
+        value = scoring.hypervolume([t.user_attrs["metrics"] for t in done], self.config.objectives, self.teacher,
                                     self.config.search.reference)
         self.tracker.log_metrics(self.parent, {"pareto.hypervolume": value}, step=len(done))
         return value
 
     def finish(self) -> list[FrozenTrial]:
-        """Record the front (``squeezer.search.front``) and return it."""
-        return front.record(self)
+        """Record the front (``squeezer.search.results.summary``) and return it."""
+        return summary.record(self)
 
 
-__all__ = ["DEFAULT_STORAGE", "Session", "StudyResult", "run_study"]
+__all__ = ["Print", "Session"]

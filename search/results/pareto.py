@@ -9,7 +9,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from squeezer.search.objectives import Constraint
+from squeezer.search.config.objectives import Constraint
 
 
 def pareto_mask(values: np.ndarray, directions: Sequence[str], feasible: np.ndarray | None = None) -> np.ndarray:

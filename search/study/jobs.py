@@ -11,6 +11,7 @@ the cores shared out among the jobs); on a machine with several GPUs, the jobs a
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import pickle
@@ -21,7 +22,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from squeezer.search import hardware
+from squeezer.search.config.experiment import ExperimentConfig
 from squeezer.search.errors import ConfigError
+
+
+def for_job_config(config: ExperimentConfig, job: int) -> ExperimentConfig:
+    """``config`` as job ``job`` of its ``search.jobs`` runs it: on its GPU (``hardware.for_job``)."""
+    device = hardware.for_job(config.training.device, job)
+    return config if device == config.training.device else \
+        dataclasses.replace(config, training=dataclasses.replace(config.training, device=device))
 
 
 def log_path(study: str, n: int) -> Path:
@@ -30,7 +39,7 @@ def log_path(study: str, n: int) -> Path:
 
 def start(count: int, study: str, run: Callable[..., Any], arguments: dict[str, Any],
           say: Callable[[str], None]) -> list[BaseProcess]:
-    """Start ``count`` worker processes running ``run(**arguments)`` (``study.run_study``, sent by name) without
+    """Start ``count`` worker processes running ``run(**arguments)`` (``runner.run_study``, sent by name) without
     recording the front, each on its GPU where there are several (the study's process is job 0)."""
     try:
         pickle.dumps(arguments)
@@ -42,7 +51,7 @@ def start(count: int, study: str, run: Callable[..., Any], arguments: dict[str, 
     for n in range(1, count + 1):
         log = log_path(study, n)
         log.parent.mkdir(parents=True, exist_ok=True)
-        own = {**arguments, "config": hardware.for_job_config(arguments["config"], n)}
+        own = {**arguments, "config": for_job_config(arguments["config"], n)}
         worker = context.Process(target=_work, args=(run, own, str(log)), name=f"squeezer-job-{n}", daemon=False)
         worker.start()
         workers.append(worker)

@@ -10,8 +10,9 @@ from typing import Any, Mapping, Sequence
 from optuna.trial import FrozenTrial
 
 from squeezer import compressors
-from squeezer.search import baselines, tfidf
-from squeezer.search.quality import standard_error
+from squeezer.search.trial import baselines
+from squeezer.search.trial import tfidf
+from squeezer.search.results.scoring import standard_error
 from squeezer.spaces import plain_names
 
 COLUMNS = ("accuracy", "size_bytes", "latency_ms", "latency_p90_ms", "throughput", "params")
@@ -58,7 +59,7 @@ def run_name(number: int, params: Mapping[str, Any]) -> str:
     """The trial at a glance, for MLflow's runs table: ``t07 cnn d2c8 · T3.1 α0.7 · prune 30 % · int8``: the
     student's family and numbers, then each step's ``Compressor.label`` of its settings in ``params`` (flat)."""
     p = plain_names(params)
-    if "baseline.recipe" in p:  # squeezer.search.baselines
+    if "baseline.recipe" in p:  # squeezer.search.trial.baselines
         return f"t{number:02d} teacher as trained · {p['baseline.recipe']} (baseline)"
     student = {k.removeprefix("student."): v for k, v in p.items() if k.startswith("student.")}
     family = student.pop("family", "model")

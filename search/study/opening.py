@@ -13,13 +13,15 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 
-from squeezer.search import baselines, review, samplers
-from squeezer.search.config import ExperimentConfig
-from squeezer.search.rules import MAX_SEED
+from squeezer.search.trial import baselines
+from squeezer.search.results import review
+from squeezer.search.study import samplers
+from squeezer.search.config.experiment import ExperimentConfig
+from squeezer.search.config.rules import MAX_SEED
 from squeezer.search.errors import ConfigError
-from squeezer.search.pareto import pareto_trials
-from squeezer.search.storage import exists, open_storage
-from squeezer.search.tracking import Tracker
+from squeezer.search.results.pareto import pareto_trials
+from squeezer.search.study.storage import exists, open_storage
+from squeezer.search.results.tracking import Tracker
 
 PARENT_WAIT_S = 60.0
 
@@ -100,5 +102,5 @@ def wait_for(get: Callable[[], Any], timeout: float) -> Any:
 
 
 def make_sampler(config: ExperimentConfig, seed: int) -> optuna.samplers.BaseSampler:
-    """The configured Optuna sampler (``squeezer.search.samplers``)."""
+    """The configured Optuna sampler (``squeezer.search.study.samplers``)."""
     return samplers.make(config.search, seed)

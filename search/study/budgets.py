@@ -13,10 +13,10 @@ from typing import Any
 
 from squeezer import compressors
 from squeezer.search.errors import ConfigError
-from squeezer.search.objectives import CHEAP
-from squeezer.search.report import fmt, human_bytes, recipe
-from squeezer.search.trial import cheap_metrics, student
-from squeezer.search.workbench import Workbench
+from squeezer.search.config.objectives import CHEAP
+from squeezer.search.results.report import fmt, human_bytes, recipe
+from squeezer.search.trial.run import cheap_metrics, student
+from squeezer.search.trial.workbench import Workbench
 from squeezer.spaces import boundary_points
 
 #: A measured latency varies by a few per cent between runs (more on a shared machine): a latency budget is refused

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import sys
 import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,6 +23,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from squeezer.compressors.progress import note
 from squeezer.search.locking import create_once, local_path, store_lock
 
 STUDY_TAG = "squeezer.study"
@@ -91,8 +91,8 @@ class Tracker:
         queued, self._queued = self._queued, []
         errors = [f.exception() for f in queued if f.exception() is not None]
         if errors:
-            print(f"squeezer: warning: {len(errors)} MLflow write(s) failed; the study storage keeps the results and "
-                  f"the next resume reconciles MLflow. First: {errors[0]!r}", file=sys.stderr)
+            note(f"squeezer: warning: {len(errors)} MLflow write(s) failed; the study storage keeps the results and "
+                 f"the next resume reconciles MLflow. First: {errors[0]!r}")
 
     def close(self) -> None:
         self.flush()

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from squeezer.compressors.base import Report
-from squeezer.search.pareto import dominates
-from squeezer.search.trial import StoppedEarly
+from squeezer.search.results.pareto import dominates
+from squeezer.search.trial.run import StoppedEarly
 
 ACCURACY = "accuracy"
 MIN_CURVES = 3

@@ -18,8 +18,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from squeezer.compressors.device import on_cpu
 from squeezer.compressors.quantize import float_model
-from squeezer.search.settings import MeasureSettings
-from squeezer.search.data.preprocess import InputSpec
+from squeezer.search.config.run_settings import MeasureSettings
+from squeezer.search.data.inputs import InputSpec
 from squeezer.search.data.text import full_length
 from squeezer.search.runtime import Deployed, deploy
 

@@ -9,8 +9,8 @@ from typing import Any, Callable, Mapping
 import optuna
 from optuna.distributions import BaseDistribution
 
-from squeezer.search import baselines
-from squeezer.search.config import ExperimentConfig
+from squeezer.search.trial import baselines
+from squeezer.search.config.experiment import ExperimentConfig
 from squeezer.spaces import Space, describe, grid, sample, size
 from squeezer.spaces.optuna import distributions, suggest
 
@@ -21,7 +21,7 @@ REPEAT = "repeat"
 
 def suggest_params(trial: optuna.trial.BaseTrial, config: ExperimentConfig) -> dict[str, dict[str, Any]]:
     """Sample the joint space: the student's architecture and every pipeline step's settings; or, for a trial
-    queued as a baseline (``squeezer.search.baselines``), its recipe."""
+    queued as a baseline (``squeezer.search.trial.baselines``), its recipe."""
     if baselines.PARAM in trial.user_attrs:
         return baselines.params(_steps(config), baselines.suggest(trial))
     return _joint(config, lambda space, prefix: suggest(trial, space, prefix))

@@ -12,8 +12,8 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from squeezer.search.errors import ConfigError
-from squeezer.search.report import human_bytes, teacher_ratios
-from squeezer.search.tracking import ROLE_TAG, STUDY_TAG, TRIAL_TAG
+from squeezer.search.results.report import human_bytes, teacher_ratios
+from squeezer.search.results.tracking import ROLE_TAG, STUDY_TAG, TRIAL_TAG
 
 FORMATS = {"onnx": ("model.onnx",), "torch": ("student.pt", "architecture.json")}
 SHOWN = ("accuracy", "test_accuracy", "f1_macro", "size_bytes", "latency_ms", "latency_p90_ms", "latency_batch_ms",

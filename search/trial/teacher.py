@@ -6,7 +6,6 @@ import hashlib
 import json
 import math
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -16,7 +15,7 @@ from torch import nn
 
 from squeezer.compressors.base import TrialContext
 from squeezer.compressors.device import Device
-from squeezer.compressors.progress import Bar, say
+from squeezer.compressors.progress import Bar, note
 from squeezer.compressors.training import Optim, fit, hard_labels
 from squeezer.search import models
 from squeezer.search.models import hub, text
@@ -43,13 +42,12 @@ def get_teacher(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int
     labels = hub.fine_tuned_labels(text.model_dir(name), splits.num_classes, head) if head else None
     if labels is not None:  # a classifier for these classes already: used as is, unless epochs asks for more
         how = hub.align_classes(model, labels, splits.classes, name)
-        print(f"teacher: {name} is fine-tuned for the data's {len(labels)} classes; {how}",
-              file=sys.stderr)
+        note(f"teacher: {name} is fine-tuned for the data's {len(labels)} classes; {how}")
         if "epochs" not in spec:
             return model.eval()
     path = cache_dir() / "teachers" / f"{teacher_key(spec, splits, seed, batch_size)}.pt"
     if path.is_file():
-        print(f"teacher: loaded from cache {path}", file=sys.stderr)
+        note(f"teacher: loaded from cache {path}")
         return _load(model, path, f"{key} (cached)")
     train(model, spec, splits, seed, batch_size, device or Device()).cpu()
     _save_atomically(model.state_dict(), path)
@@ -83,7 +81,7 @@ def train(model: nn.Module, spec: dict[str, Any], splits: Splits, seed: int, bat
             line = (f"epoch {step + 1}/{epochs} loss={metrics['teacher.loss']:.4f} "
                     f"val_accuracy={metrics['teacher.val_accuracy']:.4f}")
             bar.update(0, note=line)
-            say(f"teacher: {line}", file=sys.stderr)
+            note(f"teacher: {line}")
 
         torch.manual_seed(seed)
         data = (device.keep(t) for t in (splits.train_x, splits.train_y, splits.val_x, splits.val_y))
@@ -125,7 +123,7 @@ class DiskCache:
         path = self.dirs[teacher] / f"{name}.pt"
         if not path.is_file():
             return None
-        print(f"teacher {teacher}: {name} loaded from cache {path}", file=sys.stderr, flush=True)
+        note(f"teacher {teacher}: {name} loaded from cache {path}")
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
 
     def put(self, teacher: int, name: str, value: torch.Tensor) -> torch.Tensor:

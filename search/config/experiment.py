@@ -1,72 +1,102 @@
-"""The experiment's search, measure and training settings: their fields and defaults, and the checks that decide the
-sampler and early stopping and refuse what the backend, the runtime or this machine's GPUs cannot do."""
+"""Read and validate an experiment YAML file into an ``ExperimentConfig``; every mistake is one ``ConfigError``. The
+sections are checked by ``model_sections`` (data, teacher, student, pipeline) and ``run_settings`` (search, measure,
+training), each value by the ``rules``; the checks across sections are here."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
 
-from squeezer.compressors.device import PRECISIONS
 from squeezer.search import hardware
-from squeezer.search.backends import BACKENDS
+from squeezer.search.config.model_sections import (DEFAULT_PIPELINE, Step, data_section, pipeline_steps,
+                                                   pretrained_elsewhere, student_space, teacher_section)
+from squeezer.search.config.objectives import (METRIC_RANGES, METRICS, Constraint, only_accuracy_trained,
+                                               parse_constraints, parse_objectives)
+from squeezer.search.config.rules import LIMITS, MAX_SEED, check_name, integer, is_number, only
+from squeezer.search.config.run_settings import (TERNARY, MeasureSettings, SearchSettings, TrainingSettings,
+                                                 settings_section)
+from squeezer.search.config.schedulers import SCHEDULERS, for_backend
+from squeezer.search.config.yamlfile import read_yaml
 from squeezer.search.errors import ConfigError
-from squeezer.search.objectives import METRIC_RANGES, only_accuracy_trained
-from squeezer.search.rules import LIMITS, MINIMA, integer, is_number, positive, section
 from squeezer.search.runtime import RUNTIMES
-from squeezer.search.samplers import SAMPLERS
-from squeezer.search.schedulers import SCHEDULERS, for_backend
-from squeezer.spaces import boundary_points
+from squeezer.spaces import Space, SpaceError, boundary_points
 
-if TYPE_CHECKING:
-    from squeezer.search.config import ExperimentConfig
-
-TERNARY = {2: "2 (ternary)"}
-
-
+TOP_LEVEL = {"name", "seed", "data", "teacher", "student", "pipeline", "objectives", "constraints", "search",
+             "measure", "training"}
 @dataclass(frozen=True)
-class SearchSettings:
-    sampler: str | None = None          # squeezer (default where it can judge, else nsga2) | nsga2 | tpe | random
-    trials: int = 20
-    population_size: int = 8
-    timeout_s: float | None = None
-    backend: str = "optuna"
-    address: str | None = None          # ray: a running cluster to join; default: start a local Ray
-    max_concurrent: int | None = None   # ray: trials at once; default: as many as the CPUs allow
-    cpus_per_trial: float = 1.0         # ray: CPUs reserved per trial (and torch threads in it)
-    gpus_per_trial: float | None = None  # ray: GPUs reserved per trial (fractional: trials share a GPU); none
-    scheduler: str | None = None        # pareto (default where it applies) | shadow | asha (ray) | none
-    stop_allowance: float = 0.02        # pareto: margin on the accuracy a trial's remaining training may still add
-    candidates: int = 16                # squeezer: recipes screened (size, speed before training) per trial
-    warm_start: str | None = None       # an earlier study in the same storage: its Pareto members are tried first
-    reference: dict[str, float] | None = None  # the hypervolume's reference point (default: from the teacher)
-    min_accuracy_share: float = 0.97    # the recommended member keeps this share of the teacher's accuracy, if any does
-    jobs: int = 1                       # optuna: processes running trials of the study at once on this machine
-    repeats: int = 1                    # each recipe runs this many times, with its own seed each (mean ± std)
+class ExperimentConfig:
+    name: str
+    seed: int
+    data: dict[str, Any]
+    teacher: dict[str, Any]
+    student: Space
+    pipeline: tuple[Step, ...]
+    objectives: dict[str, str]
+    constraints: tuple[Constraint, ...]
+    search: SearchSettings
+    measure: MeasureSettings
+    training: TrainingSettings
+    raw: dict[str, Any] = field(repr=False, hash=False, compare=False)
+
+    @property
+    def batch_size(self) -> int:
+        return self.training.batch_size
+
+    def digest(self) -> str:
+        """A hash of what the trials depend on, to refuse resuming a study under a changed config."""
+        relevant = {k: v for k, v in self.raw.items() if k not in ("search", "name")}
+        training = {k: v for k, v in (relevant.pop("training", None) or {}).items() if k not in ("threads", "device")}
+        if training:  # threads and the device change the speed, not the recipe
+            relevant["training"] = training
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class MeasureSettings:
-    """How latency is measured: single-threaded by default so trials running side by side do not skew it."""
-
-    threads: int = 1
-    warmup: int = 10
-    repeats: int = 50
-    batch: int = 64
-    runtime: str = "onnxruntime"  # or torch: where the students are deployed, and measured
-    device: str = "cpu"           # or cuda (cuda:N): where latency is measured, for models deployed on a GPU
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Parse and validate the experiment file at ``path``."""
+    path = Path(path)
+    return parse_config(read_yaml(path), base_dir=path.parent)
 
 
-@dataclass(frozen=True)
-class TrainingSettings:
-    """How trials and the teacher train (``squeezer.search.hardware``)."""
+def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
+    """Validate an already-loaded config mapping; relative file paths resolve against ``base_dir``."""
+    if not isinstance(raw, dict):
+        raise ConfigError("<config>", "must be a YAML mapping of sections", type(raw).__name__)
+    only(raw, TOP_LEVEL, "<config>")
+    check_name(raw.get("name"), "name")
+    try:
+        config = ExperimentConfig(
+            name=raw["name"], seed=integer(raw.get("seed", 0), "seed", maximum=MAX_SEED),
+            data=data_section(raw.get("data"), base_dir), teacher=teacher_section(raw.get("teacher"), base_dir),
+            student=student_space(raw.get("student"), base_dir),
+            pipeline=pipeline_steps(raw.get("pipeline", list(DEFAULT_PIPELINE))),
+            objectives=parse_objectives(raw.get("objectives")), constraints=parse_constraints(raw.get("constraints")),
+            search=settings_section(SearchSettings, raw.get("search"), "search"),
+            measure=settings_section(MeasureSettings, raw.get("measure"), "measure"),
+            training=settings_section(TrainingSettings, raw.get("training"), "training"), raw=raw)
+    except SpaceError as err:
+        raise ConfigError(err.knob, err.rule, err.value) from None
+    if "standardize" not in config.data and pretrained_elsewhere(config.teacher):
+        config.data["standardize"] = "none"  # the user's trained model expects the data as the user has it
+    check_runtime(config)
+    return check_search(config)
 
-    batch_size: int = 128
-    threads: int | None = None  # torch CPU threads per training process; default: the cores shared by the jobs
-    device: str = "auto"        # auto (a CUDA GPU when there is one, else the CPU) | cpu | cuda | cuda:N
-    precision: str = "fp32"     # fp32 | bf16 | fp16: autocast of the training passes
 
+def with_search(config: ExperimentConfig, **overrides: Any) -> ExperimentConfig:
+    """``config`` with command-line overrides of its ``search`` section, validated like the file's own values."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not given:
+        return config
+    raw_search = {**(config.raw.get("search") or {}), **given}
+    return check_search(dataclasses.replace(config, search=settings_section(SearchSettings, raw_search, "search")))
+
+
+# Checks across sections, on the assembled config: the runtime can run the quantization asked, the sampler and early
+# stopping are decided, the GPUs asked for exist.
 
 def check_runtime(config: ExperimentConfig) -> None:
     """Refuse a quantization the measuring runtime cannot run, naming the supported ones."""
@@ -91,35 +121,6 @@ def check_runtime(config: ExperimentConfig) -> None:
                 others = [name for name, r in RUNTIMES.items() if half in r.halves]
                 raise ConfigError("quantize.half", f"{runtime.title} on CPU runs {list(runtime.halves)}; {half} needs "
                                   f"measure.runtime: {' or '.join(others)}", half)
-
-
-def settings_section(cls: type, raw: Any, key: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    values = section(raw or {}, key, set(fields))
-    for name, value in values.items():
-        kind = str(fields[name].type)
-        if value is None and "None" in kind:
-            continue
-        if kind.startswith("int"):
-            values[name] = integer(value, f"{key}.{name}", minimum=MINIMA.get(f"{key}.{name}", 1),
-                                maximum=LIMITS.get(f"{key}.{name}"))
-        elif kind.startswith("float"):
-            values[name] = positive(value, f"{key}.{name}")
-        elif kind.startswith("str") and not isinstance(value, str):
-            raise ConfigError(f"{key}.{name}", "must be a string", value)
-    if "device" in values:
-        hardware.check_device(values["device"], f"{key}.device", auto=key == "training")
-    if values.get("gpus_per_trial") is not None:
-        gpus = values["gpus_per_trial"]
-        if gpus > LIMITS["search.gpus_per_trial"] or (gpus > 1 and not gpus.is_integer()):
-            raise ConfigError("search.gpus_per_trial", "must be a share of one GPU (0 < x <= 1, e.g. 0.125: eight "
-                              f"trials per GPU) or a whole number of GPUs up to {LIMITS['search.gpus_per_trial']}",
-                              values["gpus_per_trial"])
-    for name, allowed in (("sampler", SAMPLERS), ("backend", BACKENDS), ("scheduler", SCHEDULERS),
-                          ("runtime", RUNTIMES), ("precision", PRECISIONS)):
-        if name in fields and values.get(name, fields[name].default) not in (*allowed, None):
-            raise ConfigError(f"{key}.{name}", f"must be one of {list(allowed)}", values[name])
-    return cls(**values)
 
 
 def check_search(config: ExperimentConfig) -> ExperimentConfig:
@@ -195,3 +196,7 @@ def _check_reference(reference: Any, objectives: Mapping[str, str]) -> None:
         if not is_number(value) or not low <= value <= high or (objectives[name] == "minimize" and value == 0):
             rule = "> 0" if objectives[name] == "minimize" else f"in [{low:g}, {high:g}]"
             raise ConfigError(f"search.reference.{name}", f"must be a finite number {rule}", value)
+
+
+__all__ = ["LIMITS", "MAX_SEED", "ExperimentConfig", "MeasureSettings", "METRICS", "SearchSettings", "Step",
+           "TrainingSettings", "check_name", "load_config", "parse_config", "with_search"]

@@ -5,29 +5,48 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 from optuna.trial import FrozenTrial, TrialState
 
-from squeezer.search import quality, report
-from squeezer.search.liveness import ran_and_failed
-from squeezer.search.pareto import feasible, pareto_trials
-from squeezer.search.recipe import flatten, replay_params
+from squeezer.search.results import scoring
+from squeezer.search.results import report
+from squeezer.search.trial.liveness import ran_and_failed
+from squeezer.search.results.pareto import feasible, pareto_trials
+from squeezer.search.trial.recipe import flatten, replay_params
 from squeezer.search.runtime import export
 from squeezer.search.runtime.ort import OnnxModel
 
-if TYPE_CHECKING:
-    from squeezer.search.study import Session
+
+
+class Session(Protocol):
+    """What recording a study's front reads of its session (``study.session.Session`` is one)."""
+
+    study: Any            # the optuna.Study
+    bench: Any            # the trial.workbench.Workbench its trials share
+    tracker: Any          # the results.tracking.Tracker
+    name: str
+    parent: str           # the study's MLflow run
+    teacher: dict[str, float]
+    tfidf: dict[str, float] | None
+    out: Callable[[str], None]
+
+    @property
+    def config(self) -> Any: ...
+
+    def run_name(self, trial: FrozenTrial) -> str: ...
+
+    def log_hypervolume(self) -> float: ...
 
 
 def record(session: Session) -> list[FrozenTrial]:
-    """Re-evaluate the front on the test split, recommend a member (``quality.recommend``), tag trial runs with
+    """Re-evaluate the front on the test split, recommend a member (``scoring.recommend``), tag trial runs with
     their Pareto membership, attach the table and plot, print the table and counts."""
     front = pareto_trials(session.study, session.config.objectives)
     runs = session.tracker.finished_runs(session.name)  # read once: the test split's re-evaluation, the model, links
     tested = test_front(session, front, runs)
     samples = len(session.bench.splits.val_y)
-    chosen, why = quality.recommend([t.user_attrs["metrics"] for t in front], session.config.objectives,
+    chosen, why = scoring.recommend([t.user_attrs["metrics"] for t in front], session.config.objectives,
                                     session.teacher, samples, session.config.search.min_accuracy_share)
     recommended = None if chosen is None else front[chosen].number
     trials = session.study.get_trials(deepcopy=False)
@@ -46,7 +65,7 @@ def record(session: Session) -> list[FrozenTrial]:
     stopped = [t for t in trials if t.state == TrialState.PRUNED]
     ended = sorted(feasible(session.study), key=lambda t: t.number)
     figures = {"pareto.png": report.front_figure(completed, front, session.teacher, recommended),
-               "hypervolume.png": report.hypervolume_figure(quality.history(
+               "hypervolume.png": report.hypervolume_figure(scoring.history(
                    [t.user_attrs["metrics"] for t in ended], session.config.objectives, session.teacher,
                    session.config.search.reference))}
     summary = {"trials.completed": len(completed), "trials.failed": len(failed),

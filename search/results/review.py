@@ -16,7 +16,7 @@ import uuid
 from typing import Mapping
 from urllib.parse import quote
 
-from squeezer.search.tracking import STUDY_TAG
+from squeezer.search.results.tracking import STUDY_TAG
 
 VIEW_TAG = "mlflow.sharedViewState."
 # the UI's "Model training" side (runs, models) rather than its GenAI side; kept per browser once opened

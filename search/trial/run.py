@@ -20,13 +20,14 @@ from torch import nn
 from squeezer import compressors
 from squeezer.compressors.base import Report, TrialContext
 from squeezer.compressors.training import predict
-from squeezer.search import baselines, models
-from squeezer.search.config import ExperimentConfig
-from squeezer.search.metrics import measure
-from squeezer.search.objectives import CHEAP, Constraint
+from squeezer.search import models
+from squeezer.search.trial import baselines
+from squeezer.search.config.experiment import ExperimentConfig
+from squeezer.search.trial.metrics import measure
+from squeezer.search.config.objectives import CHEAP, Constraint
 from squeezer.search.runtime import export
 from squeezer.search.errors import ConfigError
-from squeezer.search.workbench import Workbench, named_by, teacher_arch
+from squeezer.search.trial.workbench import Workbench, named_by, teacher_arch
 
 
 class TrialFailed(RuntimeError):

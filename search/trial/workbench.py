@@ -6,7 +6,6 @@ from __future__ import annotations
 import atexit
 import copy
 import shutil
-import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,19 +15,20 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from squeezer.compressors.progress import note
 from squeezer import compressors
 from squeezer.compressors.device import Device
 from squeezer.compressors.distill import TeacherOutputs
 from squeezer.compressors.training import accuracy
 from squeezer.search import data, hardware, models
-from squeezer.search.config import ExperimentConfig
+from squeezer.search.config.experiment import ExperimentConfig
 from squeezer.search.data import token_augment
 from squeezer.search.data.augment import Augment
 from squeezer.search.errors import ConfigError
-from squeezer.search.metrics import Reference, deployed_for_timing, measure
+from squeezer.search.trial.metrics import Reference, deployed_for_timing, measure
 from squeezer.search.models import text as text_models
 from squeezer.search.runtime import Deployed
-from squeezer.search.teacher import DiskCache, check_checkpoint, ensemble_specs, get_teacher, teacher_tokenizer
+from squeezer.search.trial.teacher import DiskCache, check_checkpoint, ensemble_specs, get_teacher, teacher_tokenizer
 from squeezer.spaces import boundary_points
 
 
@@ -83,8 +83,8 @@ class Workbench:
             s, teachers = self.splits, self.outputs.teachers
             if s.tokens is None:
                 raise ConfigError("distill.augment", "augments texts; this data is not text", count)
-            print(f"data: {count} augmented copies of each of {len(s.train_y)} training texts (token dropout, swap, "
-                  "span masking)", file=sys.stderr, flush=True)
+            note(f"data: {count} augmented copies of each of {len(s.train_y)} training texts (token dropout, swap, "
+                 "span masking)")
             x = torch.cat([s.train_x, token_augment.copies(s.train_x, s.tokens, count, self.config.seed)])
             y = torch.cat([s.train_y, s.train_y.repeat(count)])
             cache = DiskCache(teachers, f"{s.fingerprint()}-copies{count}-seed{self.config.seed}")
@@ -179,7 +179,7 @@ def prepare(config: ExperimentConfig, given: Given | None = None) -> Workbench:
                             device=device)
                 for i, (spec, seed) in enumerate(specs)]
     if splits.classes:  # once the input is known to be good: a bad-input error stays one line
-        print(f"data: class indices {dict(enumerate(splits.classes))}", file=sys.stderr)
+        note(f"data: class indices {dict(enumerate(splits.classes))}")
     outputs = TeacherOutputs(teachers, splits.train_x, DiskCache(teachers, splits.fingerprint()), device=device)
     outputs.all_logits()
     return Workbench(config, splits, outputs, augment)

@@ -16,7 +16,7 @@ from squeezer.search.data.text import MAX_LENGTH, TRUNCATIONS
 from squeezer.search.errors import ConfigError
 from squeezer.search.models import hub, text
 from squeezer.search.models.registry import SEARCHED
-from squeezer.search.rules import LIMITS, MAX_SEED, integer, is_number, positive, section
+from squeezer.search.config.rules import LIMITS, MAX_SEED, integer, is_number, positive, section
 from squeezer.spaces import Space, boundary_points, parse_space
 
 DEFAULT_PIPELINE = ("distill", "prune", "quantize")
