@@ -1,6 +1,6 @@
 """Budgets no recipe of the space can meet, refused before the study starts.
 
-A student's size and speed are known before training (``trial.cheap_metrics``: the pipeline's transforms on the
+A student's size and speed are known before training (``trial.run.cheap_metrics``: the pipeline's transforms on the
 untrained student, deployed and measured). The smallest value a budget's metric reaches is searched section by
 section: each section of the joint space (the student, then each pipeline step) is set to the one of its boundary
 points (every knob at each of its extremes, one at a time; each option of a choice) that gives the least, the others

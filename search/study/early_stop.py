@@ -1,7 +1,7 @@
 """Pareto-aware early stopping: stop a trial that cannot reach the Pareto front, whatever its training still does.
 
 Optuna cannot prune multi-objective trials, and ASHA ranks on accuracy alone (it stops the small, fast students a
-front needs). Here a trial's size and speed are known before it trains (``trial.cheap_metrics``); after each epoch
+front needs). Here a trial's size and speed are known before it trains (``trial.run.cheap_metrics``); after each epoch
 its validation accuracy plus a headroom is the best accuracy it may still end with. The headroom is learnt: the most
 any finished trial gained from that stage's epoch to its final accuracy, plus a margin (``allowance``). If a trial on
 the current front beats that optimistic point on every objective, the trial stops, and says which trial beat it.

@@ -1,6 +1,6 @@
 """Squeezer's sampler: screen many candidates on what is known before training, and train the most promising one.
 
-A student's size and speed are measured without training (``trial.cheap_metrics``: the pipeline's transforms on the
+A student's size and speed are measured without training (``trial.run.cheap_metrics``: the pipeline's transforms on the
 untrained student, deployed and timed), so they need not be guessed; only accuracy must be. Each trial draws
 ``candidates`` recipes (random ones, and mutations of front members), measures their cheap metrics, drops those
 that break a budget, predicts their accuracy with a random forest (scikit-learn) fit on the trials so far, and runs
