@@ -69,7 +69,7 @@ def _run(config: ExperimentConfig, trials: int | None, study_name: str | None, s
     # here at once; on a server storage, other processes poll for what the creator is still writing.
     wait = 0.0 if is_local(storage) else PARENT_WAIT_S
     queued = baselines.queue() if baselines.wanted(config.student) else []
-    target = trials or config.search.trials
+    asked = target = trials or config.search.trials
     for line in space_lines(config):
         out(line)
     grid = exhaustible(config, target - len(queued) - len(warm))
@@ -88,10 +88,9 @@ def _run(config: ExperimentConfig, trials: int | None, study_name: str | None, s
             "is tried first")
     if warm and created:
         out(f"warm start: the {len(warm)} Pareto members of study {config.search.warm_start!r} are tried first")
-    if grid is not None and target < (trials or config.search.trials):
+    if grid is not None and target < asked:
         out(f"the space holds {len(grid) // config.search.repeats} recipe(s): each runs "
-            f"{_times(config.search.repeats)}, {target} trial(s) in all, not the {trials or config.search.trials} "
-            "asked")
+            f"{_times(config.search.repeats)}, {target} trial(s) in all, not the {asked} asked")
     session = Session(study, bench, tracker, parent, name, seed, out, storage=store)
     workers: list[Any] = []
     try:
@@ -99,7 +98,7 @@ def _run(config: ExperimentConfig, trials: int | None, study_name: str | None, s
         if finish and config.search.backend == "optuna" and config.search.jobs > 1:
             # the teacher and its logits are cached by now (``prepare``): the workers load them
             workers = jobs.start(config.search.jobs - 1, name, run_study, {
-                "config": config, "trials": trials or config.search.trials, "study_name": name, "storage": storage,
+                "config": config, "trials": asked, "study_name": name, "storage": storage,
                 "tracking_uri": tracking_uri, "seed": seed, "given": given}, out)
         backend.run(session, target)
         jobs.wait(workers, name, out)

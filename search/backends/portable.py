@@ -10,6 +10,8 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from squeezer.search.study.samplers import make
+
+
 class Portable(BaseSampler):
     """A sampler that travels as its recipe: ``search.sampler``'s name, settings and seed.
 

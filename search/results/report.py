@@ -13,6 +13,7 @@ from squeezer import compressors
 from squeezer.search.trial import baselines
 from squeezer.search.trial import tfidf
 from squeezer.search.results.scoring import standard_error
+from squeezer.search.trial.recipe import recipe_key
 from squeezer.spaces import plain_names
 
 COLUMNS = ("accuracy", "size_bytes", "latency_ms", "latency_p90_ms", "throughput", "params")
@@ -42,7 +43,7 @@ def repeat_lines(completed: Sequence[FrozenTrial]) -> list[str]:
     """One line per recipe that ran more than once: its trials, and each metric's mean ± standard deviation."""
     runs: dict[tuple, list[FrozenTrial]] = {}
     for trial in completed:
-        runs.setdefault(tuple(sorted((k, str(v)) for k, v in trial.params.items())), []).append(trial)
+        runs.setdefault(recipe_key(trial.params), []).append(trial)
     lines = []
     for group in (g for g in runs.values() if len(g) > 1):
         spread = {key: [t.user_attrs["metrics"][key] for t in group] for key in ("accuracy", "size_bytes",

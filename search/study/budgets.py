@@ -15,6 +15,7 @@ from squeezer import compressors
 from squeezer.search.errors import ConfigError
 from squeezer.search.config.objectives import CHEAP
 from squeezer.search.results.report import fmt, human_bytes, recipe
+from squeezer.search.trial.recipe import flatten
 from squeezer.search.trial.run import cheap_metrics, student
 from squeezer.search.trial.workbench import Workbench
 from squeezer.spaces import boundary_points
@@ -35,7 +36,7 @@ def check_reachable(bench: Workbench) -> None:
         if value > budget.bound * slack:
             shown = human_bytes(value) if budget.metric == "size_bytes" else fmt(value)
             raise ConfigError(f"constraints.{budget.metric}.max", f"cannot be met by any recipe of the space: the "
-                              f"smallest reachable is {shown} ({recipe(_flat(params))}); raise the budget or widen "
+                              f"smallest reachable is {shown} ({recipe(flatten(params))}); raise the budget or widen "
                               "the space", budget.bound)
 
 
@@ -67,6 +68,3 @@ def _measure(bench: Workbench, params: dict[str, dict[str, Any]], metric: str) -
     except Exception:  # noqa: BLE001 - a recipe that cannot be built reaches nothing; the trials say why
         return float("inf")
 
-
-def _flat(params: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return {f"{section}.{k}": v for section, values in params.items() for k, v in values.items()}

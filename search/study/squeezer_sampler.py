@@ -29,17 +29,12 @@ from squeezer.search.results import scoring
 from squeezer.search.config.experiment import ExperimentConfig
 from squeezer.search.config.objectives import CHEAP
 from squeezer.search.results.pareto import pareto_trials
-from squeezer.search.trial.recipe import joint_distributions, replay_params, suggest_params
+from squeezer.search.trial.recipe import joint_distributions, recipe_key, replay_params, suggest_params
 from squeezer.search.trial.workbench import Workbench
 from squeezer.search.trial.run import broken_budgets, cheap_metrics, student
 
 WARMUP = 5
 MUTATE = 0.3  # share of a mutated candidate's knobs drawn afresh
-
-
-def recipe(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    """A recipe's identity: its flat params, whatever their order."""
-    return tuple(sorted((name, repr(value)) for name, value in params.items()))
 
 
 class Screen:
@@ -62,8 +57,9 @@ class Screen:
         known = [t for t in done if t.user_attrs.get("metrics") and not baselines.is_baseline(t)]
         if len(known) < WARMUP:
             return None
-        seen = {recipe(params) for params in taken}
-        pool = [params for params in (self.draw(front) for _ in range(self.candidates)) if recipe(params) not in seen]
+        seen = {recipe_key(params) for params in taken}
+        drawn = (self.draw(front) for _ in range(self.candidates))
+        pool = [params for params in drawn if recipe_key(params) not in seen]
         measured = [(params, cheap) for params in pool if (cheap := self.measure(params)) is not None]
         if not measured:
             return None

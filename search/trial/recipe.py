@@ -90,6 +90,11 @@ def _joint(config: ExperimentConfig, pick: Callable[[Space, str], dict[str, Any]
     return {section: pick(space, f"{section}.") for section, space in _spaces(config).items()}
 
 
+def recipe_key(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """A recipe's identity: its flat params, whatever their order."""
+    return tuple(sorted((name, repr(value)) for name, value in params.items()))
+
+
 def flatten(params: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """``{'prune': {'ratio': 0.3}}`` -> ``{'prune.ratio': 0.3}``: the names MLflow and the tables show."""
     return {f"{section}.{key}": value for section, values in params.items() for key, value in values.items()}
