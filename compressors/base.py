@@ -125,6 +125,8 @@ class Compressor(ABC):
     #: What a pipeline step named without settings searches (``- prune`` or ``prune: {}``, or the step left out of a
     #: config that names no pipeline): a space as the experiment file writes one. Empty: the config's defaults.
     searched: ClassVar[Mapping[str, Any]] = {}
+    #: What the compressor works on: ``classifier`` (a ``TrialContext``) or ``language_model`` (an ``LmContext``).
+    task: ClassVar[str] = "classifier"
 
     def __init__(self, config: CompressorConfig | Mapping[str, Any] | None = None) -> None:
         if config is None or isinstance(config, Mapping):

@@ -25,6 +25,7 @@ from squeezer import compressors
 from squeezer.compressors.base import TrialContext
 from squeezer.compressors.training import Optim, fit, hard_labels
 from squeezer.search import data, models
+from squeezer.search.config.data_section import data_section
 from squeezer.search.config.experiment import MeasureSettings
 from squeezer.search.trial.metrics import latency_ms, measure
 from squeezer.search.runtime import deploy
@@ -58,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_compression.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    splits = data.load({"name": "fashion_mnist", "val_fraction": 0.1, "train_size": args.train_size}, seed=0)
+    splits = data.load(data_section({"name": "fashion_mnist", "val_fraction": 0.1, "train_size": args.train_size},
+                                       Path(".")), seed=0)
     settings = MeasureSettings(threads=1, warmup=20, repeats=args.repeats, batch=64)
     rows, artifacts = [], []
     workdir = tempfile.TemporaryDirectory()

@@ -2,9 +2,12 @@
 on a real English corpus that ships offline — the King James Bible of Debian's packages ``bible-kjv`` and
 ``bible-kjv-text`` (4.3 MB of prose, 1,189 chapters; the ``bible`` program prints it). Chapters are the documents:
 one in 20 is held out for validation and another for test. Writes a ``save_pretrained`` directory (config,
-safetensors, tokenizer) that ``AutoModelForCausalLM.from_pretrained`` loads, and its results (table and JSON).
+safetensors, tokenizer) that ``AutoModelForCausalLM.from_pretrained`` loads, and its results (table and JSON); and
+the chapters of each part as JSON lines (``--corpus``, default ``data/kjv``: train.jsonl, validation.jsonl,
+test.jsonl), the text a study compresses the teacher on (``experiments/lm_kjv.yaml``).
 
     python experiments/lm_teacher.py data/lm_teacher --minutes 45
+    python experiments/lm_teacher.py data/lm_teacher --corpus-only   # the JSON lines alone (no training)
 """
 
 from __future__ import annotations
@@ -61,6 +64,13 @@ def split(docs: list[str]) -> dict[str, list[str]]:
             "test": [d for i, d in enumerate(docs) if i % 20 == 13]}
 
 
+def write_corpus(parts: dict[str, list[str]], folder: Path) -> None:
+    """Each part's chapters as JSON lines of ``{"text": chapter}``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, texts in parts.items():
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+
+
 def train_tokenizer(texts: list[str], vocab: int):  # noqa: ANN201 - a transformers tokenizer
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -115,11 +125,16 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "squeezer" / "corpora" / "kjv")
     parser.add_argument("--results", type=Path, default=RESULTS / "lm_teacher.json")
+    parser.add_argument("--corpus", type=Path, default=Path("data/kjv"), help="where the parts go as JSON lines")
+    parser.add_argument("--corpus-only", action="store_true", help="write the JSON lines, train nothing")
     args = parser.parse_args()
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     parts = split(chapters(kjv_text(args.cache)))
+    write_corpus(parts, args.corpus)
+    if args.corpus_only:
+        return
     tokenizer = train_tokenizer(parts["train"], args.vocab)
     data = {name: blocks(texts, tokenizer, args.block) for name, texts in parts.items()}
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=args.hidden, intermediate_size=args.hidden * 8 // 3,

@@ -30,6 +30,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=1)
     args = parser.parse_args()
     from squeezer.search import data
+    from squeezer.search.config.data_section import data_section
     from squeezer.search.models import text, zoo
 
     zoo.ready()  # before transformers, which imports torchvision when installed
@@ -38,7 +39,7 @@ def main() -> int:
     config = yaml.safe_load((HERE / "minilm_dir.yaml").read_text())
     tokenizer = text.tokenizer("all-MiniLM-L6-v2")
     # the study's own split (same seed and settings): the user's fine-tuning sees only its training rows
-    splits = data.load(config["data"], config["seed"], tokenizer=tokenizer)
+    splits = data.load(data_section(config["data"], HERE), config["seed"], tokenizer=tokenizer)
     labels = list(splits.classes)
     model = AutoModelForSequenceClassification.from_pretrained(
         text.model_dir("all-MiniLM-L6-v2"), num_labels=len(labels), id2label=dict(enumerate(labels)),

@@ -7,6 +7,9 @@ resume rules), with the teacher and the data given as objects if you like.
     result.recommended    # the recommended member: the cheapest keeping 97 % of the teacher's accuracy
     result.export(result.recommended, "out/", format="onnx")
 
+A causal language model (a transformers ``...ForCausalLM``) is given with its ``tokenizer`` (an object, or its
+folder) and the config's text (``data: {path: ...}``): ``compress(config, teacher=lm, tokenizer=tokenizer)``.
+
 A teacher given as an ``nn.Module`` is used as it is (no training); data given as ``(x, y)`` arrays or tensors, a
 ``torch.utils.data.Dataset`` of ``(x, y)`` or a ``DataLoader`` of batches is read into memory once. Bad arguments
 raise ``ValueError`` with the one line the command line prints.
@@ -69,15 +72,16 @@ class Result:
     def __iter__(self) -> Iterator[Member]:
         return iter(self.front)
 
-    def export(self, trial: Member | int, out: str | Path, format: str = "onnx") -> Path:  # noqa: A002
-        """What ``squeezer export`` writes (the model and its README); returns the README's path."""
+    def export(self, trial: Member | int, out: str | Path, format: str | None = None) -> Path:  # noqa: A002
+        """What ``squeezer export`` writes (the model and its README; ``format`` None: a language model's
+        save_pretrained folder, else ONNX); returns the README's path."""
         from squeezer.search.study.destinations import check_out
         from squeezer.search.results.trial_export import FORMATS, export_trial
 
         number = trial.number if isinstance(trial, Member) else trial
         if not isinstance(number, int) or isinstance(number, bool) or number < 0:
             raise ConfigError("trial", "must be a front member or a trial number >= 0", trial)
-        if format not in FORMATS:
+        if format is not None and format not in FORMATS:
             raise ConfigError("format", f"must be one of {sorted(FORMATS)}", format)
         check_out(Path(out), "out")
         return export_trial(self.tracking_uri, self.study_name, number, Path(out), format)
@@ -87,28 +91,35 @@ def compress(config: str | Path | Mapping[str, Any] | None = None, *, teacher: n
              train: Any = None, val: Any = None, test: Any = None, trials: int | None = None,
              study_name: str | None = None, storage: str = DEFAULT_STORAGE,
              tracking_uri: str = DEFAULT_TRACKING_URI, seed: int | None = None, backend: str | None = None,
-             quiet: bool = False) -> Result:
+             quiet: bool = False, tokenizer: Any = None) -> Result:
     """Run (or resume) a compression study and return its front. ``config``: an experiment file, a mapping of the
     same sections, or None for defaults that fit the teacher (the teacher itself compressed, and MLP students).
-    ``teacher``, ``train``/``val``/``test``: objects that replace the config's teacher and data. Keyword arguments
-    mirror the command line's flags."""
+    ``teacher``, ``train``/``val``/``test``: objects that replace the config's teacher and data; ``tokenizer``: a
+    causal language model teacher's (an object or its folder). Keyword arguments mirror the command line's flags."""
+    from squeezer.search.config.objectives import quality_of
     from squeezer.search.results.pareto import pareto_trials
     from squeezer.search.runner import run_study
     from squeezer.search.trial.workbench import Given
 
     raw, base = _raw(config)
-    if teacher is not None:
+    language_model = teacher is not None and _is_causal(teacher)
+    if tokenizer is not None and not language_model:
+        raise ConfigError("tokenizer", "goes with a causal language model teacher (teacher=a ...ForCausalLM)",
+                          type(tokenizer).__name__)
+    if language_model:
+        if tokenizer is None:
+            raise ConfigError("tokenizer", "is needed with a causal language model teacher: its tokenizer, or the "
+                              "folder it was saved to", None)
+        tokenizer = _tokenizer(tokenizer)
+        raw["teacher"] = {"family": "given_causal", "given": _digest_module(teacher)}
+    elif teacher is not None:
         if not isinstance(teacher, nn.Module):
             raise ConfigError("teacher", "must be a torch.nn.Module", type(teacher).__name__)
         raw["teacher"] = {"family": "given", "given": _digest_module(teacher)}
         raw.setdefault("student", copy.deepcopy(DEFAULT_STUDENT))
-    splits = None
-    if train is not None:
-        data = dict(raw.get("data") or {})
-        if teacher is not None:  # your model expects the data as you have it, unless you say otherwise
-            data.setdefault("standardize", "none")
-        raw["data"] = data
-        splits, digest = _splits(data, train, val, test, raw.get("seed", 0) if seed is None else seed)
+    parts = None
+    if train is not None:  # the data section stands for the arrays (known by their digest), with its split settings
+        parts, digest = _parts(train, val, test)
         raw["data"] = {k: v for k, v in (raw.get("data") or {}).items() if k in ("val_fraction", "test_fraction",
                                                                                  "standardize")} | {"given": digest}
     elif val is not None or test is not None:
@@ -118,10 +129,18 @@ def compress(config: str | Path | Mapping[str, Any] | None = None, *, teacher: n
     if trials is not None and (not isinstance(trials, int) or isinstance(trials, bool) or trials < 1):
         raise ConfigError("trials", "must be an integer >= 1", trials)
     parsed: ExperimentConfig = with_search(parse_config(raw, base), backend=backend)
+    splits = None
+    if parts is not None:
+        from squeezer.search.data import given_splits
+
+        spec = parsed.data  # a given module expects the data as you have it, unless you say otherwise
+        splits = given_splits(parts["train"], parts["val"], parts["test"], spec.val_fraction, spec.test_fraction,
+                              parsed.seed if seed is None else seed, spec.standardize)
     result = run_study(parsed, trials=trials, study_name=study_name, storage=storage, tracking_uri=tracking_uri,
-                       seed=seed, quiet=quiet, given=Given(teacher, splits))
-    tested = {int(k): v for k, v in result.study.user_attrs.get("test_accuracy", {}).items()}
-    members = [Member(t.number, {**t.user_attrs["metrics"], **({"test_accuracy": tested[t.number]}
+                       seed=seed, quiet=quiet, given=Given(teacher, splits, tokenizer))
+    metric = quality_of(result.study.user_attrs.get("teacher") or {}).test_metric  # test_accuracy, test_perplexity
+    tested = {int(k): v for k, v in result.study.user_attrs.get(metric, {}).items()}
+    members = [Member(t.number, {**t.user_attrs["metrics"], **({metric: tested[t.number]}
                                                                  if t.number in tested else {})}, dict(t.params))
                for t in pareto_trials(result.study, parsed.objectives)]
     recommended = result.study.user_attrs.get("recommended")
@@ -141,9 +160,8 @@ def _raw(config: Any) -> tuple[dict[str, Any], Path]:
     raise ConfigError("config", "must be a path to an experiment file, a mapping, or None", type(config).__name__)
 
 
-def _splits(spec: Mapping[str, Any], train: Any, val: Any, test: Any, seed: int) -> tuple[Any, str]:
-    from squeezer.search.data import given_splits
-
+def _parts(train: Any, val: Any, test: Any) -> tuple[dict[str, tuple[np.ndarray, np.ndarray] | None], str]:
+    """The arrays of each part given, and their digest (what the study's data section stands for)."""
     parts = {name: None if obj is None else _arrays(obj, name) for name, obj in
              (("train", train), ("val", val), ("test", test))}
     digest = hashlib.sha256()
@@ -154,9 +172,7 @@ def _splits(spec: Mapping[str, Any], train: Any, val: Any, test: Any, seed: int)
     shapes = {part[0].shape[1:] for part in parts.values() if part is not None}
     if len(shapes) > 1:
         raise ConfigError("val", f"train, val and test must have one sample shape; they have {sorted(shapes)}")
-    splits = given_splits(parts["train"], parts["val"], parts["test"], float(spec.get("val_fraction", 0.1)),
-                          float(spec.get("test_fraction", 0.2)), seed, spec.get("standardize", "feature"))
-    return splits, digest.hexdigest()[:16]
+    return parts, digest.hexdigest()[:16]
 
 
 def _arrays(data: Any, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -182,6 +198,26 @@ def _arrays(data: Any, key: str) -> tuple[np.ndarray, np.ndarray]:
     if y.ndim != 1 or len(y) != len(x):
         raise ConfigError(key, "y must be one label per sample of x", f"x{x.shape}, y{y.shape}")
     return _features(x, key, Path(key)), y
+
+
+def _is_causal(model: Any) -> bool:
+    """A transformers causal language model: a module with a config and ``generate`` (``...ForCausalLM``)."""
+    return isinstance(model, nn.Module) and hasattr(model, "generate") and hasattr(model, "config") \
+        and type(model).__name__.endswith("ForCausalLM")
+
+
+def _tokenizer(tokenizer: Any) -> Any:
+    """A tokenizer object as given, or the one saved in a folder."""
+    if isinstance(tokenizer, (str, Path)):
+        from transformers import AutoTokenizer
+
+        if not Path(tokenizer).is_dir():
+            raise ConfigError("tokenizer", "must be a tokenizer or the folder it was saved to", str(tokenizer))
+        return AutoTokenizer.from_pretrained(tokenizer, local_files_only=True)
+    if not callable(tokenizer) or not hasattr(tokenizer, "decode"):
+        raise ConfigError("tokenizer", "must be a transformers tokenizer or the folder it was saved to",
+                          type(tokenizer).__name__)
+    return tokenizer
 
 
 def _digest_module(model: nn.Module) -> str:

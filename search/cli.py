@@ -119,12 +119,13 @@ def _stored_front(args: argparse.Namespace) -> tuple[Any, list[Any]]:
 
 
 def _pareto(args: argparse.Namespace) -> int:
+    from squeezer.search.config.objectives import quality_of
     from squeezer.search.results import report
 
     study, front = _stored_front(args)
-    tested = {int(k): v for k, v in study.user_attrs.get("test_accuracy", {}).items()}
-    names = {int(k): v for k, v in study.user_attrs.get("run_names", {}).items()}
     teacher, recommended = study.user_attrs.get("teacher"), study.user_attrs.get("recommended")
+    tested = {int(k): v for k, v in study.user_attrs.get(quality_of(teacher or {}).test_metric, {}).items()}
+    names = {int(k): v for k, v in study.user_attrs.get("run_names", {}).items()}
     samples, simple = study.user_attrs.get("validation_samples"), study.user_attrs.get("tfidf")
     if args.format == "table":
         print(f"Pareto front of {args.study_name!r} ({len(front)} trials):")
@@ -170,13 +171,16 @@ def _pick(args: argparse.Namespace) -> int:
     from squeezer.search.results.trial_export import export_trial
     from squeezer.search.locking import absolute
     from squeezer.search.results.pick import UNITS_BYTES, UNITS_MS, Budget, amount, pick
+    import math
 
     if args.min_accuracy is not None and not 0 < args.min_accuracy <= 1:
         raise ConfigError("--min-accuracy", "must be a validation accuracy in (0, 1]", args.min_accuracy)
     size = None if args.max_size is None else amount(args.max_size, UNITS_BYTES, "B", "--max-size", "100KB")
     latency = None if args.max_latency is None else amount(args.max_latency, UNITS_MS, "ms", "--max-latency",
                                                            "0.1ms")
-    budget = Budget(size, latency, args.min_accuracy)
+    if args.max_perplexity is not None and not (math.isfinite(args.max_perplexity) and args.max_perplexity >= 1):
+        raise ConfigError("--max-perplexity", "must be a validation perplexity >= 1", args.max_perplexity)
+    budget = Budget(size, latency, args.min_accuracy, args.max_perplexity)
     check_out(Path(args.out))
     check_tracking_uri(absolute(args.tracking_uri), must_exist=True)
     _, front = _stored_front(args)
@@ -240,7 +244,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--study-name", required=True)
     export.add_argument("--trial", type=int, required=True, help="the trial number (as in the Pareto table)")
     export.add_argument("--out", required=True, help="the folder to write")
-    export.add_argument("--format", choices=["onnx", "torch"], default="onnx")
+    export.add_argument("--format", choices=["onnx", "torch", "hf"], default=None,
+                        help="onnx (a classifier's default), torch, or hf (a language model's save_pretrained folder)")
     export.set_defaults(handler=_export)
 
     pick = commands.add_parser("pick", help="export the most accurate Pareto member within a size / latency budget")
@@ -248,8 +253,10 @@ def _parser() -> argparse.ArgumentParser:
     pick.add_argument("--max-size", help="the deployed file's bytes at most, e.g. 100KB, 2MB")
     pick.add_argument("--max-latency", help="batch-1 latency at most, e.g. 0.1ms")
     pick.add_argument("--min-accuracy", type=float, help="validation accuracy at least, e.g. 0.95")
+    pick.add_argument("--max-perplexity", type=float, help="a language model's validation perplexity at most")
     pick.add_argument("--out", required=True, help="the folder to write")
-    pick.add_argument("--format", choices=["onnx", "torch"], default="onnx")
+    pick.add_argument("--format", choices=["onnx", "torch", "hf"], default=None,
+                      help="onnx (a classifier's default), torch, or hf (a language model's save_pretrained folder)")
     pick.set_defaults(handler=_pick)
 
     for sub in (search, pareto, pick):

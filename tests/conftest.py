@@ -10,6 +10,8 @@ import yaml
 
 from squeezer.compressors import TeacherOutputs, TrialContext
 from squeezer.search import data, models
+from squeezer.search.config.data_section import data_section
+from squeezer.search.config.teacher_section import TeacherSpec, teacher_section
 from squeezer.search.models import zoo
 from squeezer.search.trial.teacher import train
 
@@ -31,6 +33,16 @@ def write_config(tmp_path: Path, config: dict | str) -> Path:
     return path
 
 
+def load_data(section: dict, seed: int = 0, **kwargs) -> data.Splits:
+    """``data.load`` of a data section written as in an experiment file (typed by ``data_section`` first)."""
+    return data.load(data_section(section, Path(".")), seed, **kwargs)
+
+
+def teacher_spec(section: dict) -> TeacherSpec:
+    """A teacher section written as in an experiment file, typed."""
+    return teacher_section(section, Path("."))
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test runs in its own directory with its own teacher cache, so nothing leaks between tests."""
@@ -40,13 +52,13 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def digits() -> data.Splits:
-    return data.load({"name": "digits", "val_fraction": 0.2, "test_fraction": 0.2}, seed=0)
+    return load_data({"name": "digits", "val_fraction": 0.2, "test_fraction": 0.2}, seed=0)
 
 
 @pytest.fixture(scope="session")
 def teacher(digits: data.Splits) -> torch.nn.Module:
     model = models.build({"family": "mlp", "depth": 2, "width": 128}, digits.input_shape, digits.num_classes)
-    return train(model, {"epochs": 15, "lr": 3e-3}, digits, seed=0, batch_size=64)
+    return train(model, TeacherSpec("mlp", epochs=15, lr=3e-3), digits, seed=0, batch_size=64)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ BAD = {
         "prune.ratio: must be in [0, 1), but got 1.5"),
     "unknown compressor": (mutate(lambda c: c["pipeline"].append({"sqeeze": {}})),
                            "unknown compressor 'sqeeze'; known compressors are "
-                           "['distill', 'lowrank', 'prune', 'quantize']"),
+                           "['distill', 'lm_distill', 'lm_prune', 'lm_quantize', 'lowrank', 'prune', 'quantize']"),
     "unknown compressor setting": (mutate(lambda c: c["pipeline"][2]["quantize"].update(bitz=8)),
                                    "quantize.bitz: unknown setting"),
     "unknown student setting": (mutate(lambda c: c["student"].update(heads=4)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,9 @@ import torch
 
 from squeezer.search import data
 from squeezer.search.errors import ConfigError
+from squeezer.search.config.teacher_section import TeacherSpec
 from squeezer.search.trial.teacher import cache_dir, get_teacher
+from conftest import load_data
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -31,33 +34,33 @@ def test_any_directory_of_idx_files_loads_as_fashion_mnist(tmp_path: Path) -> No
     for prefix, n in (("train", 50), ("t10k", 20)):
         write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, size=(n, 6, 6)))
         write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 3, size=n))
-    splits = data.load({"name": "fashion_mnist", "dir": str(tmp_path), "val_fraction": 0.2}, seed=0)
+    splits = load_data({"name": "fashion_mnist", "dir": str(tmp_path), "val_fraction": 0.2}, seed=0)
     assert splits.input_shape == (1, 6, 6)
     assert (len(splits.train_x), len(splits.val_x), len(splits.test_x)) == (40, 10, 20)  # the t10k files are test
 
 
 def test_a_missing_idx_directory_says_how_to_get_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="apt-get install dataset-fashion-mnist"):
-        data.load({"name": "fashion_mnist", "dir": str(tmp_path)}, seed=0)
+        load_data({"name": "fashion_mnist", "dir": str(tmp_path)}, seed=0)
 
 
 def test_user_npz_with_separate_test_file(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "train.npz", X=rng.normal(size=(100, 12)), y=rng.integers(0, 4, 100))
     np.savez(tmp_path / "test.npz", X=rng.normal(size=(30, 12)), y=rng.integers(0, 4, 30))
-    splits = data.load({"path": str(tmp_path / "train.npz"), "test_path": str(tmp_path / "test.npz")}, seed=0)
+    splits = load_data({"path": str(tmp_path / "train.npz"), "test_path": str(tmp_path / "test.npz")}, seed=0)
     assert splits.input_shape == (12,) and len(splits.test_x) == 30 and len(splits.train_x) == 90
 
 
 def test_npz_without_labels_is_refused(tmp_path: Path) -> None:
     np.savez(tmp_path / "bad.npz", X=np.zeros((4, 2)))
     with pytest.raises(ConfigError, match=r"must hold arrays X and y; missing \['y'\]"):
-        data.load({"path": str(tmp_path / "bad.npz")}, seed=0)
+        load_data({"path": str(tmp_path / "bad.npz")}, seed=0)
 
 
 def test_splits_are_disjoint_and_fixed_by_seed(digits: data.Splits) -> None:
-    again = data.load({"name": "digits", "val_fraction": 0.2, "test_fraction": 0.2}, seed=0)
-    other = data.load({"name": "digits", "val_fraction": 0.2, "test_fraction": 0.2}, seed=1)
+    again = load_data({"name": "digits", "val_fraction": 0.2, "test_fraction": 0.2}, seed=0)
+    other = load_data({"name": "digits", "val_fraction": 0.2, "test_fraction": 0.2}, seed=1)
     assert torch.equal(digits.val_x, again.val_x) and not torch.equal(digits.val_x, other.val_x)
     rows = [{tuple(r.flatten().tolist()) for r in part} for part in (digits.train_x, digits.val_x, digits.test_x)]
     assert len(digits.train_x) + len(digits.val_x) + len(digits.test_x) == 1797
@@ -66,7 +69,7 @@ def test_splits_are_disjoint_and_fixed_by_seed(digits: data.Splits) -> None:
 
 
 def test_the_teacher_is_trained_once_then_loaded_from_the_cache(digits: data.Splits, capsys) -> None:
-    spec = {"family": "mlp", "arch": {"depth": 1, "width": 32}, "epochs": 2}
+    spec = TeacherSpec("mlp", {"depth": 1, "width": 32}, epochs=2)
     first = get_teacher(spec, digits, seed=0, batch_size=64)
     assert "epoch 2/2" in capsys.readouterr().err
     second = get_teacher(spec, digits, seed=0, batch_size=64)
@@ -76,26 +79,26 @@ def test_the_teacher_is_trained_once_then_loaded_from_the_cache(digits: data.Spl
 
 
 def test_a_users_teacher_checkpoint_loads_with_weights_only(digits: data.Splits, tmp_path: Path) -> None:
-    spec = {"family": "mlp", "arch": {"depth": 1, "width": 32}, "epochs": 1}
+    spec = TeacherSpec("mlp", {"depth": 1, "width": 32}, epochs=1)
     trained = get_teacher(spec, digits, seed=0, batch_size=64)
     torch.save(trained.state_dict(), tmp_path / "mine.pt")
-    loaded = get_teacher({**spec, "path": str(tmp_path / "mine.pt")}, digits, seed=0, batch_size=64)
+    loaded = get_teacher(replace(spec, path=tmp_path / "mine.pt"), digits, seed=0, batch_size=64)
     assert torch.equal(trained(digits.val_x), loaded(digits.val_x))
     with pytest.raises(ConfigError, match=r"does not fit the declared family/arch: missing keys \['5.bias'"):
-        get_teacher({**spec, "arch": {"depth": 2}, "path": str(tmp_path / "mine.pt")}, digits, seed=0, batch_size=64)
+        get_teacher(replace(spec, arch={"depth": 2}, path=tmp_path / "mine.pt"), digits, seed=0, batch_size=64)
 
 
 def test_npz_labels_must_be_class_indices(tmp_path: Path) -> None:
     np.savez(tmp_path / "bad.npz", X=np.zeros((4, 2)), y=np.array([0.5, 1.0, 2.0, 0.0]))
     with pytest.raises(ConfigError, match=r"y must hold class indices 0..K-1 \(integers\) or class names"):
-        data.load({"path": str(tmp_path / "bad.npz")}, seed=0)
+        load_data({"path": str(tmp_path / "bad.npz")}, seed=0)
 
 
 def test_class_names_map_to_the_same_indices_in_the_train_and_test_files(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "train.npz", X=rng.normal(size=(60, 3)), y=np.array(["cat", "dog", "emu"] * 20))
     np.savez(tmp_path / "test.npz", X=rng.normal(size=(4, 3)), y=np.array(["emu", "dog", "emu", "cat"]))
-    splits = data.load({"path": str(tmp_path / "train.npz"), "test_path": str(tmp_path / "test.npz")}, seed=0)
+    splits = load_data({"path": str(tmp_path / "train.npz"), "test_path": str(tmp_path / "test.npz")}, seed=0)
     assert splits.test_y.tolist() == [2, 1, 2, 0] and splits.num_classes == 3
     assert splits.classes == ("cat", "dog", "emu")  # index i is class i (the study prints the mapping)
 

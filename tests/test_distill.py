@@ -21,6 +21,7 @@ from squeezer.search import models
 from squeezer.search.trial.teacher import train
 
 from conftest import cnn_student, mlp_student
+from squeezer.search.config.teacher_section import TeacherSpec
 
 S = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
 T1 = torch.tensor([[1.0, 1.5, 0.0], [3.0, -2.0, 0.5]])
@@ -184,7 +185,7 @@ def test_auto_pairs_student_layers_with_the_teacher_layer_at_the_same_relative_d
 def cnn_teacher(digits) -> torch.nn.Module:
     torch.manual_seed(0)
     model = models.build({"family": "cnn", "depth": 2, "channels": 8, "hidden": 32}, digits.input_shape, 10)
-    return train(model, {"epochs": 6, "lr": 3e-3}, digits, seed=0, batch_size=64)
+    return train(model, TeacherSpec("mlp", epochs=6, lr=3e-3), digits, seed=0, batch_size=64)
 
 
 @pytest.fixture

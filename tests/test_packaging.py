@@ -39,7 +39,7 @@ def test_the_editable_install_imports_the_same_way(tmp_path: Path) -> None:
                          text=True).stdout.splitlines()
     assert Path(out[0]) == REPO / "search" / "cli.py"  # the checkout's own files, not a copy
     assert out[1] == "[]"  # no generic top-level names leak into site-packages
-    assert out[2] == "['distill', 'lowrank', 'prune', 'quantize']"
+    assert out[2] == "['distill', 'lm_distill', 'lm_prune', 'lm_quantize', 'lowrank', 'prune', 'quantize']"
 
 
 def locked() -> dict[str, str]:

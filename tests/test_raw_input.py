@@ -21,7 +21,7 @@ from squeezer.search.runtime.eager import EagerModel
 from squeezer.search.runtime.ort import OnnxModel
 from squeezer.search.runtime.preprocess import onnx_metadata
 
-from conftest import write_config
+from conftest import load_data, write_config
 
 SCALES = np.array([1e-3, 1.0, 50.0, 1e3, 2e4, 0.2])  # columns on wildly different scales, as tables have them
 
@@ -103,10 +103,10 @@ def csv_table(where: Path, rows: int, seed: int, fmt: str = "csv") -> Path:
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_a_numeric_csv_or_parquet_table_is_read_by_its_columns(tmp_path: Path, fmt: str) -> None:
     path = csv_table(tmp_path, 100, 0, fmt)
-    splits = data.load({"path": str(path), "label_column": "outcome", "val_fraction": 0.2}, seed=0)
+    splits = load_data({"path": str(path), "label_column": "outcome", "val_fraction": 0.2}, seed=0)
     assert splits.tokens is None and splits.input_shape == (6,) and splits.classes == ("bad", "good")
     assert len(splits.standardize.mean) == 6  # per column
-    picked = data.load({"path": str(path), "label_column": "outcome", "feature_columns": ["f0", "f3"]}, seed=0)
+    picked = load_data({"path": str(path), "label_column": "outcome", "feature_columns": ["f0", "f3"]}, seed=0)
     assert picked.input_shape == (2,)
 
 
@@ -117,10 +117,10 @@ def test_a_table_larger_than_memory_is_read_in_chunks_into_a_mapped_array_with_t
 
     path = csv_table(tmp_path, 100, 0, fmt)
     spec = {"path": str(path), "label_column": "outcome", "val_fraction": 0.2}
-    whole = data.load(spec, seed=0)
+    whole = load_data(spec, seed=0)
     monkeypatch.setattr(tables, "STREAM_BYTES", 0)  # "larger than memory": any size
     monkeypatch.setattr(tables, "STREAM_ROWS", 7)
-    streamed = data.load(spec, seed=0)
+    streamed = load_data(spec, seed=0)
     assert streamed.classes == whole.classes and torch.equal(streamed.test_y, whole.test_y)
     for name in ("train_x", "val_x", "test_x", "val_raw", "test_raw"):
         assert torch.allclose(getattr(streamed, name), getattr(whole, name), rtol=1e-5, atol=1e-5), name
@@ -138,7 +138,7 @@ def test_a_bad_row_deep_in_a_streamed_table_is_named_and_leaves_nothing(tmp_path
     monkeypatch.setattr(tables, "STREAM_BYTES", 0)
     monkeypatch.setattr(tables, "STREAM_ROWS", 7)
     with pytest.raises(ConfigError, match="row 60"):
-        data.load({"path": str(path), "label_column": "outcome"}, seed=0)
+        load_data({"path": str(path), "label_column": "outcome"}, seed=0)
     assert not (tmp_path / "cache").exists()
 
 

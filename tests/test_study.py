@@ -20,13 +20,12 @@ from torch import nn
 
 from squeezer import compressors
 from squeezer.compressors import Compressor, CompressorConfig, InvalidConfig, TrialContext
-from squeezer.search import data
 from squeezer.search.cli import main
 from squeezer.search.runtime import deploy, export
 from squeezer.search.runtime.eager import EagerModel
 from squeezer.search.runtime.ort import OnnxModel
 
-from conftest import DIGITS_YAML, digits_config, one_line, write_config
+from conftest import DIGITS_YAML, digits_config, load_data, one_line, write_config
 
 
 def stores(tmp_path: Path) -> tuple[str, str]:
@@ -55,7 +54,7 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
     (parent,), children = runs(tmp_path, "study"), runs(tmp_path, "trial")
     assert len(children) == 4
     config = digits_config()
-    splits = data.load(config["data"], config["seed"])
+    splits = load_data(config["data"], config["seed"])
     client = MlflowClient(stores(tmp_path)[0])
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id

@@ -28,7 +28,7 @@ from squeezer.search.data.text import full_length
 from squeezer.search.trial.metrics import saved_size
 from squeezer.search.models import text
 
-from conftest import one_line
+from conftest import load_data, one_line
 
 POSITIVE = ["a great and moving film", "wonderful acting, fine story", "good fun", "a delight from start to end",
             "brilliant, warm and funny"]
@@ -80,7 +80,7 @@ def test_the_packaged_minilm_teacher_loads_with_the_network_off(monkeypatch: pyt
 
 
 def test_rotten_tomatoes_reads_the_packaged_sentences_without_plot_rows(minilm_tokenizer) -> None:
-    splits = data.load({"name": "rotten_tomatoes", "max_length": 32}, seed=0, tokenizer=minilm_tokenizer)
+    splits = load_data({"name": "rotten_tomatoes", "max_length": 32}, seed=0, tokenizer=minilm_tokenizer)
     total = len(splits.train_x) + len(splits.val_x) + len(splits.test_x)
     assert total == 12808 and splits.num_classes == 2  # 7403 fresh + 5405 rotten review sentences
     assert splits.train_x.dtype == torch.int64 and splits.input_shape == (32,) and splits.tokens.pad_id == 0
@@ -97,10 +97,10 @@ def test_a_text_file_larger_than_memory_is_tokenized_in_chunks_into_mapped_token
     path = tmp_path / f"r{suffix}"
     rows.to_json(path, orient="records", lines=True) if suffix == ".jsonl" else rows.to_parquet(path)
     spec = {"path": str(path), "text_column": "review", "label_column": "stars", "max_length": 12}
-    whole = data.load(spec, seed=0, tokenizer=minilm_tokenizer)
+    whole = load_data(spec, seed=0, tokenizer=minilm_tokenizer)
     monkeypatch.setattr(texts, "STREAM_BYTES", 0)  # "larger than memory": any size
     monkeypatch.setattr(texts, "STREAM_ROWS", 7)
-    streamed = data.load(spec, seed=0, tokenizer=minilm_tokenizer)
+    streamed = load_data(spec, seed=0, tokenizer=minilm_tokenizer)
     assert streamed.classes == whole.classes and streamed.train_x.dtype == torch.int64
     for name in ("train_x", "train_y", "val_x", "test_x", "test_y"):
         assert torch.equal(getattr(streamed, name), getattr(whole, name)), name
@@ -110,7 +110,7 @@ def test_a_text_file_larger_than_memory_is_tokenized_in_chunks_into_mapped_token
     rows.loc[40, "review"] = ""  # an empty text deep in the file: named, and nothing is left in the cache
     rows.to_json(path, orient="records", lines=True) if suffix == ".jsonl" else rows.to_parquet(path)
     with pytest.raises(ConfigError, match="empty"):
-        data.load(spec, seed=1, tokenizer=minilm_tokenizer)
+        load_data(spec, seed=1, tokenizer=minilm_tokenizer)
     assert sorted(p.name for p in ids.parent.iterdir()) == [ids.name[:-4] + ".labels.npy", ids.name]
 
 
@@ -118,19 +118,19 @@ def test_a_users_csv_and_jsonl_with_named_columns_and_string_labels(tmp_path: Pa
     rows = [{"review": f"{word} film number {i}", "stars": ["one", "two", "three"][i % 3]}
             for i, word in enumerate(["fine", "poor", "odd"] * 20)]
     (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    splits = data.load({"path": str(tmp_path / "r.jsonl"), "text_column": "review", "label_column": "stars",
+    splits = load_data({"path": str(tmp_path / "r.jsonl"), "text_column": "review", "label_column": "stars",
                         "max_length": 12}, seed=0, tokenizer=minilm_tokenizer)
     assert splits.num_classes == 3 and splits.input_shape == (12,)
-    csv = data.load({"path": str(reviews(tmp_path / "r.csv", label_column="y")), "label_column": "y"}, seed=0,
+    csv = load_data({"path": str(reviews(tmp_path / "r.csv", label_column="y")), "label_column": "y"}, seed=0,
                     tokenizer=minilm_tokenizer)
     assert csv.num_classes == 2 and csv.input_shape == (64,)
     import pandas as pd
 
     pd.DataFrame(rows).to_parquet(tmp_path / "r.parquet")  # Parquet: texts when the text column is named
-    parquet = data.load({"path": str(tmp_path / "r.parquet"), "text_column": "review", "label_column": "stars",
+    parquet = load_data({"path": str(tmp_path / "r.parquet"), "text_column": "review", "label_column": "stars",
                          "max_length": 12}, seed=0, tokenizer=minilm_tokenizer)
     assert parquet.num_classes == 3 and parquet.tokens is not None
-    assert torch.equal(parquet.train_x, data.load({"path": str(tmp_path / "r.jsonl"), "text_column": "review",
+    assert torch.equal(parquet.train_x, load_data({"path": str(tmp_path / "r.jsonl"), "text_column": "review",
                                                    "label_column": "stars", "max_length": 12}, seed=0,
                                                   tokenizer=minilm_tokenizer).train_x)
 
@@ -522,10 +522,10 @@ def test_a_large_saved_text_dataset_is_tokenized_in_chunks_into_the_same_token_i
     DatasetDict({"train": Dataset.from_dict(part, features=features),
                  "test": Dataset.from_dict(part, features=features)}).save_to_disk(str(tmp_path / "reviews"))
     spec = {"path": str(tmp_path / "reviews"), "text_column": "sentence", "max_length": 16}
-    whole = data.load(spec, seed=0, tokenizer=minilm_tokenizer)
+    whole = load_data(spec, seed=0, tokenizer=minilm_tokenizer)
     monkeypatch.setattr(texts, "STREAM_BYTES", 0)
     monkeypatch.setattr(texts, "STREAM_ROWS", 7)
-    streamed = data.load(spec, seed=0, tokenizer=minilm_tokenizer)
+    streamed = load_data(spec, seed=0, tokenizer=minilm_tokenizer)
     assert streamed.classes == whole.classes == ("fresh", "rotten")
     for name in ("train_x", "train_y", "val_x", "test_x", "test_y"):
         assert torch.equal(getattr(streamed, name), getattr(whole, name)), name

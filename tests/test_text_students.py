@@ -18,7 +18,7 @@ from squeezer.search.data import token_augment
 from squeezer.search.data.text import tokenize
 from squeezer.search.models import words
 
-from conftest import one_line
+from conftest import load_data, one_line
 from test_text import minilm_tokenizer, refused, text_study, tiny_teacher  # noqa: F401 - fixtures
 
 TOKENS = data.Tokens(vocab_size=50, pad_id=0, mask_id=3, special=(1, 2))
@@ -102,7 +102,7 @@ def test_head_tail_truncation_keeps_a_quarter_from_the_start_and_the_rest_from_t
 def test_the_texts_travel_through_the_split_row_for_row_with_their_ids(tmp_path: Path, minilm_tokenizer) -> None:  # noqa: F811
     rows = [f"review number {i} {'good' if i % 2 else 'bad'}" for i in range(60)]
     (tmp_path / "r.csv").write_text("text,label\n" + "".join(f"{t},{i % 2}\n" for i, t in enumerate(rows)))
-    splits = data.load({"path": str(tmp_path / "r.csv"), "max_length": 12}, 3, tokenizer=minilm_tokenizer)
+    splits = load_data({"path": str(tmp_path / "r.csv"), "max_length": 12}, 3, tokenizer=minilm_tokenizer)
     for texts, ids in ((splits.texts.train, splits.train_x), (splits.texts.val, splits.val_x),
                        (splits.texts.test, splits.test_x)):
         assert len(texts) == len(ids)
@@ -177,6 +177,6 @@ def test_texts_tfidf_cannot_read_leave_the_study_without_a_baseline_and_say_why(
 
     rows = "".join(f"{'x y z' if i % 2 else 'q r s'},{i % 2}\n" for i in range(40))  # one-letter words only
     (tmp_path / "letters.csv").write_text("text,label\n" + rows)
-    splits = data.load({"path": str(tmp_path / "letters.csv"), "max_length": 8}, 0, tokenizer=minilm_tokenizer)
+    splits = load_data({"path": str(tmp_path / "letters.csv"), "max_length": 8}, 0, tokenizer=minilm_tokenizer)
     with pytest.raises(tfidf.Unmeasured, match="vocabulary"):
         tfidf.measure(splits)

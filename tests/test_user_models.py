@@ -26,7 +26,8 @@ from squeezer.search.runtime import export
 from squeezer.search.runtime.ort import OnnxModel
 from squeezer.search.runtime.preprocess import onnx_metadata
 
-from conftest import install_plugin, one_line
+from conftest import install_plugin, load_data, one_line
+from squeezer.search.config.data_section import data_section
 
 MODELS = '''
 import torch
@@ -193,9 +194,8 @@ def test_torchvisions_resnet_is_the_teacher_compressed_as_itself_and_distilled_i
 
 
 def test_an_image_folder_reads_classes_from_folder_names_and_keeps_raw_pixels(tmp_path: Path) -> None:
-    from squeezer.search import data
 
-    splits = data.load({"path": str(stripes(tmp_path / "imgs", 10, 0)), "val_fraction": 0.2, "test_fraction": 0.2},
+    splits = load_data({"path": str(stripes(tmp_path / "imgs", 10, 0)), "val_fraction": 0.2, "test_fraction": 0.2},
                        seed=0)
     assert splits.classes == ("diagonal", "horizontal", "vertical") and splits.input_shape == (1, 16, 16)
     assert float(splits.val_raw.max()) > 100 and splits.standardize.shape == (1, 1, 1)
@@ -222,10 +222,10 @@ def image_list(where: Path, suffix: str = ".csv", rows: list[dict] | None = None
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
 def test_a_file_listing_image_paths_and_classes_is_the_same_data_as_the_folder(suffix: str, tmp_path: Path) -> None:
     stripes(tmp_path / "train", 10, 0)
-    folder = data.load({"path": str(tmp_path / "train"), "val_fraction": 0.2, "test_fraction": 0.2}, seed=0)
+    folder = load_data({"path": str(tmp_path / "train"), "val_fraction": 0.2, "test_fraction": 0.2}, seed=0)
     listing = {"path": str(image_list(tmp_path, suffix)), "image_column": "file", "label_column": "class"}
-    assert data.preview(listing).input_shape == (1, 16, 16)  # from the listed files' headers
-    listed = data.load({**listing, "val_fraction": 0.2, "test_fraction": 0.2}, seed=0)
+    assert data.preview(data_section(listing, Path("."))).input_shape == (1, 16, 16)  # from the listed files' headers
+    listed = load_data({**listing, "val_fraction": 0.2, "test_fraction": 0.2}, seed=0)
     assert listed.classes == folder.classes
     assert np.array_equal(np.asarray(listed.train_x), np.asarray(folder.train_x))
     assert np.array_equal(listed.test_y, folder.test_y)
@@ -470,7 +470,7 @@ def test_an_image_folder_is_memory_mapped_and_trains_as_the_same_images_held_in_
     for metric in ("accuracy", "f1_macro", "test_accuracy"):
         assert metrics["folder"][metric] == pytest.approx(metrics["memory"][metric], abs=1e-6), metric
 
-    splits = data.load({"path": str(tmp_path / "train"), "val_fraction": 0.2, "test_fraction": 0.2}, seed=0)
+    splits = load_data({"path": str(tmp_path / "train"), "val_fraction": 0.2, "test_fraction": 0.2}, seed=0)
     [mapped] = (tmp_path / "cache" / "images").glob("*.npy")
     assert np.load(mapped, mmap_mode="r").shape == (180, 1, 16, 16)
     for name in ("train_x", "val_x", "test_x", "val_raw", "test_raw"):
@@ -490,10 +490,10 @@ def test_a_large_npz_is_memory_mapped_and_splits_into_the_same_values_held_in_me
     x, y = rng.normal(size=(300, 5)) * [1, 10, 100, 1e3, 1e4], rng.integers(0, 3, 300)
     save(tmp_path / "large.npz", X=x, y=y)
     spec = {"path": str(tmp_path / "large.npz"), "val_fraction": 0.2, "test_fraction": 0.2}
-    held = data.load(spec, seed=0)  # small: read into memory
+    held = load_data(spec, seed=0)  # small: read into memory
     assert mapped_file(held.train_x) is None
     monkeypatch.setattr(images, "MAP_BYTES", 0)  # "large": any size
-    mapped = data.load(spec, seed=0)
+    mapped = load_data(spec, seed=0)
     assert mapped_file(mapped.train_x).startswith(str(tmp_path / "cache" / "splits"))
     assert (tmp_path / "cache" / "npz").exists() == (save is np.savez_compressed)
     for name in ("train_x", "val_x", "test_x", "val_raw", "test_raw"):
@@ -501,12 +501,12 @@ def test_a_large_npz_is_memory_mapped_and_splits_into_the_same_values_held_in_me
     assert np.allclose(mapped.standardize.std, held.standardize.std)
 
     save(tmp_path / "large.npz", X=x[:200] * 2, y=y[:200])  # rewritten in place: split anew, not from the cache
-    assert len(data.load(spec, seed=0).train_x) < len(mapped.train_x)
+    assert len(load_data(spec, seed=0).train_x) < len(mapped.train_x)
     x[7, 2] = np.nan  # a bad value: refused, and a decompressed copy is not left behind
     save(tmp_path / "bad.npz", X=x, y=y)
     before = sorted(p.name for p in (tmp_path / "cache").rglob("*"))
     with pytest.raises(ConfigError, match="finite"):
-        data.load({**spec, "path": str(tmp_path / "bad.npz")}, seed=0)
+        load_data({**spec, "path": str(tmp_path / "bad.npz")}, seed=0)
     assert sorted(p.name for p in (tmp_path / "cache").rglob("*")) == before
 
 
@@ -514,7 +514,7 @@ def test_memory_mapped_splits_reach_worker_processes_of_this_machine_as_their_fi
     import pickle
 
     stripes(tmp_path / "train", 60, 0)
-    splits = data.load({"path": str(tmp_path / "train"), "val_fraction": 0.2, "test_fraction": 0.2}, seed=0)
+    splits = load_data({"path": str(tmp_path / "train"), "val_fraction": 0.2, "test_fraction": 0.2}, seed=0)
     by_value, by_path = pickle.dumps(splits), pickle.dumps(splits.sent_by_path())  # what Ray's workers get
     assert len(by_path) < len(by_value) / 10
     again = pickle.loads(by_path)
@@ -561,7 +561,7 @@ def test_a_saved_hugging_face_image_dataset_is_the_data_with_its_test_split(tmp_
     capsys.readouterr()
     assert main(["search", str(tmp_path / "experiment.yaml"), "--trials", "1"]) == 0
     assert "class indices {0: 'diagonal', 1: 'horizontal', 2: 'vertical'}" in capsys.readouterr().err
-    splits = data.load({"path": str(tmp_path / "saved"), "image_column": "picture", "label_column": "kind"}, seed=0)
+    splits = load_data({"path": str(tmp_path / "saved"), "image_column": "picture", "label_column": "kind"}, seed=0)
     assert len(splits.test_y) == 60 and splits.input_shape == (1, 16, 16)  # the dataset's own test split
     assert mapped_file(splits.train_x) is not None  # decoded once, memory-mapped like an image folder
 

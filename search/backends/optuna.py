@@ -87,10 +87,15 @@ def one_trial(session: Session, trial: optuna.Trial, position: str) -> None:
 
 
 def epoch_note(step: int, metrics: Mapping[str, float]) -> str:
-    """``distill epoch 3 val_accuracy=0.9412``: where a trial is, from an epoch's report."""
+    """``distill epoch 3 val_accuracy=0.9412``: where a trial is, from an epoch's report (a language model's
+    distillation reports at evaluations: ``lm_distill evaluation 2 val_perplexity=41.20``)."""
     stage = next(iter(metrics), "train").split(".")[0]
-    accuracy = metrics.get(f"{stage}.val_accuracy")
-    return f"{stage} epoch {step + 1}" + (f" val_accuracy={accuracy:.4f}" if accuracy is not None else "")
+    for quality in ("val_accuracy", "val_perplexity"):
+        value = metrics.get(f"{stage}.{quality}")
+        if value is not None:
+            unit = "epoch" if quality == "val_accuracy" else "evaluation"
+            return f"{stage} {unit} {step + 1} {quality}={value:.4f}"
+    return f"{stage} epoch {step + 1}"
 
 
 def _rank(session: Session, number: int) -> int:

@@ -1,6 +1,6 @@
 """Read and validate an experiment YAML file into an ``ExperimentConfig``; every mistake is one ``ConfigError``. The
-sections are checked by ``model_sections`` (data, teacher, student, pipeline) and ``run_settings`` (search, measure,
-training), each value by the ``rules``; the checks across sections are here."""
+sections are checked by ``data_section``, ``teacher_section``, ``model_sections`` (student, pipeline) and
+``run_settings`` (search, measure, training), each value by the ``rules``; the checks across sections are here."""
 
 from __future__ import annotations
 
@@ -13,9 +13,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from squeezer.search import hardware
-from squeezer.search.config.model_sections import (DEFAULT_PIPELINE, Step, data_section, pipeline_steps,
-                                                   pretrained_elsewhere, student_space, teacher_section)
-from squeezer.search.config.objectives import (METRIC_RANGES, METRICS, Constraint, only_accuracy_trained,
+from squeezer.search.config.data_section import data_section
+from squeezer.search.data.spec import DataSpec, LmText
+from squeezer.search.config.model_sections import (DEFAULT_LM_PIPELINE, DEFAULT_PIPELINE, Step, pipeline_steps,
+                                                   student_space)
+from squeezer.search.config.teacher_section import TeacherSpec, teacher_section
+from squeezer.search.config.objectives import (CLASSIFIER_ONLY, LM_ONLY, METRIC_RANGES, METRICS, Constraint,
+                                               only_accuracy_trained,
                                                parse_constraints, parse_objectives)
 from squeezer.search.config.rules import LIMITS, MAX_SEED, check_name, integer, is_number, only
 from squeezer.search.config.run_settings import (TERNARY, MeasureSettings, SearchSettings, TrainingSettings,
@@ -32,8 +36,8 @@ TOP_LEVEL = {"name", "seed", "data", "teacher", "student", "pipeline", "objectiv
 class ExperimentConfig:
     name: str
     seed: int
-    data: dict[str, Any]
-    teacher: dict[str, Any]
+    data: DataSpec
+    teacher: TeacherSpec
     student: Space
     pipeline: tuple[Step, ...]
     objectives: dict[str, str]
@@ -42,6 +46,11 @@ class ExperimentConfig:
     measure: MeasureSettings
     training: TrainingSettings
     raw: dict[str, Any] = field(repr=False, hash=False, compare=False)
+
+    @property
+    def language_model(self) -> bool:
+        """Whether the study distils a causal language model (its data: ``LmText``)."""
+        return isinstance(self.data, LmText)
 
     @property
     def batch_size(self) -> int:
@@ -69,21 +78,51 @@ def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
     only(raw, TOP_LEVEL, "<config>")
     check_name(raw.get("name"), "name")
     try:
+        teacher = teacher_section(raw.get("teacher"), base_dir)
+        lm = teacher.language_model
         config = ExperimentConfig(
             name=raw["name"], seed=integer(raw.get("seed", 0), "seed", maximum=MAX_SEED),
-            data=data_section(raw.get("data"), base_dir), teacher=teacher_section(raw.get("teacher"), base_dir),
-            student=student_space(raw.get("student"), base_dir),
-            pipeline=pipeline_steps(raw.get("pipeline", list(DEFAULT_PIPELINE))),
-            objectives=parse_objectives(raw.get("objectives")), constraints=parse_constraints(raw.get("constraints")),
+            # the user's trained model expects the data as the user has it, unless data.standardize says otherwise
+            data=data_section(raw.get("data"), base_dir, "none" if teacher.pretrained_elsewhere else "feature",
+                              language_model=lm),
+            teacher=teacher,
+            student=student_space(raw.get("student"), base_dir, language_model=lm),
+            pipeline=pipeline_steps(raw.get("pipeline", list(DEFAULT_LM_PIPELINE if lm else DEFAULT_PIPELINE)),
+                                    language_model=lm),
+            objectives=parse_objectives(raw.get("objectives"), language_model=lm),
+            constraints=parse_constraints(raw.get("constraints")),
             search=settings_section(SearchSettings, raw.get("search"), "search"),
             measure=settings_section(MeasureSettings, raw.get("measure"), "measure"),
             training=settings_section(TrainingSettings, raw.get("training"), "training"), raw=raw)
     except SpaceError as err:
         raise ConfigError(err.knob, err.rule, err.value) from None
-    if "standardize" not in config.data and pretrained_elsewhere(config.teacher):
-        config.data["standardize"] = "none"  # the user's trained model expects the data as the user has it
+    if config.language_model:
+        config = _language_model(config)
+    else:
+        for name in [*config.objectives, *(c.metric for c in config.constraints)]:
+            if name in LM_ONLY:
+                raise ConfigError("objectives" if name in config.objectives else "constraints", f"{name} is a "
+                                  "language model's metric (teacher: {hf: DIR} of a causal LM)", name)
     check_runtime(config)
     return check_search(config)
+
+
+def _language_model(config: ExperimentConfig) -> ExperimentConfig:
+    """A language model is deployed and timed in torch (generation with the KV cache), on the Optuna backend; its
+    metrics are a language model's."""
+    runtime = (config.raw.get("measure") or {}).get("runtime")
+    if runtime not in (None, "torch"):
+        raise ConfigError("measure.runtime", "must be torch for a language model (generation with the KV cache is "
+                          "timed in torch)", runtime)
+    for key, value in (("backend", config.search.backend), ("sampler", config.search.sampler)):
+        if (key, value) in (("backend", "ray"), ("sampler", "squeezer")):
+            raise ConfigError(f"search.{key}", "is not supported for language models yet (use the optuna backend "
+                              "with nsga2, tpe or random)", value)
+    for name in [*config.objectives, *(c.metric for c in config.constraints)]:
+        if name in CLASSIFIER_ONLY:
+            raise ConfigError("objectives" if name in config.objectives else "constraints", f"{name} is a "
+                              "classifier's metric; a language model's quality is perplexity", name)
+    return dataclasses.replace(config, measure=dataclasses.replace(config.measure, runtime="torch"))
 
 
 def with_search(config: ExperimentConfig, **overrides: Any) -> ExperimentConfig:

@@ -21,9 +21,17 @@ METRICS: dict[str, str] = {
     "throughput": "maximize",      # samples per second at measure.batch
     "params": "minimize",          # non-zero weights
     "flops": "minimize",           # of one batch-1 forward pass
+    # causal language models (``latency_ms``: per generated token at batch 1 with the KV cache; ``throughput``:
+    # generated tokens per second at measure.batch)
+    "perplexity": "minimize",      # on the validation text, of the deployed weights
+    "ttft_ms": "minimize",         # time to the first token of a prompt of measure.prompt_tokens
+    "non_embedding_params": "minimize",
 }
-METRIC_RANGES = {"accuracy": (0.0, 1.0), "f1_macro": (0.0, 1.0)}  # the others lie in [0, inf)
+METRIC_RANGES = {"accuracy": (0.0, 1.0), "f1_macro": (0.0, 1.0), "perplexity": (1.0, math.inf)}  # else [0, inf)
 DEFAULT_OBJECTIVES = {"accuracy": "maximize", "size_bytes": "minimize", "latency_ms": "minimize"}
+LM_OBJECTIVES = {"perplexity": "minimize", "size_bytes": "minimize", "latency_ms": "minimize"}
+#: The metrics only a classifier reports, and only a language model.
+CLASSIFIER_ONLY, LM_ONLY = ("accuracy", "f1_macro", "flops"), ("perplexity", "ttft_ms", "non_embedding_params")
 #: Metrics that training does not change (much): known from the untrained compressed student, before training.
 CHEAP = ("size_bytes", "params", "flops", "latency_ms", "latency_raw_ms", "latency_p90_ms", "latency_batch_ms",
          "latency_batch_p90_ms", "throughput")
@@ -33,6 +41,37 @@ def only_accuracy_trained(objectives: Mapping[str, str]) -> bool:
     """Whether maximised accuracy is the one objective that training changes: then a trial's other objectives are
     known before it trains, which Pareto-aware early stopping and screening rely on."""
     return [name for name in objectives if name not in CHEAP] == ["accuracy"] and objectives["accuracy"] == "maximize"
+
+
+@dataclass(frozen=True)
+class Quality:
+    """What a study's students are judged by against their teacher: a classifier's accuracy (higher is better), a
+    language model's perplexity (lower is better); measured on the validation split by the search, on the test
+    split for the front (``test_metric``)."""
+
+    metric: str
+    higher_is_better: bool
+
+    @property
+    def test_metric(self) -> str:
+        return f"test_{self.metric}"
+
+    def share(self, value: float, teacher: float) -> float:
+        """How much of the teacher's quality ``value`` keeps: accuracy over the teacher's, or the teacher's
+        perplexity over this one's (1: as good as the teacher)."""
+        return value / max(teacher, 1e-12) if self.higher_is_better else teacher / max(value, 1e-12)
+
+    def better(self, a: float, b: float) -> bool:
+        return a > b if self.higher_is_better else a < b
+
+
+ACCURACY, PERPLEXITY = Quality("accuracy", True), Quality("perplexity", False)
+
+
+def quality_of(metrics: Mapping[str, Any]) -> Quality:
+    """The quality a study judges by, from any of its metric mappings (the teacher's, a trial's, the objectives):
+    perplexity where it is measured, else accuracy."""
+    return PERPLEXITY if "perplexity" in metrics else ACCURACY
 
 
 @dataclass(frozen=True)
@@ -52,10 +91,11 @@ class Constraint:
         return f"{self.metric} {'<=' if self.upper else '>='} {self.bound:g}"
 
 
-def parse_objectives(raw: Any) -> dict[str, str]:
-    """``{metric: maximize|minimize}``; by default accuracy against size and latency."""
+def parse_objectives(raw: Any, language_model: bool = False) -> dict[str, str]:
+    """``{metric: maximize|minimize}``; by default accuracy (a language model's: perplexity) against size and
+    latency."""
     if raw is None:
-        return dict(DEFAULT_OBJECTIVES)
+        return dict(LM_OBJECTIVES if language_model else DEFAULT_OBJECTIVES)
     if isinstance(raw, list):  # a list of names takes each metric's natural direction
         raw = {name: METRICS.get(name) for name in raw}
     if not isinstance(raw, dict) or not raw:

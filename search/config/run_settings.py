@@ -53,6 +53,8 @@ class MeasureSettings:
     batch: int = 64
     runtime: str = "onnxruntime"  # or torch: where the students are deployed, and measured
     device: str = "cpu"           # or cuda (cuda:N): where latency is measured, for models deployed on a GPU
+    prompt_tokens: int = 32       # language models: the prompt timed to its first token (ttft_ms), then decoded from
+    new_tokens: int = 32          # ... this many generated tokens timed per token (latency_ms, throughput)
 
 
 @dataclass(frozen=True)

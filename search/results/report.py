@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import statistics
 from typing import Any, Mapping, Sequence
 
@@ -12,6 +13,7 @@ from optuna.trial import FrozenTrial
 from squeezer import compressors
 from squeezer.search.trial import baselines
 from squeezer.search.trial import tfidf
+from squeezer.search.config.objectives import ACCURACY, PERPLEXITY, Quality, quality_of
 from squeezer.search.results.scoring import standard_error
 from squeezer.search.trial.recipe import recipe_key
 from squeezer.spaces import plain_names
@@ -26,8 +28,9 @@ def fmt(value: Any) -> str:
 
 
 def metrics_line(metrics: Mapping[str, float]) -> str:
-    return (f"accuracy={metrics['accuracy']:.4f} size={human_bytes(metrics['size_bytes'])} "
-            f"latency={metrics['latency_ms']:.3f}ms")
+    q = quality_of(metrics).metric
+    return (f"{q}={metrics[q]:.4f} size={human_bytes(metrics['size_bytes'])} "
+            f"latency={metrics['latency_ms']:.3f}ms{'/token' if q == 'perplexity' else ''}")
 
 
 def recipe(params: Mapping[str, Any]) -> str:
@@ -46,11 +49,11 @@ def repeat_lines(completed: Sequence[FrozenTrial]) -> list[str]:
         runs.setdefault(recipe_key(trial.params), []).append(trial)
     lines = []
     for group in (g for g in runs.values() if len(g) > 1):
-        spread = {key: [t.user_attrs["metrics"][key] for t in group] for key in ("accuracy", "size_bytes",
-                                                                                 "latency_ms")}
-        (accuracy, sd), (size, size_sd), (latency, latency_sd) = (
+        q = quality_of(group[0].user_attrs["metrics"]).metric
+        spread = {key: [t.user_attrs["metrics"][key] for t in group] for key in (q, "size_bytes", "latency_ms")}
+        (quality, sd), (size, size_sd), (latency, latency_sd) = (
             (statistics.mean(v), statistics.stdev(v)) for v in spread.values())
-        lines.append(f"  trials {','.join(str(t.number) for t in group)}: accuracy {accuracy:.4f} ± {sd:.4f}  "
+        lines.append(f"  trials {','.join(str(t.number) for t in group)}: {q} {quality:.4f} ± {sd:.4f}  "
                      f"size {human_bytes(size)} ± {human_bytes(size_sd)}  latency {latency:.3f} ± "
                      f"{latency_sd:.3f}ms  {recipe(group[0].params)}")
     return lines or ["  (no recipe finished more than once)"]
@@ -94,10 +97,16 @@ def human_bytes(n: float) -> str:
 
 def teacher_ratios(metrics: Mapping[str, float], teacher: Mapping[str, float]) -> dict[str, float]:
     """How a student compares with the teacher: times smaller (bytes), times faster (batch-1 latency), and its share
-    of the teacher's accuracy."""
+    of the teacher's quality (``accuracy_share``: its accuracy over the teacher's; ``perplexity_share``: the
+    teacher's perplexity over its)."""
+    q = quality_of(teacher)
     return {"x_smaller": teacher["size_bytes"] / metrics["size_bytes"],
             "x_faster": teacher["latency_ms"] / metrics["latency_ms"],
-            "accuracy_share": metrics["accuracy"] / teacher["accuracy"]}
+            share_key(q): q.share(metrics[q.metric], teacher[q.metric])}
+
+
+def share_key(q: Quality) -> str:
+    return f"{q.metric}_share"
 
 
 def front_rows(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | None = None,
@@ -105,14 +114,20 @@ def front_rows(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | None
     """One row per Pareto trial, best accuracy first: its number, metrics, test accuracy, ratios to the teacher
     (x smaller, x faster, share of its accuracy) and parameters."""
     rows = []
+    q = quality_of(teacher or (front[0].user_attrs.get("metrics", {}) if front else {}))
     for t in front:
         m = t.user_attrs.get("metrics", {})
-        row: dict[str, Any] = {"trial": t.number, **{c: m.get(c) for c in COLUMNS}}
-        row["test_accuracy"] = (tested or {}).get(t.number)
+        row: dict[str, Any] = {"trial": t.number, **{c: m.get(c) for c in columns(q)}}
+        row[q.test_metric] = (tested or {}).get(t.number)
         if teacher:
             row |= teacher_ratios(m, teacher)
         rows.append(row | dict(t.params))
-    return sorted(rows, key=lambda r: -(r["accuracy"] or 0))
+    return sorted(rows, key=lambda r: -(r[q.metric] or 0) if q.higher_is_better else (r[q.metric] or math.inf))
+
+
+def columns(q: Quality) -> tuple[str, ...]:
+    """The metrics a front's rows show: the quality first, then size and speed."""
+    return (q.metric, *COLUMNS[1:], *(("ttft_ms",) if q is PERPLEXITY else ()))
 
 
 def front_csv(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | None = None,
@@ -135,36 +150,44 @@ def front_table(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | Non
     sampled params); the recommended member marked ``*`` and ``why``; the teacher last, then a text study's TF-IDF
     baseline (``simple``) and whether a member matches it; a warning when the best member keeps less than
     ``WARN_SHARE`` of the teacher's accuracy."""
-    head = f"{'trial':>6} {'accuracy':>8} {'±se':>5} {'test':>6} {'size':>8} {'latency':>9}"
-    head += f" {'smaller':>7} {'faster':>6} {'of acc':>6}" if teacher else ""
+    q = quality_of(teacher or (front[0].user_attrs.get("metrics", {}) if front else {}))
+    name = q.metric if q is ACCURACY else "ppl"
+    head = f"{'trial':>6} {name:>8} {'±se':>5} {'test':>6} {'size':>8} {'latency':>9}"
+    head += f" {'smaller':>7} {'faster':>6} {'of ' + name[:3]:>6}" if teacher else ""
     lines = [head + "  recipe"]
     rows = front_records(front, teacher, tested, recommended, names, samples)
     for row in rows:
-        test = "" if row["test_accuracy"] is None else f"{row['test_accuracy']:.4f}"
-        error = "" if row["accuracy_se"] is None else f"{row['accuracy_se']:.3f}".lstrip("0")
+        test = "" if row[q.test_metric] is None else _fmt(row[q.test_metric], 6)
+        error = "" if row.get(f"{q.metric}_se") is None else f"{row[f'{q.metric}_se']:.3f}".lstrip("0")
         mark = "*" if row["recommended"] else " "
-        line = (f"{row['trial']:>5}{mark} {row['accuracy']:>8.4f} {error:>5} {test:>6} "
+        line = (f"{row['trial']:>5}{mark} {_fmt(row[q.metric], 8):>8} {error:>5} {test:>6} "
                 f"{human_bytes(row['size_bytes']):>8} {row['latency_ms']:>7.3f}ms")
         if teacher:
-            line += f" {row['x_smaller']:>6.1f}x {row['x_faster']:>5.1f}x {100 * row['accuracy_share']:>5.1f}%"
+            line += f" {row['x_smaller']:>6.1f}x {row['x_faster']:>5.1f}x {100 * row[share_key(q)]:>5.1f}%"
         room = WIDTH - len(line) - 2  # the line fits the terminal: a long recipe is cut (whole in --format csv)
         cut = row["recipe"] if len(row["recipe"]) <= room else row["recipe"][:room - 1] + "…"
         lines.append(f"{line}  {cut}")
     if teacher:
-        test = f"{teacher['test_accuracy']:.4f}" if "test_accuracy" in teacher else ""
-        lines.append(f"{'teacher':>6} {teacher['accuracy']:>8.4f} {'':>5} {test:>6} "
+        test = _fmt(teacher[q.test_metric], 6) if q.test_metric in teacher else ""
+        lines.append(f"{'teacher':>6} {_fmt(teacher[q.metric], 8):>8} {'':>5} {test:>6} "
                      f"{human_bytes(teacher['size_bytes']):>8} {teacher['latency_ms']:>7.3f}ms {'1.0x':>7} "
                      f"{'1.0x':>6} {'100%':>6}")
     if simple:
         lines.append(_simple_line(simple, teacher))
     if recommended is not None:
         lines.append(f"* recommended: {why or 'the knee of the front'}")
-    best = max((row.get("accuracy_share", 1.0) for row in rows), default=1.0)
+    best = max((row.get(share_key(q), 1.0) for row in rows), default=1.0)
     if teacher and rows and best < WARN_SHARE:
-        lines.append(f"warning: the best member keeps only {best:.0%} of the teacher's accuracy")
+        lines.append(f"warning: the best member keeps only {best:.0%} of the teacher's {q.metric}")
     if simple:
         lines.append(tfidf.verdict([(r["trial"], r) for r in rows], simple))
     return "\n".join(lines)
+
+
+def _fmt(value: float, width: int) -> str:
+    """A quality figure in ``width`` characters: four decimals for accuracy, fewer as a perplexity grows."""
+    text = f"{value:.4f}"
+    return text if len(text) <= width else f"{value:.{max(0, width - len(str(int(value))) - 1)}f}"
 
 
 def _simple_line(simple: Mapping[str, float], teacher: Mapping[str, float] | None) -> str:
@@ -189,12 +212,16 @@ def front_records(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | N
     """``front_rows`` with each member's readable recipe, the standard error of its validation accuracy and whether
     it is the recommended one: what ``squeezer pareto --format csv|json|markdown`` writes."""
     records = []
-    for row in front_rows(front, teacher, tested):
+    rows = front_rows(front, teacher, tested)
+    q = quality_of(teacher or (rows[0] if rows else {}))
+    for row in rows:
         params = {k: v for k, v in row.items() if "." in k or k == baselines.PARAM}
-        error = standard_error(row["accuracy"], samples) if samples else None
+        # a proportion's standard error (accuracy); perplexity's is not a proportion's: none given
+        error = standard_error(row[q.metric], samples) if samples and q is ACCURACY else None
         records.append({"trial": row["trial"], "recommended": row["trial"] == recommended,
                         **{k: v for k, v in row.items() if k != "trial" and k not in params},
-                        "accuracy_se": error, "recipe": member_recipe(row["trial"], params, names), "params": params})
+                        f"{q.metric}_se": error, "recipe": member_recipe(row["trial"], params, names),
+                        "params": params})
     return records
 
 
@@ -202,19 +229,21 @@ def front_markdown(records: Sequence[Mapping[str, Any]], teacher: Mapping[str, f
                    links: Mapping[int, str] | None = None, simple: Mapping[str, float] | None = None) -> str:
     """The records as a Markdown table (the recommended member in bold; each trial linked to ``links[trial]``),
     the teacher last, then a text study's TF-IDF baseline (``simple``) and whether a member matches it."""
-    lines = ["| trial | accuracy | ±se | test | size | latency | x smaller | x faster | % of teacher | recipe |",
+    q = quality_of(teacher or (records[0] if records else {}))
+    lines = [f"| trial | {q.metric} | ±se | test | size | latency | x smaller | x faster | % of teacher | recipe |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in records:
         trial = f"[{r['trial']}]({links[r['trial']]})" if r["trial"] in (links or {}) else str(r["trial"])
         trial = f"**{trial}**" if r["recommended"] else trial
-        cells = [trial, f"{r['accuracy']:.4f}", "" if r["accuracy_se"] is None else f"{r['accuracy_se']:.3f}",
-                 "" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}", human_bytes(r["size_bytes"]),
+        error = r.get(f"{q.metric}_se")
+        cells = [trial, f"{r[q.metric]:.4f}", "" if error is None else f"{error:.3f}",
+                 "" if r[q.test_metric] is None else f"{r[q.test_metric]:.4f}", human_bytes(r["size_bytes"]),
                  f"{r['latency_ms']:.3f} ms", *(f"{r[k]:.1f}x" for k in ("x_smaller", "x_faster") if k in r),
-                 *([f"{100 * r['accuracy_share']:.1f} %"] if "accuracy_share" in r else []), r["recipe"]]
+                 *([f"{100 * r[share_key(q)]:.1f} %"] if share_key(q) in r else []), r["recipe"]]
         lines.append("| " + " | ".join(cells) + " |")
     if teacher:
-        test = f"{teacher['test_accuracy']:.4f}" if "test_accuracy" in teacher else ""
-        lines.append(f"| teacher | {teacher['accuracy']:.4f} | | {test} | {human_bytes(teacher['size_bytes'])} | "
+        test = f"{teacher[q.test_metric]:.4f}" if q.test_metric in teacher else ""
+        lines.append(f"| teacher | {teacher[q.metric]:.4f} | | {test} | {human_bytes(teacher['size_bytes'])} | "
                      f"{teacher['latency_ms']:.3f} ms | 1x | 1x | 100 % | |")
     if simple:
         ratios = teacher_ratios(simple, teacher) if teacher else {}
@@ -233,8 +262,7 @@ def front_figure(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial],
     colour, each member labelled with its trial number, the recommended one ringed, the teacher a star."""
     if not completed:
         return None
-    import math
-
+    q = quality_of(teacher or completed[0].user_attrs["metrics"]).metric
     import matplotlib
 
     matplotlib.use("Agg")
@@ -251,29 +279,29 @@ def front_figure(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial],
                               (axes[1], "latency_ms", "batch-1 latency (ms, log)")):
         for subset, style in ((others, grey), (sorted(front, key=lambda t: t.user_attrs["metrics"][metric]), red)):
             ax.scatter([t.user_attrs["metrics"][metric] for t in subset],
-                       [t.user_attrs["metrics"]["accuracy"] for t in subset], **style)
+                       [t.user_attrs["metrics"][q] for t in subset], **style)
         for t in front:
             m = t.user_attrs["metrics"]
-            ax.annotate(str(t.number), (m[metric], m["accuracy"]), textcoords="offset points", xytext=(4, 4),
+            ax.annotate(str(t.number), (m[metric], m[q]), textcoords="offset points", xytext=(4, 4),
                         fontsize=7)
             if t.number == recommended:
-                ax.scatter([m[metric]], [m["accuracy"]], s=220, facecolors="none", edgecolors="tab:blue",
+                ax.scatter([m[metric]], [m[q]], s=220, facecolors="none", edgecolors="tab:blue",
                            linewidths=1.8, label="recommended")
         if teacher:
-            ax.scatter([teacher[metric]], [teacher["accuracy"]], marker="*", s=160, c="k", label="teacher")
+            ax.scatter([teacher[metric]], [teacher[q]], marker="*", s=160, c="k", label="teacher")
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("validation accuracy")
+    axes[0].set_ylabel(f"validation {q}")
     axes[1].legend(loc="lower right")
     cube = fig.add_subplot(1, 3, 3, projection="3d")  # matplotlib's 3-D axes have no log scale: log10 by hand
     for subset, style in ((others, grey), (list(front), red)):
         m = [t.user_attrs["metrics"] for t in subset]
         cube.scatter([math.log10(x["size_bytes"]) for x in m], [math.log10(x["latency_ms"]) for x in m],
-                     [x["accuracy"] for x in m], **style)
+                     [x[q] for x in m], **style)
     cube.set_xlabel("log10 bytes")
     cube.set_ylabel("log10 latency (ms)")
-    cube.set_zlabel("accuracy")
+    cube.set_zlabel(q)
     fig.suptitle("Pareto front over all objectives (2-D views, and all three)", fontsize=10)
     fig.tight_layout()
     return fig
@@ -286,12 +314,13 @@ def front_html(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial], n
     recommended one marked."""
     if not completed:
         return None
+    q = quality_of(teacher or completed[0].user_attrs["metrics"]).metric
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=3, column_widths=[0.3, 0.3, 0.4],
                         specs=[[{"type": "xy"}, {"type": "xy"}, {"type": "scene"}]],
-                        subplot_titles=("accuracy vs size", "accuracy vs latency", "all three"))
+                        subplot_titles=(f"{q} vs size", f"{q} vs latency", "all three"))
     members = {t.number for t in front}
     groups = (("other trials", [t for t in completed if t.number not in members], "#b0b0b0", 6),
               ("Pareto front", list(front), "#d62728", 9),
@@ -301,23 +330,23 @@ def front_html(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial], n
         text = [names[t.number] for t in trials]
         marker = {"color": colour, "size": size}
         for col, metric in ((1, "size_bytes"), (2, "latency_ms")):
-            fig.add_trace(go.Scatter(x=[v[metric] for v in m], y=[v["accuracy"] for v in m], mode="markers",
+            fig.add_trace(go.Scatter(x=[v[metric] for v in m], y=[v[q] for v in m], mode="markers",
                                      name=name, text=text, marker=marker, legendgroup=name, showlegend=col == 1),
                           row=1, col=col)
         fig.add_trace(go.Scatter3d(x=[v["size_bytes"] for v in m], y=[v["latency_ms"] for v in m],
-                                   z=[v["accuracy"] for v in m], mode="markers", name=name, text=text,
+                                   z=[v[q] for v in m], mode="markers", name=name, text=text,
                                    marker={**marker, "size": size / 2}, legendgroup=name, showlegend=False),
                       row=1, col=3)
     if teacher:
         for col, metric in ((1, "size_bytes"), (2, "latency_ms")):
-            fig.add_trace(go.Scatter(x=[teacher[metric]], y=[teacher["accuracy"]], mode="markers", name="teacher",
+            fig.add_trace(go.Scatter(x=[teacher[metric]], y=[teacher[q]], mode="markers", name="teacher",
                                      marker={"symbol": "star", "size": 14, "color": "black"},
                                      legendgroup="teacher", showlegend=col == 1), row=1, col=col)
     fig.update_xaxes(type="log", title_text="bytes of the deployed file", row=1, col=1)
     fig.update_xaxes(type="log", title_text="batch-1 latency (ms)", row=1, col=2)
-    fig.update_yaxes(title_text="validation accuracy", row=1, col=1)
+    fig.update_yaxes(title_text=f"validation {q}", row=1, col=1)
     fig.update_scenes(xaxis={"type": "log", "title": "bytes"}, yaxis={"type": "log", "title": "latency (ms)"},
-                      zaxis={"title": "accuracy"})
+                      zaxis={"title": q})
     fig.update_layout(height=600, autosize=True, margin={"l": 50, "r": 20, "t": 90, "b": 110},
                       title={"text": "Pareto front: grey, every completed trial; red, the Pareto members; blue, the "
                              "recommended one; black star, the teacher.<br><sup>Hover a point for its trial and "

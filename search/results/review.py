@@ -2,8 +2,9 @@
 
 MLflow's runs page restores a view (filter, sort, columns, charts) from an experiment tag
 ``mlflow.sharedViewState.<key>`` when its address carries ``?viewStateShareKey=<key>`` — what the page's Share button
-writes. Each study gets one such view: its Pareto members sorted by accuracy, with its objectives, the test accuracy
-and the recommended tag as columns, and a chart section plotting accuracy against every other objective. The format
+writes. Each study gets one such view: its Pareto members sorted by accuracy (a language model's: perplexity), with
+its objectives, the test accuracy (perplexity) and the recommended tag as columns, and a chart section plotting
+it against every other objective. The format
 is the UI's (MLflow 3.x): the JSON of the search facets and UI-state fields it restores; fields left out take its
 defaults. (Its scatter charts have linear axes only; ``pareto.html`` on the study's run has log axes.)
 """
@@ -16,6 +17,7 @@ import uuid
 from typing import Mapping
 from urllib.parse import quote
 
+from squeezer.search.config.objectives import quality_of
 from squeezer.search.results.tracking import STUDY_TAG
 
 VIEW_TAG = "mlflow.sharedViewState."
@@ -48,19 +50,20 @@ def _column(kind: str, name: str) -> str:
 def view_state(study: str, objectives: Mapping[str, str]) -> str:
     """The tag value restoring ``study``'s review view (JSON)."""
     section = str(uuid.uuid5(uuid.NAMESPACE_URL, f"squeezer/{study}"))
-    others = [name for name in objectives if name != "accuracy"]
+    q = quality_of(objectives)
+    others = [name for name in objectives if name != q.metric]
     charts = [{"type": "SCATTER", "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"squeezer/{study}/{name}")),
                "metricSectionId": section, "deleted": False, "isGenerated": False, "runsCountToCompare": 100,
-               "displayName": f"accuracy vs {name}",
-               "xaxis": {"key": name, "type": "METRIC"}, "yaxis": {"key": "accuracy", "type": "METRIC"}}
+               "displayName": f"{q.metric} vs {name}",
+               "xaxis": {"key": name, "type": "METRIC"}, "yaxis": {"key": q.metric, "type": "METRIC"}}
               for name in others]
-    metrics = ["accuracy", "test_accuracy", *others]
+    metrics = [q.metric, q.test_metric, *others]
     columns = [*(_column("metrics", m) for m in metrics), _column("tags", "recommended")]
     return json.dumps({
         STUDY_TAG: study,  # for `squeezer ui`'s links; the UI restores only the fields it knows
         "searchFilter": study_filter(study),
-        "orderByKey": _column("metrics", "accuracy"),
-        "orderByAsc": False,
+        "orderByKey": _column("metrics", q.metric),
+        "orderByAsc": not q.higher_is_better,
         "selectedColumns": columns,
         "columnOrder": [RUN_NAME, *columns],
         "columnWidths": {RUN_NAME: 330},  # the run's name is its recipe

@@ -5,7 +5,9 @@ Each objective is divided by the teacher's value and turned into one to minimise
 reference is 0: no accuracy), ``size / teacher's`` (the reference is 1: no smaller than the teacher). The
 hypervolume is then the share of that box the front dominates: 0 for nothing better than the teacher, larger is
 better, comparable across studies of one teacher. ``search.reference`` may set other reference values (in the
-metrics' own units, e.g. ``{accuracy: 0.8, size_bytes: 200000}``): the box is then the region worth having.
+metrics' own units, e.g. ``{accuracy: 0.8, size_bytes: 200000}``): the box is then the region worth having. A
+language model's perplexity is minimised like size, but its reference is twice the teacher's (``PERPLEXITY_REFERENCE``:
+students are rarely better than their teacher, and one twice as perplexed is worth nothing here).
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from squeezer.search.config.objectives import ACCURACY, quality_of
+
+PERPLEXITY_REFERENCE = 2.0
 
 
 def scaled(metrics: Sequence[Mapping[str, float]], objectives: Mapping[str, str],
@@ -27,7 +33,9 @@ def reference(objectives: Mapping[str, str], teacher: Mapping[str, float],
               given: Mapping[str, float] | None = None) -> np.ndarray:
     """The reference point in scaled units: ``given`` values (in the metrics' own units, ``search.reference``) where
     set, else derived from the teacher: no accuracy, the teacher's size and latency."""
-    derived = {name: 0.0 if direction == "maximize" else teacher[name] for name, direction in objectives.items()}
+    derived = {name: 0.0 if direction == "maximize" else teacher[name] * (PERPLEXITY_REFERENCE if name ==
+                                                                         "perplexity" else 1.0)
+               for name, direction in objectives.items()}
     return scaled([{**derived, **(given or {})}], objectives, teacher)[0]
 
 
@@ -72,22 +80,27 @@ def recommend(metrics: Sequence[Mapping[str, float]], objectives: Mapping[str, s
               samples: int, min_share: float) -> tuple[int | None, str]:
     """Index of the member to recommend and why. Accuracies are compared with their standard errors (validation
     on ``samples`` examples): within one, two accuracies are a tie. Of the members keeping ``min_share`` of the
-    teacher's accuracy (within their error), the cheapest: the least size and latency relative to the teacher
-    (summed log ratios of the other objectives). If none keeps it, the most accurate (the cheapest of its ties).
-    Without accuracy among the objectives: the knee."""
+    teacher's quality (within their error; a perplexity's share is the teacher's over its own), the cheapest: the
+    least size and latency relative to the teacher (summed log ratios of the other objectives). If none keeps it,
+    the best (the cheapest of its ties). Without the quality among the objectives: the knee."""
     if not metrics:
         return None, ""
-    if "accuracy" not in objectives:
+    q = quality_of(teacher)
+    if q.metric not in objectives:
         return knee(metrics, objectives, teacher), "the knee of the front (nearest the ideal point)"
-    accuracy = np.array([m["accuracy"] for m in metrics])
-    error = np.array([standard_error(a, samples) for a in accuracy])
+    # scores: higher is better (a perplexity negated); errors: accuracy's standard error, none for perplexity
+    score = np.array([m[q.metric] if q.higher_is_better else -m[q.metric] for m in metrics])
+    error = np.array([standard_error(m[q.metric], samples) if q is ACCURACY else 0.0 for m in metrics])
     cost = [sum((1 if direction == "minimize" else -1) * np.log(max(m[name], 1e-12) / max(teacher[name], 1e-12))
-                for name, direction in objectives.items() if name != "accuracy") for m in metrics]
-    keeping = [i for i in range(len(metrics)) if accuracy[i] + error[i] >= min_share * teacher["accuracy"]]
+                for name, direction in objectives.items() if name != q.metric) for m in metrics]
+    keeping = [i for i in range(len(metrics))
+               if q.share(abs(score[i]) + (error[i] if q.higher_is_better else 0.0), teacher[q.metric]) >= min_share]
+    kept = f"keeping {min_share:.0%} of the teacher's accuracy (within its error)" if q is ACCURACY else \
+        f"within {1 / min_share - 1:.0%} of the teacher's perplexity"
     if keeping:
-        return min(keeping, key=lambda i: (cost[i], -accuracy[i])), \
-            f"the smallest and fastest member keeping {min_share:.0%} of the teacher's accuracy (within its error)"
-    best = int(np.argmax(accuracy))
-    ties = [i for i in range(len(metrics)) if accuracy[i] + np.hypot(error[i], error[best]) >= accuracy[best]]
-    return min(ties, key=lambda i: (cost[i], -accuracy[i])), \
-        f"none keeps {min_share:.0%} of the teacher's accuracy: the most accurate (the smallest of its ties)"
+        return min(keeping, key=lambda i: (cost[i], -score[i])), f"the smallest and fastest member {kept}"
+    best = int(np.argmax(score))
+    ties = [i for i in range(len(metrics)) if score[i] + np.hypot(error[i], error[best]) >= score[best]]
+    return min(ties, key=lambda i: (cost[i], -score[i])), \
+        (f"none keeps {min_share:.0%} of the teacher's accuracy: the most accurate (the smallest of its ties)"
+         if q is ACCURACY else f"none is {kept}: the least perplexed (the smallest of its ties)")

@@ -14,7 +14,7 @@ from squeezer.search.results import report
 from squeezer.search.trial.liveness import ran_and_failed
 from squeezer.search.results.pareto import feasible, pareto_trials
 from squeezer.search.trial.recipe import flatten, replay_params
-from squeezer.search.runtime import export
+from squeezer.search.config.objectives import quality_of
 from squeezer.search.runtime.ort import OnnxModel
 
 
@@ -45,7 +45,7 @@ def record(session: Session) -> list[FrozenTrial]:
     front = pareto_trials(session.study, session.config.objectives)
     runs = session.tracker.finished_runs(session.name)  # read once: the test split's re-evaluation, the model, links
     tested = test_front(session, front, runs)
-    samples = len(session.bench.splits.val_y)
+    samples = session.bench.validation_count
     chosen, why = scoring.recommend([t.user_attrs["metrics"] for t in front], session.config.objectives,
                                     session.teacher, samples, session.config.search.min_accuracy_share)
     recommended = None if chosen is None else front[chosen].number
@@ -75,8 +75,10 @@ def record(session: Session) -> list[FrozenTrial]:
     page = report.front_html(completed, front, every_name, session.teacher, recommended)
     records = report.front_records(front, session.teacher, tested, recommended, names, samples)
     links = {number: session.tracker.run_link(run_id) for number, run_id in runs.items()}
+    measured = (f"± the standard error of the validation accuracy on {samples} samples" if "accuracy" in
+                session.teacher else f"validation perplexity on {samples} tokens")
     description = (f"**Pareto front of study {session.name}** ({len(front)} of {len(completed)} completed trials; "
-                   f"± the standard error of the validation accuracy on {samples} samples)\n\n"
+                   f"{measured})\n\n"
                    f"{report.front_markdown(records, session.teacher, links, session.tfidf)}\n\n"
                    f"**Recommended**: {why or 'none'}")
     session.tracker.finish_study(session.parent, session.name, {t.number for t in front},
@@ -108,11 +110,11 @@ def log_recommended(session: Session, number: int, run: str | None) -> None:
                                     {"squeezer.study": session.name, "squeezer.trial": number})
 
 def test_front(session: Session, front: list[FrozenTrial], runs: Mapping[int, str]) -> dict[int, float]:
-    """Each Pareto member's accuracy on the test split (never seen by the search), from its deployed artifact in
-    its MLflow run (``runs``, by trial number); logged there as ``test_accuracy`` and kept in the study for
-    ``squeezer pareto``."""
-    tested = {int(k): v for k, v in session.study.user_attrs.get("test_accuracy", {}).items()}
-    s = session.bench.splits
+    """Each Pareto member's quality on the test split (never seen by the search: accuracy, or a language model's
+    perplexity), from its deployed artifact in its MLflow run (``runs``, by trial number); logged there as
+    ``test_accuracy`` (``test_perplexity``) and kept in the study for ``squeezer pareto``."""
+    metric = quality_of(session.teacher).test_metric
+    tested = {int(k): v for k, v in session.study.user_attrs.get(metric, {}).items()}
     with tempfile.TemporaryDirectory(prefix="squeezer-test-") as tmp:
         for trial in front:
             if trial.number in tested:
@@ -121,9 +123,7 @@ def test_front(session: Session, front: list[FrozenTrial], runs: Mapping[int, st
             folder = session.tracker.artifacts(run_id, Path(tmp) / str(trial.number))
             if run_id is None or folder is None:  # a run rebuilt after a crash has no artifacts
                 continue
-            deployed = export.reload(folder, session.config.measure.runtime, s, template=session.bench.teacher)
-            predicted = deployed.predict(s.test_raw).argmax(1)  # the user's raw input, as deployed
-            tested[trial.number] = (predicted == s.test_y).float().mean().item()
-            session.tracker.log_metrics(run_id, {"test_accuracy": tested[trial.number]})
-    session.study.set_user_attr("test_accuracy", {str(k): v for k, v in tested.items()})
+            tested[trial.number] = session.bench.test_quality(folder)  # the user's raw input, as deployed
+            session.tracker.log_metrics(run_id, {metric: tested[trial.number]})
+    session.study.set_user_attr(metric, {str(k): v for k, v in tested.items()})
     return tested

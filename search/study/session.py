@@ -26,7 +26,9 @@ from squeezer.search.trial.recipe import flatten, replay_params
 from squeezer.search.study.squeezer_sampler import Screen, SqueezerSampler
 from squeezer.search.trial.liveness import STOPPED, finished, ran_and_failed
 from squeezer.search.results.tracking import TRIAL_TAG, RunId, Tracker, created
-from squeezer.search.trial.workbench import Workbench, baseline
+from squeezer.search.config.objectives import quality_of
+from squeezer.search.trial.lm.workbench import LmWorkbench
+from squeezer.search.trial.workbench import Workbench
 from squeezer.search.trial.run import CONFIG_FAULT, Outcome
 
 Print = Callable[[str], None]
@@ -38,7 +40,7 @@ class Session:
     """One run of ``squeezer search`` over a (new, resumed or shared) study."""
 
     study: optuna.Study
-    bench: Workbench
+    bench: Workbench | LmWorkbench
     tracker: Tracker
     parent: str
     name: str
@@ -58,17 +60,19 @@ class Session:
         """Record the teacher's baseline and make MLflow agree with the storage about what a crash left open."""
         known = self.study.user_attrs.get("teacher")
         # measured once per study: a resumed study keeps its reference (hypervolume, ratios) and starts sooner
-        self.teacher = known or baseline(self.bench)
+        self.teacher = known or self.bench.baseline()
         # every student is timed against the teacher from now on (``metrics.Reference``); a study begun before it
         # was timed so keeps its plain medians
         if "latency_raw_ms" in self.teacher:
-            self.bench.timing = (self.teacher["latency_ms"], self.teacher["latency_batch_ms"])
+            self.bench.time_against(self.teacher)
         if not known:
             self.study.set_user_attr("teacher", self.teacher)  # `squeezer pareto` shows ratios to it
             self.tracker.log_metrics(self.parent, {f"teacher.{k}": v for k, v in self.teacher.items()})
             self.tracker.teacher_run(self.parent, self.name, self.teacher)
-        self.out(f"teacher: {report.metrics_line(self.teacher)} test_accuracy={self.teacher['test_accuracy']:.4f}")
-        self.tfidf = self.study.user_attrs.get("tfidf") or self.measure_tfidf()
+        tested = quality_of(self.teacher).test_metric
+        self.out(f"teacher: {report.metrics_line(self.teacher)} {tested}={self.teacher[tested]:.4f}")
+        if isinstance(self.bench, Workbench):  # a classifier study of texts: the TF-IDF baseline
+            self.tfidf = self.study.user_attrs.get("tfidf") or self.measure_tfidf()
         if self.tfidf:
             self.out(f"TF-IDF baseline: {report.metrics_line(self.tfidf)} test_accuracy="
                      f"{self.tfidf['test_accuracy']:.4f}")

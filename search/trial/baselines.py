@@ -19,10 +19,17 @@ from optuna.trial import BaseTrial, FrozenTrial
 from squeezer.search import models
 from squeezer.spaces import Branch, Choice, Fixed, Space
 
-#: Baseline name -> the quantize step's bit-width.
+#: Baseline name -> the quantize step's bit-width: a classifier's, and a language model's (``lm_quantize``: bf16
+#: weights and compute on the CPU, int8 weight-only).
 BASELINES = {"fp16": 16, "int8": 8}
+LM_BASELINES = {"bf16": 16, "int8": 8}
 PARAM = "baseline"  # the sampled parameter; also the nested params' section that marks a baseline recipe
 QUANTIZE = "quantize"
+LM_QUANTIZE = "lm_quantize"
+
+
+def names(language_model: bool = False) -> list[str]:
+    return list(LM_BASELINES if language_model else BASELINES)
 
 
 def wanted(student: Space) -> bool:
@@ -33,17 +40,21 @@ def wanted(student: Space) -> bool:
     return models.TEACHER in options
 
 
-def suggest(trial: BaseTrial) -> str:
+def suggest(trial: BaseTrial, language_model: bool = False) -> str:
     """The baseline an enqueued baseline trial was queued with (Optuna returns the fixed value)."""
-    return str(trial.suggest_categorical(PARAM, list(BASELINES)))
+    return str(trial.suggest_categorical(PARAM, names(language_model)))
 
 
-def params(pipeline_steps: Mapping[str, Space], name: str) -> dict[str, dict[str, Any]]:
+def params(pipeline_steps: Mapping[str, Space], name: str, language_model: bool = False) -> dict[str, dict[str, Any]]:
     """The nested params of baseline ``name``: the teacher, and the quantize step with the study's fixed quantize
     settings (``pipeline_steps``: step name -> its space) at the baseline's bit-width, without training."""
-    space = pipeline_steps.get(QUANTIZE, {})
+    step = LM_QUANTIZE if language_model else QUANTIZE
+    space = pipeline_steps.get(step, {})
     fixed = {k: knob.value for k, knob in space.items() if isinstance(knob, Fixed)}
-    return {"student": {"family": models.TEACHER}, QUANTIZE: {**fixed, "bits": BASELINES[name], "qat_epochs": 0},
+    if language_model:
+        return {"student": {"family": models.TEACHER}, step: {**fixed, "bits": LM_BASELINES[name]},
+                PARAM: {"recipe": name}}
+    return {"student": {"family": models.TEACHER}, step: {**fixed, "bits": BASELINES[name], "qat_epochs": 0},
             PARAM: {"recipe": name}}
 
 
@@ -51,9 +62,9 @@ def is_baseline(trial: FrozenTrial) -> bool:
     return PARAM in trial.params
 
 
-def queue() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def queue(language_model: bool = False) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """``(params, user_attrs)`` of each baseline trial, for ``study.enqueue_trial``."""
-    return [({PARAM: name}, {PARAM: name}) for name in BASELINES]
+    return [({PARAM: name}, {PARAM: name}) for name in names(language_model)]
 
 
-__all__ = ["BASELINES", "PARAM", "is_baseline", "params", "queue", "suggest", "wanted"]
+__all__ = ["BASELINES", "LM_BASELINES", "PARAM", "names", "is_baseline", "params", "queue", "suggest", "wanted"]

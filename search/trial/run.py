@@ -27,6 +27,9 @@ from squeezer.search.trial.metrics import measure
 from squeezer.search.config.objectives import CHEAP, Constraint
 from squeezer.search.runtime import export
 from squeezer.search.errors import ConfigError
+from squeezer.search.models import causal
+from squeezer.search.runtime import lm_export
+from squeezer.search.trial.lm.workbench import FOLDER, LmWorkbench, measure_deployed
 from squeezer.search.trial.workbench import Workbench, named_by, teacher_arch
 
 
@@ -62,7 +65,7 @@ class Outcome:
 CONFIG_FAULT = f"{ConfigError.__name__}: "
 
 
-def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: int, workdir: Path,
+def run_trial(bench: Workbench | LmWorkbench, params: Mapping[str, Mapping[str, Any]], seed: int, workdir: Path,
               report: Report = lambda step, metrics: None, watch: Watch | None = None) -> dict[str, float]:
     """Build the student from ``params['student']``, apply each pipeline step with its params, measure it.
 
@@ -72,6 +75,8 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
     The compressed model is written to ``workdir`` as its runtime deploys it (model.onnx or model.pt; that file's
     bytes are the ``size_bytes`` metric) and as an export (student.pt and architecture.json).
     """
+    if isinstance(bench, LmWorkbench):
+        return _language_model(bench, params, seed, workdir, report)
     s = bench.splits
     model, ctx = student(bench, params, seed, report)
     if watch is not None or any(c.metric in CHEAP for c in bench.config.constraints):
@@ -91,6 +96,26 @@ def run_trial(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: i
               "tokens": None if s.tokens is None else vars(s.tokens), "spec": s.spec.describe()}
     built = models.resolve(dict(params["student"]), teacher_arch(bench.config))  # a teacher student: the teacher's
     export.save(model, built, workdir, inputs=inputs)  # beside the deployed file: users take it
+    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        raise TrialFailed(f"non-finite metrics {bad}")
+    return metrics
+
+
+def _language_model(bench: LmWorkbench, params: Mapping[str, Mapping[str, Any]], seed: int, workdir: Path,
+                    report: Report) -> dict[str, float]:
+    """A language model's trial: the student built from the teacher (``models.causal``), the pipeline's steps on an
+    ``LmContext``, the result saved as users take it (``runtime.lm_export``), reloaded from there and measured."""
+    torch.manual_seed(seed)
+    model = causal.build(params["student"], bench.teacher, bench.calibration).to(bench.device.where)
+    ctx = bench.context(seed, report)
+    for name, settings in steps(bench.config, params):
+        with named_by(name):
+            model = compressors.get(name)(settings).apply(model, ctx)
+    model = model.cpu().eval()
+    folder = lm_export.save(model, bench.tokenizer, workdir / FOLDER,
+                            summary=f"Recipe: {dict((k, dict(v)) for k, v in params.items())}")
+    metrics = measure_deployed(bench, lm_export.load(folder), folder, bench.reference())
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise TrialFailed(f"non-finite metrics {bad}")
@@ -180,7 +205,7 @@ def _both(first: Report, second: Report | None) -> Report:
     return report
 
 
-def attempt(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: int, workdir: Path,
+def attempt(bench: Workbench | LmWorkbench, params: Mapping[str, Mapping[str, Any]], seed: int, workdir: Path,
             report: Report = lambda step, metrics: None, watch: Watch | None = None) -> Outcome:
     """``run_trial`` that never raises for a broken trial: a failure (MemoryError included) becomes its reason.
 

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,28 +23,27 @@ from squeezer.search.models import hub, text
 from squeezer.search.models.user import source_digest
 from squeezer.search.data import Splits
 from squeezer.search.defaults import cache_dir
-from squeezer.search.data.augment import Augment
+from squeezer.search.config.teacher_section import TeacherSpec
 from squeezer.search.errors import ConfigError
 
 
-def get_teacher(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int,
+def get_teacher(spec: TeacherSpec, splits: Splits, seed: int, batch_size: int,
                 key: str = "teacher", device: Device | None = None) -> nn.Module:
-    """The teacher in eval mode, on the CPU: from ``spec['path']``, else from the cache, else trained now (on
+    """The teacher in eval mode, on the CPU: from ``spec.path``, else from the cache, else trained now (on
     ``device``) and cached. ``key``: the config section it comes from, for errors."""
     torch.manual_seed(seed)  # the initial weights too depend only on the cache key
-    model = models.build({"family": spec["family"], **spec["arch"]}, splits.input_shape, splits.num_classes,
-                         key="teacher.arch", tokens=splits.tokens)
-    if spec.get("path"):
-        return _load(model, Path(spec["path"]), f"{key}.path")
-    if spec["family"] == "program":  # trained where it was exported: its weights are in the file
+    model = models.build(spec.model, splits.input_shape, splits.num_classes, key="teacher.arch", tokens=splits.tokens)
+    if spec.path is not None:
+        return _load(model, spec.path, f"{key}.path")
+    if spec.family == "program":  # trained where it was exported: its weights are in the file
         return model.eval()
-    head = {"hf": hub.SEQUENCE_HEAD, "hf_image": hub.IMAGE_HEAD}.get(spec["family"])
-    name = spec["arch"].get("model", text.DEFAULT_MODEL)
-    labels = hub.fine_tuned_labels(text.model_dir(name), splits.num_classes, head) if head else None
+    head = {"hf": hub.SEQUENCE_HEAD, "hf_image": hub.IMAGE_HEAD}.get(spec.family)
+    name = spec.hub_dir
+    labels = hub.fine_tuned_labels(text.model_dir(name), splits.num_classes, head) if name and head else None
     if labels is not None:  # a classifier for these classes already: used as is, unless epochs asks for more
         how = hub.align_classes(model, labels, splits.classes, name)
         note(f"teacher: {name} is fine-tuned for the data's {len(labels)} classes; {how}")
-        if "epochs" not in spec:
+        if spec.epochs is None:
             return model.eval()
     path = cache_dir() / "teachers" / f"{teacher_key(spec, splits, seed, batch_size)}.pt"
     if path.is_file():
@@ -54,27 +54,25 @@ def get_teacher(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int
     return model.eval()
 
 
-def teacher_tokenizer(spec: Mapping[str, Any]) -> Any:
+def teacher_tokenizer(spec: TeacherSpec) -> Any:
     """The tokenizer of a Hugging Face teacher (``family: hf``), which text data is tokenized with; else None."""
-    if spec.get("family") != "hf":
-        return None
-    return text.tokenizer((spec.get("arch") or {}).get("model", text.DEFAULT_MODEL))
+    return text.tokenizer(spec.hub_dir) if spec.family == "hf" else None
 
 
-def teacher_key(spec: dict[str, Any], splits: Splits, seed: int, batch_size: int) -> str:
+def teacher_key(spec: TeacherSpec, splits: Splits, seed: int, batch_size: int) -> str:
     """The cache key: everything the trained weights depend on (settings, training data, seed, batch size)."""
-    settings = json.dumps({k: v for k, v in spec.items() if k != "path"}, sort_keys=True)
-    if spec.get("family") == "factory":  # the user's code may change under the same name
-        settings += source_digest(str(spec["arch"].get("model", "")))
+    settings = json.dumps(spec.settings(), sort_keys=True)
+    if spec.family == "factory":  # the user's code may change under the same name
+        settings += source_digest(str(spec.arch.get("model", "")))
     return hashlib.sha256(f"{settings}|{splits.fingerprint()}|{seed}|{batch_size}".encode()).hexdigest()[:20]
 
 
-def train(model: nn.Module, spec: dict[str, Any], splits: Splits, seed: int, batch_size: int,
+def train(model: nn.Module, spec: TeacherSpec, splits: Splits, seed: int, batch_size: int,
           device: Device | None = None) -> nn.Module:
     """Train the teacher on hard labels on ``device`` (the data moved there once, where it fits): a live bar of its
     steps, and one line per epoch."""
     device = device or Device()
-    epochs = int(spec.get("epochs", 10))
+    epochs = spec.epochs or 10
     steps = epochs * math.ceil(len(splits.train_x) / batch_size)
     with Bar("teacher training", total=steps, unit="steps") as bar:
         def report(step: int, metrics: Mapping[str, float]) -> None:
@@ -86,26 +84,17 @@ def train(model: nn.Module, spec: dict[str, Any], splits: Splits, seed: int, bat
         torch.manual_seed(seed)
         data = (device.keep(t) for t in (splits.train_x, splits.train_y, splits.val_x, splits.val_y))
         ctx = TrialContext(*data, seed=seed, batch_size=batch_size, report=report,
-                           augment=Augment.parse(spec.get("augment")), device=device)
-        return fit(model, ctx, hard_labels(model, ctx), Optim(epochs, float(spec.get("lr", 1e-3))), stage="teacher",
+                           augment=spec.augment, device=device)
+        return fit(model, ctx, hard_labels(model, ctx), Optim(epochs, spec.lr or 1e-3), stage="teacher",
                    after_step=bar.update)
 
 
-def ensemble_specs(spec: dict[str, Any], seed: int) -> list[tuple[dict[str, Any], int]]:
-    """The main teacher and each ``teacher.ensemble`` member, as (spec, seed) pairs.
-
-    A member inherits the main teacher's settings it does not give, except its checkpoint (and its arch when the
-    family differs); member i's seed defaults to the study seed + i + 1, so ``ensemble: [{}]`` is the same teacher
-    trained from another seed.
-    """
-    main = {k: v for k, v in spec.items() if k != "ensemble"}
-    inherited = {k: v for k, v in main.items() if k != "path"}
-    members = []
-    for i, member in enumerate(spec.get("ensemble") or []):
-        own = {k: v for k, v in member.items() if k != "seed"}
-        base = inherited if own.get("family", main["family"]) == main["family"] else {"arch": {}}
-        members.append(({**base, **own}, int(member.get("seed", seed + i + 1))))
-    return [(main, seed), *members]
+def ensemble_specs(spec: TeacherSpec, seed: int) -> list[tuple[TeacherSpec, int]]:
+    """The main teacher and each ``teacher.ensemble`` member (whole specs: they inherited what they do not set when
+    the file was read), as (spec, seed) pairs; member i's seed defaults to the study seed + i + 1, so ``ensemble:
+    [{}]`` is the same teacher trained from another seed."""
+    members = [(member, seed + i + 1 if member.seed is None else member.seed) for i, member in enumerate(spec.ensemble)]
+    return [(replace(spec, ensemble=()), seed), *members]
 
 
 class DiskCache:
@@ -142,15 +131,15 @@ def weights_digest(model: nn.Module) -> str:
     return digest.hexdigest()[:20]
 
 
-def check_checkpoint(spec: dict[str, Any], splits: Splits, key: str = "teacher") -> None:
+def check_checkpoint(spec: TeacherSpec, splits: Splits, key: str = "teacher") -> None:
     """Refuse a teacher checkpoint that does not load into the declared family/arch, before any teacher trains
     (its model is built on the meta device: nothing is allocated)."""
-    if not spec.get("path"):
+    if spec.path is None:
         return
     with torch.device("meta"):
-        model = models.build({"family": spec["family"], **spec["arch"]}, splits.input_shape, splits.num_classes,
-                             key=f"{key}.arch", tokens=splits.tokens)
-    _fits(model, read_state_dict(Path(spec["path"]), f"{key}.path"), f"{key}.path", Path(spec["path"]))
+        model = models.build(spec.model, splits.input_shape, splits.num_classes, key=f"{key}.arch",
+                             tokens=splits.tokens)
+    _fits(model, read_state_dict(spec.path, f"{key}.path"), f"{key}.path", spec.path)
 
 
 def _load(model: nn.Module, path: Path, key: str = "teacher.path") -> nn.Module:

@@ -8,9 +8,9 @@ import copy
 import shutil
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -22,12 +22,13 @@ from squeezer.compressors.distill import TeacherOutputs
 from squeezer.compressors.training import accuracy
 from squeezer.search import data, hardware, models
 from squeezer.search.config.experiment import ExperimentConfig
+from squeezer.search.config.teacher_section import TeacherSpec
 from squeezer.search.data import token_augment
 from squeezer.search.data.augment import Augment
 from squeezer.search.errors import ConfigError
 from squeezer.search.trial.metrics import Reference, deployed_for_timing, measure
 from squeezer.search.models import text as text_models
-from squeezer.search.runtime import Deployed
+from squeezer.search.runtime import Deployed, export
 from squeezer.search.trial.teacher import DiskCache, check_checkpoint, ensemble_specs, get_teacher, teacher_tokenizer
 from squeezer.spaces import boundary_points
 
@@ -109,6 +110,29 @@ class Workbench:
         its teacher."""
         return None if self.timing is None else Reference(self.deployed_teacher()[0], *self.timing)
 
+    def baseline(self) -> dict[str, float]:
+        """The teacher measured like a trial (plus its test accuracy): the reference every student is compared
+        with."""
+        s = self.splits
+        metrics = measure(self.teacher, s.val_raw, s.val_y, self.config.measure, Path(), pad_id=s.pad_id,
+                          spec=s.spec, deployed=self.deployed_teacher())  # the students' reference from now on
+        return {**metrics, "test_accuracy": accuracy(self.resident().teacher, s.test_x, s.test_y)}  # on the device
+
+    def time_against(self, teacher: Mapping[str, float]) -> None:
+        """Time every student against the teacher from now on, whose measured latencies are ``teacher``'s."""
+        self.timing = (teacher["latency_ms"], teacher["latency_batch_ms"])
+
+    @property
+    def validation_count(self) -> int:
+        """The validation samples accuracy is measured on (its standard error depends on them)."""
+        return len(self.splits.val_y)
+
+    def test_quality(self, folder: Path) -> float:
+        """The test accuracy of a trial's deployed artifact in ``folder``, fed the user's raw test input."""
+        s = self.splits
+        deployed = export.reload(folder, self.config.measure.runtime, s, template=self.teacher)
+        return (deployed.predict(s.test_raw).argmax(1) == s.test_y).float().mean().item()
+
     def __getstate__(self) -> dict[str, Any]:  # sent to Ray workers: each deploys its own teacher, has its device
         return {**self.__dict__, "_deployed": None, "_resident": None, "_copies": {}}
 
@@ -133,20 +157,13 @@ class Resident:
         return cls(device, *(device.keep(t) for t in (s.train_x, s.train_y, s.val_x, s.val_y)), teacher)
 
 
-def baseline(bench: Workbench) -> dict[str, float]:
-    """The teacher measured like a trial (plus its test accuracy): the reference every student is compared with."""
-    s = bench.splits
-    metrics = measure(bench.teacher, s.val_raw, s.val_y, bench.config.measure, Path(), pad_id=s.pad_id, spec=s.spec,
-                      deployed=bench.deployed_teacher())  # the students' reference from now on (``reference``)
-    return {**metrics, "test_accuracy": accuracy(bench.resident().teacher, s.test_x, s.test_y)}  # on the device
-
-
 @dataclass(frozen=True)
 class Given:
     """What a Python caller passes as objects (``compress``): the teacher module, the data already split."""
 
     teacher: nn.Module | None = None
     splits: data.Splits | None = None
+    tokenizer: Any = None  # a causal language model teacher's
 
 
 def prepare(config: ExperimentConfig, given: Given | None = None) -> Workbench:
@@ -154,14 +171,13 @@ def prepare(config: ExperimentConfig, given: Given | None = None) -> Workbench:
     load) the teachers and compute (or load) their logits on the training split. ``given``: objects that stand
     in for the config's data and teacher (``data.given``, ``teacher.family: given``)."""
     given = given or Given()
-    augment = Augment.parse(config.data.get("augment"))
+    augment = config.data.augment
     # a teacher trained here is trained on augmented batches too (and cached under that)
-    specs = [({**spec, "augment": augment.describe()} if augment else spec, seed)
-             for spec, seed in ensemble_specs(config.teacher, config.seed)]
+    specs = [(replace(spec, augment=augment), seed) for spec, seed in ensemble_specs(config.teacher, config.seed)]
     template = given.teacher
     for i, (spec, _) in enumerate(specs):  # a Hugging Face directory that is not there: said before anything else
-        if spec["family"] in ("hf", "hf_image"):
-            text_models.model_dir(spec["arch"].get("model", text_models.DEFAULT_MODEL), f"{_teacher_key(i)}.model")
+        if spec.hub_dir is not None:
+            text_models.model_dir(spec.hub_dir, f"{_teacher_key(i)}.model")
     ahead = given.splits or data.preview(config.data)  # an image folder's shape and classes, from its headers
     if ahead is not None:  # checked before the folder is decoded (and cached)
         check_models(config, ahead, specs, template, augment)
@@ -174,7 +190,7 @@ def prepare(config: ExperimentConfig, given: Given | None = None) -> Workbench:
             with named_by(step.name):
                 compressors.get(step.name)(point).check_data(len(splits.train_y))
     device = hardware.training_device(config.training.device, config.training.precision)
-    teachers = [template.eval() if spec["family"] == models.GIVEN else
+    teachers = [template.eval() if spec.family == models.GIVEN else
                 get_teacher(spec, splits, seed, config.batch_size, key=_teacher_key(i).removesuffix(".arch"),
                             device=device)
                 for i, (spec, seed) in enumerate(specs)]
@@ -187,17 +203,17 @@ def prepare(config: ExperimentConfig, given: Given | None = None) -> Workbench:
 
 def teacher_arch(config: ExperimentConfig) -> dict[str, Any]:
     """The main teacher's family and settings."""
-    return {"family": config.teacher["family"], **config.teacher["arch"]}
+    return config.teacher.model
 
 
-def check_models(config: ExperimentConfig, shape: data.Shape, specs: list[tuple[dict[str, Any], int]],
+def check_models(config: ExperimentConfig, shape: data.Shape, specs: list[tuple[TeacherSpec, int]],
                  template: nn.Module | None = None, augment: Augment | None = None) -> None:
     """Everything about the models that the data's ``shape`` (its sample shape, classes and tokens) decides, before
     anything is allocated or trains: every teacher and every student the space allows fit in memory and give one
     score per class, the pipeline's settings work with them (on the meta device), every checkpoint loads."""
     if augment is not None:
         augment.check(shape.input_shape)
-    archs = [{"family": spec["family"], **spec["arch"]} for spec, _ in specs]
+    archs = [spec.model for spec, _ in specs]
     for i, arch in enumerate(archs):  # teachers first: a `teacher` student is the teacher
         models.check_fits(arch, shape.input_shape, shape.num_classes, config.batch_size, key=_teacher_key(i),
                           tokens=shape.tokens, template=template)

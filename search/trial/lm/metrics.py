@@ -1,0 +1,90 @@
+"""A causal language model as it is deployed (``runtime.lm_export``), timed generating: the time to the first token
+of a prompt (prefill), the milliseconds per generated token at batch 1 with the KV cache (greedy decoding), and the
+generated tokens per second at a batch. With a reference (the study's teacher), each model is timed in the same
+rounds as it, alternating, and its figure is its median ratio to the reference times the reference's own figure — as
+``trial.metrics`` times classifiers."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from squeezer.search.config.run_settings import MeasureSettings
+
+
+@dataclass(frozen=True)
+class LmReference:
+    """The model students are timed against, and its figures when the study started."""
+
+    model: nn.Module
+    ttft_ms: float
+    token_ms: float
+    batch_token_ms: float
+
+
+@torch.inference_mode()
+def _generate(model: nn.Module, prompt: torch.Tensor, new_tokens: int) -> tuple[float, float]:
+    """Milliseconds of the prefill (to the first token) and of each further token, greedy, with the KV cache."""
+    start = time.perf_counter()
+    out = model(input_ids=prompt, use_cache=True)
+    token = out.logits[:, -1:].argmax(-1)
+    first = time.perf_counter()
+    cache = out.cache
+    for _ in range(new_tokens - 1):
+        out = model(input_ids=token, cache=cache, use_cache=True)
+        cache, token = out.cache, out.logits[:, -1:].argmax(-1)
+    end = time.perf_counter()
+    return (first - start) * 1e3, (end - first) * 1e3 / max(1, new_tokens - 1)
+
+
+def _rounds(models: list[nn.Module], prompts: torch.Tensor, settings: MeasureSettings) -> Iterator[list[tuple]]:
+    """Each round: for each model, its (ttft, ms per token at batch 1, ms per token at the batch), the order of the
+    models alternating between rounds."""
+    single, batch = prompts[:1], prompts
+    for model in models:  # warm-up
+        for _ in range(max(1, settings.warmup // 5)):
+            _generate(model, single, 4)
+            _generate(model, batch, 4)
+    for r in range(max(2, settings.repeats // 5)):
+        order = list(range(len(models)))
+        if r % 2:
+            order.reverse()
+        found: dict[int, tuple] = {}
+        for i in order:
+            ttft, token = _generate(models[i], single, settings.new_tokens)
+            _, batch_token = _generate(models[i], batch, settings.new_tokens)
+            found[i] = (ttft, token, batch_token)
+        yield [found[i] for i in range(len(models))]
+
+
+def measure(model: nn.Module, prompts: torch.Tensor, settings: MeasureSettings,
+            reference: LmReference | None = None) -> dict[str, float]:
+    """``latency_ms`` (per generated token, batch 1), ``latency_raw_ms`` (its plain median), ``latency_p90_ms``,
+    ``ttft_ms``, ``latency_batch_ms`` (per token at the batch) and ``throughput`` (tokens per second at the batch) of
+    ``model`` generating from ``prompts`` ``[batch, prompt_tokens]``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(settings.threads)
+    try:
+        models = [model] if reference is None else [model, reference.model]
+        rounds = list(_rounds(models, prompts, settings))
+    finally:
+        torch.set_num_threads(threads)
+    mine = [r[0] for r in rounds]
+    ttft, token, batch_token = ([m[i] for m in mine] for i in range(3))
+    if reference is None:
+        figures = statistics.median(ttft), statistics.median(token), statistics.median(batch_token)
+    else:
+        theirs = [r[1] for r in rounds]
+        figures = tuple(statistics.median(m[i] / max(t[i], 1e-9) for m, t in zip(mine, theirs, strict=True)) * ref
+                        for i, ref in enumerate((reference.ttft_ms, reference.token_ms, reference.batch_token_ms)))
+    return {"ttft_ms": figures[0], "latency_ms": figures[1], "latency_raw_ms": statistics.median(token),
+            "latency_p90_ms": statistics.quantiles(token, n=10)[-1] if len(token) > 1 else token[0],
+            "latency_batch_ms": figures[2], "throughput": len(prompts) * 1e3 / figures[2]}
+
+
+__all__ = ["LmReference", "measure"]

@@ -1,0 +1,263 @@
+"""What every trial of a language-model study shares, prepared once: the teacher and its tokenizer, the text in
+blocks, the teacher's top-k next-token logits on the training blocks (computed once per study, cached on disk and
+memory-mapped), its own continuations of training prompts (sequence-level distillation, made when a trial first
+asks), everything checked before anything trains."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from squeezer import compressors
+from squeezer.compressors.base import Report
+from squeezer.compressors.device import Device
+from squeezer.compressors.lm import LmContext, LmPrune, Sequences, TopK, perplexity, surgery
+from squeezer.compressors.progress import Bar, note
+from squeezer.search import hardware
+from squeezer.search.config.experiment import ExperimentConfig
+from squeezer.search.config.teacher_section import CAUSAL_FACTORY, CAUSAL_GIVEN
+from squeezer.search.data import lm
+from squeezer.search.data.spec import LmText
+from squeezer.search.defaults import cache_dir
+from squeezer.search.errors import ConfigError
+from squeezer.search.models import causal
+from squeezer.search.runtime import lm_export
+from squeezer.search.trial.lm.metrics import LmReference, measure
+from squeezer.spaces import boundary_points
+
+TOP_K = 32            # the teacher's logits kept per token (of the whole vocabulary)
+CONTINUATIONS = 256   # training prompts the teacher continues once per study (sequence-level distillation)
+CALIBRATION = 32      # training blocks importance is measured on
+FOLDER = "model"      # a trial's save_pretrained folder, in its workdir (and its MLflow run's artifacts)
+
+
+@dataclass
+class LmWorkbench:
+    """A language-model study's shared state (the teacher on the CPU; ``resident`` on the training device)."""
+
+    config: ExperimentConfig
+    splits: lm.LmSplits
+    teacher: nn.Module
+    tokenizer: Any
+    top_k: TopK | None
+    device: Device = field(default_factory=Device)
+    #: the teacher's (ttft, ms per token, ms per token at the batch) when the study started: students are timed
+    #: against it
+    timing: tuple[float, float, float] | None = None
+    _sequences: Sequences | None = field(default=None, repr=False)
+    _resident: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def calibration(self) -> torch.Tensor:
+        return self.splits.train[:CALIBRATION]
+
+    def prompts(self) -> torch.Tensor:
+        """What generation is timed on: ``measure.batch`` prompts of ``measure.prompt_tokens`` validation tokens."""
+        m = self.config.measure
+        rows = self.splits.val[: m.batch, : m.prompt_tokens]
+        return rows.repeat(-(-m.batch // len(rows)), 1)[: m.batch]
+
+    def reference(self) -> LmReference | None:
+        """The teacher to time students against; None before the study has timed it."""
+        return None if self.timing is None else LmReference(self.teacher, *self.timing)
+
+    def resident(self) -> nn.Module:
+        """The teacher on the training device (the CPU: itself), once per process."""
+        if self._resident is None:
+            self._resident = self.teacher if self.device.is_cpu else \
+                copy.deepcopy(self.teacher).to(self.device.where).eval()
+        return self._resident
+
+    def context(self, seed: int, report: Report) -> LmContext:
+        s = self.splits
+        return LmContext(train=s.train, val=s.val, train_mask=s.train_mask, val_mask=s.val_mask,
+                         teacher=self.resident(), top_k=self.top_k, sequences=self.sequences,
+                         prompt_tokens=min(16, s.train.shape[1] // 2), pad_id=s.pad_id, seed=seed,
+                         batch_size=self.config.batch_size, report=report, device=self.device)
+
+    def sequences(self) -> Sequences:
+        """The teacher's greedy continuations of ``CONTINUATIONS`` training prompts and its top-k on them: made
+        once per study (cached on disk), the first time a trial asks."""
+        if self._sequences is None:
+            self._sequences = _continuations(self)
+        return self._sequences
+
+    def baseline(self) -> dict[str, float]:
+        """The teacher measured as the students are: the reference every student is compared with."""
+        with tempfile.TemporaryDirectory(prefix="squeezer-teacher-") as tmp:
+            folder = lm_export.save(self.teacher, self.tokenizer, Path(tmp) / "teacher")
+            metrics = measure_deployed(self, lm_export.load(folder), folder, reference=None)
+        metrics["test_perplexity"] = self.test_perplexity(self.teacher)
+        return metrics
+
+    def time_against(self, teacher: Mapping[str, float]) -> None:
+        """Time every student against the teacher from now on, whose measured figures are ``teacher``'s."""
+        self.timing = (teacher["ttft_ms"], teacher["latency_ms"], teacher["latency_batch_ms"])
+
+    @property
+    def validation_count(self) -> int:
+        """The validation tokens perplexity is measured on."""
+        s = self.splits
+        return int(s.val[:, 1:].numel() if s.val_mask is None else s.val_mask[:, 1:].sum())
+
+    def test_quality(self, folder: Path) -> float:
+        """The test perplexity of a trial's saved model (its ``model`` folder in ``folder``)."""
+        return self.test_perplexity(lm_export.load(folder / FOLDER))
+
+    def test_perplexity(self, model: nn.Module) -> float:
+        s = self.splits
+        return perplexity(model, s.test, s.test_mask)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_resident": None}
+
+
+def measure_deployed(bench: LmWorkbench, model: nn.Module, folder: Path,
+                     reference: LmReference | None) -> dict[str, float]:
+    """A deployed model's metrics: validation perplexity, the bytes of its weights, generation speed (against
+    ``reference``), parameters."""
+    s = bench.splits
+    return {"perplexity": perplexity(model, s.val, s.val_mask), "size_bytes": float(lm_export.weights_bytes(folder)),
+            **measure(model, bench.prompts(), bench.config.measure, reference),
+            "params": float(surgery.parameters(model)),
+            "non_embedding_params": float(surgery.non_embedding_parameters(model))}
+
+
+def prepare(config: ExperimentConfig, given_teacher: nn.Module | None = None, tokenizer: Any = None) -> LmWorkbench:
+    """Load the teacher and its tokenizer, read the text into blocks, check every student and step the space allows
+    against them, then compute (or load) the teacher's top-k logits on the training blocks."""
+    assert isinstance(config.data, LmText)
+    spec = config.teacher
+    if spec.family == CAUSAL_GIVEN:
+        if given_teacher is None or tokenizer is None:
+            raise ConfigError("teacher", "stands for a language model passed as a Python object: pass it again with "
+                              "its tokenizer (compress(teacher=model, tokenizer=...))", spec.given)
+        causal.check_causal(given_teacher, "teacher")
+        teacher = given_teacher.eval()
+    elif spec.family == CAUSAL_FACTORY:
+        teacher, tokenizer = causal.from_factory(spec.arch, spec.tokenizer or Path("."))
+    else:
+        teacher, tokenizer = causal.load_teacher(Path(spec.hub_dir or ""), "teacher.hf")
+    limit = causal.positions(teacher)
+    if limit is not None and config.data.block_size > limit:
+        raise ConfigError("data.block_size", f"is beyond the teacher's {limit} positions", config.data.block_size)
+    splits = lm.load(config.data, config.seed, tokenizer)
+    if splits.vocab_size > teacher.config.vocab_size:
+        raise ConfigError("teacher.hf", f"its tokenizer has {splits.vocab_size} tokens, more than the model's "
+                          f"{teacher.config.vocab_size} embeddings", config.teacher.hub_dir)
+    note(f"data: {splits.documents[0]} training, {splits.documents[1]} validation, {splits.documents[2]} test "
+         f"document(s); {len(splits.train)} x {splits.train.shape[1]} training tokens")
+    check_students(config, teacher)
+    device = hardware.training_device(config.training.device, config.training.precision)
+    bench = LmWorkbench(config, splits, teacher, tokenizer, None, device)
+    if any(step.name == "lm_distill" for step in config.pipeline):
+        bench.top_k = _top_k(bench)
+    return bench
+
+
+def check_students(config: ExperimentConfig, teacher: nn.Module) -> None:
+    """Every boundary student of the space is a family of a language model with sizes the teacher allows, and every
+    pruning setting leaves at least one layer, group and channel (checked from the configs: nothing trains)."""
+    surgery.layers_of(teacher)  # the Llama layout the families and lm_prune work on
+    for point in boundary_points(config.student):
+        settings = dict(point)
+        family = settings.pop("family")
+        if family not in causal.families():
+            raise ConfigError("student.family", f"must be one of {causal.families()} for a language model", family)
+        if family == "smaller":
+            layers, hidden, heads, _ = causal.resolve_sizes(teacher, *(settings.get(k) for k in
+                                                                        ("layers", "hidden", "heads", "intermediate")))
+            if heads > hidden:
+                raise ConfigError("student.heads", f"must not exceed the hidden size ({hidden})", heads)
+    for step in config.pipeline:
+        if step.name == "lm_prune":
+            for point in boundary_points(step.space):
+                LmPrune(point).sizes(teacher)
+        for point in boundary_points(step.space):
+            try:
+                compressors.get(step.name)(point).check_models(teacher, [teacher], torch.zeros(1, 1))
+            except compressors.InvalidConfig as err:
+                raise ConfigError(f"{step.name}.{err.field}", err.rule, err.value) from None
+
+
+def _cache_folder(bench: LmWorkbench) -> Path:
+    digest = hashlib.sha256()
+    for key, value in bench.teacher.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().float().contiguous().numpy().tobytes()[:4096])
+        digest.update(str(tuple(value.shape)).encode())
+    return cache_dir() / "outputs" / f"lm-{digest.hexdigest()[:16]}-{bench.splits.fingerprint()}"
+
+
+@torch.no_grad()
+def _top_k(bench: LmWorkbench) -> TopK:
+    """The teacher's ``TOP_K`` largest logits and their ids at every training position: from the cache, else
+    computed now (batch by batch, on the training device) and written there."""
+    folder = _cache_folder(bench)
+    path = folder / f"top{TOP_K}.pt"
+    if path.is_file():
+        note(f"teacher: top-{TOP_K} logits loaded from cache {path}")
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return TopK(saved["values"], saved["indices"])
+    train, device = bench.splits.train, bench.device
+    teacher = bench.resident()
+    values = torch.empty(*train.shape, TOP_K, dtype=torch.float16)
+    indices = torch.empty(*train.shape, TOP_K, dtype=torch.int32)
+    batch = 16
+    with Bar(f"teacher top-{TOP_K} logits", total=len(train), unit="blocks") as bar:
+        for start in range(0, len(train), batch):
+            logits = teacher(input_ids=device.put(train[start:start + batch])).logits.float()
+            top = logits.topk(TOP_K, dim=-1)
+            values[start:start + batch], indices[start:start + batch] = top.values.half().cpu(), \
+                top.indices.int().cpu()
+            bar.update(len(logits))
+    _save(path, {"values": values, "indices": indices})
+    return TopK(values, indices)
+
+
+@torch.no_grad()
+def _continuations(bench: LmWorkbench) -> Sequences:
+    folder = _cache_folder(bench)
+    path = folder / f"continuations{CONTINUATIONS}.pt"
+    if path.is_file():
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return Sequences(saved["ids"], saved["mask"], TopK(saved["values"], saved["indices"]))
+    train, device, teacher = bench.splits.train, bench.device, bench.resident()
+    size = train.shape[1]
+    prompt = min(16, size // 2)
+    rows = train[torch.linspace(0, len(train) - 1, min(CONTINUATIONS, len(train))).long()]
+    ids, values, indices = [], [], []
+    with Bar("teacher continuations", total=len(rows), unit="prompts") as bar:
+        for start in range(0, len(rows), 32):
+            prompts = device.put(rows[start:start + 32, :prompt])
+            out = teacher.generate(prompts, max_new_tokens=size - prompt, min_new_tokens=size - prompt,
+                                   do_sample=False, pad_token_id=bench.splits.pad_id)
+            top = teacher(input_ids=out).logits.float().topk(TOP_K, dim=-1)
+            ids.append(out.cpu())
+            values.append(top.values.half().cpu())
+            indices.append(top.indices.int().cpu())
+            bar.update(len(prompts))
+    all_ids = torch.cat(ids)
+    mask = torch.zeros_like(all_ids, dtype=torch.bool)
+    mask[:, prompt:] = True
+    saved = {"ids": all_ids, "mask": mask, "values": torch.cat(values), "indices": torch.cat(indices)}
+    _save(path, saved)
+    return Sequences(saved["ids"], mask, TopK(saved["values"], saved["indices"]))
+
+
+def _save(path: Path, value: Mapping[str, torch.Tensor]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        torch.save(dict(value), tmp.name)
+    os.replace(tmp.name, path)
+
+
+__all__ = ["FOLDER", "LmWorkbench", "TOP_K", "check_students", "measure_deployed", "prepare"]

@@ -1,0 +1,367 @@
+"""Distilling a causal language model: a tiny Llama-architecture teacher with its own BPE tokenizer, made here, its
+text in blocks, the students (the teacher pruned, a smaller model of its architecture), every loss and bit width, the
+study end to end from the command line and from ``compress``, the export, and the bad inputs refused."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import one_line
+from squeezer.compressors.lm import LmContext, LmDistill, LmPrune, LmQuantize, TopK, losses, perplexity, surgery
+from squeezer.compressors.lm import weight_only
+from squeezer.search.cli import main
+from squeezer.search.config.data_section import data_section
+from squeezer.search.data import lm
+from squeezer.search.errors import ConfigError
+from squeezer.search.models import causal
+from squeezer.search.runtime import lm_export
+
+WORDS = "the cat sat on a mat and dog ran to big red house with small blue car".split()
+
+
+@pytest.fixture(scope="session")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with ``teacher/`` (a 4-layer Llama trained briefly on the corpus, with its tokenizer) and
+    ``corpus.txt`` (60 documents apart by blank lines)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    where = tmp_path_factory.mktemp("lm")
+    rng = random.Random(0)
+    docs = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(30, 80))) + "." for _ in range(60)]
+    (where / "corpus.txt").write_text("\n\n".join(docs))
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(docs, trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>", "<pad>"],
+                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    ids = [i for d in docs for i in tokenizer(d)["input_ids"] + [tokenizer.eos_token_id]]
+    blocks = torch.tensor(ids[: len(ids) // 32 * 32]).view(-1, 32)
+    optimizer = torch.optim.AdamW(model.parameters(), 3e-3)
+    for _ in range(120):
+        x = blocks[torch.randint(len(blocks), (16,))]
+        loss = model(input_ids=x, labels=x).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.save_pretrained(where / "teacher")
+    tokenizer.save_pretrained(where / "teacher")
+    return where
+
+
+@pytest.fixture(scope="session")
+def teacher(made: Path) -> tuple[torch.nn.Module, object]:
+    return causal.load_teacher(made / "teacher", "teacher.hf")
+
+
+def experiment(folder: Path, made: Path, **sections: object) -> Path:
+    """An experiment file for the made teacher and corpus (copied beside it), small enough to run in seconds."""
+    for name in ("teacher", "corpus.txt"):
+        if not (folder / name).exists():
+            (shutil.copytree if (made / name).is_dir() else shutil.copyfile)(made / name, folder / name)
+    config = {"name": "tiny-lm", "teacher": {"hf": "teacher"}, "data": {"path": "corpus.txt", "block_size": 32},
+              "pipeline": [{"lm_prune": {"keep_layers": {"float": [0.25, 0.75]}, "mlp_ratio": 0.5}},
+                           {"lm_distill": {"loss": {"choice": list(losses.LOSSES)}, "steps": 12, "eval_every": 6}},
+                           {"lm_quantize": {"bits": {"choice": [32, 16, 8, 4]}}}],
+              "training": {"batch_size": 8},
+              "measure": {"repeats": 10, "warmup": 5, "batch": 4, "prompt_tokens": 8, "new_tokens": 8}, **sections}
+    path = folder / "experiment.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def context(teacher: torch.nn.Module, blocks: torch.Tensor, top_k: bool = True) -> LmContext:
+    with torch.no_grad():
+        top = teacher(input_ids=blocks).logits.topk(16, dim=-1)
+    return LmContext(train=blocks, val=blocks[:8], teacher=teacher,
+                     top_k=TopK(top.values.half(), top.indices.int()) if top_k else None, batch_size=4, pad_id=2)
+
+
+def corpus_blocks(made: Path, tokenizer: object, size: int = 32) -> torch.Tensor:
+    spec = data_section({"path": str(made / "corpus.txt"), "block_size": size}, made, language_model=True)
+    return lm.load(spec, 0, tokenizer).train
+
+
+# the losses
+
+@pytest.mark.parametrize("name", losses.LOSSES)
+def test_each_divergence_is_zero_between_equal_distributions_and_positive_otherwise(name: str) -> None:
+    p = torch.randn(5, 7).log_softmax(-1)
+    q = torch.randn(5, 7).log_softmax(-1)
+    divergence = losses.DIVERGENCES[name]
+    assert torch.allclose(divergence(p, p, beta=0.3, alpha=0.2), torch.zeros(5), atol=1e-6)
+    assert (divergence(p, q, beta=0.3, alpha=0.2) > 0).all()
+
+
+def test_skew_kl_without_skew_is_forward_kl_and_jsd_is_bounded_by_log_2() -> None:
+    p, q = torch.randn(4, 9).log_softmax(-1), torch.randn(4, 9).log_softmax(-1)
+    assert torch.allclose(losses.skew_kl(p, q, alpha=0.0), losses.forward_kl(p, q))
+    far = torch.full((1, 2), -30.0)
+    far[0, 0], other = 0.0, torch.tensor([[-30.0, 0.0]])
+    assert losses.jsd(far, other, beta=0.5).item() <= math.log(2) + 1e-6
+
+
+def test_top_k_support_renormalises_both_distributions_over_the_teachers_tokens() -> None:
+    student = torch.randn(2, 3, 50)
+    values, indices = torch.randn(2, 3, 50).topk(5, dim=-1)
+    t, s = losses.on_support(student, values, indices, 2.0)
+    assert t.shape == s.shape == (2, 3, 5)
+    assert torch.allclose(t.exp().sum(-1), torch.ones(2, 3)) and torch.allclose(s.exp().sum(-1), torch.ones(2, 3))
+
+
+# the students
+
+def test_pruning_the_teacher_keeps_the_important_layers_heads_and_channels_and_round_trips(teacher, tmp_path) -> None:
+    model, tokenizer = teacher
+    blocks = torch.randint(3, 100, (8, 16))
+    pruned = LmPrune({"keep_layers": 0.5, "heads_ratio": 0.5, "mlp_ratio": 0.5}).apply(model, context(model, blocks))
+    config = pruned.config
+    assert (config.num_hidden_layers, config.num_key_value_heads, config.num_attention_heads,
+            config.intermediate_size) == (2, 1, 2, 32)
+    assert len(config.squeezer_layer_map) == 2 and model.config.num_hidden_layers == 4  # the teacher is untouched
+    assert surgery.non_embedding_parameters(pruned) < surgery.non_embedding_parameters(model) / 3.9  # and norms
+    lm_export.save(pruned, tokenizer, tmp_path / "pruned")
+    from transformers import AutoModelForCausalLM
+
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "pruned")
+    assert torch.allclose(again(input_ids=blocks).logits, pruned(input_ids=blocks).logits, atol=1e-5)
+
+
+def test_a_smaller_student_of_the_architecture_starts_from_the_teachers_weights(teacher, made) -> None:
+    model, tokenizer = teacher
+    blocks = corpus_blocks(made, tokenizer)
+    student = causal.build({"family": "smaller", "layers": 2, "hidden": 16, "heads": 2, "intermediate": 0.5},
+                           model, blocks[:8])
+    assert (student.config.num_hidden_layers, student.config.hidden_size, student.config.num_attention_heads,
+            student.config.intermediate_size, student.config.vocab_size) == (2, 16, 2, 32, model.config.vocab_size)
+    torch.manual_seed(0)
+    fresh = type(model)(copy.deepcopy(student.config))
+    # the teacher's projected weights start nearer its function than a random model of the same shape
+    assert perplexity(student, blocks[:16]) < perplexity(fresh, blocks[:16])
+
+
+def test_a_student_family_must_keep_the_teachers_vocabulary(teacher) -> None:
+    model, _ = teacher
+
+    @causal.register("wrong_vocabulary")
+    def wrong(teacher: torch.nn.Module, calibration: torch.Tensor) -> torch.nn.Module:
+        config = copy.deepcopy(teacher.config)
+        config.vocab_size = 10
+        return type(teacher)(config)
+
+    with pytest.raises(ConfigError, match="must share the teacher's vocabulary"):
+        causal.build({"family": "wrong_vocabulary"}, model, torch.zeros(1, 4, dtype=torch.long))
+
+
+# distillation
+
+@pytest.mark.parametrize("settings", [
+    {"loss": "forward_kl"}, {"loss": "reverse_kl"}, {"loss": "jsd", "beta": 0.3}, {"loss": "skew_kl", "alpha": 0.2},
+    {"loss": "forward_kl", "teacher_outputs": "live", "hidden_weight": 1.0, "token_temperature": True},
+    {"loss": "jsd", "on_policy_fraction": 0.5, "weighting": "dwa", "temperature_schedule": "linear"},
+    {"loss": "forward_kl", "sequence_fraction": 0.5, "hard_weight": 0.5},
+], ids=["forward_kl", "reverse_kl", "jsd", "skew_kl", "live+hidden+token_T", "on_policy+dwa", "sequence_level"])
+def test_distilling_moves_the_pruned_student_towards_the_teacher(teacher, made, settings) -> None:
+    model, tokenizer = teacher
+    blocks = corpus_blocks(made, tokenizer)
+    ctx = context(model, blocks)
+    with torch.no_grad():
+        continued = model.generate(blocks[:8, :8], max_new_tokens=24, min_new_tokens=24, do_sample=False,
+                                   pad_token_id=2)
+        top = model(input_ids=continued).logits.topk(16, dim=-1)
+    mask = torch.zeros_like(continued, dtype=torch.bool)
+    mask[:, 8:] = True
+    from squeezer.compressors.lm import Sequences
+
+    ctx.sequences = lambda: Sequences(continued, mask, TopK(top.values.half(), top.indices.int()))
+    student = LmPrune({"keep_layers": 0.5, "mlp_ratio": 0.5}).apply(model, ctx)
+    before = perplexity(student, blocks)
+    reports: list[dict] = []
+    ctx.report = lambda step, metrics: reports.append(metrics)
+    after = perplexity(LmDistill({**settings, "steps": 30, "eval_every": 10, "lr": 3e-3}).apply(student, ctx), blocks)
+    assert after < before and len(reports) == 3 and "lm_distill.val_perplexity" in reports[-1]
+
+
+def test_without_a_teacher_the_student_learns_from_the_text_alone(teacher, made) -> None:
+    model, tokenizer = teacher
+    blocks = corpus_blocks(made, tokenizer)
+    ctx = context(model, blocks)
+    student = LmPrune({"keep_layers": 0.25}).apply(model, ctx)
+    ctx.teacher, ctx.top_k = None, None
+    trained = LmDistill({"soft_weight": 0.0, "hard_weight": 1.0, "steps": 20, "lr": 3e-3}).apply(student, ctx)
+    assert perplexity(trained, blocks) < perplexity(student, blocks)
+
+
+# bits
+
+def test_each_bit_width_makes_the_weights_smaller_and_reloads_exactly(teacher, made, tmp_path) -> None:
+    model, tokenizer = teacher
+    blocks = corpus_blocks(made, tokenizer)[:8]
+    sizes, ppl = {}, {}
+    for bits in (32, 16, 8, 4):
+        deployed = LmQuantize({"bits": bits, "group_size": 16}).apply(model, context(model, blocks))
+        folder = lm_export.save(deployed, tokenizer, tmp_path / str(bits))
+        sizes[bits], ppl[bits] = lm_export.weights_bytes(folder), perplexity(deployed, blocks)
+        again = lm_export.load(folder)  # what the trial measures, and users load (bf16: its own rotary buffers)
+        assert torch.allclose(again(input_ids=blocks).logits.float(), deployed(input_ids=blocks).logits.float(),
+                              atol=0.1 if bits == 16 else 1e-4)
+        assert ("squeezer.compressors.lm.weight_only" in (folder / "README.md").read_text()) == (bits in (8, 4))
+    assert sizes[32] > sizes[16] > sizes[8] > sizes[4]
+    assert abs(ppl[16] - ppl[32]) / ppl[32] < 0.02 and abs(ppl[8] - ppl[32]) / ppl[32] < 0.02
+    assert abs(ppl[4] - ppl[32]) / ppl[32] < 0.2
+
+
+def test_an_int4_weight_packs_two_values_a_byte() -> None:
+    linear = torch.nn.Linear(64, 8, bias=False)
+    packed = weight_only.WeightOnlyLinear.from_linear(linear, 4, 32)
+    assert packed.qweight.dtype == torch.uint8 and packed.qweight.shape == (8, 32)
+    assert (packed.weight_float() - linear.weight).abs().max() <= linear.weight.abs().max() / 7
+
+
+# text in blocks
+
+def test_text_is_held_out_by_document_and_cut_into_blocks(made, teacher) -> None:
+    _, tokenizer = teacher
+    spec = data_section({"path": str(made / "corpus.txt"), "block_size": 16, "val_fraction": 0.2,
+                         "test_fraction": 0.2}, made, language_model=True)
+    splits = lm.load(spec, 0, tokenizer)
+    assert splits.documents == (36, 12, 12) and splits.train.shape[1] == 16 and splits.train_mask is None
+    again = lm.load(spec, 0, tokenizer)
+    assert torch.equal(splits.val, again.val) and not torch.equal(splits.val, lm.load(spec, 1, tokenizer).val)
+
+
+def test_prompt_response_pairs_count_the_response_tokens_only(tmp_path, teacher) -> None:
+    _, tokenizer = teacher
+    rows = [{"q": f"the cat {i}", "a": "sat on a mat"} for i in range(20)]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = data_section({"path": "pairs.jsonl", "prompt_column": "q", "response_column": "a", "block_size": 24},
+                        tmp_path, language_model=True)
+    splits = lm.load(spec, 0, tokenizer)
+    row, mask = splits.train[0], splits.train_mask[0]
+    answer = tokenizer("sat on a mat", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    assert row[mask].tolist() == answer  # the loss is on the response (and its end), not the prompt or padding
+
+
+# a study end to end
+
+def test_a_language_model_study_runs_from_the_command_line_and_exports_what_it_logged(made, tmp_path, capsys) -> None:
+    path = experiment(tmp_path, made)
+    assert main(["search", str(path), "--trials", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "teacher: perplexity=" in out and "test_perplexity=" in out and "baselines:" in out
+    assert "ppl" in out and "recommended:" in out
+    import optuna
+
+    study = optuna.load_study(study_name="tiny-lm", storage=f"sqlite:///{tmp_path}/squeezer.db")
+    tested = {int(k): v for k, v in study.user_attrs["test_perplexity"].items()}
+    plain = [t for t in study.trials if t.number in tested and t.params.get("lm_quantize.bits", 32) == 32
+             and "baseline" not in t.params] or [t for t in study.trials if t.number in tested]
+    number = plain[0].number
+    assert main(["export", "--study-name", "tiny-lm", "--trial", str(number), "--out", str(tmp_path / "out")]) == 0
+    model = lm_export.load(tmp_path / "out")
+    _, tokenizer = causal.load_teacher(tmp_path / "out", "out")
+    spec = data_section({"path": "corpus.txt", "block_size": 32}, tmp_path, language_model=True)
+    splits = lm.load(spec, 0, tokenizer)
+    assert perplexity(model, splits.test) == pytest.approx(tested[number], rel=1e-4)
+    text = tokenizer.decode(model.generate(**tokenizer("the cat", return_tensors="pt"), max_new_tokens=5,
+                                           do_sample=False)[0])
+    assert text.startswith("the cat") and "perplexity" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_a_language_model_study_runs_from_python(made, tmp_path) -> None:
+    from squeezer.search import compress
+
+    path = experiment(tmp_path, made)
+    raw = yaml.safe_load(path.read_text())
+    raw["data"]["path"] = str(tmp_path / "corpus.txt")
+    raw["teacher"]["hf"] = str(tmp_path / "teacher")
+    result = compress(raw, trials=3, storage=f"sqlite:///{tmp_path}/s.db", tracking_uri=f"sqlite:///{tmp_path}/m.db",
+                      quiet=True)
+    assert result.front and all(math.isfinite(m.perplexity) for m in result.front)
+    assert result.recommended is not None and "test_perplexity" in result.recommended.metrics
+
+
+def test_a_language_model_object_and_a_factory_are_teachers_too(made, teacher, tmp_path) -> None:
+    from squeezer.search import compress
+
+    model, tokenizer = teacher
+    path = experiment(tmp_path, made, pipeline=[{"lm_distill": {"steps": 4}}, {"lm_quantize": {"bits": 32}}])
+    raw = yaml.safe_load(path.read_text())
+    raw["data"]["path"] = str(tmp_path / "corpus.txt")
+    del raw["teacher"]
+    result = compress(raw, teacher=model, tokenizer=str(made / "teacher"), trials=3, quiet=True,
+                      storage=f"sqlite:///{tmp_path}/s.db", tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    assert result.front and all(math.isfinite(m.perplexity) for m in result.front)
+    with pytest.raises(ValueError, match="tokenizer: is needed with a causal language model teacher"):
+        compress(raw, teacher=model, trials=1, storage=f"sqlite:///{tmp_path}/x.db")
+    (tmp_path / "lms.py").write_text(
+        "from transformers import AutoModelForCausalLM\n"
+        f"def teacher():\n    return AutoModelForCausalLM.from_pretrained({str(made / 'teacher')!r})\n")
+    raw["teacher"] = {"model": "lms.py:teacher", "tokenizer": str(made / "teacher")}
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["search", str(path), "--trials", "3", "--study-name", "factory"]) == 0
+
+
+def test_the_readme_command_runs_in_a_fresh_process(made, tmp_path) -> None:
+    path = experiment(tmp_path, made, pipeline=[{"lm_distill": {"steps": 4}}, {"lm_quantize": {"bits": 8}}])
+    done = subprocess.run([sys.executable, "-m", "squeezer.search.cli", "search", str(path), "--trials", "3"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "Warning" not in done.stderr + done.stdout
+
+
+# bad input
+
+def teacher_without_tokenizer(folder: Path, made: Path) -> None:
+    shutil.copytree(made / "teacher", folder / "teacher")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / "teacher" / name).unlink()
+
+
+@pytest.mark.parametrize("change, key", [
+    (lambda c, f, m: c["data"].update(block_size=4096), "data.block_size"),
+    (lambda c, f, m: c["data"].update(block_size=2), "data.block_size"),
+    (lambda c, f, m: c["data"].update(prompt_column="q"), "data.response_column"),
+    (lambda c, f, m: c["data"].update(path="missing.txt"), "data.path"),
+    (lambda c, f, m: c["data"].update(max_length=12), "data.max_length"),
+    (lambda c, f, m: (f / "short.txt").write_text("the cat.\n\n" * 10) and c["data"].update(path="short.txt"),
+     "data.block_size"),
+    (lambda c, f, m: (f / "one.txt").write_text("the cat sat.") and c["data"].update(path="one.txt"), "data.path"),
+    (lambda c, f, m: c.update(pipeline=["distill"]), "pipeline[0]"),
+    (lambda c, f, m: c.update(objectives=["accuracy", "size_bytes"]), "objectives"),
+    (lambda c, f, m: c.update(student={"family": "mlp"}), "student.family"),
+    (lambda c, f, m: c["pipeline"][1]["lm_distill"].update(loss="kl"), "lm_distill.loss"),
+    (lambda c, f, m: c.update(measure={"runtime": "onnxruntime"}), "measure.runtime"),
+    (lambda c, f, m: c["teacher"].update(hf="corpus.txt"), "teacher.hf"),
+    (lambda c, f, m: (teacher_without_tokenizer(f / "t2", m), c["teacher"].update(hf="t2/teacher")), "teacher.hf"),
+], ids=["block beyond positions", "block too small", "prompt without response", "missing text",
+        "a classifier's setting", "text shorter than a block", "one document", "a classifier's compressor",
+        "accuracy objective", "a classifier family", "unknown loss", "onnxruntime", "not a model folder",
+        "no tokenizer"])
+def test_bad_language_model_input_is_one_line_and_writes_nothing(made, tmp_path, capsys, change, key) -> None:
+    path = experiment(tmp_path, made)
+    (tmp_path / "t2").mkdir()
+    config = yaml.safe_load(path.read_text())
+    change(config, tmp_path, made)
+    path.write_text(yaml.safe_dump(config))
+    assert main(["search", str(path), "--trials", "1"]) == 2
+    one_line(capsys.readouterr().err, key)
+    assert not (tmp_path / "squeezer.db").exists() and not (tmp_path / "mlflow.db").exists()
