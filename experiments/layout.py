@@ -1,6 +1,6 @@
 """The layout, measured: modules per package and their lines, the largest modules, and the path of a config from
-``run_study`` to its first trial — which Squeezer modules it visits, how often it comes back to one it had left, and
-how often the kind of data is worked out (a call to a function deciding it: ``is_text``, ``is_table``, ...).
+``run_study`` to its first trial — which Squeezer modules it visits, the distinct calls from one module into another,
+and how often the kind of data is worked out (a call to a function deciding it: ``is_text``, ``is_table``, ...).
 
     python experiments/layout.py            # prints the tables, writes experiments/results/layout.json
     python experiments/layout.py --root /tmp/before --out before.json   # another checkout (its squeezer imported)
@@ -32,11 +32,13 @@ def modules(root: Path) -> list[tuple[str, str, int]]:
 
 def trace_first_trial(root: Path) -> dict[str, Any]:
     """Run a one-trial digits study under a profiler, from ``run_study`` until the first trial starts
-    (``trial.run.attempt``)."""
+    (``trial.run.attempt``): the Squeezer modules visited, the distinct calls from one module into another (its
+    arrows), and the calls that decide the kind of data."""
     from squeezer.search.config.experiment import load_config
     from squeezer.search.runner import run_study
 
-    visited: list[str] = []
+    visited: dict[str, None] = {}
+    arrows: Counter[tuple[str, str]] = Counter()
     kinds: Counter[str] = Counter()
     state = {"on": False, "done": False}
 
@@ -53,8 +55,10 @@ def trace_first_trial(root: Path) -> dict[str, Any]:
             return
         if frame.f_code.co_name in KIND_CHECKS:
             kinds[frame.f_code.co_name] += 1
-        if not visited or visited[-1] != name:
-            visited.append(name)
+        visited[name] = None
+        caller = frame.f_back.f_globals.get("__name__", "") if frame.f_back is not None else ""
+        if caller.startswith("squeezer.") and caller != name:
+            arrows[caller, name] += 1
 
     config = load_config(root / "experiments" / "digits.yaml")
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,9 +68,7 @@ def trace_first_trial(root: Path) -> dict[str, Any]:
                       quiet=True)
         finally:
             sys.setprofile(None)
-    distinct = list(dict.fromkeys(visited))
-    returns = len(visited) - len(distinct)  # each entry into a module the path had already visited and left
-    return {"modules": len(distinct), "returns": returns, "kind_checks": dict(kinds), "path": distinct}
+    return {"modules": len(visited), "arrows": len(arrows), "kind_checks": dict(kinds), "path": list(visited)}
 
 
 def main() -> None:
@@ -96,8 +98,8 @@ def main() -> None:
     for _, path, lines in largest:
         print(f"| {path} | {lines} |")
     traced = trace_first_trial(args.root)
-    print(f"\nrun_study to the first trial: {traced['modules']} modules, {traced['returns']} returns to a module "
-          f"left before; the kind of data decided {sum(traced['kind_checks'].values())} time(s) "
+    print(f"\nrun_study to the first trial: {traced['modules']} modules, {traced['arrows']} distinct calls from one "
+          f"module into another; the kind of data decided {sum(traced['kind_checks'].values())} time(s) "
           f"{traced['kind_checks'] or ''}")
     packages = {p: {"modules": len(v), "lines": sum(v)} for p, v in per_package.items()}
     args.out.write_text(json.dumps({"packages": packages, "largest": [{"module": p, "lines": n} for _, p, n in largest],

@@ -171,6 +171,20 @@ def test_a_student_family_must_keep_the_teachers_vocabulary(teacher) -> None:
         causal.build({"family": "wrong_vocabulary"}, model, torch.zeros(1, 4, dtype=torch.long))
 
 
+def test_a_registered_family_that_changes_the_vocabulary_is_refused_before_anything_trains(made, tmp_path,
+                                                                                          capsys) -> None:
+    @causal.register("other_vocabulary")
+    def other(teacher: torch.nn.Module, calibration: torch.Tensor) -> torch.nn.Module:
+        config = copy.deepcopy(teacher.config)
+        config.vocab_size = 12
+        return type(teacher)(config)
+
+    path = experiment(tmp_path, made, student={"family": "other_vocabulary"})
+    assert main(["search", str(path), "--trials", "1"]) == 2
+    one_line(capsys.readouterr().err, "student")
+    assert not (tmp_path / "squeezer.db").exists()
+
+
 # distillation
 
 @pytest.mark.parametrize("settings", [
@@ -297,6 +311,30 @@ def test_a_language_model_study_runs_from_python(made, tmp_path) -> None:
                       quiet=True)
     assert result.front and all(math.isfinite(m.perplexity) for m in result.front)
     assert result.recommended is not None and "test_perplexity" in result.recommended.metrics
+
+
+def test_a_users_task_is_scored_by_the_most_likely_choice(made, teacher, tmp_path) -> None:
+    model, tokenizer = teacher
+    rows = [{"context": "the cat sat on", "choices": ["a", "house"], "answer": "a"},
+            {"context": "the dog ran to", "choices": ["big", "sat"], "answer": 0}]
+    (tmp_path / "task.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path = experiment(tmp_path, made, objectives=["perplexity", "task_accuracy", "size_bytes"],
+                      pipeline=[{"lm_distill": {"steps": 2}}, {"lm_quantize": {"bits": 32}}])
+    config = yaml.safe_load(path.read_text())
+    config["data"]["task_path"] = "task.jsonl"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["search", str(path), "--trials", "1"]) == 0
+    import optuna
+
+    trial = optuna.load_study(study_name="tiny-lm", storage=f"sqlite:///{tmp_path}/squeezer.db").trials[0]
+    assert 0 <= trial.user_attrs["metrics"]["task_accuracy"] <= 1
+    questions = lm.task(tmp_path / "task.jsonl", tokenizer)
+    from squeezer.search.trial.lm.workbench import task_accuracy
+
+    assert task_accuracy(model, questions) in (0.0, 0.5, 1.0)
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"context": "x", "choices": ["a", "b"], "answer": "c"}) + "\n")
+    with pytest.raises(ConfigError, match="answer must be one of its choices"):
+        lm.task(tmp_path / "bad.jsonl", tokenizer)
 
 
 def test_a_language_model_object_and_a_factory_are_teachers_too(made, teacher, tmp_path) -> None:

@@ -20,9 +20,10 @@ from squeezer.search.config.rules import LIMITS, integer, is_number, section
 
 DATA_KEYS = {"name", "path", "test_path", "dir", "val_fraction", "test_fraction", "train_size", "text_column",
              "label_column", "max_length", "standardize", "image_size", "channels", "given", "feature_columns",
-             "augment", "image_column", "truncation", "val_path", "block_size", "prompt_column", "response_column"}
+             "augment", "image_column", "truncation", "val_path", "block_size", "prompt_column", "response_column",
+             "task_path"}
 #: The settings of text for a causal language model, and of no other data.
-LM_KEYS = {"val_path", "block_size", "prompt_column", "response_column"}
+LM_KEYS = {"val_path", "block_size", "prompt_column", "response_column", "task_path"}
 #: The settings of every kind of data but a language model's text.
 NOT_LM_KEYS = {"name", "dir", "label_column", "max_length", "truncation", "standardize", "image_size", "channels",
                "feature_columns", "augment", "image_column", "given"}
@@ -101,7 +102,7 @@ def _lm_text(data: dict[str, Any], base_dir: Path) -> LmText:
     if not data.get("path"):
         raise ConfigError("data.path", "is required: the text (a .txt file or a folder of them, a .csv / .jsonl / "
                           ".parquet file with a text column, or a datasets folder)", data.get("path"))
-    for key in ("path", "val_path", "test_path", "text_column", "prompt_column", "response_column"):
+    for key in ("path", "val_path", "test_path", "task_path", "text_column", "prompt_column", "response_column"):
         if key in data and not (isinstance(data[key], str) and data[key]):
             raise ConfigError(f"data.{key}", "must be a non-empty string", data[key])
     if ("prompt_column" in data) != ("response_column" in data):
@@ -117,7 +118,8 @@ def _lm_text(data: dict[str, Any], base_dir: Path) -> LmText:
     if "train_size" in data:
         integer(data["train_size"], "data.train_size", minimum=1, maximum=LIMITS["data.train_size"])
     block = integer(data.get("block_size", 128), "data.block_size", minimum=8, maximum=MAX_BLOCK)
-    paths = {k: Path((base_dir / str(data[k])).resolve()) for k in ("path", "val_path", "test_path") if data.get(k)}
+    paths = {k: Path((base_dir / str(data[k])).resolve()) for k in ("path", "val_path", "test_path", "task_path")
+             if data.get(k)}
     for key, where in paths.items():
         if not where.exists():
             raise ConfigError(f"data.{key}", "not found", str(where))
@@ -126,6 +128,7 @@ def _lm_text(data: dict[str, Any], base_dir: Path) -> LmText:
     return LmText(path=paths["path"], val_fraction=float(data.get("val_fraction", 0.1)),
                   test_fraction=float(data.get("test_fraction", 0.1)), train_size=data.get("train_size"), **part,
                   val=LmText(path=paths["val_path"], key="data.val_path", **part) if "val_path" in paths else None,
+                  task=paths.get("task_path"),
                   test=LmText(path=paths["test_path"], key="data.test_path", **part) if "test_path" in paths else None)
 
 

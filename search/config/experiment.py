@@ -119,6 +119,9 @@ def _language_model(config: ExperimentConfig) -> ExperimentConfig:
             raise ConfigError(f"search.{key}", "is not supported for language models yet (use the optuna backend "
                               "with nsga2, tpe or random)", value)
     for name in [*config.objectives, *(c.metric for c in config.constraints)]:
+        if name == "task_accuracy" and config.data.task is None:
+            raise ConfigError("objectives" if name in config.objectives else "constraints", "task_accuracy needs "
+                              "data.task_path: a JSONL of context, choices and answer", name)
         if name in CLASSIFIER_ONLY:
             raise ConfigError("objectives" if name in config.objectives else "constraints", f"{name} is a "
                               "classifier's metric; a language model's quality is perplexity", name)

@@ -24,14 +24,17 @@ METRICS: dict[str, str] = {
     # causal language models (``latency_ms``: per generated token at batch 1 with the KV cache; ``throughput``:
     # generated tokens per second at measure.batch)
     "perplexity": "minimize",      # on the validation text, of the deployed weights
+    "task_accuracy": "maximize",   # data.task_path's questions: the most likely choice is the answer
     "ttft_ms": "minimize",         # time to the first token of a prompt of measure.prompt_tokens
     "non_embedding_params": "minimize",
 }
-METRIC_RANGES = {"accuracy": (0.0, 1.0), "f1_macro": (0.0, 1.0), "perplexity": (1.0, math.inf)}  # else [0, inf)
+METRIC_RANGES = {"accuracy": (0.0, 1.0), "f1_macro": (0.0, 1.0), "perplexity": (1.0, math.inf),
+                 "task_accuracy": (0.0, 1.0)}  # the others lie in [0, inf)
 DEFAULT_OBJECTIVES = {"accuracy": "maximize", "size_bytes": "minimize", "latency_ms": "minimize"}
 LM_OBJECTIVES = {"perplexity": "minimize", "size_bytes": "minimize", "latency_ms": "minimize"}
 #: The metrics only a classifier reports, and only a language model.
-CLASSIFIER_ONLY, LM_ONLY = ("accuracy", "f1_macro", "flops"), ("perplexity", "ttft_ms", "non_embedding_params")
+CLASSIFIER_ONLY = ("accuracy", "f1_macro", "flops")
+LM_ONLY = ("perplexity", "ttft_ms", "non_embedding_params", "task_accuracy")
 #: Metrics that training does not change (much): known from the untrained compressed student, before training.
 CHEAP = ("size_bytes", "params", "flops", "latency_ms", "latency_raw_ms", "latency_p90_ms", "latency_batch_ms",
          "latency_batch_p90_ms", "throughput")

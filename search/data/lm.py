@@ -145,6 +145,37 @@ def _blocks(items: list[Any], tokenizer: Any, spec: LmText, part: str) -> tuple[
     return torch.tensor(rows, dtype=torch.int64), torch.tensor(masks, dtype=torch.bool)
 
 
+@dataclass(frozen=True)
+class Question:
+    """A task item: the context's tokens, each choice's, and the index of the right one."""
+
+    context: list[int]
+    choices: list[list[int]]
+    answer: int
+
+
+def task(path: Path, tokenizer: Any) -> list[Question]:
+    """A JSONL of ``{"context": ..., "choices": [...], "answer": ...}`` (the answer a choice's index or its text),
+    tokenized: the user's own task, scored by which choice the model finds most likely."""
+    questions = []
+    for number, row in enumerate(iter_rows(path, "data.task_path", "context, choices and answer columns"), 1):
+        context, choices, answer = row.get("context"), row.get("choices"), row.get("answer")
+        if not isinstance(context, str) or not isinstance(choices, list) or len(choices) < 2 or not all(
+                isinstance(c, str) and c for c in choices):
+            raise ConfigError("data.task_path", f"row {number} needs a context (text) and choices (a list of two or "
+                              f"more texts)", str(path))
+        index = choices.index(answer) if answer in choices else answer
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(choices):
+            raise ConfigError("data.task_path", f"row {number}'s answer must be one of its choices or its index",
+                              answer)
+        questions.append(Question(tokenizer(context, add_special_tokens=False)["input_ids"],
+                                  [tokenizer(" " + c.strip(), add_special_tokens=False)["input_ids"] for c in choices],
+                                  index))
+    if not questions:
+        raise ConfigError("data.task_path", "holds no questions", str(path))
+    return questions
+
+
 def _prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
     """The prompt's tokens: in the tokenizer's chat template (the assistant's turn opened) where it has one."""
     if getattr(tokenizer, "chat_template", None):
@@ -155,4 +186,4 @@ def _prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
     return bos + tokenizer(prompt + "\n", add_special_tokens=False)["input_ids"]
 
 
-__all__ = ["LmSplits", "documents", "load"]
+__all__ = ["LmSplits", "Question", "documents", "load", "task"]

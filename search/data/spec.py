@@ -128,6 +128,7 @@ class LmText(FileData):
     response_column: str | None = None
     block_size: int = 128
     val: LmText | None = None  # ``data.val_path``
+    task: Path | None = None   # ``data.task_path``: a JSONL of context, choices and answer, scored by likelihood
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,12 +6,14 @@ tokenizer), checked before anything loads; and the student families of a languag
   ``heads`` and MLP channels (``intermediate``), started from the teacher's weights where shapes allow
   (``compressors.lm.surgery.shrink``). Each size is an integer, or a share in (0, 1] of the teacher's (a float).
 
-Families register with ``register`` (a function ``(teacher, calibration, **settings) -> model``)."""
+Families register with ``register`` (a function ``(teacher, calibration, **settings) -> model``), or from a package
+under the entry-point group ``squeezer.lm_families`` (loaded when first named)."""
 
 from __future__ import annotations
 
 import copy
 import json
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -25,6 +27,8 @@ from squeezer.search.models.user import load_function
 CAUSAL_HEAD = "ForCausalLM"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 Family = Callable[..., nn.Module]
+ENTRY_POINT_GROUP = "squeezer.lm_families"
+BUILT_IN = ("teacher", "smaller")
 
 
 def is_causal(path: Path) -> bool:
@@ -160,22 +164,32 @@ def register(name: str, searched: Mapping[str, Any] | None = None) -> Callable[[
 
 
 def families() -> list[str]:
-    return sorted(_FAMILIES)
+    """The names a language model's student may have: registered, and declared by installed packages."""
+    return sorted({*_FAMILIES, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))})
+
+
+def _family(name: str) -> Family | None:
+    if name not in _FAMILIES:
+        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+        if found:  # importing it runs the package's code
+            _FAMILIES[name] = found[0].load()
+    return _FAMILIES.get(name)
 
 
 def build(settings: Mapping[str, Any], teacher: nn.Module, calibration: torch.Tensor) -> nn.Module:
     """The student ``settings`` (``family`` and its settings) describes, from ``teacher``."""
     settings = dict(settings)
     name = settings.pop("family")
-    if name not in _FAMILIES:
+    family = _family(name)
+    if family is None:
         raise ConfigError("student.family", f"must be one of {families()} for a language model", name)
     try:
-        model = _FAMILIES[name](teacher, calibration, **settings)
+        model = family(teacher, calibration, **settings)
     except TypeError as err:
         raise ConfigError("student", f"{name} does not take these settings ({err})", settings) from None
     if model.config.vocab_size != teacher.config.vocab_size:
-        raise ConfigError("student", f"must share the teacher's vocabulary of {teacher.config.vocab_size} tokens; "
-                          f"{name} has {model.config.vocab_size}", settings)
+        raise ConfigError("student.family", f"must share the teacher's vocabulary of {teacher.config.vocab_size} "
+                          f"tokens; {name} has {model.config.vocab_size}", name)
     return model
 
 

@@ -49,6 +49,7 @@ class LmWorkbench:
     tokenizer: Any
     top_k: TopK | None
     device: Device = field(default_factory=Device)
+    task: list[lm.Question] | None = None  # the user's questions (``data.task_path``)
     #: the teacher's (ttft, ms per token, ms per token at the batch) when the study started: students are timed
     #: against it
     timing: tuple[float, float, float] | None = None
@@ -125,10 +126,29 @@ def measure_deployed(bench: LmWorkbench, model: nn.Module, folder: Path,
     """A deployed model's metrics: validation perplexity, the bytes of its weights, generation speed (against
     ``reference``), parameters."""
     s = bench.splits
-    return {"perplexity": perplexity(model, s.val, s.val_mask), "size_bytes": float(lm_export.weights_bytes(folder)),
+    scored = {} if bench.task is None else {"task_accuracy": task_accuracy(model, bench.task)}
+    return {"perplexity": perplexity(model, s.val, s.val_mask), **scored,
+            "size_bytes": float(lm_export.weights_bytes(folder)),
             **measure(model, bench.prompts(), bench.config.measure, reference),
             "params": float(surgery.parameters(model)),
             "non_embedding_params": float(surgery.non_embedding_parameters(model))}
+
+
+@torch.no_grad()
+def task_accuracy(model: nn.Module, questions: list[lm.Question]) -> float:
+    """The share of ``questions`` whose answer is the choice the model finds most likely (the sum of its tokens'
+    log-probabilities after the context)."""
+    model.eval()
+    right = 0
+    for q in questions:
+        scores = []
+        for choice in q.choices:
+            ids = torch.tensor([q.context + choice])
+            log_probs = model(input_ids=ids).logits[0, :-1].float().log_softmax(-1)
+            targets = ids[0, 1:]
+            scores.append(float(log_probs[-len(choice):].gather(-1, targets[-len(choice):, None]).sum()))
+        right += int(max(range(len(scores)), key=scores.__getitem__) == q.answer)
+    return right / len(questions)
 
 
 def prepare(config: ExperimentConfig, given_teacher: nn.Module | None = None, tokenizer: Any = None) -> LmWorkbench:
@@ -153,17 +173,18 @@ def prepare(config: ExperimentConfig, given_teacher: nn.Module | None = None, to
     if splits.vocab_size > teacher.config.vocab_size:
         raise ConfigError("teacher.hf", f"its tokenizer has {splits.vocab_size} tokens, more than the model's "
                           f"{teacher.config.vocab_size} embeddings", config.teacher.hub_dir)
+    check_students(config, teacher, splits.train[:CALIBRATION])
     note(f"data: {splits.documents[0]} training, {splits.documents[1]} validation, {splits.documents[2]} test "
-         f"document(s); {len(splits.train)} x {splits.train.shape[1]} training tokens")
-    check_students(config, teacher)
+         f"document(s); {len(splits.train)} x {splits.train.shape[1]} training tokens")  # the input is good
     device = hardware.training_device(config.training.device, config.training.precision)
-    bench = LmWorkbench(config, splits, teacher, tokenizer, None, device)
+    questions = None if config.data.task is None else lm.task(config.data.task, tokenizer)
+    bench = LmWorkbench(config, splits, teacher, tokenizer, None, device, task=questions)
     if any(step.name == "lm_distill" for step in config.pipeline):
         bench.top_k = _top_k(bench)
     return bench
 
 
-def check_students(config: ExperimentConfig, teacher: nn.Module) -> None:
+def check_students(config: ExperimentConfig, teacher: nn.Module, calibration: torch.Tensor) -> None:
     """Every boundary student of the space is a family of a language model with sizes the teacher allows, and every
     pruning setting leaves at least one layer, group and channel (checked from the configs: nothing trains)."""
     surgery.layers_of(teacher)  # the Llama layout the families and lm_prune work on
@@ -177,6 +198,8 @@ def check_students(config: ExperimentConfig, teacher: nn.Module) -> None:
                                                                         ("layers", "hidden", "heads", "intermediate")))
             if heads > hidden:
                 raise ConfigError("student.heads", f"must not exceed the hidden size ({hidden})", heads)
+        elif family not in causal.BUILT_IN:  # a registered family: built now, to check it keeps the vocabulary
+            causal.build(point, teacher, calibration)
     for step in config.pipeline:
         if step.name == "lm_prune":
             for point in boundary_points(step.space):
