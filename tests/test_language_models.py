@@ -119,12 +119,21 @@ def test_skew_kl_without_skew_is_forward_kl_and_jsd_is_bounded_by_log_2() -> Non
     assert losses.jsd(far, other, beta=0.5).item() <= math.log(2) + 1e-6
 
 
-def test_top_k_support_renormalises_both_distributions_over_the_teachers_tokens() -> None:
+def test_a_top_k_support_keeps_the_rest_of_each_distribution_in_one_bin() -> None:
     student = torch.randn(2, 3, 50)
-    values, indices = torch.randn(2, 3, 50).topk(5, dim=-1)
-    t, s = losses.on_support(student, values, indices, 2.0)
-    assert t.shape == s.shape == (2, 3, 5)
+    teacher = torch.randn(2, 3, 50)
+    values, indices = teacher.topk(5, dim=-1)
+    rest = 1 - teacher.softmax(-1).gather(-1, indices).sum(-1)
+    t, s = losses.on_support(student, values, indices, 1.0, rest)
+    assert t.shape == s.shape == (2, 3, 6)
     assert torch.allclose(t.exp().sum(-1), torch.ones(2, 3)) and torch.allclose(s.exp().sum(-1), torch.ones(2, 3))
+    # the teacher's own bins are exact at T = 1: its top 5, and the mass of the other 45 tokens
+    assert torch.allclose(t[..., :5].exp(), teacher.softmax(-1).gather(-1, indices), atol=1e-6)
+    # a student that puts its mass outside the teacher's top k pays for it
+    far = student.clone()
+    far.scatter_(-1, indices, -20.0)
+    assert (losses.forward_kl(*losses.on_support(far, values, indices, 1.0, rest))
+            > losses.forward_kl(t, s)).all()
 
 
 # the students
@@ -212,6 +221,21 @@ def test_distilling_moves_the_pruned_student_towards_the_teacher(teacher, made, 
     ctx.report = lambda step, metrics: reports.append(metrics)
     after = perplexity(LmDistill({**settings, "steps": 30, "eval_every": 10, "lr": 3e-3}).apply(student, ctx), blocks)
     assert after < before and len(reports) == 3 and "lm_distill.val_perplexity" in reports[-1]
+
+
+def test_soft_targets_alone_from_cached_top_k_outputs_lower_the_perplexity(teacher, made) -> None:
+    model, tokenizer = teacher
+    blocks = corpus_blocks(made, tokenizer)
+    with torch.no_grad():
+        logits = model(input_ids=blocks).logits
+    top = logits.topk(8, dim=-1)
+    rest = 1 - logits.softmax(-1).gather(-1, top.indices).sum(-1)
+    ctx = LmContext(train=blocks, val=blocks[:8], teacher=model, batch_size=4,
+                    top_k=TopK(top.values.half(), top.indices.int(), rest.half()))
+    student = LmPrune({"keep_layers": 0.5, "mlp_ratio": 0.5}).apply(model, ctx)
+    for loss in losses.LOSSES:
+        trained = LmDistill({"loss": loss, "hard_weight": 0.0, "steps": 30, "lr": 3e-3}).apply(student, ctx)
+        assert perplexity(trained, blocks) < perplexity(student, blocks), loss
 
 
 def test_without_a_teacher_the_student_learns_from_the_text_alone(teacher, made) -> None:

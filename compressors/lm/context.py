@@ -16,11 +16,13 @@ from squeezer.compressors.lm.losses import masked_mean, next_token_loss
 
 @dataclass(frozen=True)
 class TopK:
-    """The teacher's k largest next-token logits at every position of the training blocks, and their token ids
-    (``[N, T, k]`` each; memory-mapped from the study's cache)."""
+    """The teacher's k largest next-token logits at every position of the training blocks, their token ids
+    (``[N, T, k]`` each), and its probability outside them (``rest``, ``[N, T]``; memory-mapped from the study's
+    cache)."""
 
     values: torch.Tensor
     indices: torch.Tensor
+    rest: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)

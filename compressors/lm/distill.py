@@ -174,7 +174,7 @@ class LmDistill(Compressor):
         if kind == "sequence":
             idx = torch.randint(len(sequences.ids), (ctx.batch_size,), generator=rng)
             ids, mask = device.put(sequences.ids[idx]), device.put(sequences.mask[idx])
-            top_k = (device.put(sequences.top_k.values[idx]), device.put(sequences.top_k.indices[idx]))
+            top_k = _rows(sequences.top_k, idx, device)
         else:
             idx = torch.randint(len(ctx.train), (ctx.batch_size,), generator=rng)
             ids = device.put(ctx.train[idx])
@@ -182,7 +182,7 @@ class LmDistill(Compressor):
             if kind == "on_policy":
                 ids, mask = _student_writes(student, ids[:, :ctx.prompt_tokens], ctx.pad_id, rng)
             elif not live:
-                top_k = (device.put(ctx.top_k.values[idx]), device.put(ctx.top_k.indices[idx]))
+                top_k = _rows(ctx.top_k, idx, device)
         wants_hidden = projection is not None and kind != "sequence"
         out = student(input_ids=ids, output_hidden_states=wants_hidden)
         logits = out.logits
@@ -195,19 +195,26 @@ class LmDistill(Compressor):
                 with torch.no_grad():
                     t_out = teacher(input_ids=ids, output_hidden_states=wants_hidden)
                 teacher_logits, indices, t_hidden = t_out.logits, None, t_out.hidden_states if wants_hidden else None
+                rest = None
             else:
-                teacher_logits, indices = top_k
+                teacher_logits, indices, rest = top_k
             if c.soft_weight > 0:
                 t = temperature
                 if c.token_temperature:
                     t = _token_temperatures(teacher_logits.float(), temperature)
-                t_log, s_log = on_support(logits, teacher_logits, indices, t)
+                t_log, s_log = on_support(logits, teacher_logits, indices, t, rest)
                 per_token = DIVERGENCES[c.loss](t_log, s_log, beta=c.beta, alpha=c.alpha)
                 scale = t ** 2 if isinstance(t, float) else (t.squeeze(-1) ** 2)
                 parts["soft"] = masked_mean(per_token * scale, None if mask is None else _predicting(mask))
             if wants_hidden and t_hidden is not None:
                 parts["hidden"] = _hidden_loss(out.hidden_states, t_hidden, student, projection)
         return parts
+
+
+def _rows(top_k: Any, idx: torch.Tensor, device: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The cached teacher outputs of the blocks ``idx``, on the device."""
+    rest = None if top_k.rest is None else device.put(top_k.rest[idx])
+    return device.put(top_k.values[idx]), device.put(top_k.indices[idx]), rest
 
 
 def _predicting(mask: torch.Tensor) -> torch.Tensor:

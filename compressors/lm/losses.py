@@ -1,6 +1,7 @@
 """Token-level distillation losses for causal language models, between the teacher's and the student's next-token
-distributions over one support (the whole vocabulary when the teacher runs live; the teacher's top-k tokens when its
-outputs are cached, both distributions renormalised over those k):
+distributions over one support: the whole vocabulary when the teacher runs live; when its outputs are cached, the
+teacher's top-k tokens and one more bin for all the others (the teacher's mass there kept with its top-k; the
+student's is its full softmax's), so that a student cannot hide probability outside the teacher's top k:
 
 - ``forward_kl``: KL(p || q), mean-seeking (Hinton et al.; torchtune's default);
 - ``reverse_kl``: KL(q || p), mode-seeking (MiniLLM, Gu et al. 2024);
@@ -51,15 +52,24 @@ DIVERGENCES: dict[str, Callable[..., torch.Tensor]] = {
 
 
 def on_support(student_logits: torch.Tensor, teacher_logits: torch.Tensor, indices: torch.Tensor | None,
-               temperature: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+               temperature: torch.Tensor | float,
+               rest: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The teacher's and the student's log-probabilities at ``temperature`` (a number, or one per token
-    ``[..., 1]``) over one support: the whole vocabulary (``indices`` None), or the teacher's top-k tokens
-    (``indices [..., k]``, ``teacher_logits`` their logits), both renormalised over them."""
-    student = student_logits.float() / temperature
-    if indices is not None:
-        student = student.gather(-1, indices.long())
+    ``[..., 1]``) over one support: the whole vocabulary (``indices`` None); or the teacher's top-k tokens
+    (``indices [..., k]``, ``teacher_logits`` their logits) and a last bin for every other token — the teacher's
+    ``rest`` ``[...]``, its probability outside its top k (at T = 1: at another temperature the top k are tempered
+    among themselves and the rest kept), the student's from its full softmax."""
+    student = (student_logits.float() / temperature).log_softmax(-1)
     teacher = teacher_logits.float() / temperature
-    return teacher.log_softmax(-1), student.log_softmax(-1)
+    if indices is None:
+        return teacher.log_softmax(-1), student
+    top = student.gather(-1, indices.long())
+    covered = torch.logsumexp(top, dim=-1, keepdim=True).clamp(max=-1e-6)
+    student_rest = torch.log(-torch.expm1(covered))  # log(1 - the student's mass on the teacher's top k)
+    left = (rest if rest is not None else torch.zeros(teacher.shape[:-1], device=teacher.device)).float()
+    left = left.clamp(1e-6, 1 - 1e-6).unsqueeze(-1)
+    teacher = teacher.log_softmax(-1) + torch.log1p(-left)
+    return torch.cat([teacher, left.log()], -1), torch.cat([top, student_rest], -1)
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -225,55 +225,65 @@ def _top_k(bench: LmWorkbench) -> TopK:
     """The teacher's ``TOP_K`` largest logits and their ids at every training position: from the cache, else
     computed now (batch by batch, on the training device) and written there."""
     folder = _cache_folder(bench)
-    path = folder / f"top{TOP_K}.pt"
+    path = folder / f"top{TOP_K}-rest.pt"
     if path.is_file():
         note(f"teacher: top-{TOP_K} logits loaded from cache {path}")
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return TopK(saved["values"], saved["indices"])
+        return TopK(saved["values"], saved["indices"], saved["rest"])
     train, device = bench.splits.train, bench.device
     teacher = bench.resident()
     values = torch.empty(*train.shape, TOP_K, dtype=torch.float16)
     indices = torch.empty(*train.shape, TOP_K, dtype=torch.int32)
+    rest = torch.empty(*train.shape, dtype=torch.float16)
     batch = 16
     with Bar(f"teacher top-{TOP_K} logits", total=len(train), unit="blocks") as bar:
         for start in range(0, len(train), batch):
             logits = teacher(input_ids=device.put(train[start:start + batch])).logits.float()
-            top = logits.topk(TOP_K, dim=-1)
-            values[start:start + batch], indices[start:start + batch] = top.values.half().cpu(), \
-                top.indices.int().cpu()
+            top = _top(logits)
+            rows = slice(start, start + batch)
+            values[rows], indices[rows], rest[rows] = (part.cpu() for part in top)
             bar.update(len(logits))
-    _save(path, {"values": values, "indices": indices})
-    return TopK(values, indices)
+    _save(path, {"values": values, "indices": indices, "rest": rest})
+    return TopK(values, indices, rest)
+
+
+def _top(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``TOP_K`` largest logits (float16), their ids (int32) and the probability outside them (float16)."""
+    top = logits.topk(TOP_K, dim=-1)
+    covered = torch.logsumexp(top.values, -1) - torch.logsumexp(logits, -1)
+    return top.values.half(), top.indices.int(), (-torch.expm1(covered)).clamp_min(0).half()
 
 
 @torch.no_grad()
 def _continuations(bench: LmWorkbench) -> Sequences:
     folder = _cache_folder(bench)
-    path = folder / f"continuations{CONTINUATIONS}.pt"
+    path = folder / f"continuations{CONTINUATIONS}-rest.pt"
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return Sequences(saved["ids"], saved["mask"], TopK(saved["values"], saved["indices"]))
+        return Sequences(saved["ids"], saved["mask"], TopK(saved["values"], saved["indices"], saved["rest"]))
     train, device, teacher = bench.splits.train, bench.device, bench.resident()
     size = train.shape[1]
     prompt = min(16, size // 2)
     rows = train[torch.linspace(0, len(train) - 1, min(CONTINUATIONS, len(train))).long()]
-    ids, values, indices = [], [], []
+    ids, values, indices, rests = [], [], [], []
     with Bar("teacher continuations", total=len(rows), unit="prompts") as bar:
         for start in range(0, len(rows), 32):
             prompts = device.put(rows[start:start + 32, :prompt])
             out = teacher.generate(prompts, max_new_tokens=size - prompt, min_new_tokens=size - prompt,
                                    do_sample=False, pad_token_id=bench.splits.pad_id)
-            top = teacher(input_ids=out).logits.float().topk(TOP_K, dim=-1)
+            top = _top(teacher(input_ids=out).logits.float())
             ids.append(out.cpu())
-            values.append(top.values.half().cpu())
-            indices.append(top.indices.int().cpu())
+            values.append(top[0].cpu())
+            indices.append(top[1].cpu())
+            rests.append(top[2].cpu())
             bar.update(len(prompts))
     all_ids = torch.cat(ids)
     mask = torch.zeros_like(all_ids, dtype=torch.bool)
     mask[:, prompt:] = True
-    saved = {"ids": all_ids, "mask": mask, "values": torch.cat(values), "indices": torch.cat(indices)}
+    saved = {"ids": all_ids, "mask": mask, "values": torch.cat(values), "indices": torch.cat(indices),
+             "rest": torch.cat(rests)}
     _save(path, saved)
-    return Sequences(saved["ids"], mask, TopK(saved["values"], saved["indices"]))
+    return Sequences(saved["ids"], mask, TopK(saved["values"], saved["indices"], saved["rest"]))
 
 
 def _save(path: Path, value: Mapping[str, torch.Tensor]) -> None:
