@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from squeezer.search import hardware
-from squeezer.search.config.data_section import data_section
+from squeezer.search.config.data_section import LM_KEYS, data_section
 from squeezer.search.data.spec import DataSpec, LmText
 from squeezer.search.config.model_sections import (DEFAULT_LM_PIPELINE, DEFAULT_PIPELINE, Step, pipeline_steps,
                                                    student_space)
@@ -78,7 +78,9 @@ def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
     only(raw, TOP_LEVEL, "<config>")
     check_name(raw.get("name"), "name")
     try:
-        teacher = teacher_section(raw.get("teacher"), base_dir)
+        data = raw.get("data")
+        teacher = teacher_section(raw.get("teacher"), base_dir,
+                                  language_model=isinstance(data, dict) and bool(LM_KEYS & set(map(str, data))))
         lm = teacher.language_model
         config = ExperimentConfig(
             name=raw["name"], seed=integer(raw.get("seed", 0), "seed", maximum=MAX_SEED),

@@ -77,8 +77,11 @@ class TeacherSpec:
         return {k: v for k, v in given.items() if v is not None}
 
 
-def teacher_section(raw: Any, base_dir: Path) -> TeacherSpec:
-    teacher = _teacher_by_file(user_model(section(raw, "teacher", TEACHER_KEYS), base_dir, "teacher"), base_dir)
+def teacher_section(raw: Any, base_dir: Path, language_model: bool = False) -> TeacherSpec:
+    """The teacher section typed. ``language_model``: the data section names a language model's text, so an
+    ``hf`` folder not there yet (a shipped experiment's, made by a script) is a causal LM's, checked at the start."""
+    teacher = _teacher_by_file(user_model(section(raw, "teacher", TEACHER_KEYS), base_dir, "teacher"), base_dir,
+                               language_model)
     if "tokenizer" in teacher:  # the user's factory makes a causal language model; its tokenizer is a folder
         where = teacher.pop("tokenizer")
         if teacher.get("family") != "factory" or not isinstance(where, str) or not where:
@@ -133,7 +136,7 @@ def _spec(teacher: Mapping[str, Any]) -> TeacherSpec:
                        tokenizer=Path(teacher["tokenizer"]) if teacher.get("tokenizer") else None)
 
 
-def _teacher_by_file(teacher: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+def _teacher_by_file(teacher: dict[str, Any], base_dir: Path, language_model: bool = False) -> dict[str, Any]:
     """``program: model.pt2``: a ``torch.export`` program, used as exported (family ``program``); ``hf: DIR``: a
     local Hugging Face model directory (family ``hf``)."""
     if "hf" in teacher:
@@ -150,6 +153,8 @@ def _teacher_by_file(teacher: dict[str, Any], base_dir: Path) -> dict[str, Any]:
             raise ConfigError("teacher.hf", "must be a model directory (save_pretrained's folder), not a file", model)
         if causal.is_causal(Path(model)):  # a language model: its tokenizer is checked now, before anything
             causal.check_dir(Path(model), "teacher.hf")
+            return {**teacher, "family": CAUSAL, "arch": {"model": model}}
+        if language_model and not Path(model).exists():  # checked when the study starts
             return {**teacher, "family": CAUSAL, "arch": {"model": model}}
         image = any(a.endswith(hub.IMAGE_HEAD) for a in hub.architectures(Path(model)))
         return {**teacher, "family": "hf_image" if image else "hf", "arch": {"model": model}}
