@@ -64,13 +64,13 @@ def prune_heads_and_ffn(model: nn.Module, ratio: float, scores: Scores | None = 
     for layer, keep, units in zip(layers, kept_heads, kept_units, strict=True):
         attention = layer.attention.self
         size = attention.attention_head_size
-        rows = torch.cat([torch.arange(h * size, (h + 1) * size) for h in keep.tolist()])
+        rows = unit_rows(keep, size)
         for name in ("query", "key", "value"):
-            setattr(attention, name, _rows(getattr(attention, name), rows))
-        layer.attention.output.dense = _columns(layer.attention.output.dense, rows)
+            setattr(attention, name, slice_linear(getattr(attention, name), rows=rows))
+        layer.attention.output.dense = slice_linear(layer.attention.output.dense, cols=rows)
         attention.num_attention_heads, attention.all_head_size = len(keep), len(rows)
-        layer.intermediate.dense = _rows(layer.intermediate.dense, units)
-        layer.output.dense = _columns(layer.output.dense, units)
+        layer.intermediate.dense = slice_linear(layer.intermediate.dense, rows=units)
+        layer.output.dense = slice_linear(layer.output.dense, cols=units)
     return model
 
 
@@ -95,17 +95,21 @@ def _keep(scores: list[torch.Tensor], ratio: float, scope: str) -> list[torch.Te
     return [s.topk(max(1, len(s) - math.floor(ratio * len(s)))).indices.sort().values for s in scores]
 
 
-def _rows(linear: nn.Linear, keep: torch.Tensor) -> nn.Linear:
-    smaller = nn.Linear(linear.in_features, len(keep), bias=linear.bias is not None, device=linear.weight.device)
-    smaller.weight.copy_(linear.weight[keep])
-    if linear.bias is not None:
-        smaller.bias.copy_(linear.bias[keep])
-    return smaller
+def unit_rows(units: torch.Tensor, size: int) -> torch.Tensor:
+    """The rows (or columns) of a projection that ``units`` own, ``size`` each (attention heads by index)."""
+    return torch.cat([torch.arange(u * size, (u + 1) * size) for u in units.tolist()])
 
 
-def _columns(linear: nn.Linear, keep: torch.Tensor) -> nn.Linear:
-    smaller = nn.Linear(len(keep), linear.out_features, bias=linear.bias is not None, device=linear.weight.device)
-    smaller.weight.copy_(linear.weight[:, keep])
+@torch.no_grad()
+def slice_linear(linear: nn.Linear, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> nn.Linear:
+    """A new ``nn.Linear`` keeping ``rows`` of ``linear``'s outputs and ``cols`` of its inputs (all where None), in
+    its dtype and on its device."""
+    weight = linear.weight
+    weight = weight if rows is None else weight[rows]
+    weight = weight if cols is None else weight[:, cols]
+    smaller = nn.Linear(weight.shape[1], weight.shape[0], bias=linear.bias is not None, dtype=weight.dtype,
+                        device=weight.device)
+    smaller.weight.copy_(weight)
     if linear.bias is not None:
-        smaller.bias.copy_(linear.bias)
+        smaller.bias.copy_(linear.bias if rows is None else linear.bias[rows])
     return smaller

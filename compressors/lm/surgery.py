@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from squeezer.compressors.base import InvalidConfig
+from squeezer.compressors.transformer_prune import slice_linear, unit_rows
 
 
 @dataclass(frozen=True)
@@ -120,19 +121,18 @@ def prune(model: nn.Module, keep_layers: int, groups_kept: int, channels_kept: i
         if groups_kept < config.num_key_value_heads:
             ranked = scores.groups[old] if scores is not None else torch.arange(config.num_key_value_heads, 0, -1)
             chosen = torch.argsort(ranked, descending=True)[:groups_kept].sort().values
-            kv_rows = _rows(chosen, head_dim)
-            q_rows = _rows(torch.cat([torch.arange(g * per_group, (g + 1) * per_group) for g in chosen.tolist()]),
-                           head_dim)
-            attn.q_proj = _slice_linear(attn.q_proj, rows=q_rows)
-            attn.k_proj = _slice_linear(attn.k_proj, rows=kv_rows)
-            attn.v_proj = _slice_linear(attn.v_proj, rows=kv_rows)
-            attn.o_proj = _slice_linear(attn.o_proj, cols=q_rows)
+            kv_rows = unit_rows(chosen, head_dim)
+            q_rows = unit_rows(unit_rows(chosen, per_group), head_dim)  # the query heads of the kept groups
+            attn.q_proj = slice_linear(attn.q_proj, rows=q_rows)
+            attn.k_proj = slice_linear(attn.k_proj, rows=kv_rows)
+            attn.v_proj = slice_linear(attn.v_proj, rows=kv_rows)
+            attn.o_proj = slice_linear(attn.o_proj, cols=q_rows)
         if channels_kept < mlp.down_proj.in_features:
             ranked = scores.channels[old] if scores is not None else -torch.arange(mlp.down_proj.in_features).float()
             chosen = torch.argsort(ranked, descending=True)[:channels_kept].sort().values
-            mlp.gate_proj = _slice_linear(mlp.gate_proj, rows=chosen)
-            mlp.up_proj = _slice_linear(mlp.up_proj, rows=chosen)
-            mlp.down_proj = _slice_linear(mlp.down_proj, cols=chosen)
+            mlp.gate_proj = slice_linear(mlp.gate_proj, rows=chosen)
+            mlp.up_proj = slice_linear(mlp.up_proj, rows=chosen)
+            mlp.down_proj = slice_linear(mlp.down_proj, cols=chosen)
         attn.layer_idx = new_index  # the KV cache is indexed by layer
         new_layers.append(layer)
     model.model.layers = nn.ModuleList(new_layers)
@@ -175,8 +175,8 @@ def shrink(teacher: nn.Module, layers: int, hidden: int, heads: int, intermediat
             per_group = teacher.config.num_attention_heads // config_kv(teacher)
             ranked = scores.groups[old] if scores is not None else torch.arange(config_kv(teacher), 0, -1).float()
             groups = torch.argsort(ranked, descending=True)[:kv_heads].sort().values
-            kv_rows = _rows(groups, old_head_dim)
-            q_rows = _rows(torch.cat([torch.arange(g * per_group, g * per_group + heads // kv_heads)
+            kv_rows = unit_rows(groups, old_head_dim)
+            q_rows = unit_rows(torch.cat([torch.arange(g * per_group, g * per_group + heads // kv_heads)
                                       for g in groups.tolist()]), old_head_dim)
             attn, src = new.self_attn, source.self_attn
             attn.q_proj.weight.copy_(src.q_proj.weight.float()[q_rows] * g_in @ basis)
@@ -221,25 +221,6 @@ def non_embedding_parameters(model: nn.Module) -> int:
 
 def _head_dim(config: object) -> int:
     return int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
-
-
-def _rows(units: torch.Tensor, size: int) -> torch.Tensor:
-    return torch.cat([torch.arange(u * size, (u + 1) * size) for u in units.tolist()])
-
-
-def _slice_linear(linear: nn.Linear, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> nn.Linear:
-    weight = linear.weight.data
-    if rows is not None:
-        weight = weight[rows]
-    if cols is not None:
-        weight = weight[:, cols]
-    bias = linear.bias
-    out = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype,
-                    device=weight.device)
-    out.weight.data.copy_(weight)
-    if bias is not None:
-        out.bias.data.copy_(bias.data if rows is None else bias.data[rows])
-    return out
 
 
 def _set_sizes(config: object, layers: list[int], heads: int, kv_heads: int, intermediate: int, head_dim: int,
