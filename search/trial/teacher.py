@@ -50,7 +50,7 @@ def get_teacher(spec: TeacherSpec, splits: Splits, seed: int, batch_size: int,
         note(f"teacher: loaded from cache {path}")
         return _load(model, path, f"{key} (cached)")
     train(model, spec, splits, seed, batch_size, device or Device()).cpu()
-    _save_atomically(model.state_dict(), path)
+    save_atomically(model.state_dict(), path)
     return model.eval()
 
 
@@ -118,7 +118,7 @@ class DiskCache:
     def put(self, teacher: int, name: str, value: torch.Tensor) -> torch.Tensor:
         """Write ``value``; returns it memory-mapped from the file."""
         path = self.dirs[teacher] / f"{name}.pt"
-        _save_atomically(value, path)
+        save_atomically(value, path)
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
 
 
@@ -187,7 +187,8 @@ def read_state_dict(path: Path, key: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def _save_atomically(state: object, path: Path) -> None:
+def save_atomically(state: object, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then renamed: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
         torch.save(state, tmp.name)

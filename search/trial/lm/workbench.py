@@ -6,8 +6,6 @@ asks), everything checked before anything trains."""
 from __future__ import annotations
 
 import copy
-import hashlib
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +17,7 @@ from torch import nn
 from squeezer import compressors
 from squeezer.compressors.base import Report
 from squeezer.compressors.device import Device
-from squeezer.compressors.lm import LmContext, LmPrune, Sequences, TopK, perplexity, surgery
+from squeezer.compressors.lm import LmContext, Sequences, TopK, perplexity, surgery
 from squeezer.compressors.progress import Bar, note
 from squeezer.search import hardware
 from squeezer.search.config.experiment import ExperimentConfig
@@ -31,6 +29,7 @@ from squeezer.search.errors import ConfigError
 from squeezer.search.models import causal
 from squeezer.search.runtime import lm_export
 from squeezer.search.trial.lm.metrics import LmReference, measure
+from squeezer.search.trial.teacher import save_atomically, weights_digest
 from squeezer.spaces import boundary_points
 
 TOP_K = 32            # the teacher's logits kept per token (of the whole vocabulary)
@@ -53,6 +52,8 @@ class LmWorkbench:
     #: the teacher's (ttft, ms per token, ms per token at the batch) when the study started: students are timed
     #: against it
     timing: tuple[float, float, float] | None = None
+    #: where the teacher's outputs on these blocks are cached (by its weights' and the data's digests)
+    outputs: Path = field(default_factory=Path)
     _sequences: Sequences | None = field(default=None, repr=False)
     _resident: nn.Module | None = field(default=None, repr=False)
 
@@ -178,7 +179,8 @@ def prepare(config: ExperimentConfig, given_teacher: nn.Module | None = None, to
          f"document(s); {len(splits.train)} x {splits.train.shape[1]} training tokens")  # the input is good
     device = hardware.training_device(config.training.device, config.training.precision)
     questions = None if config.data.task is None else lm.task(config.data.task, tokenizer)
-    bench = LmWorkbench(config, splits, teacher, tokenizer, None, device, task=questions)
+    outputs = cache_dir() / "outputs" / f"lm-{weights_digest(teacher)}-{splits.fingerprint()}"
+    bench = LmWorkbench(config, splits, teacher, tokenizer, None, device, task=questions, outputs=outputs)
     if any(step.name == "lm_distill" for step in config.pipeline):
         bench.top_k = _top_k(bench)
     return bench
@@ -187,23 +189,20 @@ def prepare(config: ExperimentConfig, given_teacher: nn.Module | None = None, to
 def check_students(config: ExperimentConfig, teacher: nn.Module, calibration: torch.Tensor) -> None:
     """Every boundary student of the space is a family of a language model with sizes the teacher allows, and every
     pruning setting leaves at least one layer, group and channel (checked from the configs: nothing trains)."""
-    surgery.layers_of(teacher)  # the Llama layout the families and lm_prune work on
+    try:
+        surgery.layers_of(teacher)  # the Llama layout the families and lm_prune work on
+    except compressors.InvalidConfig as err:
+        raise ConfigError("teacher", err.rule, err.value) from None
+    families = causal.families()
     for point in boundary_points(config.student):
-        settings = dict(point)
-        family = settings.pop("family")
-        if family not in causal.families():
-            raise ConfigError("student.family", f"must be one of {causal.families()} for a language model", family)
-        if family == "smaller":
-            layers, hidden, heads, _ = causal.resolve_sizes(teacher, *(settings.get(k) for k in
-                                                                        ("layers", "hidden", "heads", "intermediate")))
-            if heads > hidden:
-                raise ConfigError("student.heads", f"must not exceed the hidden size ({hidden})", heads)
+        family = point["family"]
+        if family not in families:
+            raise ConfigError("student.family", f"must be one of {families} for a language model", family)
+        if family == "smaller":  # its sizes resolved (a bad one refused); the hidden size a multiple of the heads
+            causal.resolve_sizes(teacher, *(point.get(k) for k in ("layers", "hidden", "heads", "intermediate")))
         elif family not in causal.BUILT_IN:  # a registered family: built now, to check it keeps the vocabulary
             causal.build(point, teacher, calibration)
     for step in config.pipeline:
-        if step.name == "lm_prune":
-            for point in boundary_points(step.space):
-                LmPrune(point).sizes(teacher)
         for point in boundary_points(step.space):
             try:
                 compressors.get(step.name)(point).check_models(teacher, [teacher], torch.zeros(1, 1))
@@ -211,21 +210,11 @@ def check_students(config: ExperimentConfig, teacher: nn.Module, calibration: to
                 raise ConfigError(f"{step.name}.{err.field}", err.rule, err.value) from None
 
 
-def _cache_folder(bench: LmWorkbench) -> Path:
-    digest = hashlib.sha256()
-    for key, value in bench.teacher.state_dict().items():
-        digest.update(key.encode())
-        digest.update(value.detach().float().contiguous().numpy().tobytes()[:4096])
-        digest.update(str(tuple(value.shape)).encode())
-    return cache_dir() / "outputs" / f"lm-{digest.hexdigest()[:16]}-{bench.splits.fingerprint()}"
-
-
 @torch.no_grad()
 def _top_k(bench: LmWorkbench) -> TopK:
     """The teacher's ``TOP_K`` largest logits and their ids at every training position: from the cache, else
     computed now (batch by batch, on the training device) and written there."""
-    folder = _cache_folder(bench)
-    path = folder / f"top{TOP_K}-rest.pt"
+    path = bench.outputs / f"top{TOP_K}-rest.pt"
     if path.is_file():
         note(f"teacher: top-{TOP_K} logits loaded from cache {path}")
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -243,7 +232,7 @@ def _top_k(bench: LmWorkbench) -> TopK:
             rows = slice(start, start + batch)
             values[rows], indices[rows], rest[rows] = (part.cpu() for part in top)
             bar.update(len(logits))
-    _save(path, {"values": values, "indices": indices, "rest": rest})
+    save_atomically({"values": values, "indices": indices, "rest": rest}, path)
     return TopK(values, indices, rest)
 
 
@@ -256,8 +245,7 @@ def _top(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
 
 @torch.no_grad()
 def _continuations(bench: LmWorkbench) -> Sequences:
-    folder = _cache_folder(bench)
-    path = folder / f"continuations{CONTINUATIONS}-rest.pt"
+    path = bench.outputs / f"continuations{CONTINUATIONS}-rest.pt"
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         return Sequences(saved["ids"], saved["mask"], TopK(saved["values"], saved["indices"], saved["rest"]))
@@ -282,15 +270,8 @@ def _continuations(bench: LmWorkbench) -> Sequences:
     mask[:, prompt:] = True
     saved = {"ids": all_ids, "mask": mask, "values": torch.cat(values), "indices": torch.cat(indices),
              "rest": torch.cat(rests)}
-    _save(path, saved)
+    save_atomically(saved, path)
     return Sequences(saved["ids"], mask, TopK(saved["values"], saved["indices"], saved["rest"]))
-
-
-def _save(path: Path, value: Mapping[str, torch.Tensor]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        torch.save(dict(value), tmp.name)
-    os.replace(tmp.name, path)
 
 
 __all__ = ["FOLDER", "LmWorkbench", "TOP_K", "check_students", "measure_deployed", "prepare"]
