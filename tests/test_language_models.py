@@ -392,6 +392,23 @@ def test_the_readme_command_runs_in_a_fresh_process(made, tmp_path) -> None:
 
 # bad input
 
+def test_a_teacher_of_another_layout_is_refused_in_one_line(made, tmp_path, capsys) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    path = experiment(tmp_path, made)
+    gpt2 = tmp_path / "gpt2"
+    GPT2LMHeadModel(GPT2Config(vocab_size=300, n_embd=32, n_layer=2, n_head=2, n_positions=64)).save_pretrained(gpt2)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(made / "teacher" / name, gpt2 / name)
+    config = yaml.safe_load(path.read_text())
+    config["teacher"]["hf"] = "gpt2"
+    path.write_text(yaml.safe_dump(config))
+    capsys.readouterr()  # what saving the model printed
+    assert main(["search", str(path), "--trials", "1"]) == 2
+    assert "Llama layout" in one_line(capsys.readouterr().err, "teacher")
+    assert not (tmp_path / "squeezer.db").exists()
+
+
 def teacher_without_tokenizer(folder: Path, made: Path) -> None:
     shutil.copytree(made / "teacher", folder / "teacher")
     for name in ("tokenizer.json", "tokenizer_config.json"):

@@ -24,7 +24,7 @@ from squeezer.compressors.lm import surgery
 from squeezer.search.errors import ConfigError
 from squeezer.search.models.user import load_function
 
-CAUSAL_HEAD = "ForCausalLM"
+CAUSAL_HEAD = ("ForCausalLM", "LMHeadModel")  # how a causal LM's class is named (GPT-2's: GPT2LMHeadModel)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 Family = Callable[..., nn.Module]
 ENTRY_POINT_GROUP = "squeezer.lm_families"
@@ -50,7 +50,7 @@ def check_dir(path: Path, key: str) -> dict[str, Any]:
         raise ConfigError(key, "holds no readable config.json: not a save_pretrained model folder", str(path)) from None
     if not any(str(a).endswith(CAUSAL_HEAD) for a in config.get("architectures") or []):
         raise ConfigError(key, f"holds no causal language model (its config names {config.get('architectures')}; "
-                          f"a ...{CAUSAL_HEAD} is needed)", str(path))
+                          f"a ...{CAUSAL_HEAD[0]} is needed)", str(path))
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise ConfigError(key, "holds no tokenizer (save it beside the model: tokenizer.save_pretrained(DIR))",
                           str(path))
