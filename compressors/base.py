@@ -166,6 +166,11 @@ class Compressor(ABC):
         return f"{type(self).__name__}({self.config})"
 
 
+def is_number(value: Any) -> bool:
+    """An int or a float, not a bool (``CompressorConfig`` has refused non-finite floats already)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check(ok: bool, field_name: str, rule: str, value: Any) -> None:
     """Raise ``InvalidConfig`` unless ``ok``: the one way configs validate (asserts vanish under -O)."""
     if not ok:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from squeezer.compressors.base import CompressorConfig, check
+from squeezer.compressors.base import CompressorConfig, check, is_number
 from squeezer.compressors.distill.schedules import TEMPERATURE_SCHEDULES
 from squeezer.compressors.training import LR_SCHEDULES, Optim
 
@@ -54,18 +54,18 @@ class DistillConfig(CompressorConfig):
                               ("lr_schedule", LR_SCHEDULES)):
             check(getattr(self, name) in allowed, name, f"must be one of {list(allowed)}", getattr(self, name))
         for name in ("temperature", "temperature_end", "dwa_temperature"):
-            check(_number(getattr(self, name)) and getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
+            check(is_number(getattr(self, name)) and getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
         for name, weight in self.weights().items():
-            check(_number(weight) and weight >= 0, f"{name}_weight", "must be >= 0", weight)
+            check(is_number(weight) and weight >= 0, f"{name}_weight", "must be >= 0", weight)
         check(any(self.weights().values()), "soft_weight", "at least one loss weight (soft, hard, feature, "
               "attention, embedding) must be > 0", self.weights())
-        check(_number(self.label_fraction) and 0 < self.label_fraction <= 1, "label_fraction", "must be in (0, 1]",
+        check(is_number(self.label_fraction) and 0 < self.label_fraction <= 1, "label_fraction", "must be in (0, 1]",
               self.label_fraction)
-        check(_number(self.pseudo_threshold) and 0 <= self.pseudo_threshold <= 1, "pseudo_threshold",
+        check(is_number(self.pseudo_threshold) and 0 <= self.pseudo_threshold <= 1, "pseudo_threshold",
               "must be in [0, 1]", self.pseudo_threshold)
-        check(_number(self.controller_gain) and self.controller_gain >= 0, "controller_gain", "must be >= 0",
+        check(is_number(self.controller_gain) and self.controller_gain >= 0, "controller_gain", "must be >= 0",
               self.controller_gain)
-        check(_number(self.ema_decay) and 0 <= self.ema_decay < 1, "ema_decay", "must be in [0, 1)", self.ema_decay)
+        check(is_number(self.ema_decay) and 0 <= self.ema_decay < 1, "ema_decay", "must be in [0, 1)", self.ema_decay)
         check(isinstance(self.probe_size, int) and 1 <= self.probe_size <= 100_000, "probe_size",
               "must be an integer in [1, 100000]", self.probe_size)
         for name in ("feature_layers", "attention_layers"):
@@ -108,10 +108,6 @@ class DistillConfig(CompressorConfig):
     def needs_probe(self) -> bool:
         """Whether each epoch measures the transfer on held-out training samples."""
         return self.weighting == "adaptive" or self.temperature_schedule == "gap"
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _check_layers(value: Any, name: str) -> None:

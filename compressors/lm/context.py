@@ -11,7 +11,7 @@ from torch import nn
 
 from squeezer.compressors.base import Report
 from squeezer.compressors.device import Device
-from squeezer.compressors.lm.losses import masked_mean, next_token_loss
+from squeezer.compressors.lm.losses import next_token_loss
 
 
 @dataclass(frozen=True)
@@ -79,4 +79,4 @@ def perplexity(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor | None = 
     return math.exp(total / max(count, 1.0)) if count else float("nan")
 
 
-__all__ = ["LmContext", "Sequences", "TopK", "masked_mean", "perplexity"]
+__all__ = ["LmContext", "Sequences", "TopK", "perplexity"]

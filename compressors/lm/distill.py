@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from squeezer.compressors.base import Compressor, CompressorConfig, InvalidConfig, check
+from squeezer.compressors.base import Compressor, CompressorConfig, InvalidConfig, check, is_number
 from squeezer.compressors.distill.schedules import DynamicWeightAverage, temperature_at
 from squeezer.compressors.lm.context import LmContext, perplexity
 from squeezer.compressors.lm.losses import DIVERGENCES, LOSSES, masked_mean, next_token_loss, on_support
@@ -66,24 +66,21 @@ class LmDistillConfig(CompressorConfig):
                               ("temperature_schedule", SCHEDULES), ("weighting", WEIGHTINGS)):
             check(getattr(self, name) in allowed, name, f"must be one of {list(allowed)}", getattr(self, name))
         for name in ("temperature", "temperature_end", "lr"):
-            check(_number(getattr(self, name)) and getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
+            check(is_number(getattr(self, name)) and getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
         for name in ("beta", "alpha", "sequence_fraction", "on_policy_fraction"):
-            check(_number(getattr(self, name)) and 0 <= getattr(self, name) <= 1, name, "must be in [0, 1]",
+            check(is_number(getattr(self, name)) and 0 <= getattr(self, name) <= 1, name, "must be in [0, 1]",
                   getattr(self, name))
         check(self.sequence_fraction + self.on_policy_fraction <= 1, "sequence_fraction",
               "plus on_policy_fraction must be at most 1", self.sequence_fraction + self.on_policy_fraction)
         for name in ("soft_weight", "hard_weight", "hidden_weight"):
-            check(_number(getattr(self, name)) and getattr(self, name) >= 0, name, "must be >= 0", getattr(self, name))
+            value = getattr(self, name)
+            check(is_number(value) and value >= 0, name, "must be >= 0", value)
         check(self.soft_weight + self.hard_weight + self.hidden_weight > 0, "soft_weight",
               "at least one loss weight (soft, hard, hidden) must be > 0", self.soft_weight)
         for name, low in (("steps", 0), ("warmup_steps", 0), ("eval_every", 1)):
             value = getattr(self, name)
             check(isinstance(value, int) and not isinstance(value, bool) and value >= low, name,
                   f"must be an integer >= {low}", value)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @register

@@ -4,14 +4,13 @@ importance or every k-th) and width (``heads_ratio`` of the key/value groups wit
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from squeezer.compressors.base import Compressor, CompressorConfig, check
+from squeezer.compressors.base import Compressor, CompressorConfig, check, is_number
 from squeezer.compressors.lm import surgery
 from squeezer.compressors.lm.context import LmContext
 from squeezer.compressors.registry import register
@@ -31,8 +30,7 @@ class LmPruneConfig(CompressorConfig):
         check(self.layers_by in LAYER_CHOICES, "layers_by", f"must be one of {list(LAYER_CHOICES)}", self.layers_by)
         for name in ("keep_layers", "heads_ratio", "mlp_ratio"):
             value = getattr(self, name)
-            check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-                  and 0 < value <= 1, name, "must be a share in (0, 1]", value)
+            check(is_number(value) and 0 < value <= 1, name, "must be a share in (0, 1]", value)
 
 
 @register
