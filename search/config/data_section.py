@@ -50,16 +50,12 @@ def data_section(raw: Any, base_dir: Path, standardize: str = "feature", languag
     for key in ("name", "path", "test_path", "dir", "text_column", "label_column", "image_column"):
         if key in data and not isinstance(data[key], str):
             raise ConfigError(f"data.{key}", "must be a string", data[key])
-    for key in ("val_fraction", "test_fraction"):
-        if key in data and not (is_number(data[key]) and 0 < data[key] < 1):
-            raise ConfigError(f"data.{key}", "must be a number in (0, 1)", data[key])
+    _split_settings(data)
     held_out = data.get("val_fraction", 0.1) + (0 if data.get("test_path") else data.get("test_fraction", 0.2))
     if held_out > 0.9:
         fractions = f"val {data.get('val_fraction', 0.1)} + test {data.get('test_fraction', 0.2)}"
         raise ConfigError("data.val_fraction", "together with data.test_fraction must leave at least 10% of the data "
                           "for training", fractions)
-    if "train_size" in data:
-        integer(data["train_size"], "data.train_size", minimum=1, maximum=LIMITS["data.train_size"])
     if "max_length" in data:
         integer(data["max_length"], "data.max_length", minimum=2, maximum=MAX_LENGTH)
     if "truncation" in data and data["truncation"] not in TRUNCATIONS:
@@ -91,6 +87,15 @@ def data_section(raw: Any, base_dir: Path, standardize: str = "feature", languag
     return spec
 
 
+def _split_settings(data: dict[str, Any]) -> None:
+    """How every kind of data is split: the held-out fractions in (0, 1), a training size within bounds."""
+    for key in ("val_fraction", "test_fraction"):
+        if key in data and not (is_number(data[key]) and 0 < data[key] < 1):
+            raise ConfigError(f"data.{key}", "must be a number in (0, 1)", data[key])
+    if "train_size" in data:
+        integer(data["train_size"], "data.train_size", minimum=1, maximum=LIMITS["data.train_size"])
+
+
 def _lm_text(data: dict[str, Any], base_dir: Path) -> LmText:
     """A language model's text: a file or folder (``path``), held-out parts (``val_path``, ``test_path``) or
     fractions by document, the block size, the text column or the prompt and response columns."""
@@ -112,11 +117,7 @@ def _lm_text(data: dict[str, Any], base_dir: Path) -> LmText:
                           "the response)", data[given])
     if "text_column" in data and "prompt_column" in data:
         raise ConfigError("data.text_column", "does not go with prompt_column and response_column", data["text_column"])
-    for key in ("val_fraction", "test_fraction"):
-        if key in data and not (is_number(data[key]) and 0 < data[key] < 1):
-            raise ConfigError(f"data.{key}", "must be a number in (0, 1)", data[key])
-    if "train_size" in data:
-        integer(data["train_size"], "data.train_size", minimum=1, maximum=LIMITS["data.train_size"])
+    _split_settings(data)
     block = integer(data.get("block_size", 128), "data.block_size", minimum=8, maximum=MAX_BLOCK)
     # read (and a missing file refused) when the study starts: a shipped experiment's text is made by a script
     paths = {k: Path((base_dir / str(data[k])).resolve()) for k in ("path", "val_path", "test_path", "task_path")

@@ -22,6 +22,7 @@ from torch import nn
 
 from squeezer.compressors.lm import surgery
 from squeezer.search.errors import ConfigError
+from squeezer.search.models.registry import lookup
 from squeezer.search.models.user import load_function
 
 CAUSAL_HEAD = ("ForCausalLM", "LMHeadModel")  # how a causal LM's class is named (GPT-2's: GPT2LMHeadModel)
@@ -57,15 +58,21 @@ def check_dir(path: Path, key: str) -> dict[str, Any]:
     return config
 
 
+def quiet() -> None:
+    """No transformers progress bars for loading and saving shards: Squeezer prints its own progress."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
 def load_teacher(path: Path, key: str) -> tuple[nn.Module, Any]:
     """The causal LM and tokenizer of a local directory, in eval mode, full precision, on the CPU."""
     check_dir(path, key)
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        logging.disable_progress_bar()  # Squeezer prints its own progress
+        quiet()
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     except Exception as err:  # noqa: BLE001 - a user's folder: whatever fails to load, say so in one line
         raise ConfigError(key, f"does not load as a causal LM with its tokenizer ({type(err).__name__}: "
@@ -168,19 +175,11 @@ def families() -> list[str]:
     return sorted({*_FAMILIES, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))})
 
 
-def _family(name: str) -> Family | None:
-    if name not in _FAMILIES:
-        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-        if found:  # importing it runs the package's code
-            _FAMILIES[name] = found[0].load()
-    return _FAMILIES.get(name)
-
-
 def build(settings: Mapping[str, Any], teacher: nn.Module, calibration: torch.Tensor) -> nn.Module:
     """The student ``settings`` (``family`` and its settings) describes, from ``teacher``."""
     settings = dict(settings)
     name = settings.pop("family")
-    family = _family(name)
+    family = lookup(_FAMILIES, ENTRY_POINT_GROUP, name)
     if family is None:
         raise ConfigError("student.family", f"must be one of {families()} for a language model", name)
     try:
@@ -194,4 +193,4 @@ def build(settings: Mapping[str, Any], teacher: nn.Module, calibration: torch.Te
 
 
 __all__ = ["CAUSAL_HEAD", "SEARCHED", "build", "check_dir", "families", "is_causal", "load_teacher", "positions",
-           "register", "resolve_sizes"]
+           "quiet", "register", "resolve_sizes"]

@@ -53,11 +53,17 @@ def register(name: str, searched: Mapping[str, Any] | None = None) -> Callable[[
 
 def get(name: str) -> Family | None:
     """The family registered as ``name`` (an entry point is imported now: that runs its package's code), or None."""
-    if name not in _REGISTRY:
-        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    return lookup(_REGISTRY, ENTRY_POINT_GROUP, name)
+
+
+def lookup(table: dict[str, Family], group: str, name: str) -> Family | None:
+    """``table[name]``; else the entry point of that name in ``group``, loaded into ``table`` (importing it runs its
+    package's code); else None."""
+    if name not in table:
+        found = [ep for ep in entry_points(group=group) if ep.name == name]
         if found:
-            _REGISTRY[name] = found[0].load()
-    return _REGISTRY.get(name)
+            table[name] = found[0].load()
+    return table.get(name)
 
 
 def available() -> list[str]:
@@ -75,4 +81,5 @@ def reads_tokens(family: Family) -> bool:
     return "tokens" in inspect.signature(family).parameters
 
 
-__all__ = ["ENTRY_POINT_GROUP", "Family", "SEARCHED", "available", "get", "of_kind", "reads_tokens", "register"]
+__all__ = ["ENTRY_POINT_GROUP", "Family", "SEARCHED", "available", "get", "lookup", "of_kind", "reads_tokens",
+           "register"]

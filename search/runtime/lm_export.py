@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from squeezer.compressors.lm import weight_only
+from squeezer.search.models.causal import quiet
 
 README = """# A causal language model compressed by Squeezer
 
@@ -33,17 +34,10 @@ model = load(Path("{folder}"))
 tokenizer = AutoTokenizer.from_pretrained("{folder}")"""
 
 
-def _quiet() -> None:
-    """No transformers progress bars for saving and loading shards: Squeezer prints its own progress."""
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()
-
-
 def save(model: nn.Module, tokenizer: Any, folder: Path, summary: str = "") -> Path:
     """Write ``model`` and ``tokenizer`` to ``folder`` as ``save_pretrained`` does (packed weights for int8/int4),
     with a README that says how to load it."""
-    _quiet()
+    quiet()
     folder.mkdir(parents=True, exist_ok=True)
     if weight_only.is_quantized(model):
         weight_only.save(model, folder)
@@ -63,7 +57,7 @@ def save(model: nn.Module, tokenizer: Any, folder: Path, summary: str = "") -> P
 
 def load(folder: Path) -> nn.Module:
     """The model ``save`` wrote, in eval mode on the CPU."""
-    _quiet()
+    quiet()
     if (folder / weight_only.QUANTIZATION_FILE).is_file():
         return weight_only.load(folder)
     from transformers import AutoModelForCausalLM
