@@ -58,7 +58,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     teacher, timed = deployed_for_timing(bench.teacher, s.val_raw, settings, work / "teacher", s.pad_id, s.spec)
     one = timed[:1]
-    base = timed_ms(teacher, one, settings)[1]  # the teacher when the study starts
+    base = timed_ms(teacher, one, settings).ms  # the teacher when the study starts
     students = {}
     for width in widths(args.students, *args.widths):
         torch.manual_seed(0)
@@ -71,7 +71,7 @@ def main() -> None:
             for i, (width, deployed) in enumerate(students.items()):
                 for method in (("old", "new") if (i + number) % 2 == 0 else ("new", "old")):
                     against = (teacher, base) if method == "new" else None  # old: the plain median
-                    readings[method][width].append(timed_ms(deployed, one, settings, against)[1])
+                    readings[method][width].append(timed_ms(deployed, one, settings, against).ms)
         print(f"pass {number + 1} done ({load} busy neighbours)", flush=True)
 
     rows = []

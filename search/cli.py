@@ -97,6 +97,10 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+STRICT = ("the plain front: every run, dominance without tolerance (by default latencies within their confidence "
+          "interval and accuracies within their standard error tie, and a recipe's runs are one entry)")
+
+
 def _stored_front(args: argparse.Namespace) -> tuple[Any, list[Any]]:
     """The study ``--study-name`` in ``--storage`` and its Pareto members."""
     import optuna
@@ -115,7 +119,7 @@ def _stored_front(args: argparse.Namespace) -> tuple[Any, list[Any]]:
         names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
         raise ConfigError("--study-name", f"no such study in {args.storage}; studies there: {names}",
                           args.study_name) from None
-    return study, pareto_trials(study, study.user_attrs["objectives"])
+    return study, pareto_trials(study, study.user_attrs["objectives"], strict=args.strict)
 
 
 def _pareto(args: argparse.Namespace) -> int:
@@ -128,7 +132,8 @@ def _pareto(args: argparse.Namespace) -> int:
     names = {int(k): v for k, v in study.user_attrs.get("run_names", {}).items()}
     samples, simple = study.user_attrs.get("validation_samples"), study.user_attrs.get("tfidf")
     if args.format == "table":
-        print(f"Pareto front of {args.study_name!r} ({len(front)} trials):")
+        kind = "plain front of every run" if args.strict else "ties within measurement noise, one entry per recipe"
+        print(f"Pareto front of {args.study_name!r} ({len(front)} trials; {kind}):")
         print(report.front_table(front, teacher, tested, recommended, names,
                                  study.user_attrs.get("recommended_because", ""), samples, simple))
         return 0
@@ -238,6 +243,7 @@ def _parser() -> argparse.ArgumentParser:
     pareto.add_argument("--study-name", required=True)
     pareto.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table",
                         help="table (default, fits 120 columns), or every member's numbers as csv, json or markdown")
+    pareto.add_argument("--strict", action="store_true", help=STRICT)
     pareto.set_defaults(handler=_pareto)
 
     export = commands.add_parser("export", help="write one trial's model (ONNX or torch) with a README")
@@ -255,6 +261,7 @@ def _parser() -> argparse.ArgumentParser:
     pick.add_argument("--min-accuracy", type=float, help="validation accuracy at least, e.g. 0.95")
     pick.add_argument("--max-perplexity", type=float, help="a language model's validation perplexity at most")
     pick.add_argument("--out", required=True, help="the folder to write")
+    pick.add_argument("--strict", action="store_true", help=STRICT)
     pick.add_argument("--format", choices=["onnx", "torch", "hf"], default=None,
                       help="onnx (a classifier's default), torch, or hf (a language model's save_pretrained folder)")
     pick.set_defaults(handler=_pick)

@@ -21,6 +21,7 @@ from torch import nn
 from squeezer import compressors
 from squeezer.compressors import Compressor, CompressorConfig, InvalidConfig, TrialContext
 from squeezer.search.cli import main
+from squeezer.search.results.pareto import pareto_trials
 from squeezer.search.runtime import deploy, export
 from squeezer.search.runtime.eager import EagerModel
 from squeezer.search.runtime.ort import OnnxModel
@@ -158,6 +159,12 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
     assert any(line.startswith("* recommended: the smallest and fastest member keeping 97%") or
                line.startswith("* recommended: none keeps 97%") for line in printed)
     assert any(line.split()[0] == "teacher" for line in printed)
+    # --strict: the plain front of every run; the default one only drops members from it (noise, repeated recipes)
+    assert main(["pareto", "--study-name", "digits", "--storage", stores(tmp_path)[1], "--strict",
+                 "--format", "json"]) == 0
+    plain = {m["trial"] for m in json.loads(capsys.readouterr().out)["members"]}
+    study = optuna.load_study(study_name="digits", storage=stores(tmp_path)[1])
+    assert plain == {t.number for t in study.best_trials} and plain >= on_front
 
     # `squeezer pick` exports the most accurate member within a budget, or says none fits and which comes closest
     front_metrics = {int(c.data.tags["squeezer.trial"]): c.data.metrics for c in children
@@ -248,7 +255,7 @@ def test_trials_over_a_size_budget_are_rejected_before_anything_trains(tmp_path:
 def test_a_warm_started_study_first_tries_the_front_of_an_earlier_one(tmp_path: Path, capsys) -> None:
     assert search(DIGITS_YAML, tmp_path, 3) == 0
     earlier = optuna.load_study(study_name="digits", storage=stores(tmp_path)[1])
-    front = [t.params for t in earlier.best_trials]
+    front = [t.params for t in pareto_trials(earlier, earlier.user_attrs["objectives"])]
     config = digits_config()
     config["search"]["warm_start"] = "digits"
     assert search(write_config(tmp_path, config), tmp_path, len(front) + 1, "--study-name", "warmed") == 0

@@ -28,6 +28,10 @@ METRICS: dict[str, str] = {
     "ttft_ms": "minimize",         # time to the first token of a prompt of measure.prompt_tokens
     "non_embedding_params": "minimize",
 }
+#: The metric holding each noisy objective's measurement error, in its units: accuracy's standard error over the
+#: validation samples; a latency's half-width of its ~95 % confidence interval (rounds paired with the teacher's).
+#: Two values closer than their errors combined are a tie on the front (``results.pareto``); bytes and counts are exact.
+ERRORS = {"accuracy": "accuracy_se", "latency_ms": "latency_ci_ms", "latency_batch_ms": "latency_batch_ci_ms"}
 METRIC_RANGES = {"accuracy": (0.0, 1.0), "f1_macro": (0.0, 1.0), "perplexity": (1.0, math.inf),
                  "task_accuracy": (0.0, 1.0)}  # the others lie in [0, inf)
 DEFAULT_OBJECTIVES = {"accuracy": "maximize", "size_bytes": "minimize", "latency_ms": "minimize"}

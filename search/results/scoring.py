@@ -12,11 +12,12 @@ students are rarely better than their teacher, and one twice as perplexed is wor
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from squeezer.search.config.objectives import ACCURACY, quality_of
+from squeezer.search.results.pareto import front_mask
 
 PERPLEXITY_REFERENCE = 2.0
 
@@ -41,22 +42,26 @@ def reference(objectives: Mapping[str, str], teacher: Mapping[str, float],
 
 def hypervolume(metrics: Sequence[Mapping[str, float]], objectives: Mapping[str, str],
                 teacher: Mapping[str, float], given: Mapping[str, float] | None = None) -> float:
-    """The scaled hypervolume the trials' ``metrics`` dominate (points beyond the reference add nothing);
-    ``given``: the reference values that are not the teacher's (``reference``)."""
+    """The scaled hypervolume the front of the trials' ``metrics`` dominates (``pareto.front_mask``: a point
+    dominated but for measurement noise adds nothing; nor do points beyond the reference); ``given``: the reference
+    values that are not the teacher's (``reference``)."""
     import moocore
 
     ref = reference(objectives, teacher, given)
+    metrics = [m for m, on in zip(metrics, front_mask(metrics, objectives), strict=True) if on]
     points = scaled(metrics, objectives, teacher)
     points = points[(points < ref).all(axis=1)] if len(points) else points
     return float(moocore.hypervolume(points, ref=ref)) if len(points) else 0.0
 
 
 def history(trials: Sequence[Mapping[str, float] | None], objectives: Mapping[str, str],
-            teacher: Mapping[str, float], given: Mapping[str, float] | None = None) -> list[float]:
+            teacher: Mapping[str, float], given: Mapping[str, float] | None = None,
+            front: Callable[[int], Sequence[Mapping[str, float]]] | None = None) -> list[float]:
     """The hypervolume after each of ``trials`` in the order they ended (a trial's metrics, or None for one that
-    was spent without a result: it adds nothing)."""
-    return [hypervolume([m for m in trials[:k] if m is not None], objectives, teacher, given)
-            for k in range(1, len(trials) + 1)]
+    was spent without a result: it adds nothing); ``front(k)``, where given, picks the points that count among the
+    first k (the front's entries, one per recipe)."""
+    front = front or (lambda k: [m for m in trials[:k] if m is not None])
+    return [hypervolume(front(k), objectives, teacher, given) for k in range(1, len(trials) + 1)]
 
 
 def knee(metrics: Sequence[Mapping[str, float]], objectives: Mapping[str, str],

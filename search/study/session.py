@@ -21,7 +21,7 @@ from squeezer.search.trial import tfidf
 from squeezer.search.config.experiment import ExperimentConfig
 from squeezer.search.study.early_stop import ParetoStop, headroom, val_curve
 from squeezer.search.errors import ConfigError
-from squeezer.search.results.pareto import feasible, keep_metrics, pareto_trials
+from squeezer.search.results.pareto import feasible, keep_metrics, members, pareto_trials
 from squeezer.search.trial.recipe import flatten, replay_params
 from squeezer.search.study.squeezer_sampler import Screen, SqueezerSampler
 from squeezer.search.trial.liveness import STOPPED, finished, ran_and_failed
@@ -264,7 +264,8 @@ class Session:
         """The front's hypervolume (``results.scoring``) on the parent run, at the count of completed trials:
         the history shows how fast the search improves."""
         done = feasible(self.study)
-        value = scoring.hypervolume([t.user_attrs["metrics"] for t in done], self.config.objectives, self.teacher,
+        front = members(done, self.config.objectives)
+        value = scoring.hypervolume([t.user_attrs["metrics"] for t in front], self.config.objectives, self.teacher,
                                     self.config.search.reference)
         self.tracker.log_metrics(self.parent, {"pareto.hypervolume": value}, step=len(done))
         return value

@@ -4,6 +4,7 @@ model in the same rounds where one is given), FLOPs and parameters."""
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from contextlib import contextmanager
@@ -46,18 +47,22 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: Measur
     model = on_cpu(model)  # trained on a GPU maybe; deployed from the CPU
     deployed, timed = deployed or deployed_for_timing(model, x, settings, workdir, pad_id, spec)
     predicted = deployed.predict(x).argmax(1)
-    single, single_ms = timed_ms(deployed, timed[:1], settings, reference and (reference.model, reference.single_ms))
-    batch, batch_ms = timed_ms(deployed, timed, settings, reference and (reference.model, reference.batch_ms))
+    single = timed_ms(deployed, timed[:1], settings, reference and (reference.model, reference.single_ms))
+    batch = timed_ms(deployed, timed, settings, reference and (reference.model, reference.batch_ms))
+    accuracy = (predicted == y).float().mean().item()
     return {
-        "accuracy": (predicted == y).float().mean().item(),
+        "accuracy": accuracy,
+        "accuracy_se": math.sqrt(accuracy * (1 - accuracy) / max(len(y), 1)),
         "f1_macro": float(f1_score(y.numpy(), predicted.numpy(), average="macro")),
         "size_bytes": float(deployed.path.stat().st_size),
-        "latency_ms": single_ms,
-        "latency_raw_ms": statistics.median(single),
-        "latency_p90_ms": _p90(single),
-        "latency_batch_ms": batch_ms,
-        "latency_batch_p90_ms": _p90(batch),
-        "throughput": len(timed) / (batch_ms / 1e3),
+        "latency_ms": single.ms,
+        "latency_ci_ms": single.error_ms,
+        "latency_raw_ms": statistics.median(single.times),
+        "latency_p90_ms": _p90(single.times),
+        "latency_batch_ms": batch.ms,
+        "latency_batch_ci_ms": batch.error_ms,
+        "latency_batch_p90_ms": _p90(batch.times),
+        "throughput": len(timed) / (batch.ms / 1e3),
         "params": float(count_params(model)),
         "flops": float(count_flops(model, deployed_input(timed[:1], spec))),
     }
@@ -91,16 +96,37 @@ def latency_ms(model: Deployed, x: torch.Tensor, settings: MeasureSettings) -> l
         return [_timed(model, x) for _ in range(settings.repeats)]
 
 
+@dataclass(frozen=True)
+class Timing:
+    """A model's timed runs (ms), its latency figure and that figure's error: the half-width of its ~95 % confidence
+    interval (``median_interval``), what two latencies must differ by to count as different (``results.pareto``)."""
+
+    times: list[float]
+    ms: float
+    error_ms: float
+
+
 def timed_ms(model: Deployed, x: torch.Tensor, settings: MeasureSettings,
-             against: tuple[Deployed, float] | None = None) -> tuple[list[float], float]:
-    """The milliseconds of ``settings.repeats`` runs of ``model`` on ``x``, and its latency: their median; or,
-    ``against`` a reference model and its latency, timed alternately with it, the median ratio times that latency."""
+             against: tuple[Deployed, float] | None = None) -> Timing:
+    """``settings.repeats`` runs of ``model`` on ``x`` and its latency: their median; or, ``against`` a reference
+    model and its latency, timed alternately with it, the median ratio times that latency."""
     if against is None:
         times = latency_ms(model, x, settings)
-        return times, statistics.median(times)
+        low, high = median_interval(times)
+        return Timing(times, statistics.median(times), (high - low) / 2)
     reference, reference_ms = against
     times, theirs = paired_ms(model, reference, x, settings)
-    return times, ratio(times, theirs) * reference_ms
+    ratios = [m / max(t, 1e-9) for m, t in zip(times, theirs, strict=True)]
+    low, high = median_interval(ratios)
+    return Timing(times, statistics.median(ratios) * reference_ms, (high - low) / 2 * reference_ms)
+
+
+def median_interval(values: list[float], z: float = 1.96) -> tuple[float, float]:
+    """A distribution-free confidence interval (~95 % at ``z`` = 1.96) of the median of ``values``: the order
+    statistics at ranks n/2 -+ z sqrt(n)/2 (the normal approximation of the binomial count below the median)."""
+    ordered, n = sorted(values), len(values)
+    half = z * math.sqrt(n) / 2
+    return ordered[max(math.floor(n / 2 - half), 0)], ordered[min(math.ceil(n / 2 + half), n - 1)]
 
 
 def paired_ms(model: Deployed, reference: Deployed, x: torch.Tensor,
@@ -118,11 +144,6 @@ def paired_ms(model: Deployed, reference: Deployed, x: torch.Tensor,
             mine.append(a if i % 2 == 0 else b)
             theirs.append(b if i % 2 == 0 else a)
     return mine, theirs
-
-
-def ratio(mine: list[float], theirs: list[float]) -> float:
-    """The median over rounds of one model's time over the reference's."""
-    return statistics.median(m / max(t, 1e-9) for m, t in zip(mine, theirs, strict=True))
 
 
 def _timed(model: Deployed, x: torch.Tensor) -> float:

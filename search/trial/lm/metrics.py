@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from squeezer.search.config.run_settings import MeasureSettings
+from squeezer.search.trial.metrics import median_interval
 
 
 @dataclass(frozen=True)
@@ -77,12 +78,17 @@ def measure(model: nn.Module, prompts: torch.Tensor, settings: MeasureSettings,
     mine = [r[0] for r in rounds]
     ttft, token, batch_token = ([m[i] for m in mine] for i in range(3))
     if reference is None:
+        per_token = token
         figures = statistics.median(ttft), statistics.median(token), statistics.median(batch_token)
     else:
         theirs = [r[1] for r in rounds]
-        figures = tuple(statistics.median(m[i] / max(t[i], 1e-9) for m, t in zip(mine, theirs, strict=True)) * ref
-                        for i, ref in enumerate((reference.ttft_ms, reference.token_ms, reference.batch_token_ms)))
-    return {"ttft_ms": figures[0], "latency_ms": figures[1], "latency_raw_ms": statistics.median(token),
+        ratios = [[m[i] / max(t[i], 1e-9) for m, t in zip(mine, theirs, strict=True)] for i in range(3)]
+        refs = (reference.ttft_ms, reference.token_ms, reference.batch_token_ms)
+        figures = tuple(statistics.median(r) * ref for r, ref in zip(ratios, refs, strict=True))
+        per_token = [r * reference.token_ms for r in ratios[1]]
+    low, high = median_interval(per_token)
+    return {"ttft_ms": figures[0], "latency_ms": figures[1], "latency_ci_ms": (high - low) / 2,
+            "latency_raw_ms": statistics.median(token),
             "latency_p90_ms": statistics.quantiles(token, n=10)[-1] if len(token) > 1 else token[0],
             "latency_batch_ms": figures[2], "throughput": len(prompts) * 1e3 / figures[2]}
 
