@@ -29,8 +29,9 @@ def pareto_mask(values: np.ndarray, directions: Sequence[str], feasible: np.ndar
 
     A row is dominated when another feasible row is at least as good on every objective and better on one; with
     ``errors`` (n x k, each value's error in its units), also when another is at least as good within the two
-    errors combined and better beyond them (so the front only loses members). Infeasible rows are never on the front. Ties within noise need not be transitive: should they
-    leave no row undominated, the plain front is returned.
+    errors combined and better beyond them (so the front only loses members). Infeasible rows are never on the
+    front. Ties within noise need not be transitive: should they leave no row undominated, the plain front is
+    returned.
     """
     costs = _costs(values, directions)
     feasible = np.ones(len(costs), bool) if feasible is None else np.asarray(feasible, bool)
