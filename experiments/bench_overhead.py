@@ -77,6 +77,7 @@ def inner(config_path: Path, overrides: dict[str, Any], trials: int, storage: st
     from squeezer.search.config.experiment import parse_config
     from squeezer.search.results.tracking import Tracker
     from squeezer.search.config.yamlfile import read_yaml
+    from squeezer.search.trial.workbench import Workbench
 
     raw = read_yaml(config_path)
     for key, value in overrides.items():
@@ -91,7 +92,7 @@ def inner(config_path: Path, overrides: dict[str, Any], trials: int, storage: st
 
         clock.wrap(runner, "prepare", "prepare")
         clock.wrap(runner, "open_study", "stores set-up")
-        clock.wrap(study, "baseline", "prepare")
+        clock.wrap(Workbench, "baseline", "prepare")
         clock.wrap(optuna_backend, "run", "sampler+storage")
         clock.wrap(study.Session, "finish", "finish")
         clock.wrap(trial, "run_trial", "training")

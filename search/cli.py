@@ -109,16 +109,16 @@ def _stored_front(args: argparse.Namespace) -> tuple[Any, list[Any]]:
     from squeezer.search.study.destinations import check_storage
     from squeezer.search.errors import ConfigError
     from squeezer.search.results.pareto import pareto_trials
+    from squeezer.search.study.halving import user_studies
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     check_storage(args.storage, must_exist=True)
     backend = storage.open_storage(args.storage)
-    try:
-        study = optuna.load_study(study_name=args.study_name, storage=backend)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
+    names = user_studies(backend)
+    if args.study_name not in names:
         raise ConfigError("--study-name", f"no such study in {args.storage}; studies there: {names}",
-                          args.study_name) from None
+                          args.study_name)
+    study = optuna.load_study(study_name=args.study_name, storage=backend)
     return study, pareto_trials(study, study.user_attrs["objectives"], strict=args.strict)
 
 

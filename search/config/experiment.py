@@ -186,6 +186,10 @@ def check_search(config: ExperimentConfig) -> ExperimentConfig:
         if option in given and search.sampler != sampler:
             raise ConfigError(f"search.{option}", f"is a setting of sampler {sampler}, not of {search.sampler!r}",
                               given[option])
+    for option in ("rung_epochs", "reduction_factor"):
+        if option in given and search.scheduler != "halving":
+            raise ConfigError(f"search.{option}", f"is a setting of scheduler halving, not of {search.scheduler!r}",
+                              given[option])
     if not only_accuracy_trained(config.objectives):
         for key, value in (("scheduler", search.scheduler), ("sampler", search.sampler)):
             if value == "squeezer" or (key == "scheduler" and SCHEDULERS[value].judges):

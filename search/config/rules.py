@@ -19,11 +19,13 @@ MAX_SEED = 2**31 - 1 - 10**6  # trial seeds are the seed plus the trial number; 
 LIMITS = {"search.trials": 10**6, "search.population_size": 10**4, "search.max_concurrent": 10**4,
           "measure.threads": 1024, "measure.warmup": 10**5, "measure.repeats": 10**5, "measure.batch": 1 << 16,
           "training.batch_size": 1 << 20, "training.threads": 1024, "search.jobs": 256, "epochs": 10**5,
-          "search.gpus_per_trial": 64, "search.repeats": 100,
+          "search.gpus_per_trial": 64, "search.repeats": 100, "search.rung_epochs": 10**5,
+          "search.reduction_factor": 100,
           "data.train_size": 10**9}
 
 
-MINIMA = {"search.population_size": 2, "measure.repeats": 2, "measure.warmup": 0}  # NSGA-II breeds pairs; p90 needs 2
+# NSGA-II breeds pairs; p90 needs 2; halving keeps 1/reduction_factor, at most half
+MINIMA = {"search.population_size": 2, "measure.repeats": 2, "measure.warmup": 0, "search.reduction_factor": 2}
 
 
 def check_name(name: Any, key: str) -> None:

@@ -33,8 +33,10 @@ class SearchSettings:
     max_concurrent: int | None = None   # ray: trials at once; default: as many as the CPUs allow
     cpus_per_trial: float = 1.0         # ray: CPUs reserved per trial (and torch threads in it)
     gpus_per_trial: float | None = None  # ray: GPUs reserved per trial (fractional: trials share a GPU); none
-    scheduler: str | None = None        # pareto (default where it applies) | shadow | asha (ray) | none
+    scheduler: str | None = None        # pareto (default where it applies) | halving | shadow | asha (ray) | none
     stop_allowance: float = 0.02        # pareto: margin on the accuracy a trial's remaining training may still add
+    rung_epochs: int = 1                # halving: epochs every trial trains before its first judgement
+    reduction_factor: int = 3           # halving: of the trials reaching a rung, the top 1/this go on
     candidates: int = 16                # squeezer: recipes screened (size, speed before training) per trial
     warm_start: str | None = None       # an earlier study in the same storage: its Pareto members are tried first
     reference: dict[str, float] | None = None  # the hypervolume's reference point (default: from the teacher)

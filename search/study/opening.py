@@ -20,6 +20,7 @@ from squeezer.search.config.experiment import ExperimentConfig
 from squeezer.search.config.rules import MAX_SEED
 from squeezer.search.errors import ConfigError
 from squeezer.search.results.pareto import pareto_trials
+from squeezer.search.study.halving import user_studies
 from squeezer.search.study.storage import exists, open_storage
 from squeezer.search.results.tracking import Tracker
 
@@ -32,7 +33,7 @@ def warm_start_params(config: ExperimentConfig, storage: str) -> list[dict[str, 
     source = config.search.warm_start
     if source is None:
         return []
-    names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))] if exists(storage) else []
+    names = user_studies(open_storage(storage)) if exists(storage) else []
     if source not in names:
         raise ConfigError("search.warm_start", f"no such study in {storage}; studies there: {names}", source)
     study = optuna.load_study(study_name=source, storage=open_storage(storage))

@@ -20,6 +20,7 @@ from squeezer.search.results import report
 from squeezer.search.trial import tfidf
 from squeezer.search.config.experiment import ExperimentConfig
 from squeezer.search.study.early_stop import ParetoStop, headroom, val_curve
+from squeezer.search.study.halving import Halving, rungs_study
 from squeezer.search.errors import ConfigError
 from squeezer.search.results.pareto import feasible, keep_metrics, members, pareto_trials
 from squeezer.search.trial.recipe import flatten, replay_params
@@ -51,6 +52,7 @@ class Session:
     tfidf: dict[str, float] | None = None  # a text study's TF-IDF baseline
     me: str = field(default_factory=liveness.me)
     screen: Screen | None = None
+    rungs: optuna.Study | None = None  # successive halving's twin study (``study.halving``), opened when first needed
 
     @property
     def config(self) -> ExperimentConfig:
@@ -189,9 +191,14 @@ class Session:
         name = report.run_name(number, params)
         return self.tracker.trial_run(self.parent, self.name, number, params, tags, name=name)
 
-    def stop_rule(self) -> ParetoStop | None:
-        """Pareto-aware early stopping for a trial starting now (``study.early_stop``), if configured."""
+    def stop_rule(self) -> ParetoStop | Halving | None:
+        """The rule that may stop a trial starting now, if one is configured: Pareto-aware early stopping
+        (``study.early_stop``) or successive halving (``study.halving``)."""
         search = self.config.search
+        if search.scheduler == "halving":
+            if self.rungs is None:
+                self.rungs = rungs_study(self.name, self.storage, search.rung_epochs, search.reduction_factor)
+            return Halving(self.rungs, self.config.objectives, search.reduction_factor, self.bench.validation_count)
         if search.scheduler not in ("pareto", "shadow"):
             return None
         members = [(t.number, t.user_attrs["metrics"]) for t in pareto_trials(self.study, self.config.objectives)]
@@ -202,7 +209,7 @@ class Session:
                           shadow=search.scheduler == "shadow")
 
     def record(self, trial: optuna.Trial, run_id: RunId, outcome: Outcome, position: str,
-               rule: ParetoStop | None = None, **artifacts: Any) -> None:
+               rule: ParetoStop | Halving | None = None, **artifacts: Any) -> None:
         """Write the outcome to MLflow, tell the storage, then end the run (a crash between the two is reconciled).
 
         A trial stopped early is PRUNED in the storage and KILLED in MLflow, with the reason. From the trial's
@@ -212,7 +219,9 @@ class Session:
             trial.set_user_attr("mlflow_run_id", known)  # optuna-dashboard shows it beside the trial
         if rule is not None and rule.cheap is not None:
             trial.set_user_attr("cheap", dict(rule.cheap))
-        if rule is not None and rule.would_stop and rule.shadow:
+        if isinstance(rule, Halving):
+            rule.end(outcome)
+        if isinstance(rule, ParetoStop) and rule.would_stop and rule.shadow:
             trial.set_user_attr("would_stop", rule.would_stop)
             self.tracker.set_tag(run_id, "squeezer.would_stop", rule.would_stop)
         self.tracker.log_result(run_id, outcome.metrics, outcome.curves, error=outcome.error, **artifacts)
