@@ -18,7 +18,7 @@ from squeezer.search.errors import ConfigError
 from squeezer.search.study.squeezer_sampler import WARMUP, SqueezerSampler
 from squeezer.search.trial.recipe import replay_params
 from squeezer.search.trial.workbench import prepare
-from squeezer.search.trial.run import StoppedEarly, attempt
+from squeezer.search.trial.run import StoppedEarly, attempt, cheap_metrics, student
 
 from conftest import digits_config, write_config
 from test_study import runs, search, stores
@@ -183,3 +183,27 @@ def test_squeezers_sampler_is_an_optuna_sampler_that_any_study_runs_and_tune_can
     assert not any(sampler.screened(t.number) for t in study.trials)  # no screen yet: random draws
     sampler.use(threading.Lock())  # a screen holds what cannot be pickled (an in-memory study, the data)
     assert isinstance(pickle.loads(pickle.dumps(sampler)), SqueezerSampler)  # Tune pickles its searcher's sampler
+
+
+def test_before_training_only_what_the_study_searches_on_is_timed() -> None:
+    config = digits_config()
+    config["objectives"] = {"accuracy": "maximize", "size_bytes": "minimize"}
+    bench = prepare(parse_config(config))
+    params = replay_params(bench.config, {"student.depth": 1, "student.width": 32, "distill.temperature": 2.0,
+                                          "distill.soft_weight": 0.5, "distill.hard_weight": 0.5, "prune.ratio": 0.0,
+                                          "prune.structured": True, "quantize.bits": 32})
+    model, ctx = student(bench, params, 0)
+    assert set(cheap_metrics(bench, model, params, ctx)) == {"size_bytes", "params", "flops"}  # counted, not timed
+    config["objectives"]["latency_ms"] = "minimize"
+    bench = prepare(parse_config(config))
+    timed = cheap_metrics(bench, model, params, ctx)
+    assert {"latency_ms", "latency_ci_ms"} <= set(timed) and "latency_batch_ms" not in timed
+
+
+def test_the_batch_is_timed_in_full_only_where_it_is_searched_on() -> None:
+    config = digits_config()
+    assert parse_config(config).measure.batch_rounds == config["measure"]["repeats"] // 5
+    config["objectives"] = {"accuracy": "maximize", "throughput": "maximize"}
+    assert parse_config(config).measure.batch_rounds == config["measure"]["repeats"]
+    config["measure"]["batch_repeats"] = 7
+    assert parse_config(config).measure.batch_rounds == 7

@@ -18,8 +18,8 @@ from squeezer.search.data.spec import DataSpec, LmText
 from squeezer.search.config.model_sections import (DEFAULT_LM_PIPELINE, DEFAULT_PIPELINE, Step, pipeline_steps,
                                                    student_space)
 from squeezer.search.config.teacher_section import TeacherSpec, teacher_section
-from squeezer.search.config.objectives import (CLASSIFIER_ONLY, LM_ONLY, METRIC_RANGES, METRICS, Constraint,
-                                               only_accuracy_trained,
+from squeezer.search.config.objectives import (BATCH_METRICS, CLASSIFIER_ONLY, LM_ONLY, METRIC_RANGES, METRICS,
+                                               Constraint, only_accuracy_trained,
                                                parse_constraints, parse_objectives)
 from squeezer.search.config.rules import LIMITS, MAX_SEED, check_name, integer, is_number, only
 from squeezer.search.config.run_settings import (TERNARY, MeasureSettings, SearchSettings, TrainingSettings,
@@ -106,7 +106,17 @@ def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
                 raise ConfigError("objectives" if name in config.objectives else "constraints", f"{name} is a "
                                   "language model's metric (teacher: {hf: DIR} of a causal LM)", name)
     check_runtime(config)
-    return check_search(config)
+    return check_search(_batch_rounds(config))
+
+
+def _batch_rounds(config: ExperimentConfig) -> ExperimentConfig:
+    """``measure.batch_repeats`` decided: as many rounds as ``measure.repeats`` where a batch latency or the
+    throughput is searched on (an objective or a budget), else a fifth of them (a reported figure)."""
+    searched = {*config.objectives, *(c.metric for c in config.constraints)}
+    if config.measure.batch_repeats is not None or not searched & set(BATCH_METRICS):
+        return config
+    return dataclasses.replace(config, measure=dataclasses.replace(config.measure,
+                                                                   batch_repeats=config.measure.repeats))
 
 
 def _language_model(config: ExperimentConfig) -> ExperimentConfig:

@@ -39,6 +39,10 @@ LM_OBJECTIVES = {"perplexity": "minimize", "size_bytes": "minimize", "latency_ms
 #: The metrics only a classifier reports, and only a language model.
 CLASSIFIER_ONLY = ("accuracy", "f1_macro", "flops")
 LM_ONLY = ("perplexity", "ttft_ms", "non_embedding_params", "task_accuracy")
+#: The metrics timed at measure.batch (the rest at batch 1).
+BATCH_METRICS = ("latency_batch_ms", "latency_batch_p90_ms", "throughput")
+#: The cheap metrics that are counted, not timed: exact, and known at no cost.
+COUNTS = ("size_bytes", "params", "flops")
 #: Metrics that training does not change (much): known from the untrained compressed student, before training.
 CHEAP = ("size_bytes", "params", "flops", "latency_ms", "latency_raw_ms", "latency_p90_ms", "latency_batch_ms",
          "latency_batch_p90_ms", "throughput")

@@ -225,6 +225,7 @@ class Session:
             trial.set_user_attr("would_stop", rule.would_stop)
             self.tracker.set_tag(run_id, "squeezer.would_stop", rule.would_stop)
         self.tracker.log_result(run_id, outcome.metrics, outcome.curves, error=outcome.error, **artifacts)
+        trial.set_user_attr("val_curve", val_curve(outcome.curves))  # what early stopping learns from; its epochs
         state, status = outcome.recorded_as
         if state == TrialState.PRUNED:
             trial.set_user_attr("stop_reason", outcome.reason)
@@ -233,7 +234,6 @@ class Session:
             trial.set_user_attr("fail_reason", (outcome.error or "")[:2000])
             self.study.tell(trial, state=state)
         else:
-            trial.set_user_attr("val_curve", val_curve(outcome.curves))  # what early stopping learns from
             self.tell(trial, outcome.metrics)
         self.tracker.end(run_id, status, outcome.reason)
         self.progress(trial.number, position, trial.params, outcome)

@@ -27,11 +27,10 @@ from optuna.trial import FrozenTrial, TrialState
 from squeezer.search.trial import baselines
 from squeezer.search.results import scoring
 from squeezer.search.config.experiment import ExperimentConfig
-from squeezer.search.config.objectives import CHEAP
 from squeezer.search.results.pareto import pareto_trials
 from squeezer.search.trial.recipe import joint_distributions, recipe_key, replay_params, suggest_params
 from squeezer.search.trial.workbench import Workbench
-from squeezer.search.trial.run import broken_budgets, cheap_metrics, student
+from squeezer.search.trial.run import broken_budgets, cheap_metrics, cheap_names, student
 
 WARMUP = 5
 MUTATE = 0.3  # share of a mutated candidate's knobs drawn afresh
@@ -45,6 +44,7 @@ class Screen:
         self.rng = np.random.default_rng(seed)
         self.space = joint_distributions(bench.config)
         self.draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        self.cheap = cheap_names(bench.config)  # what screening measures, and the forest reads
 
     @property
     def config(self) -> ExperimentConfig:
@@ -100,7 +100,7 @@ class Screen:
         """Every knob as a number (-1 where a branch left it out), and the log of each cheap metric (a finished
         trial's own: training does not change them)."""
         row = [_number(dist, flat[name]) if name in flat else -1.0 for name, dist in self.space.items()]
-        return row + [math.log(max(cheap[k], 1e-12)) for k in CHEAP]
+        return row + [math.log(max(cheap[k], 1e-12)) for k in self.cheap]
 
     def expected_gains(self, forest: Any, candidates: Sequence[tuple[Mapping[str, Any], Mapping[str, float]]],
                        front: Sequence[FrozenTrial]) -> list[float]:

@@ -4,13 +4,14 @@ model in the same rounds where one is given), FLOPs and parameters."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Collection, Iterator
 
 import torch
 from sklearn.metrics import f1_score
@@ -19,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from squeezer.compressors.device import on_cpu
 from squeezer.compressors.quantize import float_model
+from squeezer.search.config.objectives import METRICS
 from squeezer.search.config.run_settings import MeasureSettings
 from squeezer.search.data.inputs import InputSpec
 from squeezer.search.data.text import full_length
@@ -36,36 +38,43 @@ class Reference:
     batch_ms: float
 
 
+#: What each timing gives: batch-1 latency (paired with the reference's batch-1 run) and latency at measure.batch.
+SINGLE = ("latency_ms", "latency_ci_ms", "latency_raw_ms", "latency_p90_ms")
+BATCH = ("latency_batch_ms", "latency_batch_ci_ms", "latency_batch_p90_ms", "throughput")
+
+
 def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: MeasureSettings, workdir: Path,
             pad_id: int | None = None, spec: InputSpec | None = None, reference: Reference | None = None,
-            deployed: tuple[Deployed, torch.Tensor] | None = None) -> dict[str, float]:
+            deployed: tuple[Deployed, torch.Tensor] | None = None,
+            only: Collection[str] | None = None) -> dict[str, float]:
     """All trial metrics of ``model`` deployed in ``settings.runtime`` under ``workdir``. With ``spec``, the deployed
     model takes the raw input ``x`` (its preprocessing is part of it: measured with it). For token inputs
     (``pad_id`` given), speed is measured at the full sequence length. With a ``reference``, latencies are timed
     against it (``Reference``); ``latency_raw_ms`` keeps the plain median either way. ``deployed``: ``model``
-    deployed already (``deployed_for_timing``), then ``workdir`` is not written."""
+    deployed already (``deployed_for_timing``), then ``workdir`` is not written. ``only``: the metrics wanted
+    (size and parameters always come): nothing else is run — no prediction without accuracy, no timing without a
+    latency. The batch is timed in ``settings.batch_rounds`` rounds."""
     model = on_cpu(model)  # trained on a GPU maybe; deployed from the CPU
     deployed, timed = deployed or deployed_for_timing(model, x, settings, workdir, pad_id, spec)
-    predicted = deployed.predict(x).argmax(1)
-    single = timed_ms(deployed, timed[:1], settings, reference and (reference.model, reference.single_ms))
-    batch = timed_ms(deployed, timed, settings, reference and (reference.model, reference.batch_ms))
-    accuracy = (predicted == y).float().mean().item()
-    return {
-        "accuracy": accuracy,
-        "accuracy_se": math.sqrt(accuracy * (1 - accuracy) / max(len(y), 1)),
-        "f1_macro": float(f1_score(y.numpy(), predicted.numpy(), average="macro")),
-        "size_bytes": float(deployed.path.stat().st_size),
-        "latency_ms": single.ms,
-        "latency_ci_ms": single.error_ms,
-        "latency_raw_ms": statistics.median(single.times),
-        "latency_p90_ms": _p90(single.times),
-        "latency_batch_ms": batch.ms,
-        "latency_batch_ci_ms": batch.error_ms,
-        "latency_batch_p90_ms": _p90(batch.times),
-        "throughput": len(timed) / (batch.ms / 1e3),
-        "params": float(count_params(model)),
-        "flops": float(count_flops(model, deployed_input(timed[:1], spec))),
-    }
+    wanted = set(METRICS) | set(SINGLE) | set(BATCH) if only is None else set(only)
+    found = {"size_bytes": float(deployed.path.stat().st_size), "params": float(count_params(model))}
+    if wanted & {"accuracy", "accuracy_se", "f1_macro"}:
+        predicted = deployed.predict(x).argmax(1)
+        accuracy = (predicted == y).float().mean().item()
+        found |= {"accuracy": accuracy, "accuracy_se": math.sqrt(accuracy * (1 - accuracy) / max(len(y), 1)),
+                  "f1_macro": float(f1_score(y.numpy(), predicted.numpy(), average="macro"))}
+    if wanted & set(SINGLE):
+        single = timed_ms(deployed, timed[:1], settings, reference and (reference.model, reference.single_ms))
+        found |= dict(zip(SINGLE, (single.ms, single.error_ms, statistics.median(single.times), _p90(single.times)),
+                          strict=True))
+    if wanted & set(BATCH):
+        rounds = dataclasses.replace(settings, repeats=settings.batch_rounds)
+        batch = timed_ms(deployed, timed, rounds, reference and (reference.model, reference.batch_ms))
+        found |= dict(zip(BATCH, (batch.ms, batch.error_ms, _p90(batch.times), len(timed) / (batch.ms / 1e3)),
+                          strict=True))
+    if "flops" in wanted:
+        found["flops"] = float(count_flops(model, deployed_input(timed[:1], spec)))
+    return found
 
 
 def deployed_input(timed: torch.Tensor, spec: InputSpec | None) -> torch.Tensor:

@@ -24,7 +24,7 @@ from squeezer.search import models
 from squeezer.search.trial import baselines
 from squeezer.search.config.experiment import ExperimentConfig
 from squeezer.search.trial.metrics import measure
-from squeezer.search.config.objectives import CHEAP, Constraint
+from squeezer.search.config.objectives import CHEAP, COUNTS, Constraint
 from squeezer.search.runtime import export
 from squeezer.search.errors import ConfigError
 from squeezer.search.models import causal
@@ -169,16 +169,23 @@ class StoppedEarly(RuntimeError):
 def cheap_metrics(bench: Workbench, model: nn.Module, params: Mapping[str, Mapping[str, Any]],
                   ctx: TrialContext) -> dict[str, float]:
     """Size and speed of ``model`` after the pipeline without its training (``Compressor.untrained``), deployed and
-    measured like a trial: what is known before anything trains. Its accuracy means nothing and is dropped."""
+    measured like a trial: what is known before anything trains (``cheap_names``: timed only where a latency is
+    searched on or budgeted, with its error)."""
     for name, settings in steps(bench.config, params):
         quick = compressors.get(name)(settings).untrained()
         if quick is not None:
             model = quick.apply(model, ctx)
     s = bench.splits
     with tempfile.TemporaryDirectory(prefix="squeezer-untrained-") as tmp:  # not the trial's folder: no artifact
-        metrics = measure(model, s.val_raw[:64], s.val_y[:64], bench.config.measure, Path(tmp), pad_id=s.pad_id,
-                          spec=s.spec, reference=bench.reference())
-    return {k: v for k, v in metrics.items() if k in CHEAP}
+        return measure(model, s.val_raw[:64], s.val_y[:64], bench.config.measure, Path(tmp), pad_id=s.pad_id,
+                       spec=s.spec, reference=bench.reference(), only=cheap_names(bench.config))
+
+
+def cheap_names(config: ExperimentConfig) -> list[str]:
+    """The cheap metrics ``cheap_metrics`` measures: the counts (size, parameters, FLOPs: no timing needed), and
+    the latencies the study searches on or budgets."""
+    searched = {*config.objectives, *(c.metric for c in config.constraints)}
+    return [name for name in CHEAP if name in COUNTS or name in searched]
 
 
 def check_budgets(bench: Workbench, cheap: Mapping[str, float]) -> None:
