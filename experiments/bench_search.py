@@ -10,6 +10,11 @@ that the question "does a sampler reach at N trials what random search reaches a
 hypervolume after k trials is that of the completed ones among the first k (a trial stopped early or rejected
 before training counts as spent), in the study's own teacher-scaled units (``squeezer.search.results.scoring``).
 
+Per hour of the user's time as well as per trial: with T the wall time a sampler took for its N trials (each seed
+its own), its hypervolume at T against random search's at 2T (the last of random's 2N trials ended by then), run
+side by side; and the sampler's own time per trial (Squeezer's screening, ``Screen.propose``) as a share of the
+trial's wall time.
+
 Optuna's samplers run with early stopping in shadow mode: every trial runs to its end, and the rule's verdict is
 kept. That audits the rule: how many trials it would have stopped, and how many of those ended on the final front.
 Prints a table, writes JSON, Markdown and a plot (``--out``).
@@ -22,6 +27,7 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +36,7 @@ from optuna.trial import TrialState
 from squeezer.search.results import scoring
 from squeezer.search.config.experiment import load_config, parse_config
 from squeezer.search.runner import run_study
+from squeezer.search.study import squeezer_sampler
 
 HERE = Path(__file__).resolve().parent
 SAMPLERS = ("random", "nsga2", "tpe", "squeezer")
@@ -49,24 +56,45 @@ def main(argv: list[str] | None = None) -> int:
     curves: dict[str, list[list[float]]] = {s: [] for s in samplers}
     clocks: dict[str, list[list[float]]] = {s: [] for s in samplers}
     audits: list[dict[str, int]] = []
+    sampler_share: dict[str, list[float]] = {s: [] for s in samplers}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
             for sampler in samplers:  # interleaved: a slower phase of the machine falls on every sampler alike
                 budget = 2 * args.trials if sampler == "random" else args.trials
+                SCREENING.clear()
                 hv, clock, audit = history(config(sampler, seed, args), budget, Path(tmp), f"{sampler}-{seed}")
                 curves[sampler].append(hv)
                 clocks[sampler].append(clock)
+                sampler_share[sampler].append(sum(SCREENING) / clock[-1])
                 audits += [audit | {"sampler": sampler, "seed": seed}] if sampler != "squeezer" else []  # type: ignore
                 print(f"{sampler} seed {seed}: hypervolume {hv[-1]:.4f} after {budget} trials, {clock[-1]:.0f} s; "
                       f"{audit}", file=sys.stderr)
     rows = summarise(curves, clocks, args.trials)
-    table = render(rows, args) + "\n\n" + render_audit(audits)
+    timed = by_wall_time(curves, clocks, sampler_share, args.trials)
+    table = render(rows, args) + "\n\n" + render_wall_time(timed, args.trials) + "\n\n" + render_audit(audits)
     print(table)
     plot(curves, clocks, args.out.with_suffix(".png"))
     args.out.write_text(json.dumps({"settings": vars(args) | {"out": str(args.out)}, "curves": curves,
-                                    "seconds": clocks, "rows": rows, "audit": audits, "table": table}, indent=2))
+                                    "seconds": clocks, "rows": rows, "by_wall_time": timed,
+                                    "sampler_share": sampler_share, "audit": audits, "table": table}, indent=2))
     args.out.with_suffix(".md").write_text(table + "\n")
     return 0
+
+
+#: Seconds each ``Screen.propose`` took in the study running now (Squeezer's sampler screening before a trial).
+SCREENING: list[float] = []
+_propose = squeezer_sampler.Screen.propose
+
+
+def _timed_propose(self: Any, *args: Any, **kwargs: Any) -> Any:
+    start = time.perf_counter()
+    try:
+        return _propose(self, *args, **kwargs)
+    finally:
+        SCREENING.append(time.perf_counter() - start)
+
+
+squeezer_sampler.Screen.propose = _timed_propose  # type: ignore[method-assign]
 
 
 def config(sampler: str, seed: int, args: argparse.Namespace) -> Any:
@@ -118,6 +146,42 @@ def summarise(curves: dict[str, list[list[float]]], clocks: dict[str, list[list[
         row["minutes_to_n"] = statistics.mean(c[min(n, len(c)) - 1] for c in clocks[sampler]) / 60
         rows.append(row)
     return rows
+
+
+def at_time(hv: list[float], clock: list[float], seconds: float) -> float:
+    """The hypervolume at wall time ``seconds``: of the trials ended by then (0 before the first)."""
+    ended = [h for h, c in zip(hv, clock, strict=True) if c <= seconds]
+    return ended[-1] if ended else 0.0
+
+
+def by_wall_time(curves: dict[str, list[list[float]]], clocks: dict[str, list[list[float]]],
+                 share: dict[str, list[float]], n: int) -> list[dict[str, Any]]:
+    """Per sampler, seed by seed: T, the seconds its first N trials took; its hypervolume at T; random search's at
+    T and at 2T (whether random had run out of trials by 2T, too); its own time per trial as a share."""
+    rows = []
+    for sampler, runs in curves.items():
+        per_seed = []
+        for seed, (hv, clock) in enumerate(zip(runs, clocks[sampler], strict=True)):
+            t = clock[min(n, len(clock)) - 1]
+            rhv, rclock = curves["random"][seed], clocks["random"][seed]
+            per_seed.append({"seed": seed, "T_s": t, "hv_at_T": at_time(hv, clock, t),
+                             "random_at_T": at_time(rhv, rclock, t), "random_at_2T": at_time(rhv, rclock, 2 * t),
+                             "random_ran_out": rclock[-1] < 2 * t})
+        mean = {k: statistics.mean(p[k] for p in per_seed) for k in ("T_s", "hv_at_T", "random_at_T", "random_at_2T")}
+        rows.append({"sampler": sampler, **mean, "wins": sum(p["hv_at_T"] >= p["random_at_2T"] for p in per_seed),
+                     "seeds": per_seed, "sampler_share": statistics.mean(share[sampler])})
+    return rows
+
+
+def render_wall_time(rows: list[dict[str, Any]], n: int) -> str:
+    lines = [f"| sampler | T: minutes for {n} trials | HV at T | random's HV at T | random's HV at 2T | reaches random "
+             "at 2T? (seeds) | sampler's own time, share of the trials' |", "|---|---:|---:|---:|---:|---|---:|"]
+    for r in rows:
+        out = " (random ran out of trials before 2T)" if any(p["random_ran_out"] for p in r["seeds"]) else ""
+        lines.append(f"| {r['sampler']} | {r['T_s'] / 60:.1f} | {r['hv_at_T']:.4f} | {r['random_at_T']:.4f} | "
+                     f"{r['random_at_2T']:.4f}{out} | {'yes' if r['hv_at_T'] >= r['random_at_2T'] else 'no'} "
+                     f"({r['wins']}/{len(r['seeds'])}) | {100 * r['sampler_share']:.1f} % |")
+    return "\n".join(lines)
 
 
 def render(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
