@@ -70,6 +70,7 @@ def _run(config: ExperimentConfig, trials: int | None, study_name: str | None, s
         bench: Workbench | LmWorkbench = prepare_lm(config, given.teacher, given.tokenizer)
     else:
         bench = prepare(config, given)
+        config = bench.config  # a TF-IDF baseline that knows more than the teacher adds a knob (``trial.tfidf``)
         budgets.check_reachable(bench)  # a budget no recipe can meet: refused before a study or run exists
     # A local store is opened by one process at a time, so what a killed creator left half done is finished
     # here at once; on a server storage, other processes poll for what the creator is still writing.

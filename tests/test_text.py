@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 import torch
 import yaml
@@ -581,3 +582,58 @@ def test_every_text_study_measures_the_tfidf_baseline_and_shows_it_beside_the_te
     assert parent.data.metrics["tfidf.accuracy"] == 1.0  # the reviews repeat: the simple model reads them exactly
     assert main(["pareto", "--study-name", "tiny_text"]) == 0
     assert re.search(r"tf-idf +1\.0000", capsys.readouterr().out)
+
+
+def test_where_tfidf_knows_more_than_the_teacher_it_teaches_too_and_the_search_chooses(
+        tmp_path: Path, tiny_teacher: Path, capsys) -> None:
+    """The reviews repeat, so TF-IDF reads them exactly while a tiny teacher trained 2 epochs does not: the baseline
+    joins the teachers (said at the start), and the search draws distill.ensemble over none | confidence."""
+    study = text_study(tmp_path, tiny_teacher, trials=4)
+    study["student"] = {"family": "bag", "dim": 8, "hidden": 8}
+    (tmp_path / "text.yaml").write_text(yaml.safe_dump(study))
+    assert main(["search", str(tmp_path / "text.yaml")]) == 0
+    out, err = capsys.readouterr()
+    said = re.search(r"TF-IDF baseline: validation accuracy 1\.0000 beats the teacher's (0\.\d{4}): it teaches too, "
+                     r"its cross-fitted class probabilities beside the teacher's soft labels \(distill\.ensemble none "
+                     r"\| confidence\)", err)
+    assert said, err
+    study = optuna.load_study(study_name="tiny_text", storage=f"sqlite:///{tmp_path}/squeezer.db")
+    assert {t.params["distill.ensemble"] for t in study.trials} <= {"none", "confidence"}
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+
+
+def test_a_teacher_at_least_as_accurate_as_tfidf_teaches_alone(tmp_path: Path, tiny_teacher: Path) -> None:
+    from types import SimpleNamespace
+
+    from squeezer.search.config.experiment import parse_config
+    from squeezer.search.trial import tfidf
+
+    config = parse_config(text_study(tmp_path, tiny_teacher))
+    texts = SimpleNamespace(texts=["a text"])  # the decision reads no more of the data when the teacher ties
+    assert tfidf.as_teacher(config, texts, {"accuracy": 0.8, "C": 1.0}, teacher_accuracy=0.8) == (config, None, "")
+
+
+def test_the_baseline_s_soft_labels_are_cross_fitted_on_texts_it_never_saw() -> None:
+    from squeezer.search.trial import tfidf
+
+    texts = [f"{word} film {i}" for i, word in enumerate(["great", "awful"] * 40)]
+    labels = np.array([0, 1] * 40)
+    logits = tfidf.cross_fitted(texts, labels, classes=3, strength=10.0)
+    assert logits.shape == (80, 3) and np.allclose(np.exp(logits).sum(1), 1.0, atol=1e-4)
+    assert (logits.argmax(1) == labels).mean() == 1.0  # the class word decides, whichever fold saw which text
+    assert (np.exp(logits[:, 2]) < 1e-5).all()  # a class no text has: (almost) no probability
+    unique = [f"word{i}" for i in range(80)]  # every text its own vocabulary: out of fold, nothing is known
+    blind = tfidf.cross_fitted(unique, labels, classes=2, strength=10.0)
+    assert np.allclose(np.exp(blind), 0.5, atol=0.05)
+
+
+def test_a_teacher_known_by_its_outputs_repeats_them_for_copies_and_cannot_run() -> None:
+    from squeezer.compressors.distill.teacher_outputs import Known, TeacherOutputs
+
+    logits = torch.randn(6, 2)
+    outputs = TeacherOutputs([Known(logits)], torch.zeros(18, 4, dtype=torch.long))  # the rows and 2 copies
+    assert torch.equal(outputs.logits(0), logits.repeat(3, 1))
+    with pytest.raises(RuntimeError, match="known only by its outputs"):
+        Known(logits)(torch.zeros(1, 4))
+    with pytest.raises(ValueError, match="none for 7 inputs"):
+        Known(logits).on(7)

@@ -25,6 +25,26 @@ class OutputCache(Protocol):
         ...
 
 
+class Known(nn.Module):
+    """A teacher known only by its logits on the training inputs, row by row — a model of another kind, such as a
+    TF-IDF baseline's cross-fitted log-probabilities. It cannot run on other inputs; on inputs that repeat the
+    training rows (augmented copies after the originals, block by block) its logits repeat with them."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("logits", logits.float())  # its weights: what the output cache is keyed by
+
+    def on(self, rows: int) -> torch.Tensor:
+        """Its logits on ``rows`` inputs: the training rows, repeated as many times as they fit."""
+        known = len(self.logits)
+        if rows % known:
+            raise ValueError(f"a teacher known by its outputs on {known} training rows has none for {rows} inputs")
+        return self.logits.repeat(rows // known, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("this teacher is known only by its outputs on the training inputs: it cannot run")
+
+
 class TeacherOutputs:
     """The teachers' outputs on the training inputs, computed on first use, then kept in memory and in ``cache``.
 
@@ -52,6 +72,9 @@ class TeacherOutputs:
             self._hold(key, value)
 
     def logits(self, teacher: int = 0) -> torch.Tensor:
+        model = self.teachers[teacher]
+        if isinstance(model, Known):
+            return self._get(teacher, "logits", lambda: model.on(len(self.x)))
         return self._get(teacher, "logits", lambda: self._run(teacher, [])[0])
 
     def all_logits(self) -> list[torch.Tensor]:

@@ -17,7 +17,6 @@ from squeezer.search.results import summary
 from squeezer.search.trial import liveness
 from squeezer.search.results import scoring
 from squeezer.search.results import report
-from squeezer.search.trial import tfidf
 from squeezer.search.config.experiment import ExperimentConfig
 from squeezer.search.study.early_stop import ParetoStop, headroom, val_curve
 from squeezer.search.study.halving import Halving, rungs_study
@@ -90,11 +89,7 @@ class Session:
     def measure_tfidf(self) -> dict[str, float] | None:
         """A text study's TF-IDF + logistic-regression baseline, measured once and kept with the study (``squeezer
         pareto`` prints it) and on its parent run."""
-        try:
-            measured = tfidf.measure(self.bench.splits)
-        except tfidf.Unmeasured as why:
-            self.out(f"TF-IDF baseline: not measured ({why})")
-            return None
+        measured = self.bench.tfidf  # measured when the study was prepared
         if measured:
             self.study.set_user_attr("tfidf", measured)
             self.tracker.log_metrics(self.parent, {f"tfidf.{k}": v for k, v in measured.items()})

@@ -29,6 +29,7 @@ from squeezer.search.errors import ConfigError
 from squeezer.search.trial.metrics import Reference, deployed_for_timing, measure
 from squeezer.search.models import text as text_models
 from squeezer.search.runtime import Deployed, export
+from squeezer.search.trial import tfidf
 from squeezer.search.trial.teacher import DiskCache, check_checkpoint, ensemble_specs, get_teacher, teacher_tokenizer
 from squeezer.spaces import boundary_points
 
@@ -43,6 +44,7 @@ class Workbench:
     augment: Augment | None = None  # what training batches go through (``data.augment``)
     #: the teacher's (batch-1, batch) latencies when the study started: students are timed against the teacher
     timing: tuple[float, float] | None = None
+    tfidf: dict[str, float] | None = None  # a text study's TF-IDF baseline (``trial.tfidf``)
     _deployed: tuple[Deployed, torch.Tensor] | None = field(default=None, repr=False, compare=False)
     _resident: Resident | None = field(default=None, repr=False, compare=False)
     _vocabulary: torch.Tensor | None = field(default=None, repr=False, compare=False)
@@ -196,9 +198,28 @@ def prepare(config: ExperimentConfig, given: Given | None = None) -> Workbench:
                 for i, (spec, seed) in enumerate(specs)]
     if splits.classes:  # once the input is known to be good: a bad-input error stays one line
         note(f"data: class indices {dict(enumerate(splits.classes))}")
+    baseline = simple_baseline(splits)
+    if baseline is not None:  # the TF-IDF baseline teaches too where it knows more than the teacher
+        config, known, said = tfidf.as_teacher(config, splits, baseline,
+                                               accuracy(teachers[0], splits.val_x, splits.val_y))
+        teachers += [known] if known is not None else []
+        if said:
+            note(said)
     outputs = TeacherOutputs(teachers, splits.train_x, DiskCache(teachers, splits.fingerprint()), device=device)
     outputs.all_logits()
-    return Workbench(config, splits, outputs, augment)
+    return Workbench(config, splits, outputs, augment, tfidf=baseline)
+
+
+def simple_baseline(splits: data.Splits) -> dict[str, float] | None:
+    """A text study's TF-IDF baseline (``trial.tfidf``), measured once; None for other data, or where it cannot
+    be fitted (said)."""
+    if splits.texts is None:
+        return None
+    try:
+        return tfidf.measure(splits)
+    except tfidf.Unmeasured as why:
+        note(f"TF-IDF baseline: not measured ({why})")
+        return None
 
 
 def teacher_arch(config: ExperimentConfig) -> dict[str, Any]:
