@@ -587,7 +587,7 @@ def test_every_text_study_measures_the_tfidf_baseline_and_shows_it_beside_the_te
 def test_where_tfidf_knows_more_than_the_teacher_it_teaches_too_and_the_search_chooses(
         tmp_path: Path, tiny_teacher: Path, capsys) -> None:
     """The reviews repeat, so TF-IDF reads them exactly while a tiny teacher trained 2 epochs does not: the baseline
-    joins the teachers (said at the start), and the search draws distill.ensemble over none | confidence."""
+    joins the teachers (said at the start), and the search draws distill.ensemble over none | mean | confidence."""
     study = text_study(tmp_path, tiny_teacher, trials=4)
     study["student"] = {"family": "bag", "dim": 8, "hidden": 8}
     (tmp_path / "text.yaml").write_text(yaml.safe_dump(study))
@@ -595,10 +595,10 @@ def test_where_tfidf_knows_more_than_the_teacher_it_teaches_too_and_the_search_c
     out, err = capsys.readouterr()
     said = re.search(r"TF-IDF baseline: validation accuracy 1\.0000 beats the teacher's (0\.\d{4}): it teaches too, "
                      r"its cross-fitted class probabilities beside the teacher's soft labels \(distill\.ensemble none "
-                     r"\| confidence\)", err)
+                     r"\| mean \| confidence\)", err)
     assert said, err
     study = optuna.load_study(study_name="tiny_text", storage=f"sqlite:///{tmp_path}/squeezer.db")
-    assert {t.params["distill.ensemble"] for t in study.trials} <= {"none", "confidence"}
+    assert {t.params["distill.ensemble"] for t in study.trials} <= {"none", "mean", "confidence"}
     assert all(t.state.name == "COMPLETE" for t in study.trials)
 
 

@@ -7,8 +7,8 @@ included, on one thread. The regularisation strength is chosen on the validation
 
 Students can only learn what their teachers know. Where the baseline beats the teacher on the validation texts, it
 teaches too (``as_teacher``): its cross-fitted class probabilities join the teachers' soft labels, combined as
-several teachers' are (``distill.ensemble``), which the search then chooses — ``none`` (the teacher alone) or
-``confidence`` (each text's labels weighted by each teacher's confidence) — unless the config fixes it.
+several teachers' are (``distill.ensemble``), which the search then chooses — ``none`` (the teacher alone), ``mean``
+(averaged) or ``confidence`` (each text's labels weighted by each teacher's confidence) — unless the config fixes it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from squeezer.search.data import Splits
 
 #: The multi-teacher combinations searched once the baseline teaches (``distill.ensemble``).
-ENSEMBLES = ("none", "confidence")
+ENSEMBLES = ("none", "mean", "confidence")
 
 #: The regularisation strengths tried (the one with the best validation accuracy is kept).
 STRENGTHS = (1.0, 10.0, 100.0)
