@@ -5,7 +5,9 @@ untrained student, deployed and timed), so they need not be guessed; only accura
 ``candidates`` recipes (random ones, and mutations of front members), measures their cheap metrics, drops those
 that break a budget, predicts their accuracy with a random forest (scikit-learn) fit on the trials so far, and runs
 the candidate whose predicted points (one per tree: the forest's spread is its uncertainty) add the most
-hypervolume to the current front on average. The first ``warmup`` trials are random, to fit the forest on.
+hypervolume to the current front on average per second it should take (a second forest, fit on the finished
+trials' wall times): hypervolume per hour of the user's time, not per trial. The first ``warmup`` trials are random,
+to fit the forests on.
 
 ``SqueezerSampler`` is this as an ``optuna.samplers.BaseSampler``, so any Optuna study (and Tune's ``OptunaSearch``)
 runs it unchanged: before a trial it screens; then each knob the trial asks for gets the chosen recipe's value, or a
@@ -63,8 +65,9 @@ class Screen:
         measured = [(params, cheap) for params in pool if (cheap := self.measure(params)) is not None]
         if not measured:
             return None
-        forest = self.fit(known)
-        return measured[int(np.argmax(self.expected_gains(forest, measured, front)))][0]
+        gains = self.expected_gains(self.fit(known), measured, front)
+        seconds = self.expected_seconds(known, measured)
+        return measured[max(range(len(measured)), key=lambda i: (gains[i] / seconds[i], -seconds[i]))][0]
 
     def draw(self, front: Sequence[FrozenTrial]) -> dict[str, Any]:
         """A random recipe, or (half the time, once there is a front) a front member with some knobs drawn afresh."""
@@ -95,6 +98,18 @@ class Screen:
         x = np.array([self.features(t.params, t.user_attrs["metrics"]) for t in known])
         y = np.array([t.user_attrs["metrics"]["accuracy"] for t in known])
         return RandomForestRegressor(n_estimators=64, min_samples_leaf=2, random_state=0).fit(x, y)
+
+    def expected_seconds(self, known: Sequence[FrozenTrial],
+                         candidates: Sequence[tuple[Mapping[str, Any], Mapping[str, float]]]) -> list[float]:
+        """Per candidate, the wall time a trial of it should take: a forest fit on the finished trials' durations
+        (in log seconds) from the same features — what the hypervolume a candidate may add is divided by."""
+        from sklearn.ensemble import RandomForestRegressor
+
+        timed = [t for t in known if t.duration is not None]
+        x = np.array([self.features(t.params, t.user_attrs["metrics"]) for t in timed])
+        y = np.log([max(t.duration.total_seconds(), 1e-3) for t in timed])
+        forest = RandomForestRegressor(n_estimators=32, min_samples_leaf=2, random_state=0).fit(x, y)
+        return list(np.exp(forest.predict(np.array([self.features(p, c) for p, c in candidates]))))
 
     def features(self, flat: Mapping[str, Any], cheap: Mapping[str, float]) -> list[float]:
         """Every knob as a number (-1 where a branch left it out), and the log of each cheap metric (a finished
