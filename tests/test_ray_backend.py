@@ -173,6 +173,24 @@ def test_asha_stops_weak_trials_early_on_ray(tmp_path: Path) -> None:
     assert runs(tmp_path, "study")[0].data.metrics["trials.stopped_early"] == states.count("PRUNED")
 
 
+def test_halving_on_ray_feeds_tunes_asha_each_trials_standing_on_the_front(tmp_path: Path) -> None:
+    config = digits_config()
+    config["pipeline"][0]["distill"]["lr"] = {"float": [1e-4, 1e-2], "log": True}  # some learn far slower
+    config["search"] = {"sampler": "random", "backend": "ray", "scheduler": "halving", "max_concurrent": 2}
+    tracking, storage = stores(tmp_path)
+    assert main(["search", str(write_config(tmp_path, config)), "--trials", "8", "--tracking-uri", tracking,
+                 "--storage", storage]) == 0
+    study = optuna.load_study(study_name="digits", storage=storage)
+    states = [t.state.name for t in study.trials]
+    assert "PRUNED" in states and "COMPLETE" in states and len(states) == 8
+    budget = config["pipeline"][0]["distill"]["epochs"] + config["pipeline"][1]["prune"]["finetune_epochs"]
+    finished = {int(r.data.tags["squeezer.trial"]): r for r in runs(tmp_path, "trial") if r.info.status == "FINISHED"}
+    client = MlflowClient(tracking)
+    for run in finished.values():  # every completed trial trained the whole budget
+        assert len(client.get_metric_history(run.info.run_id, "distill.val_accuracy")) == \
+            config["pipeline"][0]["distill"]["epochs"] and budget > 0
+
+
 def test_squeezer_sampler_screens_the_recipes_tune_runs(tmp_path: Path) -> None:
     config = digits_config()
     config["search"] = {"sampler": "squeezer", "candidates": 4, "backend": "ray"}

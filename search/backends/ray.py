@@ -33,6 +33,7 @@ from squeezer.search.trial.recipe import flatten, queue_repeats, replay_params, 
 from squeezer.search.config.schedulers import SCHEDULERS
 from squeezer.search.study.squeezer_sampler import SqueezerSampler
 from squeezer.search.trial.liveness import INTERRUPTED
+from squeezer.search.study.halving import standing
 from squeezer.search.study.session import Session
 from squeezer.search.results.tracking import RunId
 from squeezer.search.models import user
@@ -48,6 +49,8 @@ GPUS = "squeezer.gpus"        # the GPUs Tune gave it (their ids; empty: none)
 DEVICE = "squeezer.device"    # where it trained
 SECONDS = "squeezer.seconds"  # the trial's own run time on the worker
 EPOCH_METRIC = "val_accuracy"  # what ASHA watches, epoch by epoch
+STANDING = "squeezer.standing"  # halving: a trial's standing at its epoch, set by the driver's scheduler
+CHEAP = "squeezer.cheap"      # halving: the trial's cheap metrics (JSON), with each epoch's report
 SKIPPED = "squeezer.skipped"  # a restored trial the storage holds as finished: not run again
 
 _session: Session | None = None  # the driver's session, for the callback (Tune pickles callbacks with its state)
@@ -124,6 +127,9 @@ def _new_tuner(session: Session, trainable: Any, samples: int, target: int, name
     concurrent = settings.max_concurrent or cluster.at_once(ray.cluster_resources(), settings)
     make = SCHEDULERS[settings.scheduler].tune
     scheduler = make(EPOCH_METRIC) if make else None
+    if settings.scheduler == "halving":
+        scheduler = FrontHalving(config.objectives, session.bench.validation_count, settings.rung_epochs,
+                                 settings.reduction_factor)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=samples,
@@ -131,6 +137,27 @@ def _new_tuner(session: Session, trainable: Any, samples: int, target: int, name
         run_config=tune.RunConfig(name=name, storage_path=str(results_dir()), callbacks=[_Mirror(target)],
                                   verbose=0,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+
+
+class FrontHalving(tune.schedulers.ASHAScheduler):
+    """``search.scheduler: halving`` on Tune: Tune's ASHA keeps the rungs and promotions; it is fed each trial's
+    standing on the front at its epoch (``study.halving.standing``), computed here on the driver, where every trial's
+    per-epoch results arrive, against the other trials' results at the same epoch."""
+
+    def __init__(self, objectives: Mapping[str, str], samples: int, rung_epochs: int, reduction_factor: int) -> None:
+        super().__init__(metric=STANDING, mode="max", grace_period=rung_epochs, reduction_factor=reduction_factor,
+                         max_t=10**6)  # no cap: a trial ends with its pipeline (its last report is one past it)
+        self.objectives, self.samples = objectives, samples
+        self.points: dict[int, dict[str, tuple[float, dict[str, float]]]] = {}  # epoch -> trial -> its point
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        if CHEAP in result and CURVES not in result:  # an epoch's report
+            epoch, accuracy, cheap = result["training_iteration"], result[EPOCH_METRIC], json.loads(result[CHEAP])
+            here = self.points.setdefault(epoch, {})
+            others = [point for trial_id, point in here.items() if trial_id != trial.trial_id]
+            result = {**result, STANDING: standing(accuracy, cheap, others, self.objectives, self.samples)}
+            here[trial.trial_id] = (accuracy, cheap)
+        return super().on_trial_result(tune_controller, trial, result)
 
 
 class _Space:
@@ -254,23 +281,31 @@ def _active() -> Session:
 def _trainable(config: Mapping[str, Any], bench: Workbench, done: frozenset[int] = frozenset()) -> None:
     """One trial on a Ray worker: the same ``attempt`` the Optuna backend runs, reported to Tune. A trial the
     storage holds as finished (``done``) is skipped."""
-    number, asha = int(config[NUMBER]), bench.config.search.scheduler == "asha"
+    number, scheduler = int(config[NUMBER]), bench.config.search.scheduler
     nan = float("nan")
-    unknown = {k: nan for k in bench.config.objectives}  # Tune wants the search metrics in every result
+    # Tune wants the search metrics, and the scheduler its own, in every result
+    unknown = {**{k: nan for k in bench.config.objectives}, STANDING: 0.0}
     if number in done:
         tune.report({**unknown, SKIPPED: True})
         return
     cpus = max(1, int(tune.get_context().get_trial_resources().required_resources.get("CPU", 1)))
     torch.set_num_threads(bench.config.training.threads or cpus)  # the CPUs Tune gave the trial, unless told
 
+    cheap: dict[str, str] = {}
+
     def per_epoch(step: int, metrics: Mapping[str, float]) -> None:
         accuracy = next((v for k, v in metrics.items() if k.endswith(".val_accuracy")), None)
-        if asha and accuracy is not None:
-            tune.report({**unknown, EPOCH_METRIC: accuracy})
+        if accuracy is not None:
+            tune.report({**unknown, EPOCH_METRIC: accuracy, **cheap})
+
+    def watch(measured: Mapping[str, float]) -> Any:  # halving: the cheap metrics go with every epoch's report
+        cheap[CHEAP] = json.dumps(dict(measured))
+        return per_epoch
 
     with tempfile.TemporaryDirectory(prefix="squeezer-") as workdir:
         outcome = attempt(bench, replay_params(bench.config, config), int(config[SEED]) + number, Path(workdir),
-                          report=per_epoch)
+                          report=per_epoch if scheduler == "asha" else lambda step, metrics: None,
+                          watch=watch if scheduler == "halving" else None)
         final = {**unknown, **(outcome.metrics or {}),
                  EPOCH_METRIC: (outcome.metrics or {}).get("accuracy", nan), ERROR: outcome.error or "",
                  CURVES: json.dumps(outcome.curves), SECONDS: outcome.seconds,

@@ -1,7 +1,8 @@
 """Early stopping by name: the one list of allowed ``search.scheduler`` values, what each needs (config validation
 reads it) and how the backend that runs it makes it. ``pareto`` and ``shadow`` are Squeezer's own rule
 (``early_stop.ParetoStop``, judged in each trial's process against the current front; ``shadow`` only records its
-verdict); ``halving`` is successive halving over epochs judged on the front (``study.halving``, on Optuna's pruner);
+verdict); ``halving`` is successive halving over epochs judged on the front (``study.halving``: on Optuna's pruner,
+or on Ray Tune's ASHA);
 ``asha`` is Ray Tune's ASHA on per-epoch validation accuracy; ``none`` lets every trial finish."""
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def _asha(metric: str) -> Any:
 
 
 SCHEDULERS = {"pareto": Scheduler("optuna", True), "shadow": Scheduler("optuna", True),
-              "halving": Scheduler("optuna", True),
+              "halving": Scheduler(None, True),
               "asha": Scheduler("ray", False, _asha), "none": Scheduler(None, False)}
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import optuna
 from optuna.storages import BaseStorage
@@ -43,6 +43,33 @@ def rungs_study(name: str, storage: BaseStorage, rung_epochs: int, reduction_fac
 def user_studies(storage: BaseStorage) -> list[str]:
     """The names of the studies in ``storage`` that users made (not successive halving's twins)."""
     return [s.study_name for s in optuna.get_all_study_summaries(storage) if not s.study_name.endswith(SUFFIX)]
+
+
+def standing(accuracy: float, cheap: Mapping[str, float], others: Iterable[tuple[float, Mapping[str, float]]],
+             objectives: Mapping[str, str], samples: int) -> float:
+    """A trial's standing at a fidelity: 0 if none of ``others`` (their accuracy after as many epochs, their cheap
+    metrics) that costs no more reached more accuracy, beyond the two standard errors over ``samples`` validation
+    samples; else the accuracy lacking, negative."""
+    best = max((theirs for theirs, their_cheap in others if no_dearer(their_cheap, cheap, objectives)), default=None)
+    if best is None:
+        return 0.0
+    return min(0.0, accuracy + math.hypot(_error(accuracy, samples), _error(best, samples)) - best)
+
+
+def no_dearer(other: Mapping[str, float], mine: Mapping[str, float], objectives: Mapping[str, str]) -> bool:
+    """Whether a trial with cheap metrics ``other`` costs at most ``mine`` on every cheap objective (within the
+    latencies' confidence intervals)."""
+    for name, direction in objectives.items():
+        if name == ACCURACY or name not in mine or name not in other:
+            continue
+        margin = math.hypot(mine.get(ERRORS.get(name, ""), 0.0), other.get(ERRORS.get(name, ""), 0.0))
+        if (1.0 if direction == "minimize" else -1.0) * (other[name] - mine[name]) > margin:
+            return False
+    return True
+
+
+def _error(accuracy: float, samples: int) -> float:
+    return math.sqrt(accuracy * (1 - accuracy) / samples) if samples else 0.0
 
 
 @dataclass
@@ -79,31 +106,11 @@ class Halving:
         return check
 
     def standing(self, accuracy: float) -> float:
-        """0 if no trial as cheap reached more accuracy (beyond the standard errors) after as many epochs; else the
-        accuracy lacking, negative."""
-        best = max((t.user_attrs[f"{EPOCH}{self.epochs}"] for t in self.rungs.get_trials(deepcopy=False)
-                    if t.number != self.twin.number and f"{EPOCH}{self.epochs}" in t.user_attrs
-                    and self.no_dearer(t.user_attrs.get(CHEAP, {}))), default=None)
-        if best is None:
-            return 0.0
-        error = math.hypot(self.error(accuracy), self.error(best))
-        return min(0.0, accuracy + error - best)
-
-    def no_dearer(self, other: Mapping[str, float]) -> bool:
-        """Whether a trial with cheap metrics ``other`` costs at most this one on every cheap objective (within
-        the latencies' confidence intervals)."""
-        mine = self.cheap or {}
-        for name, direction in self.objectives.items():
-            if name == ACCURACY or name not in mine or name not in other:
-                continue
-            margin = math.hypot(mine.get(ERRORS.get(name, ""), 0.0), other.get(ERRORS.get(name, ""), 0.0))
-            sign = 1.0 if direction == "minimize" else -1.0
-            if sign * (other[name] - mine[name]) > margin:
-                return False
-        return True
-
-    def error(self, accuracy: float) -> float:
-        return math.sqrt(accuracy * (1 - accuracy) / self.validation_count) if self.validation_count else 0.0
+        """This trial's standing after ``self.epochs`` epochs against every other trial's at as many (``standing``)."""
+        key = f"{EPOCH}{self.epochs}"
+        others = [(t.user_attrs[key], t.user_attrs.get(CHEAP, {})) for t in self.rungs.get_trials(deepcopy=False)
+                  if t.number != self.twin.number and key in t.user_attrs]
+        return standing(accuracy, self.cheap or {}, others, self.objectives, self.validation_count)
 
     def end(self, outcome: Outcome) -> None:
         """Tell the twin how its trial ended."""
