@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import pickle
 import re
 import threading
+import time
 from pathlib import Path
 
 import optuna
@@ -15,7 +17,7 @@ from optuna.trial import TrialState
 from squeezer.search.config.experiment import parse_config
 from squeezer.search.study.early_stop import MIN_CURVES, ParetoStop, headroom, val_curve
 from squeezer.search.errors import ConfigError
-from squeezer.search.study.squeezer_sampler import WARMUP, SqueezerSampler
+from squeezer.search.study.squeezer_sampler import WARMUP, Screen, SqueezerSampler
 from squeezer.search.trial.recipe import replay_params
 from squeezer.search.trial.workbench import prepare
 from squeezer.search.trial.run import StoppedEarly, attempt, cheap_metrics, student
@@ -207,3 +209,32 @@ def test_the_batch_is_timed_in_full_only_where_it_is_searched_on() -> None:
     assert parse_config(config).measure.batch_rounds == config["measure"]["repeats"]
     config["measure"]["batch_repeats"] = 7
     assert parse_config(config).measure.batch_rounds == 7
+
+
+def known_trials(screen: Screen, seconds: float, count: int = WARMUP + 3) -> list[optuna.trial.FrozenTrial]:
+    """Finished trials of random recipes, each ``seconds`` long, with made-up metrics."""
+    start = datetime.datetime(2026, 1, 1)
+    trials = []
+    for number in range(count):
+        params = screen.draw([])
+        metrics = {"accuracy": 0.5 + 0.04 * number, "size_bytes": 1000.0 + 100 * number, "params": 100.0 + number,
+                   "flops": 200.0 + number, "latency_ms": 0.05, "latency_ci_ms": 0.001}
+        trials.append(optuna.trial.FrozenTrial(
+            number=number, state=TrialState.COMPLETE, value=None, values=[0.0, 0.0, 0.0], datetime_start=start,
+            datetime_complete=start + datetime.timedelta(seconds=seconds), params=params,
+            distributions={k: screen.space[k] for k in params}, user_attrs={"metrics": metrics}, system_attrs={},
+            intermediate_values={}, trial_id=number))
+    return trials
+
+
+def test_screening_is_held_to_a_tenth_of_a_trials_wall_time() -> None:
+    bench = prepare(parse_config(digits_config()))
+    teacher = {"accuracy": 0.97, "size_bytes": 100_000.0, "latency_ms": 0.1}
+    slow = Screen(bench, teacher, seed=0, candidates=4)
+    started = time.perf_counter()
+    assert slow.propose(known_trials(slow, seconds=100.0), []) is not None  # 10 s to spend: all 4 measured
+    assert time.perf_counter() - started < 10.0 and slow.cost is not None
+    quick = Screen(bench, teacher, seed=0, candidates=16)
+    done = known_trials(quick, seconds=0.001)  # 0.1 ms to spend: one candidate, then no more screening
+    assert quick.propose(done, []) is not None
+    assert quick.propose(done, []) is None  # a random draw: screening would cost more than the trial is worth

@@ -1,13 +1,15 @@
 """Squeezer's sampler: screen many candidates on what is known before training, and train the most promising one.
 
 A student's size and speed are measured without training (``trial.run.cheap_metrics``: the pipeline's transforms on the
-untrained student, deployed and timed), so they need not be guessed; only accuracy must be. Each trial draws
+untrained student, deployed and timed), so they need not be guessed; only accuracy must be. Each trial draws up to
 ``candidates`` recipes (random ones, and mutations of front members), measures their cheap metrics, drops those
 that break a budget, predicts their accuracy with a random forest (scikit-learn) fit on the trials so far, and runs
 the candidate whose predicted points (one per tree: the forest's spread is its uncertainty) add the most
 hypervolume to the current front on average per second it should take (a second forest, fit on the finished
-trials' wall times): hypervolume per hour of the user's time, not per trial. The first ``warmup`` trials are random,
-to fit the forests on.
+trials' wall times): hypervolume per hour of the user's time, not per trial. Screening itself is held to a tenth
+(``SHARE``) of a trial's median wall time: candidates are measured until that is spent, and where fitting the forests
+and measuring one candidate took longer last time, the trial is a plain random draw (trials that quick buy more
+hypervolume than screening them would). The first ``warmup`` trials are random, to fit the forests on.
 
 ``SqueezerSampler`` is this as an ``optuna.samplers.BaseSampler``, so any Optuna study (and Tune's ``OptunaSearch``)
 runs it unchanged: before a trial it screens; then each knob the trial asks for gets the chosen recipe's value, or a
@@ -17,6 +19,8 @@ runs it unchanged: before a trial it screens; then each knob the trial asks for 
 from __future__ import annotations
 
 import math
+import statistics
+import time
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -36,6 +40,8 @@ from squeezer.search.trial.run import broken_budgets, cheap_metrics, cheap_names
 
 WARMUP = 5
 MUTATE = 0.3  # share of a mutated candidate's knobs drawn afresh
+SHARE = 0.1   # of a trial's (median) wall time, the most screening may take before it
+TREES = 48
 
 
 class Screen:
@@ -47,6 +53,7 @@ class Screen:
         self.space = joint_distributions(bench.config)
         self.draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
         self.cheap = cheap_names(bench.config)  # what screening measures, and the forest reads
+        self.cost: tuple[float, float] | None = None  # the last screening's seconds: fitting, and per candidate
 
     @property
     def config(self) -> ExperimentConfig:
@@ -59,15 +66,27 @@ class Screen:
         known = [t for t in done if t.user_attrs.get("metrics") and not baselines.is_baseline(t)]
         if len(known) < WARMUP:
             return None
+        budget = SHARE * statistics.median(t.duration.total_seconds() for t in known if t.duration is not None)
+        if self.cost is not None and sum(self.cost) > budget:
+            return None  # trials this quick: a random draw buys more hypervolume than screening would
+        started = time.perf_counter()
+        accuracy, seconds = self.fit(known)
+        fitted = time.perf_counter()
         seen = {recipe_key(params) for params in taken}
-        drawn = (self.draw(front) for _ in range(self.candidates))
-        pool = [params for params in drawn if recipe_key(params) not in seen]
-        measured = [(params, cheap) for params in pool if (cheap := self.measure(params)) is not None]
+        measured: list[tuple[dict[str, Any], dict[str, float]]] = []
+        for count in range(1, self.candidates + 1):  # until the budget is spent: the time of a trial's tenth
+            params = self.draw(front)
+            if recipe_key(params) not in seen and (cheap := self.measure(params)) is not None:
+                measured.append((params, cheap))
+            each = (time.perf_counter() - fitted) / count
+            if measured and time.perf_counter() - started + each > budget:
+                break
+        self.cost = (fitted - started, each)
         if not measured:
             return None
-        gains = self.expected_gains(self.fit(known), measured, front)
-        seconds = self.expected_seconds(known, measured)
-        return measured[max(range(len(measured)), key=lambda i: (gains[i] / seconds[i], -seconds[i]))][0]
+        gains = self.expected_gains(accuracy, measured, front)
+        takes = self.expected_seconds(seconds, measured)
+        return measured[max(range(len(measured)), key=lambda i: (gains[i] / takes[i], -takes[i]))][0]
 
     def draw(self, front: Sequence[FrozenTrial]) -> dict[str, Any]:
         """A random recipe, or (half the time, once there is a front) a front member with some knobs drawn afresh."""
@@ -92,23 +111,22 @@ class Screen:
             return None
         return None if broken_budgets(self.bench, cheap) else cheap
 
-    def fit(self, known: Sequence[FrozenTrial]) -> Any:
+    def fit(self, known: Sequence[FrozenTrial]) -> tuple[Any, Any]:
+        """Two forests on the finished trials' features: one predicts accuracy, one the log of a trial's seconds."""
         from sklearn.ensemble import RandomForestRegressor
 
         x = np.array([self.features(t.params, t.user_attrs["metrics"]) for t in known])
-        y = np.array([t.user_attrs["metrics"]["accuracy"] for t in known])
-        return RandomForestRegressor(n_estimators=64, min_samples_leaf=2, random_state=0).fit(x, y)
+        accuracy = RandomForestRegressor(n_estimators=TREES, min_samples_leaf=2, random_state=0).fit(
+            x, [t.user_attrs["metrics"]["accuracy"] for t in known])
+        timed = [i for i, t in enumerate(known) if t.duration is not None]
+        seconds = RandomForestRegressor(n_estimators=TREES // 2, min_samples_leaf=2, random_state=0).fit(
+            x[timed], np.log([max(known[i].duration.total_seconds(), 1e-3) for i in timed]))
+        return accuracy, seconds
 
-    def expected_seconds(self, known: Sequence[FrozenTrial],
-                         candidates: Sequence[tuple[Mapping[str, Any], Mapping[str, float]]]) -> list[float]:
-        """Per candidate, the wall time a trial of it should take: a forest fit on the finished trials' durations
-        (in log seconds) from the same features — what the hypervolume a candidate may add is divided by."""
-        from sklearn.ensemble import RandomForestRegressor
-
-        timed = [t for t in known if t.duration is not None]
-        x = np.array([self.features(t.params, t.user_attrs["metrics"]) for t in timed])
-        y = np.log([max(t.duration.total_seconds(), 1e-3) for t in timed])
-        forest = RandomForestRegressor(n_estimators=32, min_samples_leaf=2, random_state=0).fit(x, y)
+    def expected_seconds(self, forest: Any, candidates: Sequence[tuple[Mapping[str, Any], Mapping[str, float]]]
+                         ) -> list[float]:
+        """Per candidate, the wall time a trial of it should take (the seconds forest): what the hypervolume it may
+        add is divided by."""
         return list(np.exp(forest.predict(np.array([self.features(p, c) for p, c in candidates]))))
 
     def features(self, flat: Mapping[str, Any], cheap: Mapping[str, float]) -> list[float]:
