@@ -11,9 +11,9 @@ hypervolume after k trials is that of the completed ones among the first k (a tr
 before training counts as spent), in the study's own teacher-scaled units (``squeezer.search.results.scoring``).
 
 Per hour of the user's time as well as per trial: with T the wall time a sampler took for its N trials (each seed
-its own), its hypervolume at T against random search's at 2T (the last of random's 2N trials ended by then), run
-side by side; and the sampler's own time per trial (Squeezer's screening, ``Screen.propose``) as a share of the
-trial's wall time.
+its own), its hypervolume at T against random search's at 2T, run side by side — random runs last in each seed, at
+least 2N trials and on until twice the others' wall time (``search.timeout_s``); and the sampler's own time per trial
+(Squeezer's screening, ``Screen.propose``) as a share of the trial's wall time.
 
 Optuna's samplers run with early stopping in shadow mode: every trial runs to its end, and the rule's verdict is
 kept. That audits the rule: how many trials it would have stopped, and how many of those ended on the final front.
@@ -59,10 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     sampler_share: dict[str, list[float]] = {s: [] for s in samplers}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
-            for sampler in samplers:  # interleaved: a slower phase of the machine falls on every sampler alike
-                budget = 2 * args.trials if sampler == "random" else args.trials
+            longest = 0.0  # the seconds the other samplers took for N trials, start-up included, this seed
+            for sampler in sorted(samplers, key=lambda s: s == "random"):  # interleaved seed by seed; random last
+                # random: at least 2N trials, and on until twice the others' wall time (the comparison per hour)
+                budget = max(2, 50 if longest else 0) * args.trials if sampler == "random" else args.trials
+                timeout = 2 * longest if sampler == "random" and longest else None
                 SCREENING.clear()
-                hv, clock, audit = history(config(sampler, seed, args), budget, Path(tmp), f"{sampler}-{seed}")
+                hv, clock, audit = history(config(sampler, seed, args, timeout), budget, Path(tmp),
+                                           f"{sampler}-{seed}")
+                longest = max(longest, clock[min(args.trials, len(clock)) - 1] + audit.pop("lead_s"))
                 curves[sampler].append(hv)
                 clocks[sampler].append(clock)
                 sampler_share[sampler].append(sum(SCREENING) / clock[-1])
@@ -97,7 +102,7 @@ def _timed_propose(self: Any, *args: Any, **kwargs: Any) -> Any:
 squeezer_sampler.Screen.propose = _timed_propose  # type: ignore[method-assign]
 
 
-def config(sampler: str, seed: int, args: argparse.Namespace) -> Any:
+def config(sampler: str, seed: int, args: argparse.Namespace, timeout: float | None = None) -> Any:
     """The demo's study on fewer images, two distillation epochs (or the shipped digits study as it is), this
     sampler and seed."""
     raw = load_config(HERE / DATASETS[args.dataset]).raw
@@ -105,15 +110,17 @@ def config(sampler: str, seed: int, args: argparse.Namespace) -> Any:
         raw = {**raw, "data": {**raw["data"], "train_size": args.train_size},
                "pipeline": [{**step, "distill": {**step["distill"], "epochs": 2}} if "distill" in step else step
                             for step in raw["pipeline"]]}
-    raw = {**raw, "seed": seed, "search": {"sampler": sampler, "trials": args.trials,
+    raw = {**raw, "seed": seed, "search": {"sampler": sampler, "trials": args.trials, "timeout_s": timeout,
                                            "scheduler": "pareto" if sampler == "squeezer" else "shadow"}}
     return parse_config(raw, base_dir=HERE)
 
 
-def history(cfg: Any, budget: int, tmp: Path, name: str) -> tuple[list[float], list[float], dict[str, int]]:
+def history(cfg: Any, budget: int, tmp: Path, name: str) -> tuple[list[float], list[float], dict[str, Any]]:
     """The hypervolume after each of the ``budget`` trials: of the completed ones among the first k (a trial rejected
     by the size budget before training, or stopped early, counts as spent, and adds nothing); the seconds since the
-    study began when each ended; and the shadow audit of early stopping."""
+    study began when each ended; and the shadow audit of early stopping (with ``lead_s``: the seconds from the call
+    to the first trial's start)."""
+    called = time.time()
     result = run_study(cfg, trials=budget, study_name=name, storage=f"sqlite:///{tmp}/optuna.db",
                        tracking_uri=f"sqlite:///{tmp}/mlflow.db", out=lambda line: None)
     study = result.study
@@ -127,7 +134,8 @@ def history(cfg: Any, budget: int, tmp: Path, name: str) -> tuple[list[float], l
     front = {t.number for t in result.front}
     would = [t.number for t in spent if t.user_attrs.get("would_stop")]
     audit = {"trials": len(spent), "would_stop": len(would), "would_stop_on_front": len(front & set(would)),
-             "stopped": sum(t.state == TrialState.PRUNED for t in spent), "front": len(front)}
+             "stopped": sum(t.state == TrialState.PRUNED for t in spent), "front": len(front),
+             "lead_s": started - called}
     return hv, clock, audit
 
 

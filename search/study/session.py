@@ -196,11 +196,11 @@ class Session:
             return Halving(self.rungs, self.config.objectives, search.reduction_factor, self.bench.validation_count)
         if search.scheduler not in ("pareto", "shadow"):
             return None
-        members = [(t.number, t.user_attrs["metrics"]) for t in pareto_trials(self.study, self.config.objectives)]
+        front = [(t.number, t.user_attrs["metrics"]) for t in pareto_trials(self.study, self.config.objectives)]
         done = self.study.get_trials(deepcopy=False, states=[TrialState.COMPLETE])
         gains = headroom([(t.user_attrs["val_curve"], t.user_attrs["metrics"]["accuracy"]) for t in done
                           if "val_curve" in t.user_attrs])
-        return ParetoStop(self.config.objectives, members, gains, search.stop_allowance,
+        return ParetoStop(self.config.objectives, front, gains, search.stop_allowance,
                           shadow=search.scheduler == "shadow")
 
     def record(self, trial: optuna.Trial, run_id: RunId, outcome: Outcome, position: str,
@@ -246,9 +246,10 @@ class Session:
             if not outcome.stopped:
                 self.stop_if_misconfigured(outcome.reason)
             return
-        size = len(pareto_trials(self.study, self.config.objectives))
-        hypervolume = self.log_hypervolume()
-        self.out(f"{position} {report.metrics_line(outcome.metrics)} | pareto {size} hv {hypervolume:.4f} | "
+        done = feasible(self.study)  # read once: the front's size and its hypervolume
+        front = members(done, self.config.objectives)
+        hypervolume = self.log_hypervolume(done, front)
+        self.out(f"{position} {report.metrics_line(outcome.metrics)} | pareto {len(front)} hv {hypervolume:.4f} | "
                  f"{outcome.seconds:.1f}s | {recipe}")
 
     def stop_if_misconfigured(self, reason: str) -> None:
@@ -264,11 +265,12 @@ class Session:
             key, _, rule = reason.removeprefix(CONFIG_FAULT).partition(": ")
             raise ConfigError(key, f"{rule} (the first {len(reasons)} trials all failed so; the study stops)")
 
-    def log_hypervolume(self) -> float:
+    def log_hypervolume(self, done: list[FrozenTrial] | None = None, front: list[FrozenTrial] | None = None) -> float:
         """The front's hypervolume (``results.scoring``) on the parent run, at the count of completed trials:
-        the history shows how fast the search improves."""
-        done = feasible(self.study)
-        front = members(done, self.config.objectives)
+        the history shows how fast the search improves. ``done``, ``front``: the feasible trials and their front,
+        where just read."""
+        done = feasible(self.study) if done is None else done
+        front = members(done, self.config.objectives) if front is None else front
         value = scoring.hypervolume([t.user_attrs["metrics"] for t in front], self.config.objectives, self.teacher,
                                     self.config.search.reference)
         self.tracker.log_metrics(self.parent, {"pareto.hypervolume": value}, step=len(done))
