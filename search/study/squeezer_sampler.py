@@ -8,8 +8,9 @@ the candidate whose predicted points (one per tree: the forest's spread is its u
 hypervolume to the current front on average per second it should take (a second forest, fit on the finished
 trials' wall times): hypervolume per hour of the user's time, not per trial. Screening itself is held to a tenth
 (``SHARE``) of a trial's median wall time: candidates are measured until that is spent, and where fitting the forests
-and measuring one candidate took longer last time, the trial is a plain random draw (trials that quick buy more
-hypervolume than screening them would). The first ``warmup`` trials are random, to fit the forests on.
+and measuring ``FEWEST`` candidates took longer last time, the trial is a plain random draw (the best of one or two
+candidates is no better than a random draw, and trials that quick buy more hypervolume than screening them would).
+The first ``warmup`` trials are random, to fit the forests on.
 
 ``SqueezerSampler`` is this as an ``optuna.samplers.BaseSampler``, so any Optuna study (and Tune's ``OptunaSearch``)
 runs it unchanged: before a trial it screens; then each knob the trial asks for gets the chosen recipe's value, or a
@@ -41,6 +42,7 @@ from squeezer.search.trial.run import broken_budgets, cheap_metrics, cheap_names
 WARMUP = 5
 MUTATE = 0.3  # share of a mutated candidate's knobs drawn afresh
 SHARE = 0.1   # of a trial's (median) wall time, the most screening may take before it
+FEWEST = 4    # candidates worth screening: where fewer fit in that time, a random draw is as good
 TREES = 48
 
 
@@ -67,7 +69,7 @@ class Screen:
         if len(known) < WARMUP:
             return None
         budget = SHARE * statistics.median(t.duration.total_seconds() for t in known if t.duration is not None)
-        if self.cost is not None and sum(self.cost) > budget:
+        if self.cost is not None and self.cost[0] + FEWEST * self.cost[1] > budget:
             return None  # trials this quick: a random draw buys more hypervolume than screening would
         started = time.perf_counter()
         accuracy, seconds = self.fit(known)
