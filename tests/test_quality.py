@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from squeezer.search.results.scoring import history, hypervolume, knee, recommend, standard_error
+from squeezer.search.config.objectives import standard_error
+from squeezer.search.results.scoring import history, hypervolume, knee, recommend
 
 OBJECTIVES = {"accuracy": "maximize", "size_bytes": "minimize", "latency_ms": "minimize"}
 TEACHER = {"accuracy": 0.9, "size_bytes": 1_000_000, "latency_ms": 2.0}

@@ -48,6 +48,11 @@ CHEAP = ("size_bytes", "params", "flops", "latency_ms", "latency_raw_ms", "laten
          "latency_batch_p90_ms", "throughput")
 
 
+def standard_error(accuracy: float, samples: int) -> float:
+    """The standard error of an accuracy measured on ``samples`` examples: sqrt(a (1 - a) / n) (0 without samples)."""
+    return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / samples) if samples else 0.0
+
+
 def only_accuracy_trained(objectives: Mapping[str, str]) -> bool:
     """Whether maximised accuracy is the one objective that training changes: then a trial's other objectives are
     known before it trains, which Pareto-aware early stopping and screening rely on."""

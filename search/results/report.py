@@ -13,8 +13,7 @@ from optuna.trial import FrozenTrial
 from squeezer import compressors
 from squeezer.search.trial import baselines
 from squeezer.search.trial import tfidf
-from squeezer.search.config.objectives import ACCURACY, PERPLEXITY, Quality, quality_of
-from squeezer.search.results.scoring import standard_error
+from squeezer.search.config.objectives import ACCURACY, PERPLEXITY, Quality, quality_of, standard_error
 from squeezer.search.trial.recipe import recipe_key
 from squeezer.spaces import plain_names
 

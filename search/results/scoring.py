@@ -16,7 +16,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from squeezer.search.config.objectives import ACCURACY, quality_of
+from squeezer.search.config.objectives import ACCURACY, quality_of, standard_error
 from squeezer.search.results.pareto import front_mask
 
 PERPLEXITY_REFERENCE = 2.0
@@ -74,11 +74,6 @@ def knee(metrics: Sequence[Mapping[str, float]], objectives: Mapping[str, str],
     low, high = points.min(axis=0), points.max(axis=0)
     spread = np.where(high > low, high - low, 1.0)
     return int(np.argmin(np.linalg.norm((points - low) / spread, axis=1)))
-
-
-def standard_error(accuracy: float, samples: int) -> float:
-    """The standard error of an accuracy measured on ``samples`` examples: sqrt(a (1 - a) / n)."""
-    return float(np.sqrt(max(accuracy * (1 - accuracy), 0.0) / max(samples, 1)))
 
 
 def recommend(metrics: Sequence[Mapping[str, float]], objectives: Mapping[str, str], teacher: Mapping[str, float],

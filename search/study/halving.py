@@ -24,7 +24,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from squeezer.compressors.base import Report
-from squeezer.search.config.objectives import ERRORS
+from squeezer.search.config.objectives import ERRORS, standard_error
 from squeezer.search.study.early_stop import ACCURACY
 from squeezer.search.trial.run import Outcome, StoppedEarly
 
@@ -53,7 +53,7 @@ def standing(accuracy: float, cheap: Mapping[str, float], others: Iterable[tuple
     best = max((theirs for theirs, their_cheap in others if no_dearer(their_cheap, cheap, objectives)), default=None)
     if best is None:
         return 0.0
-    return min(0.0, accuracy + math.hypot(_error(accuracy, samples), _error(best, samples)) - best)
+    return min(0.0, accuracy + math.hypot(standard_error(accuracy, samples), standard_error(best, samples)) - best)
 
 
 def no_dearer(other: Mapping[str, float], mine: Mapping[str, float], objectives: Mapping[str, str]) -> bool:
@@ -66,10 +66,6 @@ def no_dearer(other: Mapping[str, float], mine: Mapping[str, float], objectives:
         if (1.0 if direction == "minimize" else -1.0) * (other[name] - mine[name]) > margin:
             return False
     return True
-
-
-def _error(accuracy: float, samples: int) -> float:
-    return math.sqrt(accuracy * (1 - accuracy) / samples) if samples else 0.0
 
 
 @dataclass

@@ -20,7 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from squeezer.compressors.device import on_cpu
 from squeezer.compressors.quantize import float_model
-from squeezer.search.config.objectives import METRICS
+from squeezer.search.config.objectives import METRICS, standard_error
 from squeezer.search.config.run_settings import MeasureSettings
 from squeezer.search.data.inputs import InputSpec
 from squeezer.search.data.text import full_length
@@ -61,7 +61,7 @@ def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: Measur
     if wanted & {"accuracy", "accuracy_se", "f1_macro"}:
         predicted = deployed.predict(x).argmax(1)
         accuracy = (predicted == y).float().mean().item()
-        found |= {"accuracy": accuracy, "accuracy_se": math.sqrt(accuracy * (1 - accuracy) / max(len(y), 1)),
+        found |= {"accuracy": accuracy, "accuracy_se": standard_error(accuracy, len(y)),
                   "f1_macro": float(f1_score(y.numpy(), predicted.numpy(), average="macro"))}
     if wanted & set(SINGLE):
         single = timed_ms(deployed, timed[:1], settings, reference and (reference.model, reference.single_ms))
