@@ -73,7 +73,7 @@ class Session:
         tested = quality_of(self.teacher).test_metric
         self.out(f"teacher: {report.metrics_line(self.teacher)} {tested}={self.teacher[tested]:.4f}")
         if isinstance(self.bench, Workbench):  # a classifier study of texts: the TF-IDF baseline
-            self.tfidf = self.study.user_attrs.get("tfidf") or self.measure_tfidf()
+            self.tfidf = self.study.user_attrs.get("tfidf") or self.record_tfidf()
         if self.tfidf:
             self.out(f"TF-IDF baseline: {report.metrics_line(self.tfidf)} test_accuracy="
                      f"{self.tfidf['test_accuracy']:.4f}")
@@ -86,10 +86,10 @@ class Session:
         if fixed:
             self.out(f"reconciled {fixed} trial run(s) left open by a stopped process with the study storage")
 
-    def measure_tfidf(self) -> dict[str, float] | None:
-        """A text study's TF-IDF + logistic-regression baseline, measured once and kept with the study (``squeezer
-        pareto`` prints it) and on its parent run."""
-        measured = self.bench.tfidf  # measured when the study was prepared
+    def record_tfidf(self) -> dict[str, float] | None:
+        """A text study's TF-IDF + logistic-regression baseline (measured when the study was prepared), kept with
+        the study (``squeezer pareto`` prints it) and on its parent run."""
+        measured = self.bench.tfidf
         if measured:
             self.study.set_user_attr("tfidf", measured)
             self.tracker.log_metrics(self.parent, {f"tfidf.{k}": v for k, v in measured.items()})
