@@ -68,7 +68,8 @@ class Screen:
         known = [t for t in done if t.user_attrs.get("metrics") and not baselines.is_baseline(t)]
         if len(known) < WARMUP:
             return None
-        budget = SHARE * statistics.median(t.duration.total_seconds() for t in known if t.duration is not None)
+        durations = [t.duration.total_seconds() for t in known if t.duration is not None]
+        budget = SHARE * statistics.median(durations) if durations else math.inf
         if self.cost is not None and self.cost[0] + FEWEST * self.cost[1] > budget:
             return None  # trials this quick: a random draw buys more hypervolume than screening would
         started = time.perf_counter()
