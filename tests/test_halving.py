@@ -22,9 +22,11 @@ from test_study import search, stores
 OBJECTIVES = {"accuracy": "maximize", "size_bytes": "minimize", "latency_ms": "minimize"}
 
 
-def trial_at(rungs: optuna.Study, size: float, accuracies: list[float], latency: float = 0.05) -> Halving:
-    """A trial of ``size`` bytes that reported ``accuracies`` epoch by epoch (and goes on)."""
-    rule = Halving(rungs, OBJECTIVES, reduction_factor=3, validation_count=1000)
+def trial_at(rungs: optuna.Study, size: float, accuracies: list[float], latency: float = 0.05,
+             rung_epochs: int = 1, reduction_factor: int = 3) -> Halving:
+    """A trial of ``size`` bytes that reported ``accuracies`` epoch by epoch (and goes on), judged at rungs of
+    ``rung_epochs`` x ``reduction_factor``^k epochs."""
+    rule = Halving(rungs, OBJECTIVES, rung_epochs, reduction_factor, validation_count=1000)
     check = rule.watch({"size_bytes": size, "latency_ms": latency, "latency_ci_ms": 0.002})
     for epoch, accuracy in enumerate(accuracies):
         check(epoch, {"distill.loss": 1.0, "distill.val_accuracy": accuracy})
@@ -32,15 +34,26 @@ def trial_at(rungs: optuna.Study, size: float, accuracies: list[float], latency:
 
 
 def test_on_the_front_at_its_fidelity_a_trial_stands_at_zero_else_at_the_accuracy_it_lacks() -> None:
-    rungs = rungs_study("s", optuna.storages.InMemoryStorage(), rung_epochs=100, reduction_factor=3)
-    trial_at(rungs, 1000.0, [0.80, 0.90])
-    assert trial_at(rungs, 500.0, [0.50]).last == 0.0      # cheaper than any before it: nothing to beat
-    assert trial_at(rungs, 2000.0, [0.85]).last == 0.0     # dearer, but more accurate after as many epochs
-    dearer = trial_at(rungs, 2000.0, [0.60, 0.70])         # dearer and less accurate: short of 0.90 after epoch 2
+    rungs = rungs_study("s", optuna.storages.InMemoryStorage(), rung_epochs=100, reduction_factor=3)  # no pruning
+
+    def every(size: float, accuracies: list[float], latency: float = 0.05) -> Halving:  # stands at epochs 1 and 2
+        return trial_at(rungs, size, accuracies, latency, rung_epochs=1, reduction_factor=2)
+    every(1000.0, [0.80, 0.90])
+    assert every(500.0, [0.50]).last == 0.0      # cheaper than any before it: nothing to beat
+    assert every(2000.0, [0.85]).last == 0.0     # dearer, but more accurate after as many epochs
+    dearer = every(2000.0, [0.60, 0.70])         # dearer and less accurate: short of 0.90 after epoch 2
     assert dearer.last == pytest.approx(0.70 - 0.90 + (0.7 * 0.3 / 1000 + 0.9 * 0.1 / 1000) ** 0.5)
-    assert trial_at(rungs, 1500.0, [0.795]).last == 0.0    # within the standard errors of 0.80: a tie
-    as_fast = trial_at(rungs, 1000.0, [0.60], latency=0.051)  # a latency within its interval costs the same
+    assert every(1500.0, [0.795]).last == 0.0    # within the standard errors of 0.80: a tie
+    as_fast = every(1000.0, [0.60], latency=0.051)  # a latency within its interval costs the same
     assert as_fast.last < 0
+
+
+def test_a_trial_reports_only_at_its_rungs() -> None:
+    rungs = rungs_study("s", optuna.storages.InMemoryStorage(), rung_epochs=1, reduction_factor=3)
+    trial_at(rungs, 100.0, [0.5, 0.6, 0.7, 0.8, 0.9])
+    (twin,) = rungs.trials
+    assert sorted(twin.intermediate_values) == [1, 3] and sorted(k for k in twin.user_attrs if k != "cheap") == [
+        "epoch 1", "epoch 3"]
 
 
 def test_a_trial_outside_the_top_third_at_a_rung_is_stopped_saying_why() -> None:

@@ -4,7 +4,7 @@ get more epochs — successive halving, judged on the multi-objective front.
 Optuna's ``SuccessiveHalvingPruner`` keeps the bookkeeping (rungs at ``rung_epochs`` x ``reduction_factor``^k
 epochs; at each, a trial goes on only if its value is in the top 1/``reduction_factor`` of the values recorded
 there), but Optuna cannot prune a multi-objective trial. So each trial has a twin in a single-objective study beside
-it in the same storage (``<study>:rungs``), and the twin reports, after every epoch, how far the trial stands from
+it in the same storage (``<study>:rungs``), and the twin reports, at each rung, how far the trial stands from
 the front at that fidelity: its validation accuracy against the best accuracy that a trial *no more expensive* (on
 every cheap objective — size, latency within its confidence interval — known before training) reached after as
 many epochs. On that front it reports 0; dominated, the accuracy it lacks (beyond their standard errors), negative.
@@ -70,10 +70,12 @@ def no_dearer(other: Mapping[str, float], mine: Mapping[str, float], objectives:
 
 @dataclass
 class Halving:
-    """The rule for one trial: its twin in ``rungs``, asked when the trial's cheap metrics are known."""
+    """The rule for one trial: its twin in ``rungs``, asked when the trial's cheap metrics are known; it reports
+    (and reads the other trials) only at the rungs, where the pruner judges."""
 
-    rungs: optuna.Study  # ``rungs_study``
+    rungs: optuna.Study  # ``rungs_study``, pruned on the same rungs
     objectives: Mapping[str, str]
+    rung_epochs: int
     reduction_factor: int
     validation_count: int = 0  # accuracy's standard error depends on it
     cheap: Mapping[str, float] | None = field(default=None, init=False)
@@ -92,6 +94,8 @@ class Halving:
             if accuracy is None or self.twin is None:
                 return
             self.epochs += 1  # epochs trained so far, over every training step of the pipeline
+            if not self.at_rung(self.epochs):
+                return  # judged only at a rung: the pruner reads no other epoch, nor do other trials
             self.last = standing = self.standing(accuracy)
             self.twin.set_user_attr(f"{EPOCH}{self.epochs}", accuracy)
             self.twin.report(standing, self.epochs)
@@ -100,6 +104,13 @@ class Halving:
                                    f"is {-standing:.4f} short of the front at that fidelity, outside the top "
                                    f"1/{self.reduction_factor} of the trials that reached it")
         return check
+
+    def at_rung(self, epochs: int) -> bool:
+        """Whether a trial is judged after ``epochs`` epochs: ``rung_epochs`` x ``reduction_factor``^k."""
+        rung = self.rung_epochs
+        while rung < epochs:
+            rung *= self.reduction_factor
+        return rung == epochs
 
     def standing(self, accuracy: float) -> float:
         """This trial's standing after ``self.epochs`` epochs against every other trial's at as many (``standing``)."""

@@ -193,7 +193,8 @@ class Session:
         if search.scheduler == "halving":
             if self.rungs is None:
                 self.rungs = rungs_study(self.name, self.storage, search.rung_epochs, search.reduction_factor)
-            return Halving(self.rungs, self.config.objectives, search.reduction_factor, self.bench.validation_count)
+            return Halving(self.rungs, self.config.objectives, search.rung_epochs, search.reduction_factor,
+                           self.bench.validation_count)
         if search.scheduler not in ("pareto", "shadow"):
             return None
         front = [(t.number, t.user_attrs["metrics"]) for t in pareto_trials(self.study, self.config.objectives)]
