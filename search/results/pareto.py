@@ -5,9 +5,9 @@ Measurements are noisy: a latency read 0.0127 ms against 0.0130 ms, or an accura
 is not a trade-off. Each noisy objective carries its error (``objectives.ERRORS``: accuracy's standard error, a
 latency's confidence half-width); two values closer than their errors combined (``hypot``) are a tie, and a trial is
 dominated when another is no worse within noise on every objective and better beyond it on one (as well as when it
-is plainly dominated). The runs of one
-recipe (``search.repeats``, or a sampler that drew it twice) are one entry: its median run by quality, its noisy
-objectives' errors widened to their spread over the runs. ``strict`` gives the plain front of every run.
+is plainly dominated). The runs of one recipe (``search.repeats``, or a sampler that drew it twice) are one entry:
+its median run by quality, its noisy objectives' errors widened to their spread over the runs. ``strict`` gives the
+plain front of every run.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from squeezer.search.config.objectives import ERRORS, Constraint, quality_of
+from squeezer.search.trial.recipe import recipe_key
 
 
 def pareto_mask(values: np.ndarray, directions: Sequence[str], feasible: np.ndarray | None = None,
@@ -103,7 +104,7 @@ def recipes(trials: Sequence[FrozenTrial], objectives: Mapping[str, str]) -> lis
     """``trials`` (completed) grouped by recipe (equal params), in the order each recipe first ran."""
     groups: dict[tuple, list[FrozenTrial]] = {}
     for trial in trials:
-        groups.setdefault(tuple(sorted(trial.params.items())), []).append(trial)
+        groups.setdefault(recipe_key(trial.params), []).append(trial)
     return [Entry(tuple(runs), tuple(measured(t, objectives) for t in runs)) for runs in groups.values()]
 
 

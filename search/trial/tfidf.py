@@ -84,7 +84,8 @@ def cross_fitted(texts: Sequence[str], labels: np.ndarray, classes: int, strengt
 
     texts = np.asarray(list(texts), dtype=object)
     probs = np.full((len(texts), classes), 1e-6)
-    smallest = int(np.bincount(labels, minlength=classes)[np.bincount(labels, minlength=classes) > 0].min())
+    counts = np.bincount(labels)
+    smallest = int(counts[counts > 0].min())
     splitter = StratifiedKFold(n_splits=max(2, min(folds, smallest)), shuffle=True, random_state=seed)
     for fitted_on, held_out in splitter.split(texts, labels):
         model = fit(texts[fitted_on], labels[fitted_on], strength)
@@ -111,16 +112,16 @@ def as_teacher(config: ExperimentConfig, splits: Splits, baseline: Mapping[str, 
         return config, None, ""
     pipeline = tuple(dataclasses.replace(step, space={**step.space, "ensemble": Choice(ENSEMBLES)})
                      if step in steps and "ensemble" not in step.space else step for step in config.pipeline)
-    logits = cross_fitted(splits.texts.train, splits.train_y.numpy(), splits.num_classes, baseline["C"],
-                          seed=config.seed)
     knob = next(step.space["ensemble"] for step in pipeline if step.name == "distill" and "ensemble" in step.space)
-    choices = [knob.value] if hasattr(knob, "value") else list(getattr(knob, "options", ()))
-    how = f"distill.ensemble {' | '.join(map(str, choices))}" + (
-        ": the teacher alone, so the baseline is not used" if choices == ["none"] else "")
+    choices = knob.extremes()  # a fixed value, or the choices
     said = (f"TF-IDF baseline: validation accuracy {baseline['accuracy']:.4f} beats the teacher's "
             f"{teacher_accuracy:.4f}: it teaches too, its cross-fitted class probabilities beside the teacher's "
-            f"soft labels ({how})")
-    return dataclasses.replace(config, pipeline=pipeline), Known(torch.from_numpy(logits)), said
+            f"soft labels (distill.ensemble {' | '.join(map(str, choices))}")
+    if choices == ["none"]:  # the config keeps the teacher alone: nothing to fit
+        return config, None, said + ": the teacher alone, so the baseline is not used)"
+    logits = cross_fitted(splits.texts.train, splits.train_y.numpy(), splits.num_classes, baseline["C"],
+                          seed=config.seed)
+    return dataclasses.replace(config, pipeline=pipeline), Known(torch.from_numpy(logits)), said + ")"
 
 
 def teaches(space: Mapping[str, Any]) -> bool:
