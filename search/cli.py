@@ -11,6 +11,8 @@ import signal
 import sys
 from typing import Any, NoReturn, Sequence
 
+from squeezer.search.results.formats import FORMAT_HELP, FORMATS
+
 EXIT_BAD_INPUT = 2
 UI_PORT = 5000
 UI_URL = f"http://127.0.0.1:{UI_PORT}"  # where `squeezer ui` serves by default
@@ -246,12 +248,12 @@ def _parser() -> argparse.ArgumentParser:
     pareto.add_argument("--strict", action="store_true", help=STRICT)
     pareto.set_defaults(handler=_pareto)
 
-    export = commands.add_parser("export", help="write one trial's model (ONNX or torch) with a README")
+    export = commands.add_parser("export", help="write one trial's model (ONNX, torch, ONNX Runtime GenAI or a "
+                                                "save_pretrained folder) with a README")
     export.add_argument("--study-name", required=True)
     export.add_argument("--trial", type=int, required=True, help="the trial number (as in the Pareto table)")
     export.add_argument("--out", required=True, help="the folder to write")
-    export.add_argument("--format", choices=["onnx", "torch", "hf"], default=None,
-                        help="onnx (a classifier's default), torch, or hf (a language model's save_pretrained folder)")
+    export.add_argument("--format", choices=list(FORMATS), default=None, help=FORMAT_HELP)
     export.set_defaults(handler=_export)
 
     pick = commands.add_parser("pick", help="export the most accurate Pareto member within a size / latency budget")
@@ -262,8 +264,7 @@ def _parser() -> argparse.ArgumentParser:
     pick.add_argument("--max-perplexity", type=float, help="a language model's validation perplexity at most")
     pick.add_argument("--out", required=True, help="the folder to write")
     pick.add_argument("--strict", action="store_true", help=STRICT)
-    pick.add_argument("--format", choices=["onnx", "torch", "hf"], default=None,
-                      help="onnx (a classifier's default), torch, or hf (a language model's save_pretrained folder)")
+    pick.add_argument("--format", choices=list(FORMATS), default=None, help=FORMAT_HELP)
     pick.set_defaults(handler=_pick)
 
     for sub in (search, pareto, pick):

@@ -25,14 +25,16 @@ from squeezer.search.config.data_section import data_section
 from squeezer.search.data import lm
 from squeezer.search.errors import ConfigError
 from squeezer.search.models import causal
-from squeezer.search.runtime import lm_export
+from squeezer.search.runtime.lm import eager, genai, hf
+from squeezer.search.trial.lm.metrics import perplexity as deployed_perplexity
 
 WORDS = "the cat sat on a mat and dog ran to big red house with small blue car".split()
 
 
 @pytest.fixture(scope="session")
 def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with ``teacher/`` (a 4-layer Llama trained briefly on the corpus, with its tokenizer) and
+    """A folder with ``teacher/`` (a 4-layer Llama trained briefly on the corpus, with its tokenizer; its head size
+    16, the least ONNX Runtime's GroupQueryAttention takes) and
     ``corpus.txt`` (60 documents apart by blank lines)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -48,7 +50,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=64,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
     torch.manual_seed(0)
@@ -80,7 +82,7 @@ def experiment(folder: Path, made: Path, **sections: object) -> Path:
     config = {"name": "tiny-lm", "teacher": {"hf": "teacher"}, "data": {"path": "corpus.txt", "block_size": 32},
               "pipeline": [{"lm_prune": {"keep_layers": {"float": [0.25, 0.75]}, "mlp_ratio": 0.5}},
                            {"lm_distill": {"loss": {"choice": list(losses.LOSSES)}, "steps": 12, "eval_every": 6}},
-                           {"lm_quantize": {"bits": {"choice": [32, 16, 8, 4]}}}],
+                           {"lm_quantize": {"bits": {"choice": [32, 8, 4]}}}],
               "training": {"batch_size": 8},
               "measure": {"repeats": 10, "warmup": 5, "batch": 4, "prompt_tokens": 8, "new_tokens": 8}, **sections}
     path = folder / "experiment.yaml"
@@ -90,9 +92,9 @@ def experiment(folder: Path, made: Path, **sections: object) -> Path:
 
 def context(teacher: torch.nn.Module, blocks: torch.Tensor, top_k: bool = True) -> LmContext:
     with torch.no_grad():
-        top = teacher(input_ids=blocks).logits.topk(16, dim=-1)
-    return LmContext(train=blocks, val=blocks[:8], teacher=teacher,
-                     top_k=TopK(top.values.half(), top.indices.int()) if top_k else None, batch_size=4, pad_id=2)
+        cached = TopK.of(teacher(input_ids=blocks).logits, 16)
+    return LmContext(train=blocks, val=blocks[:8], teacher=teacher, top_k=cached if top_k else None, batch_size=4,
+                     pad_id=2)
 
 
 def corpus_blocks(made: Path, tokenizer: object, size: int = 32) -> torch.Tensor:
@@ -123,7 +125,7 @@ def test_a_top_k_support_keeps_the_rest_of_each_distribution_in_one_bin() -> Non
     student = torch.randn(2, 3, 50)
     teacher = torch.randn(2, 3, 50)
     values, indices = teacher.topk(5, dim=-1)
-    rest = 1 - teacher.softmax(-1).gather(-1, indices).sum(-1)
+    rest = losses.rest_statistics(teacher, indices)
     t, s = losses.on_support(student, values, indices, 1.0, rest)
     assert t.shape == s.shape == (2, 3, 6)
     assert torch.allclose(t.exp().sum(-1), torch.ones(2, 3)) and torch.allclose(s.exp().sum(-1), torch.ones(2, 3))
@@ -134,6 +136,37 @@ def test_a_top_k_support_keeps_the_rest_of_each_distribution_in_one_bin() -> Non
     far.scatter_(-1, indices, -20.0)
     assert (losses.forward_kl(*losses.on_support(far, values, indices, 1.0, rest))
             > losses.forward_kl(t, s)).all()
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0, 4.0])
+def test_the_cached_loss_is_the_live_teachers_at_every_temperature(teacher, made, temperature) -> None:
+    """What the cache keeps gives, at any temperature, the loss the live teacher's full logits give on the same
+    support (its top k and the tempered mass of all its other tokens): cached and live training optimise one
+    objective."""
+    model, tokenizer = teacher
+    blocks = corpus_blocks(made, tokenizer)[:8]
+    with torch.no_grad():
+        logits = model(input_ids=blocks).logits
+    student = logits + torch.randn_like(logits)  # a student near the teacher, not the teacher
+    cached = TopK.of(logits, 8)
+    top = logits.topk(8, dim=-1)
+    others = logits.scatter(-1, top.indices, float("-inf"))
+    tempered = top.values / temperature
+    total = torch.logaddexp(torch.logsumexp(tempered, -1), torch.logsumexp(others / temperature, -1)).unsqueeze(-1)
+    exact = torch.cat([tempered - total, torch.logsumexp(others / temperature, -1, keepdim=True) - total], -1)
+    for name in losses.LOSSES:
+        t_log, s_log = losses.on_support(student, cached.values, cached.indices, temperature,
+                                         (cached.rest, cached.rest_mean))
+        live = losses.DIVERGENCES[name](exact, s_log).mean()
+        assert float(losses.DIVERGENCES[name](t_log, s_log).mean()) == pytest.approx(float(live), rel=0.01), name
+    # the rest's mass itself, where the old cache kept the T = 1 mass at every temperature
+    assert torch.allclose(t_log[..., -1].exp(), exact[..., -1].exp(), atol=2e-3)
+
+
+def test_jsd_at_its_ends_is_forward_and_reverse_kl() -> None:
+    p, q = torch.randn(4, 9).log_softmax(-1), torch.randn(4, 9).log_softmax(-1)
+    assert torch.allclose(losses.jsd(p, q, beta=0.0), losses.forward_kl(p, q))
+    assert torch.allclose(losses.jsd(p, q, beta=1.0), losses.reverse_kl(p, q))
 
 
 # the students
@@ -147,7 +180,7 @@ def test_pruning_the_teacher_keeps_the_important_layers_heads_and_channels_and_r
             config.intermediate_size) == (2, 1, 2, 32)
     assert len(config.squeezer_layer_map) == 2 and model.config.num_hidden_layers == 4  # the teacher is untouched
     assert surgery.non_embedding_parameters(pruned) < surgery.non_embedding_parameters(model) / 3.9  # and norms
-    lm_export.save(pruned, tokenizer, tmp_path / "pruned")
+    hf.save(pruned, tokenizer, tmp_path / "pruned")
     from transformers import AutoModelForCausalLM
 
     again = AutoModelForCausalLM.from_pretrained(tmp_path / "pruned")
@@ -209,12 +242,12 @@ def test_distilling_moves_the_pruned_student_towards_the_teacher(teacher, made, 
     with torch.no_grad():
         continued = model.generate(blocks[:8, :8], max_new_tokens=24, min_new_tokens=24, do_sample=False,
                                    pad_token_id=2)
-        top = model(input_ids=continued).logits.topk(16, dim=-1)
+        top = TopK.of(model(input_ids=continued).logits, 16)
     mask = torch.zeros_like(continued, dtype=torch.bool)
     mask[:, 8:] = True
     from squeezer.compressors.lm import Sequences
 
-    ctx.sequences = lambda: Sequences(continued, mask, TopK(top.values.half(), top.indices.int()))
+    ctx.sequences = lambda: Sequences(continued, mask, top)
     student = LmPrune({"keep_layers": 0.5, "mlp_ratio": 0.5}).apply(model, ctx)
     before = perplexity(student, blocks)
     reports: list[dict] = []
@@ -227,11 +260,8 @@ def test_soft_targets_alone_from_cached_top_k_outputs_lower_the_perplexity(teach
     model, tokenizer = teacher
     blocks = corpus_blocks(made, tokenizer)
     with torch.no_grad():
-        logits = model(input_ids=blocks).logits
-    top = logits.topk(8, dim=-1)
-    rest = 1 - logits.softmax(-1).gather(-1, top.indices).sum(-1)
-    ctx = LmContext(train=blocks, val=blocks[:8], teacher=model, batch_size=4,
-                    top_k=TopK(top.values.half(), top.indices.int(), rest.half()))
+        cached = TopK.of(model(input_ids=blocks).logits, 8)
+    ctx = LmContext(train=blocks, val=blocks[:8], teacher=model, batch_size=4, top_k=cached)
     student = LmPrune({"keep_layers": 0.5, "mlp_ratio": 0.5}).apply(model, ctx)
     for loss in losses.LOSSES:
         trained = LmDistill({"loss": loss, "hard_weight": 0.0, "steps": 30, "lr": 3e-3}).apply(student, ctx)
@@ -250,21 +280,74 @@ def test_without_a_teacher_the_student_learns_from_the_text_alone(teacher, made)
 
 # bits
 
-def test_each_bit_width_makes_the_weights_smaller_and_reloads_exactly(teacher, made, tmp_path) -> None:
+def test_each_bit_width_of_the_torch_runtime_makes_the_weights_smaller_and_reloads_exactly(teacher, made,
+                                                                                            tmp_path) -> None:
     model, tokenizer = teacher
     blocks = corpus_blocks(made, tokenizer)[:8]
     sizes, ppl = {}, {}
     for bits in (32, 16, 8, 4):
-        deployed = LmQuantize({"bits": bits, "group_size": 16}).apply(model, context(model, blocks))
-        folder = lm_export.save(deployed, tokenizer, tmp_path / str(bits))
-        sizes[bits], ppl[bits] = lm_export.weights_bytes(folder), perplexity(deployed, blocks)
-        again = lm_export.load(folder)  # what the trial measures, and users load (bf16: its own rotary buffers)
-        assert torch.allclose(again(input_ids=blocks).logits.float(), deployed(input_ids=blocks).logits.float(),
-                              atol=0.1 if bits == 16 else 1e-4)
+        marked = LmQuantize({"bits": bits, "group_size": 16}).apply(model, context(model, blocks))
+        deployed = eager.deploy(marked, tokenizer, tmp_path / str(bits))
+        folder = deployed.folder
+        sizes[bits], ppl[bits] = deployed.size_bytes(), deployed_perplexity(deployed, blocks)
+        again = hf.load(folder)  # what users load (bf16: its own rotary buffers)
+        assert torch.allclose(again(input_ids=blocks).logits.float(), deployed.logits(blocks), atol=1e-4)
         assert ("squeezer.compressors.lm.weight_only" in (folder / "README.md").read_text()) == (bits in (8, 4))
+    assert (folder / "generation_config.json").is_file()  # packed weights keep the generation settings too
     assert sizes[32] > sizes[16] > sizes[8] > sizes[4]
     assert abs(ppl[16] - ppl[32]) / ppl[32] < 0.02 and abs(ppl[8] - ppl[32]) / ppl[32] < 0.02
     assert abs(ppl[4] - ppl[32]) / ppl[32] < 0.2
+    assert model.config.num_hidden_layers == 4 and not weight_only.is_quantized(model)  # the teacher untouched
+
+
+def test_onnx_runtime_genai_deploys_each_bit_width_its_logits_those_of_the_model(teacher, made, tmp_path) -> None:
+    model, tokenizer = teacher
+    blocks = corpus_blocks(made, tokenizer)[:8]
+    with torch.no_grad():
+        expected = model(input_ids=blocks).logits
+    sizes, ppl = {}, {}
+    for bits, group in ((32, 32), (8, 32), (4, 32), (4, 16)):
+        marked = LmQuantize({"bits": bits, "group_size": group}).apply(model, context(model, blocks))
+        deployed = genai.deploy(marked, tokenizer, tmp_path / f"{bits}-{group}")
+        assert {"genai_config.json", "model.onnx", "tokenizer.json"} <= {p.name for p in deployed.folder.iterdir()}
+        sizes[bits, group], ppl[bits, group] = deployed.size_bytes(), deployed_perplexity(deployed, blocks)
+        if bits == 32:  # the runtime computes what the model does
+            assert torch.allclose(deployed.logits(blocks), expected, atol=1e-4)
+        ttft, per_token = deployed.generate(blocks[:2, :8], 6)
+        assert ttft > 0 and per_token > 0
+    assert sizes[32, 32] > sizes[8, 32] > sizes[4, 32] and sizes[4, 16] > sizes[4, 32]  # smaller blocks: more scales
+    assert abs(ppl[8, 32] - ppl[32, 32]) / ppl[32, 32] < 0.05 and abs(ppl[4, 16] - ppl[32, 32]) / ppl[32, 32] < 0.3
+
+
+def test_onnx_runtime_genai_deploys_a_qwen2_with_biases_and_an_untied_head(tmp_path) -> None:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=300, hidden_size=64, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                         tie_word_embeddings=False)).eval()
+    with torch.no_grad():
+        for layer in model.model.layers:  # biases far from zero: a builder that dropped them would show
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                proj.bias.normal_(0, 0.5)
+    tokenizer = tiny_tokenizer(tmp_path)
+    ids = torch.randint(3, 300, (2, 12))
+    deployed = genai.deploy(LmQuantize({"bits": 32}).apply(model, None), tokenizer, tmp_path / "qwen")
+    with torch.no_grad():
+        assert torch.allclose(deployed.logits(ids), model(input_ids=ids).logits, atol=1e-4)
+
+
+def tiny_tokenizer(folder: Path) -> object:
+    """A byte-level BPE tokenizer of 300 tokens with no pad token, as many causal LMs ship."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator([" ".join(WORDS)] * 20, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>")
 
 
 def test_an_int4_weight_packs_two_values_a_byte() -> None:
@@ -306,22 +389,44 @@ def test_a_language_model_study_runs_from_the_command_line_and_exports_what_it_l
     out = capsys.readouterr().out
     assert "teacher: perplexity=" in out and "test_perplexity=" in out and "baselines:" in out
     assert "ppl" in out and "recommended:" in out
+    import onnxruntime_genai as og
     import optuna
 
     study = optuna.load_study(study_name="tiny-lm", storage=f"sqlite:///{tmp_path}/squeezer.db")
     tested = {int(k): v for k, v in study.user_attrs["test_perplexity"].items()}
-    plain = [t for t in study.trials if t.number in tested and t.params.get("lm_quantize.bits", 32) == 32
-             and "baseline" not in t.params] or [t for t in study.trials if t.number in tested]
-    number = plain[0].number
-    assert main(["export", "--study-name", "tiny-lm", "--trial", str(number), "--out", str(tmp_path / "out")]) == 0
-    model = lm_export.load(tmp_path / "out")
-    _, tokenizer = causal.load_teacher(tmp_path / "out", "out")
+    assert {t.params.get("baseline") for t in study.trials[:2]} == {"int4", "int8"}  # the runtime's own builds
+    number = max(tested, key=lambda n: study.trials[n].params.get("lm_quantize.bits", 4))  # int4 where it is all
+    _, tokenizer = causal.load_teacher(made / "teacher", "teacher")
     spec = data_section({"path": "corpus.txt", "block_size": 32}, tmp_path, language_model=True)
-    splits = lm.load(spec, 0, tokenizer)
-    assert perplexity(model, splits.test) == pytest.approx(tested[number], rel=1e-4)
-    text = tokenizer.decode(model.generate(**tokenizer("the cat", return_tensors="pt"), max_new_tokens=5,
+    test = lm.load(spec, 0, tokenizer).test
+    # the default format: the folder onnxruntime_genai loads, its perplexity on the test text the logged one
+    assert main(["export", "--study-name", "tiny-lm", "--trial", str(number), "--out", str(tmp_path / "out")]) == 0
+    model = og.Model(str(tmp_path / "out"))
+    total = 0.0
+    for row in test:
+        params = og.GeneratorParams(model)
+        params.set_search_options(max_length=len(row) + 1)
+        generator = og.Generator(model, params)
+        generator.append_tokens(row[None].numpy().astype("int32"))
+        logits = torch.from_numpy(generator.get_output("logits")).float()
+        total += float(torch.nn.functional.cross_entropy(logits[0, :-1], row[1:]))
+    assert math.exp(total / len(test)) == pytest.approx(tested[number], rel=1e-3)
+    og_tokenizer = og.Tokenizer(model)
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=12, do_sample=False)
+    generator = og.Generator(model, params)
+    generator.append_tokens(og_tokenizer.encode("the cat"))
+    while not generator.is_done():
+        generator.generate_next_token()
+    assert og_tokenizer.decode(generator.get_sequence(0)).startswith("the cat")
+    assert "perplexity" in (tmp_path / "out" / "README.md").read_text()
+    # the save_pretrained folder: the student's weights as trained, which transformers loads and generates from
+    assert main(["export", "--study-name", "tiny-lm", "--trial", str(number), "--out", str(tmp_path / "hf"),
+                 "--format", "hf"]) == 0
+    again = hf.load(tmp_path / "hf")
+    text = tokenizer.decode(again.generate(**tokenizer("the cat", return_tensors="pt"), max_new_tokens=5,
                                            do_sample=False)[0])
-    assert text.startswith("the cat") and "perplexity" in (tmp_path / "out" / "README.md").read_text()
+    assert text.startswith("the cat") and "--format ort-genai" in (tmp_path / "hf" / "README.md").read_text()
 
 
 def test_a_language_model_study_runs_from_python(made, tmp_path) -> None:
@@ -355,7 +460,7 @@ def test_a_users_task_is_scored_by_the_most_likely_choice(made, teacher, tmp_pat
     questions = lm.task(tmp_path / "task.jsonl", tokenizer)
     from squeezer.search.trial.lm.workbench import task_accuracy
 
-    assert task_accuracy(model, questions) in (0.0, 0.5, 1.0)
+    assert task_accuracy(eager.deploy(model, tokenizer, tmp_path / "deployed"), questions) in (0.0, 0.5, 1.0)
     (tmp_path / "bad.jsonl").write_text(json.dumps({"context": "x", "choices": ["a", "b"], "answer": "c"}) + "\n")
     with pytest.raises(ConfigError, match="answer must be one of its choices"):
         lm.task(tmp_path / "bad.jsonl", tokenizer)

@@ -11,18 +11,37 @@ from torch import nn
 
 from squeezer.compressors.base import Report
 from squeezer.compressors.device import Device
-from squeezer.compressors.lm.losses import next_token_loss
+from squeezer.compressors.lm.losses import next_token_loss, rest_statistics
 
 
 @dataclass(frozen=True)
 class TopK:
-    """The teacher's k largest next-token logits at every position of the training blocks, their token ids
-    (``[N, T, k]`` each), and its probability outside them (``rest``, ``[N, T]``; memory-mapped from the study's
-    cache)."""
+    """The teacher's k largest next-token logits at every position of the training blocks and their token ids
+    (``[N, T, k]`` each), and what its probability outside them needs at any temperature (``rest`` and
+    ``rest_mean``, ``[N, T, len(BETAS)]``: ``losses.rest_statistics``); memory-mapped from the study's cache."""
 
     values: torch.Tensor
     indices: torch.Tensor
     rest: torch.Tensor | None = None
+    rest_mean: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, logits: torch.Tensor, k: int) -> "TopK":
+        """The cached form of a teacher's ``logits [..., V]``: top-k logits (float16), ids (int32), the rest's
+        statistics (float32)."""
+        logits = logits.float()
+        top = logits.topk(k, dim=-1)
+        lse, mean = rest_statistics(logits, top.indices)
+        return cls(top.values.half(), top.indices.int(), lse, mean)
+
+    def rows(self, idx: torch.Tensor) -> "TopK":
+        return TopK(self.values[idx], self.indices[idx], None if self.rest is None else self.rest[idx],
+                    None if self.rest_mean is None else self.rest_mean[idx])
+
+    @staticmethod
+    def cat(parts: list["TopK"]) -> "TopK":
+        fields = [[getattr(p, name) for p in parts] for name in ("values", "indices", "rest", "rest_mean")]
+        return TopK(*(None if any(f is None for f in items) else torch.cat(items) for items in fields))
 
 
 @dataclass(frozen=True)
@@ -47,7 +66,7 @@ class LmContext:
     teacher: nn.Module | None = None
     top_k: TopK | None = None
     sequences: Callable[[], Sequences] | None = None  # made (and cached) the first time a trial asks
-    prompt_tokens: int = 16  # the prompt a continuation starts from (sequence-level, on-policy)
+    prompt_tokens: int = 16  # plain text's stand-in prompt (sequence-level, on-policy): a block's first tokens
     pad_id: int = 0
     seed: int = 0
     batch_size: int = 16
@@ -56,6 +75,38 @@ class LmContext:
 
     def generator(self, salt: int = 0) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 1_000_003 + salt)
+
+
+def prompt_lengths(ids: torch.Tensor, mask: torch.Tensor | None, default: int) -> torch.Tensor:
+    """Where each row's prompt ends ``[B]``: before its first counted token (``mask``: prompt/response pairs, whose
+    prompt is the prompt), else after ``default`` tokens (plain text has no prompt: a block's start stands for one)."""
+    if mask is None:
+        return torch.full((len(ids),), default, dtype=torch.long)
+    counted = mask.any(-1)
+    return torch.where(counted, mask.int().argmax(-1), torch.full_like(counted, default, dtype=torch.long))
+
+
+@torch.no_grad()
+def continue_prompts(model: nn.Module, ids: torch.Tensor, lengths: torch.Tensor, new_tokens: Callable[[int], int],
+                     pad_id: int, **sampling: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model``'s continuations of each row's prompt (``ids[i, :lengths[i]]``; ``new_tokens(length)`` tokens
+    after it), prompts of one length generated as one batch; rows right-padded with ``pad_id`` to one length (harmless
+    to a causal model), and the mask of the generated positions."""
+    rows: list[torch.Tensor] = [torch.empty(0)] * len(ids)
+    for length in lengths.unique().tolist():
+        chosen = (lengths == length).nonzero().flatten()
+        n = new_tokens(length)
+        out = model.generate(ids[chosen, :length], max_new_tokens=n, min_new_tokens=n, pad_token_id=pad_id,
+                             **sampling)
+        for i, row in zip(chosen.tolist(), out, strict=True):
+            rows[i] = row
+    width = max(len(r) for r in rows)
+    out = torch.full((len(ids), width), pad_id, dtype=ids.dtype, device=ids.device)
+    mask = torch.zeros(len(ids), width, dtype=torch.bool, device=ids.device)
+    for i, (row, length) in enumerate(zip(rows, lengths.tolist(), strict=True)):
+        out[i, :len(row)] = row
+        mask[i, length:len(row)] = True
+    return out, mask
 
 
 @torch.no_grad()
@@ -79,4 +130,4 @@ def perplexity(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor | None = 
     return math.exp(total / max(count, 1.0)) if count else float("nan")
 
 
-__all__ = ["LmContext", "Sequences", "TopK", "perplexity"]
+__all__ = ["LmContext", "Sequences", "TopK", "continue_prompts", "perplexity", "prompt_lengths"]

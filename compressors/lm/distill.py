@@ -9,6 +9,9 @@ Per batch, one of three sources (drawn with the configured fractions):
 - on-policy (``on_policy_fraction``, GKD's lambda): the student continues a training prompt by sampling, and the teacher
   scores what the student wrote (Agarwal et al. 2024); the loss is on the generated tokens.
 
+A prompt is the prompt of prompt/response pairs (the tokens before the response); plain text has none, and a block's
+first 16 tokens stand for one.
+
 The token-level divergence is ``loss`` (forward KL, reverse KL, generalised JSD with ``beta``, skew KL with
 ``alpha``) at ``temperature`` (scaled by T^2), weighted ``soft_weight``. ``hidden_weight`` matches the student's
 layer outputs to the teacher's kept layers (through a learned projection where the widths differ).
@@ -29,7 +32,7 @@ from torch import nn
 
 from squeezer.compressors.base import Compressor, CompressorConfig, InvalidConfig, check, is_number
 from squeezer.compressors.distill.schedules import DynamicWeightAverage, temperature_at
-from squeezer.compressors.lm.context import LmContext, perplexity
+from squeezer.compressors.lm.context import LmContext, TopK, continue_prompts, perplexity, prompt_lengths
 from squeezer.compressors.lm.losses import DIVERGENCES, LOSSES, masked_mean, next_token_loss, on_support
 from squeezer.compressors.progress import Bar
 from squeezer.compressors.registry import register
@@ -77,6 +80,12 @@ class LmDistillConfig(CompressorConfig):
             check(is_number(value) and value >= 0, name, "must be >= 0", value)
         check(self.soft_weight + self.hard_weight + self.hidden_weight > 0, "soft_weight",
               "at least one loss weight (soft, hard, hidden) must be > 0", self.soft_weight)
+        check(self.on_policy_fraction == 0 or self.soft_weight > 0, "on_policy_fraction",
+              "needs soft_weight > 0: what the student writes is scored by the teacher's distribution",
+              self.on_policy_fraction)
+        check(self.sequence_fraction == 0 or self.soft_weight + self.hard_weight > 0, "sequence_fraction",
+              "needs soft_weight or hard_weight > 0: the teacher's continuations are learnt by one of them",
+              self.sequence_fraction)
         for name, low in (("steps", 0), ("warmup_steps", 0), ("eval_every", 1)):
             value = getattr(self, name)
             check(isinstance(value, int) and not isinstance(value, bool) and value >= low, name,
@@ -114,6 +123,7 @@ class LmDistill(Compressor):
         projection = _projection(student, teacher) if c.hidden_weight > 0 else None
         params = list(student.parameters()) + ([] if projection is None else list(projection.parameters()))
         optimizer = torch.optim.AdamW(params, lr=c.lr, weight_decay=0.0)
+        scaler = ctx.device.scaler()  # fp16 scales the loss so that small gradients survive; a no-op otherwise
         rng = ctx.generator(7)
         dwa = DynamicWeightAverage(["soft", "hard"], 2.0) if c.weighting == "dwa" else None
         multipliers, running = {"soft": 1.0, "hard": 1.0}, {"soft": [], "hard": []}
@@ -139,9 +149,12 @@ class LmDistill(Compressor):
                 total = c.soft_weight * multipliers["soft"] * parts["soft"] + \
                     c.hard_weight * multipliers["hard"] * parts["hard"] + c.hidden_weight * parts["hidden"]
                 optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
+                if total.requires_grad:  # a batch with no loss that applies to it (a zero weight) is skipped
+                    scaler.scale(total).backward()
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(params, 1.0)
+                    scaler.step(optimizer)
+                    scaler.update()
                 for name in running:
                     running[name].append(float(parts[name].detach()))
                 bar.update(1)
@@ -177,7 +190,8 @@ class LmDistill(Compressor):
             ids = device.put(ctx.train[idx])
             mask = None if ctx.train_mask is None else device.put(ctx.train_mask[idx])
             if kind == "on_policy":
-                ids, mask = _student_writes(student, ids[:, :ctx.prompt_tokens], ctx.pad_id, rng)
+                ids, mask = _student_writes(student, ids, prompt_lengths(ids, mask, ctx.prompt_tokens), ctx.pad_id,
+                                            rng)
             elif not live:
                 top_k = _rows(ctx.top_k, idx, device)
         wants_hidden = projection is not None and kind != "sequence"
@@ -208,10 +222,11 @@ class LmDistill(Compressor):
         return parts
 
 
-def _rows(top_k: Any, idx: torch.Tensor, device: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The cached teacher outputs of the blocks ``idx``, on the device."""
-    rest = None if top_k.rest is None else device.put(top_k.rest[idx])
-    return device.put(top_k.values[idx]), device.put(top_k.indices[idx]), rest
+def _rows(top_k: TopK, idx: torch.Tensor, device: Any) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
+    """The cached teacher outputs of the blocks ``idx``, on the device: top-k values, ids, the rest's statistics."""
+    part = top_k.rows(idx)
+    rest = None if part.rest is None else (device.put(part.rest), device.put(part.rest_mean))
+    return device.put(part.values), device.put(part.indices), rest
 
 
 def _predicting(mask: torch.Tensor) -> torch.Tensor:
@@ -221,19 +236,17 @@ def _predicting(mask: torch.Tensor) -> torch.Tensor:
     return shifted
 
 
-def _student_writes(student: nn.Module, prompts: torch.Tensor, pad_id: int,
+def _student_writes(student: nn.Module, ids: torch.Tensor, lengths: torch.Tensor, pad_id: int,
                     rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """The student's sampled continuation of ``prompts`` (``GENERATED`` tokens), and the mask of the generated
-    positions."""
+    """The student's sampled continuation (``GENERATED`` tokens) of each row's prompt (``lengths``), and the mask of
+    the generated positions."""
     seed = int(torch.randint(2**31 - 1, (1,), generator=rng))
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         student.eval()
-        out = student.generate(prompts, max_new_tokens=GENERATED, min_new_tokens=GENERATED, do_sample=True,
-                               top_k=0, top_p=1.0, temperature=1.0, pad_token_id=pad_id)
+        out, mask = continue_prompts(student, ids, lengths.to(ids.device), lambda length: GENERATED, pad_id,
+                                     do_sample=True, top_k=0, top_p=1.0, temperature=1.0)
         student.train()
-    mask = torch.zeros_like(out, dtype=torch.bool)
-    mask[:, prompts.shape[1]:] = True
     return out, mask
 
 

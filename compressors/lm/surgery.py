@@ -8,7 +8,8 @@ Minitron prunes: importance measured from activations on calibration text, then
   new sizes; ``save_pretrained`` / ``from_pretrained`` round-trip it);
 - ``shrink``: a smaller model of the architecture (fewer layers, a narrower hidden size, fewer heads and channels)
   started from the teacher's weights: the hidden size projected onto the leading principal directions of the
-  embedding (the norms' gains folded into the projections they feed), heads and channels kept by importance.
+  embedding (the norms' gains folded into the projections they feed), heads (of the teacher's head size, as Minitron
+  keeps it) and channels kept by importance.
 
 Importance (Muralidharan et al. 2024, "Compact Language Models via Pruning and Knowledge Distillation"): a layer's
 is 1 - cos(its input, its output) averaged over tokens (Men et al.'s block influence); a head's is the mean L2 norm
@@ -36,16 +37,24 @@ class Importance:
     channels: list[torch.Tensor]        # L x [intermediate]
 
 
+#: The architectures (``config.model_type``) whose layers this surgery handles: RMSNorm gains multiplying the
+#: normalised input, separate q/k/v and gate/up projections, plain embeddings. Others that look alike are not: Phi-3
+#: fuses qkv_proj and gate_up_proj; Gemma's norms scale by 1 + w and its embeddings by sqrt(hidden).
+LAYOUTS = ("llama", "mistral", "qwen2")
+PROJECTIONS = {"self_attn": ("q_proj", "k_proj", "v_proj", "o_proj"), "mlp": ("gate_proj", "up_proj", "down_proj")}
+
+
 def layers_of(model: nn.Module) -> nn.ModuleList:
     """The decoder layers of a Llama-layout causal LM; ``InvalidConfig`` for another layout."""
+    kind = getattr(getattr(model, "config", None), "model_type", None)
     inner = getattr(model, "model", None)
     layers = getattr(inner, "layers", None)
-    if not isinstance(layers, nn.ModuleList) or not layers or not all(
-            hasattr(layer, "self_attn") and hasattr(layer, "mlp") and hasattr(layer.mlp, "down_proj")
-            and hasattr(layer.self_attn, "o_proj") for layer in layers):
-        raise InvalidConfig("student", "prunes and shrinks decoder models of the Llama layout (model.layers[i] with "
-                            "self_attn.q/k/v/o_proj and mlp.gate/up/down_proj: Llama, Mistral, Qwen2, ...)",
-                            type(model).__name__)
+    if kind not in LAYOUTS or not isinstance(layers, nn.ModuleList) or not layers or not all(
+            all(isinstance(getattr(getattr(layer, part, None), name, None), nn.Linear) for name in names)
+            for layer in layers for part, names in PROJECTIONS.items()):
+        raise InvalidConfig("student", f"prunes and shrinks decoder models of the Llama layout ({', '.join(LAYOUTS)}: "
+                            "model.layers[i] with self_attn.q/k/v/o_proj and mlp.gate/up/down_proj); this teacher "
+                            f"is {kind or type(model).__name__}", type(model).__name__)
     return layers
 
 
@@ -147,8 +156,8 @@ def prune(model: nn.Module, keep_layers: int, groups_kept: int, channels_kept: i
 def shrink(teacher: nn.Module, layers: int, hidden: int, heads: int, intermediate: int, by: str,
            scores: Importance | None) -> nn.Module:
     """A new model of ``teacher``'s architecture with these sizes, started from the teacher's weights: its layers
-    ``kept_layers``, the hidden size projected onto the embedding's leading principal directions, heads (where the
-    head size stays the teacher's) and MLP channels kept by importance; the rest initialised afresh."""
+    ``kept_layers``, the hidden size projected onto the embedding's leading principal directions, the heads (of the
+    teacher's head size) and MLP channels kept by importance, biases with their rows."""
     config = copy.deepcopy(teacher.config)
     old_layers = layers_of(teacher)
     old_hidden, old_head_dim = config.hidden_size, _head_dim(config)
@@ -158,14 +167,14 @@ def shrink(teacher: nn.Module, layers: int, hidden: int, heads: int, intermediat
     if heads % kv_heads:
         kv_heads = heads
     _set_sizes(config, layers=keep, heads=heads, kv_heads=kv_heads, intermediate=intermediate,
-               head_dim=hidden // heads, hidden=hidden)
+               head_dim=old_head_dim, hidden=hidden)  # the head size kept, as Minitron does: attention carries over
     student = type(teacher)(config).to(next(teacher.parameters()).dtype)
     embed = teacher.get_input_embeddings().weight.float()
     basis = torch.linalg.svd(embed, full_matrices=False).Vh[:hidden].T if hidden < old_hidden else \
         torch.eye(old_hidden)[:, :hidden]  # [old_hidden, hidden]: the embedding's leading principal directions
     student.get_input_embeddings().weight.copy_(embed @ basis)
     scale = math.sqrt(old_hidden / hidden)
-    same_heads = hidden // heads == old_head_dim and kv_heads <= config_kv(teacher)
+    same_heads = kv_heads <= config_kv(teacher)
     for new, old in zip(layers_of(student), keep, strict=True):
         source = old_layers[old]
         g_in, g_post = source.input_layernorm.weight.float(), source.post_attention_layernorm.weight.float()
@@ -179,10 +188,12 @@ def shrink(teacher: nn.Module, layers: int, hidden: int, heads: int, intermediat
             q_rows = unit_rows(torch.cat([torch.arange(g * per_group, g * per_group + heads // kv_heads)
                                       for g in groups.tolist()]), old_head_dim)
             attn, src = new.self_attn, source.self_attn
-            attn.q_proj.weight.copy_(src.q_proj.weight.float()[q_rows] * g_in @ basis)
-            attn.k_proj.weight.copy_(src.k_proj.weight.float()[kv_rows] * g_in @ basis)
-            attn.v_proj.weight.copy_(src.v_proj.weight.float()[kv_rows] * g_in @ basis)
+            for name, rows in (("q_proj", q_rows), ("k_proj", kv_rows), ("v_proj", kv_rows)):
+                into, source_proj = getattr(attn, name), getattr(src, name)
+                into.weight.copy_(source_proj.weight.float()[rows] * g_in @ basis)
+                _copy_bias(into, source_proj, rows=rows)  # Qwen2's q/k/v biases live in the heads' space
             attn.o_proj.weight.copy_(basis.T @ src.o_proj.weight.float()[:, q_rows])
+            _copy_bias(attn.o_proj, src.o_proj, basis=basis)
         count = min(intermediate, source.mlp.down_proj.in_features)
         ranked = scores.channels[old] if scores is not None else -torch.arange(source.mlp.down_proj.in_features).float()
         chosen = torch.argsort(ranked, descending=True)[:count].sort().values
@@ -190,6 +201,10 @@ def shrink(teacher: nn.Module, layers: int, hidden: int, heads: int, intermediat
         mlp.gate_proj.weight[:count].copy_(src_mlp.gate_proj.weight.float()[chosen] * g_post @ basis)
         mlp.up_proj.weight[:count].copy_(src_mlp.up_proj.weight.float()[chosen] * g_post @ basis)
         mlp.down_proj.weight[:, :count].copy_(basis.T @ src_mlp.down_proj.weight.float()[:, chosen])
+        for name in ("gate_proj", "up_proj"):
+            if getattr(src_mlp, name).bias is not None:
+                getattr(mlp, name).bias[:count].copy_(getattr(src_mlp, name).bias.float()[chosen])
+        _copy_bias(mlp.down_proj, src_mlp.down_proj, basis=basis)
         if count < intermediate:
             mlp.down_proj.weight[:, count:].zero_()  # new channels start silent: the teacher's function is kept
     final = teacher.model.norm.weight.float()
@@ -197,6 +212,16 @@ def shrink(teacher: nn.Module, layers: int, hidden: int, heads: int, intermediat
     if not config.tie_word_embeddings:
         student.get_output_embeddings().weight.copy_(teacher.get_output_embeddings().weight.float() @ basis)
     return student
+
+
+def _copy_bias(into: nn.Linear, source: nn.Linear, rows: torch.Tensor | None = None,
+               basis: torch.Tensor | None = None) -> None:
+    """``source``'s bias into ``into``'s: its ``rows`` (outputs in the heads' space), or projected on ``basis``
+    (outputs in the hidden space)."""
+    if source.bias is None or into.bias is None:
+        return
+    bias = source.bias.float()
+    into.bias.copy_(bias[rows] if rows is not None else bias @ basis if basis is not None else bias)
 
 
 def config_kv(model: nn.Module) -> int:

@@ -28,6 +28,7 @@ from squeezer.search.config.schedulers import SCHEDULERS, for_backend
 from squeezer.search.config.yamlfile import read_yaml
 from squeezer.search.errors import ConfigError
 from squeezer.search.runtime import RUNTIMES
+from squeezer.search.runtime.lm import DEFAULT_LM_RUNTIME, LM_RUNTIMES
 from squeezer.spaces import Space, SpaceError, boundary_points
 
 TOP_LEVEL = {"name", "seed", "data", "teacher", "student", "pipeline", "objectives", "constraints", "search",
@@ -105,7 +106,10 @@ def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
             if name in LM_ONLY:
                 raise ConfigError("objectives" if name in config.objectives else "constraints", f"{name} is a "
                                   "language model's metric (teacher: {hf: DIR} of a causal LM)", name)
-    check_runtime(config)
+        if config.measure.runtime in LM_RUNTIMES and config.measure.runtime not in RUNTIMES:
+            raise ConfigError("measure.runtime", f"{config.measure.runtime} runs language models; a classifier runs in "
+                              f"{list(RUNTIMES)}", config.measure.runtime)
+        check_runtime(config)
     return check_search(_batch_rounds(config))
 
 
@@ -120,16 +124,31 @@ def _batch_rounds(config: ExperimentConfig) -> ExperimentConfig:
 
 
 def _language_model(config: ExperimentConfig) -> ExperimentConfig:
-    """A language model is deployed and timed in torch (generation with the KV cache), on the Optuna backend; its
-    metrics are a language model's."""
-    runtime = (config.raw.get("measure") or {}).get("runtime")
-    if runtime not in (None, "torch"):
-        raise ConfigError("measure.runtime", "must be torch for a language model (generation with the KV cache is "
-                          "timed in torch)", runtime)
-    for key, value in (("backend", config.search.backend), ("sampler", config.search.sampler)):
-        if (key, value) in (("backend", "ray"), ("sampler", "squeezer")):
-            raise ConfigError(f"search.{key}", "is not supported for language models yet (use the optuna backend "
-                              "with nsga2, tpe or random)", value)
+    """A language model is deployed and timed in a language model's runtime (``runtime.lm``: ONNX Runtime GenAI by
+    default), at the bits it runs; its metrics are a language model's."""
+    runtime_name = (config.raw.get("measure") or {}).get("runtime") or DEFAULT_LM_RUNTIME
+    if runtime_name not in LM_RUNTIMES:
+        raise ConfigError("measure.runtime", f"must be one of {list(LM_RUNTIMES)} for a language model",
+                          runtime_name)
+    runtime, gpu = LM_RUNTIMES[runtime_name], config.measure.device != "cpu"
+    runs = runtime.gpu_bits if gpu else runtime.bits
+    for step in config.pipeline:
+        if step.name != "lm_quantize":
+            continue
+        for point in boundary_points(step.space):
+            bits, group = point.get("bits", 8), point.get("group_size", 32)
+            if bits not in runs:
+                where = f"on a GPU (measure.device: {config.measure.device})" if gpu else "on the CPU"
+                others = [n for n, r in LM_RUNTIMES.items() if bits in (r.gpu_bits if gpu else r.bits)]
+                hint = f"; measure.runtime: {' or '.join(others)} runs it" if others else \
+                    "; 16-bit weights need measure.device: cuda"
+                raise ConfigError("lm_quantize.bits", f"{runtime.title} runs {list(runs)} bits {where}{hint}", bits)
+            if bits in (8, 4) and runtime.group_sizes and group not in runtime.group_sizes:
+                raise ConfigError("lm_quantize.group_size", f"{runtime.title} takes blocks of "
+                                  f"{list(runtime.group_sizes)} input channels", group)
+    if gpu and not runtime.on_gpu():
+        raise ConfigError("measure.device", f"{runtime.title} needs {runtime.gpu_package} to run on a GPU (pip install "
+                          f"{runtime.gpu_package}); what is installed runs on the CPU only", config.measure.device)
     for name in [*config.objectives, *(c.metric for c in config.constraints)]:
         if name == "task_accuracy" and config.data.task is None:
             raise ConfigError("objectives" if name in config.objectives else "constraints", "task_accuracy needs "
@@ -137,7 +156,16 @@ def _language_model(config: ExperimentConfig) -> ExperimentConfig:
         if name in CLASSIFIER_ONLY:
             raise ConfigError("objectives" if name in config.objectives else "constraints", f"{name} is a "
                               "classifier's metric; a language model's quality is perplexity", name)
-    return dataclasses.replace(config, measure=dataclasses.replace(config.measure, runtime="torch"))
+    return dataclasses.replace(config, measure=dataclasses.replace(config.measure, runtime=runtime_name))
+
+
+def _check_language_model_search(search: SearchSettings) -> None:
+    """What a language-model study searches with, however it is said (the file, or ``--backend`` and ``--sampler``
+    on the command line)."""
+    for key, value in (("backend", search.backend), ("sampler", search.sampler)):
+        if (key, value) in (("backend", "ray"), ("sampler", "squeezer")):
+            raise ConfigError(f"search.{key}", "is not supported for language models yet (use the optuna backend "
+                              "with nsga2, tpe or random)", value)
 
 
 def with_search(config: ExperimentConfig, **overrides: Any) -> ExperimentConfig:
@@ -182,6 +210,8 @@ def check_search(config: ExperimentConfig) -> ExperimentConfig:
     where they can judge (accuracy is the one trained objective; ``pareto`` also needs the optuna backend), else
     ``nsga2`` and ``none``; ``pareto``, ``shadow`` and ``squeezer`` are refused where they cannot."""
     search = config.search
+    if config.language_model:
+        _check_language_model_search(search)
     judged = only_accuracy_trained(config.objectives)
     search = dataclasses.replace(search, sampler=search.sampler or ("squeezer" if judged else "nsga2"),
                                  scheduler=search.scheduler or ("pareto" if judged and search.backend == "optuna"
@@ -234,7 +264,7 @@ def check_hardware(config: ExperimentConfig) -> None:
     else:
         hardware.training_device(training.device, training.precision)
         hardware.resolve(measure.device, "measure.device")
-    if measure.device != "cpu":
+    if measure.device != "cpu" and not config.language_model:  # a language model's runtime: _language_model
         runtime = RUNTIMES[measure.runtime]
         if not runtime.on_gpu():
             raise ConfigError("measure.device", f"{runtime.title} needs {runtime.gpu_package} to run on a GPU "

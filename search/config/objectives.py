@@ -120,6 +120,9 @@ def parse_objectives(raw: Any, language_model: bool = False) -> dict[str, str]:
         _known(name, "objectives")
         if direction not in ("maximize", "minimize"):
             raise ConfigError(f"objectives.{name}", "must be maximize or minimize", direction)
+        if direction != METRICS[name]:  # a known metric's better direction is fixed
+            better = "higher" if METRICS[name] == "maximize" else "lower"
+            raise ConfigError(f"objectives.{name}", f"must be {METRICS[name]}: a {better} {name} is better", direction)
     return dict(raw)
 
 

@@ -13,6 +13,7 @@ from squeezer.search import hardware
 from squeezer.search.errors import ConfigError
 from squeezer.search.config.rules import LIMITS, MINIMA, integer, positive, section
 from squeezer.search.runtime import RUNTIMES
+from squeezer.search.runtime.lm import LM_RUNTIMES
 from squeezer.search.config.plugins import BACKENDS, SAMPLERS
 from squeezer.search.config.schedulers import SCHEDULERS
 
@@ -55,7 +56,8 @@ class MeasureSettings:
     batch: int = 64
     batch_repeats: int | None = None  # rounds timing the batch; default: repeats where a batch latency or throughput
     #                                   is an objective or budget, else repeats // 5 (reported, not searched on)
-    runtime: str = "onnxruntime"  # or torch: where the students are deployed, and measured
+    runtime: str = "onnxruntime"  # or torch: where the students are deployed, and measured (a language model's:
+    #                               onnxruntime-genai, the default, or torch)
     device: str = "cpu"           # or cuda (cuda:N): where latency is measured, for models deployed on a GPU
     prompt_tokens: int = 32       # language models: the prompt timed to its first token (ttft_ms), then decoded from
     new_tokens: int = 32          # ... this many generated tokens timed per token (latency_ms, throughput)
@@ -98,7 +100,7 @@ def settings_section(cls: type, raw: Any, key: str) -> Any:
                               f"trials per GPU) or a whole number of GPUs up to {LIMITS['search.gpus_per_trial']}",
                               values["gpus_per_trial"])
     for name, allowed in (("sampler", SAMPLERS), ("backend", BACKENDS), ("scheduler", SCHEDULERS),
-                          ("runtime", RUNTIMES), ("precision", PRECISIONS)):
+                          ("runtime", {**RUNTIMES, **LM_RUNTIMES}), ("precision", PRECISIONS)):
         if name in fields and values.get(name, fields[name].default) not in (*allowed, None):
             raise ConfigError(f"{key}.{name}", f"must be one of {list(allowed)}", values[name])
     return cls(**values)

@@ -3,8 +3,8 @@ tokenizer), checked before anything loads; and the student families of a languag
 
 - ``teacher``: the teacher itself (a pipeline's ``lm_prune`` then drops its layers, heads and channels, as Minitron);
 - ``smaller``: a new model of the teacher's architecture with fewer ``layers``, a narrower ``hidden`` size, fewer
-  ``heads`` and MLP channels (``intermediate``), started from the teacher's weights where shapes allow
-  (``compressors.lm.surgery.shrink``). Each size is an integer, or a share in (0, 1] of the teacher's (a float).
+  ``heads`` (of the teacher's head size) and MLP channels (``intermediate``), started from the teacher's weights
+  (``compressors.lm.surgery.shrink``). Each size is an integer at most the teacher's, or a share in (0, 1] of it.
 
 Families register with ``register`` (a function ``(teacher, calibration, **settings) -> model``), or from a package
 under the entry-point group ``squeezer.lm_families`` (loaded when first named)."""
@@ -130,7 +130,8 @@ def smaller(teacher: nn.Module, calibration: torch.Tensor, layers: float | None 
 def resolve_sizes(teacher: nn.Module, layers: float | None, hidden: float | None, heads: float | None,
                   intermediate: float | None) -> tuple[int, int, int, int]:
     """(layers, hidden, heads, intermediate) of a ``smaller`` student: integers as given, floats as shares of the
-    teacher's, unset ones the teacher's; the hidden size a multiple of the heads."""
+    teacher's, unset ones the teacher's; each at most the teacher's. The head size stays the teacher's (as Minitron
+    keeps it, so that attention carries over): ``heads`` is how many, and the hidden size is free of it."""
     config = teacher.config
     surgery.layers_of(teacher)
 
@@ -140,14 +141,14 @@ def resolve_sizes(teacher: nn.Module, layers: float | None, hidden: float | None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"student.{name}", "must be a positive integer, or a share in (0, 1] of the teacher's",
                               value)
-        return max(1, round(value * of)) if isinstance(value, float) and value <= 1 else int(value)
+        found = max(1, round(value * of)) if isinstance(value, float) and value <= 1 else value
+        if found != int(found) or found > of:
+            raise ConfigError(f"student.{name}", f"must be an integer at most the teacher's {of}, or a share in "
+                              "(0, 1] of it: a smaller student is smaller", value)
+        return int(found)
 
-    n_heads = size(heads, config.num_attention_heads, "heads")
-    n_hidden = size(hidden, config.hidden_size, "hidden")
-    n_hidden = max(n_heads * 2, round(n_hidden / n_heads) * n_heads)
-    if (n_hidden // n_heads) % 2:
-        n_hidden += n_heads  # rotary embeddings rotate pairs of a head's dimensions
-    return (size(layers, config.num_hidden_layers, "layers"), n_hidden, n_heads,
+    return (size(layers, config.num_hidden_layers, "layers"), size(hidden, config.hidden_size, "hidden"),
+            size(heads, config.num_attention_heads, "heads"),
             size(intermediate, surgery.layers_of(teacher)[0].mlp.down_proj.in_features, "intermediate"))
 
 

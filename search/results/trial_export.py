@@ -12,22 +12,25 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from squeezer.search.errors import ConfigError
+from squeezer.search.results.formats import FORMATS, LANGUAGE_MODEL_FORMATS
 from squeezer.search.results.report import human_bytes, teacher_ratios
 from squeezer.search.results.tracking import ROLE_TAG, STUDY_TAG, TRIAL_TAG
 
-FORMATS = {"onnx": ("model.onnx",), "torch": ("student.pt", "architecture.json"), "hf": ("model",)}
 SHOWN = ("accuracy", "test_accuracy", "perplexity", "test_perplexity", "f1_macro", "size_bytes", "latency_ms",
          "latency_p90_ms", "ttft_ms", "latency_batch_ms", "throughput", "params", "non_embedding_params", "flops")
 
 
 def export_trial(tracking_uri: str, study: str, number: int, out: Path, fmt: str | None = None) -> Path:
-    """Write trial ``number`` of ``study`` to ``out`` in ``fmt`` (onnx or torch; hf, a language model's
-    save_pretrained folder; None: hf for a language model, else onnx) with its README; return the README."""
+    """Write trial ``number`` of ``study`` to ``out`` in ``fmt`` (onnx or torch; a language model's ort-genai folder,
+    which onnxruntime_genai loads, or its save_pretrained folder, hf; None: the first a language model has of these,
+    else onnx) with its README; return the README."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a few small files: no progress bars
     client = MlflowClient(tracking_uri)
     run, parent = _runs(client, study, number)
     files = {a.path for a in client.list_artifacts(run.info.run_id)}
-    fmt = fmt or ("hf" if "model" in files and "model.onnx" not in files else "onnx")
+    language_model = "model" in files and "model.onnx" not in files
+    fmt = fmt or (next((f for f in LANGUAGE_MODEL_FORMATS if FORMATS[f][0] in files), "hf") if language_model
+                  else "onnx")
     missing = [f for f in FORMATS[fmt] if f not in files]
     if missing:
         raise ConfigError("--format", f"trial {number} has no {missing[0]} (it was measured in another runtime, or "
@@ -73,8 +76,8 @@ def describe(study: str, number: int, run, parent, fmt: str, out: Path) -> str: 
         ref = teacher.get(key)
         shown = "" if ref is None else human_bytes(ref) if key == "size_bytes" else f"{ref:.4g}"
         lines.append(f"| {key} | {value} | {shown} |")
-    if fmt == "hf":
-        return "\n".join(lines + language_model(m, teacher, out)) + "\n"
+    if fmt in LANGUAGE_MODEL_FORMATS:
+        return "\n".join(lines + language_model(m, teacher, out, fmt)) + "\n"
     if teacher:
         r = teacher_ratios(m, teacher)
         lines += ["", f"{r['x_smaller']:.1f}x smaller and {r['x_faster']:.1f}x faster (batch 1) than the teacher, "
@@ -95,9 +98,13 @@ def describe(study: str, number: int, run, parent, fmt: str, out: Path) -> str: 
     return "\n".join(lines) + "\n"
 
 
-def language_model(m: dict[str, float], teacher: dict[str, float], out: Path) -> list[str]:
+HF_NOTE = (" A study measured in ONNX Runtime GenAI keeps here the student's weights before the builder quantized "
+           "them: `--format ort-genai` is what was measured.")
+
+
+def language_model(m: dict[str, float], teacher: dict[str, float], out: Path, fmt: str) -> list[str]:
     """A language model's README after its metrics: what they mean, and how to load and generate (the folder's own
-    README, which ``runtime.lm_export`` wrote, says it for this model's precision)."""
+    README, which its runtime (``runtime.lm``) wrote, says it for this model's precision)."""
     lines = []
     if teacher:
         r = teacher_ratios(m, teacher)
@@ -106,10 +113,13 @@ def language_model(m: dict[str, float], teacher: dict[str, float], out: Path) ->
     lines += ["", "Perplexity is on the validation text; `test_perplexity` on the test text, which the search never "
               "saw. `latency_ms`: milliseconds per generated token at batch 1 with the KV cache; `ttft_ms`: to the "
               "first token of the prompt; `throughput`: generated tokens per second at the measured batch. "
-              "`size_bytes`: the bytes of the safetensors weights.", "", "## Load and generate", ""]
+              "`size_bytes`: the bytes of the deployed model files (ONNX Runtime GenAI's model.onnx and its "
+              "weights, or the safetensors of the torch runtime)." + HF_NOTE * (fmt == "hf"),
+              "", "## Load and generate", ""]
     own = out / "README.md"
     loading = own.read_text().split("```python", 1)[-1].split("```", 1)[0] if own.is_file() else ""
-    return lines + ["```python" + loading.replace('"model"', f'"{out}"') + "```"]
+    loading = loading.replace(f'"{FORMATS[fmt][0]}"', f'"{out}"')
+    return lines + ["```python" + loading + "```"]
 
 
 def input_section(out: Path, fmt: str) -> list[str]:

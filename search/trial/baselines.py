@@ -19,10 +19,11 @@ from optuna.trial import BaseTrial, FrozenTrial
 from squeezer.search import models
 from squeezer.spaces import Branch, Choice, Fixed, Space
 
-#: Baseline name -> the quantize step's bit-width: a classifier's, and a language model's (``lm_quantize``: bf16
-#: weights and compute on the CPU, int8 weight-only).
+#: Baseline name -> the quantize step's bit-width: a classifier's, and a language model's (``lm_quantize``: int4 and
+#: int8 weights, as the runtime's own tooling builds them — ONNX Runtime GenAI's model builder, as Olive's LLM recipe
+#: does).
 BASELINES = {"fp16": 16, "int8": 8}
-LM_BASELINES = {"bf16": 16, "int8": 8}
+LM_BASELINES = {"int4": 4, "int8": 8}
 PARAM = "baseline"  # the sampled parameter; also the nested params' section that marks a baseline recipe
 QUANTIZE = "quantize"
 LM_QUANTIZE = "lm_quantize"

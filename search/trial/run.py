@@ -28,8 +28,7 @@ from squeezer.search.config.objectives import CHEAP, COUNTS, Constraint
 from squeezer.search.runtime import export
 from squeezer.search.errors import ConfigError
 from squeezer.search.models import causal
-from squeezer.search.runtime import lm_export
-from squeezer.search.trial.lm.workbench import FOLDER, LmWorkbench, measure_deployed
+from squeezer.search.trial.lm.workbench import LmWorkbench, measure_deployed
 from squeezer.search.trial.workbench import Workbench, named_by, teacher_arch
 
 
@@ -105,7 +104,8 @@ def run_trial(bench: Workbench | LmWorkbench, params: Mapping[str, Mapping[str, 
 def _language_model(bench: LmWorkbench, params: Mapping[str, Mapping[str, Any]], seed: int, workdir: Path,
                     report: Report) -> dict[str, float]:
     """A language model's trial: the student built from the teacher (``models.causal``), the pipeline's steps on an
-    ``LmContext``, the result saved as users take it (``runtime.lm_export``), reloaded from there and measured."""
+    ``LmContext``, the result deployed as users take it (``runtime.lm``: ONNX Runtime GenAI, or torch), loaded from
+    there and measured."""
     torch.manual_seed(seed)
     model = causal.build(params["student"], bench.teacher, bench.calibration).to(bench.device.where)
     ctx = bench.context(seed, report)
@@ -113,9 +113,8 @@ def _language_model(bench: LmWorkbench, params: Mapping[str, Mapping[str, Any]],
         with named_by(name):
             model = compressors.get(name)(settings).apply(model, ctx)
     model = model.cpu().eval()
-    folder = lm_export.save(model, bench.tokenizer, workdir / FOLDER,
-                            summary=f"Recipe: {dict((k, dict(v)) for k, v in params.items())}")
-    metrics = measure_deployed(bench, lm_export.load(folder), folder, bench.reference())
+    deployed = bench.deploy(model, workdir, summary=f"Recipe: {dict((k, dict(v)) for k, v in params.items())}")
+    metrics = measure_deployed(bench, deployed, model, bench.reference())
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise TrialFailed(f"non-finite metrics {bad}")

@@ -1,73 +1,75 @@
-"""A causal language model as it is deployed (``runtime.lm_export``), timed generating: the time to the first token
-of a prompt (prefill), the milliseconds per generated token at batch 1 with the KV cache (greedy decoding), and the
-generated tokens per second at a batch. With a reference (the study's teacher), each model is timed in the same
-rounds as it, alternating, and its figure is its median ratio to the reference times the reference's own figure — as
-``trial.metrics`` times classifiers."""
+"""A causal language model as it is deployed (``runtime.lm``: ONNX Runtime GenAI, or torch), measured there: its
+perplexity on token blocks (the deployed model's logits: its quantization error is in the number), the time to the
+first token of a prompt (prefill), the milliseconds per generated token at batch 1 with the KV cache (greedy
+decoding), and the generated tokens per second at a batch. With a reference (the study's teacher, deployed in the
+same runtime in full precision), each model is timed in the same rounds as it, alternating, and its figure is its
+median ratio to the reference times the reference's own figure — as ``trial.metrics`` times classifiers."""
 
 from __future__ import annotations
 
+import math
 import statistics
-import time
 from dataclasses import dataclass
 from typing import Iterator
 
 import torch
-from torch import nn
 
+from squeezer.compressors.lm.losses import next_token_loss
 from squeezer.search.config.run_settings import MeasureSettings
+from squeezer.search.runtime.lm import DeployedLm
 from squeezer.search.trial.metrics import median_interval
 
 
 @dataclass(frozen=True)
 class LmReference:
-    """The model students are timed against, and its figures when the study started."""
+    """The deployed model students are timed against, and its figures when the study started."""
 
-    model: nn.Module
+    model: DeployedLm
     ttft_ms: float
     token_ms: float
     batch_token_ms: float
 
 
-@torch.inference_mode()
-def _generate(model: nn.Module, prompt: torch.Tensor, new_tokens: int) -> tuple[float, float]:
-    """Milliseconds of the prefill (to the first token) and of each further token, greedy, with the KV cache."""
-    start = time.perf_counter()
-    out = model(input_ids=prompt, use_cache=True)
-    token = out.logits[:, -1:].argmax(-1)
-    first = time.perf_counter()
-    cache = out.cache
-    for _ in range(new_tokens - 1):
-        out = model(input_ids=token, cache=cache, use_cache=True)
-        cache, token = out.cache, out.logits[:, -1:].argmax(-1)
-    end = time.perf_counter()
-    return (first - start) * 1e3, (end - first) * 1e3 / max(1, new_tokens - 1)
+def perplexity(model: DeployedLm, ids: torch.Tensor, mask: torch.Tensor | None = None, batch: int = 16) -> float:
+    """exp of the mean next-token cross-entropy of the deployed ``model`` on blocks ``ids`` (the tokens ``mask``
+    keeps)."""
+    total, count = 0.0, 0.0
+    for start in range(0, len(ids), batch):
+        x = ids[start:start + batch]
+        m = None if mask is None else mask[start:start + batch]
+        weight = float(x[:, 1:].numel() if m is None else m[:, 1:].sum())
+        if weight == 0:
+            continue
+        total += float(next_token_loss(model.logits(x), x, m)) * weight
+        count += weight
+    return math.exp(total / count) if count else float("nan")
 
 
-def _rounds(models: list[nn.Module], prompts: torch.Tensor, settings: MeasureSettings) -> Iterator[list[tuple]]:
+def _rounds(models: list[DeployedLm], prompts: torch.Tensor, settings: MeasureSettings) -> Iterator[list[tuple]]:
     """Each round: for each model, its (ttft, ms per token at batch 1, ms per token at the batch), the order of the
     models alternating between rounds."""
     single, batch = prompts[:1], prompts
     for model in models:  # warm-up
         for _ in range(max(1, settings.warmup // 5)):
-            _generate(model, single, 4)
-            _generate(model, batch, 4)
+            model.generate(single, 4)
+            model.generate(batch, 4)
     for r in range(max(2, settings.repeats // 5)):
         order = list(range(len(models)))
         if r % 2:
             order.reverse()
         found: dict[int, tuple] = {}
         for i in order:
-            ttft, token = _generate(models[i], single, settings.new_tokens)
-            _, batch_token = _generate(models[i], batch, settings.new_tokens)
+            ttft, token = models[i].generate(single, settings.new_tokens)
+            _, batch_token = models[i].generate(batch, settings.new_tokens)
             found[i] = (ttft, token, batch_token)
         yield [found[i] for i in range(len(models))]
 
 
-def measure(model: nn.Module, prompts: torch.Tensor, settings: MeasureSettings,
+def measure(model: DeployedLm, prompts: torch.Tensor, settings: MeasureSettings,
             reference: LmReference | None = None) -> dict[str, float]:
     """``latency_ms`` (per generated token, batch 1), ``latency_raw_ms`` (its plain median), ``latency_p90_ms``,
     ``ttft_ms``, ``latency_batch_ms`` (per token at the batch) and ``throughput`` (tokens per second at the batch) of
-    ``model`` generating from ``prompts`` ``[batch, prompt_tokens]``."""
+    the deployed ``model`` generating from ``prompts`` ``[batch, prompt_tokens]``."""
     threads = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
     try:
@@ -93,4 +95,4 @@ def measure(model: nn.Module, prompts: torch.Tensor, settings: MeasureSettings,
             "latency_batch_ms": figures[2], "throughput": len(prompts) * 1e3 / figures[2]}
 
 
-__all__ = ["LmReference", "measure"]
+__all__ = ["LmReference", "measure", "perplexity"]

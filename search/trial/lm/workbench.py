@@ -17,7 +17,8 @@ from torch import nn
 from squeezer import compressors
 from squeezer.compressors.base import Report
 from squeezer.compressors.device import Device
-from squeezer.compressors.lm import LmContext, Sequences, TopK, perplexity, surgery
+from squeezer.compressors.lm import LmContext, Sequences, TopK, surgery
+from squeezer.compressors.lm.context import continue_prompts, prompt_lengths
 from squeezer.compressors.progress import Bar, note
 from squeezer.search import hardware
 from squeezer.search.config.experiment import ExperimentConfig
@@ -27,15 +28,19 @@ from squeezer.search.data.spec import LmText
 from squeezer.search.defaults import cache_dir
 from squeezer.search.errors import ConfigError
 from squeezer.search.models import causal
-from squeezer.search.runtime import lm_export
-from squeezer.search.trial.lm.metrics import LmReference, measure
+from squeezer.search.runtime import lm as runtimes
+from squeezer.search.runtime.lm import DeployedLm
+from squeezer.search.runtime.lm.genai import NotExportable
+from squeezer.search.trial.lm.metrics import LmReference, measure, perplexity as deployed_perplexity
 from squeezer.search.trial.teacher import save_atomically, weights_digest
 from squeezer.spaces import boundary_points
 
 TOP_K = 32            # the teacher's logits kept per token (of the whole vocabulary)
-CONTINUATIONS = 256   # training prompts the teacher continues once per study (sequence-level distillation)
+#: training prompts the teacher continues once per study (sequence-level distillation): 1,024 blocks of 128 tokens is
+#: 131 k tokens, about a minute of a 4 M-parameter teacher's generation on 2 CPU cores, once per study
+CONTINUATIONS = 1024
 CALIBRATION = 32      # training blocks importance is measured on
-FOLDER = "model"      # a trial's save_pretrained folder, in its workdir (and its MLflow run's artifacts)
+FOLDER = runtimes.HF_FOLDER  # a trial's save_pretrained folder, in its workdir (and its MLflow run's artifacts)
 
 
 @dataclass
@@ -54,8 +59,13 @@ class LmWorkbench:
     timing: tuple[float, float, float] | None = None
     #: where the teacher's outputs on these blocks are cached (by its weights' and the data's digests)
     outputs: Path = field(default_factory=Path)
+    #: where students are deployed and measured (``runtime.lm``): measure.runtime, or torch where the builder of
+    #: ONNX Runtime GenAI cannot export the teacher's architecture
+    runtime: str = runtimes.DEFAULT_LM_RUNTIME
     _sequences: Sequences | None = field(default=None, repr=False)
     _resident: nn.Module | None = field(default=None, repr=False)
+    _deployed_teacher: DeployedLm | None = field(default=None, repr=False)
+    _teacher_dir: Any = field(default=None, repr=False)
 
     @property
     def calibration(self) -> torch.Tensor:
@@ -69,7 +79,20 @@ class LmWorkbench:
 
     def reference(self) -> LmReference | None:
         """The teacher to time students against; None before the study has timed it."""
-        return None if self.timing is None else LmReference(self.teacher, *self.timing)
+        return None if self.timing is None else LmReference(self.deployed_teacher(), *self.timing)
+
+    def deploy(self, model: nn.Module, workdir: Path, summary: str = "") -> DeployedLm:
+        """``model`` deployed in the study's runtime under ``workdir``."""
+        m = self.config.measure
+        return runtimes.deploy(model, self.tokenizer, self.runtime, workdir, m.threads, m.device, summary)
+
+    def deployed_teacher(self) -> DeployedLm:
+        """The teacher deployed in the study's runtime in full precision (once per process): what students are
+        timed against, and the study's baseline."""
+        if self._deployed_teacher is None:
+            self._teacher_dir = tempfile.TemporaryDirectory(prefix="squeezer-teacher-")
+            self._deployed_teacher = self.deploy(self.teacher, Path(self._teacher_dir.name), "The teacher.")
+        return self._deployed_teacher
 
     def resident(self) -> nn.Module:
         """The teacher on the training device (the CPU: itself), once per process."""
@@ -93,11 +116,11 @@ class LmWorkbench:
         return self._sequences
 
     def baseline(self) -> dict[str, float]:
-        """The teacher measured as the students are: the reference every student is compared with."""
-        with tempfile.TemporaryDirectory(prefix="squeezer-teacher-") as tmp:
-            folder = lm_export.save(self.teacher, self.tokenizer, Path(tmp) / "teacher")
-            metrics = measure_deployed(self, lm_export.load(folder), folder, reference=None)
-        metrics["test_perplexity"] = self.test_perplexity(self.teacher)
+        """The teacher measured as the students are (deployed in full precision in the study's runtime): the
+        reference every student is compared with."""
+        deployed = self.deployed_teacher()
+        metrics = measure_deployed(self, deployed, self.teacher, reference=None)
+        metrics["test_perplexity"] = self.test_perplexity(deployed)
         return metrics
 
     def time_against(self, teacher: Mapping[str, float]) -> None:
@@ -111,41 +134,41 @@ class LmWorkbench:
         return int(s.val[:, 1:].numel() if s.val_mask is None else s.val_mask[:, 1:].sum())
 
     def test_quality(self, folder: Path) -> float:
-        """The test perplexity of a trial's saved model (its ``model`` folder in ``folder``)."""
-        return self.test_perplexity(lm_export.load(folder / FOLDER))
+        """The test perplexity of a trial's deployed model (under its workdir ``folder``)."""
+        m = self.config.measure
+        return self.test_perplexity(runtimes.load(self.runtime, folder, m.threads, m.device))
 
-    def test_perplexity(self, model: nn.Module) -> float:
+    def test_perplexity(self, model: DeployedLm) -> float:
         s = self.splits
-        return perplexity(model, s.test, s.test_mask)
+        return deployed_perplexity(model, s.test, s.test_mask)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_resident": None}
+        return {**self.__dict__, "_resident": None, "_deployed_teacher": None, "_teacher_dir": None}
 
 
-def measure_deployed(bench: LmWorkbench, model: nn.Module, folder: Path,
+def measure_deployed(bench: LmWorkbench, deployed: DeployedLm, model: nn.Module,
                      reference: LmReference | None) -> dict[str, float]:
-    """A deployed model's metrics: validation perplexity, the bytes of its weights, generation speed (against
-    ``reference``), parameters."""
+    """A deployed model's metrics: validation perplexity, the bytes of its model files, generation speed (against
+    ``reference``); and the parameters of the ``model`` it was deployed from."""
     s = bench.splits
-    scored = {} if bench.task is None else {"task_accuracy": task_accuracy(model, bench.task)}
-    return {"perplexity": perplexity(model, s.val, s.val_mask), **scored,
-            "size_bytes": float(lm_export.weights_bytes(folder)),
-            **measure(model, bench.prompts(), bench.config.measure, reference),
+    scored = {} if bench.task is None else {"task_accuracy": task_accuracy(deployed, bench.task)}
+    return {"perplexity": deployed_perplexity(deployed, s.val, s.val_mask), **scored,
+            "size_bytes": float(deployed.size_bytes()),
+            **measure(deployed, bench.prompts(), bench.config.measure, reference),
             "params": float(surgery.parameters(model)),
             "non_embedding_params": float(surgery.non_embedding_parameters(model))}
 
 
 @torch.no_grad()
-def task_accuracy(model: nn.Module, questions: list[lm.Question]) -> float:
-    """The share of ``questions`` whose answer is the choice the model finds most likely (the sum of its tokens'
-    log-probabilities after the context)."""
-    model.eval()
+def task_accuracy(model: DeployedLm, questions: list[lm.Question]) -> float:
+    """The share of ``questions`` whose answer is the choice the deployed model finds most likely (the sum of its
+    tokens' log-probabilities after the context)."""
     right = 0
     for q in questions:
         scores = []
         for choice in q.choices:
             ids = torch.tensor([q.context + choice])
-            log_probs = model(input_ids=ids).logits[0, :-1].float().log_softmax(-1)
+            log_probs = model.logits(ids)[0, :-1].log_softmax(-1)
             targets = ids[0, 1:]
             scores.append(float(log_probs[-len(choice):].gather(-1, targets[-len(choice):, None]).sum()))
         right += int(max(range(len(scores)), key=scores.__getitem__) == q.answer)
@@ -180,7 +203,15 @@ def prepare(config: ExperimentConfig, given_teacher: nn.Module | None = None, to
     device = hardware.training_device(config.training.device, config.training.precision)
     questions = None if config.data.task is None else lm.task(config.data.task, tokenizer)
     outputs = cache_dir() / "outputs" / f"lm-{weights_digest(teacher)}-{splits.fingerprint()}"
-    bench = LmWorkbench(config, splits, teacher, tokenizer, None, device, task=questions, outputs=outputs)
+    bench = LmWorkbench(config, splits, teacher, tokenizer, None, device, task=questions, outputs=outputs,
+                        runtime=config.measure.runtime)
+    if bench.runtime == runtimes.GENAI:
+        try:
+            bench.deployed_teacher()
+        except NotExportable as err:
+            note(f"measure: ONNX Runtime GenAI cannot export this teacher ({err}); students are deployed and "
+                 f"measured in torch (measure.runtime: torch)")
+            bench.runtime, bench._deployed_teacher = "torch", None
     if any(step.name == "lm_distill" for step in config.pipeline):
         bench.top_k = _top_k(bench)
     return bench
@@ -212,66 +243,62 @@ def check_students(config: ExperimentConfig, teacher: nn.Module, calibration: to
 
 @torch.no_grad()
 def _top_k(bench: LmWorkbench) -> TopK:
-    """The teacher's ``TOP_K`` largest logits and their ids at every training position: from the cache, else
-    computed now (batch by batch, on the training device) and written there."""
-    path = bench.outputs / f"top{TOP_K}-rest.pt"
+    """The teacher's ``TOP_K`` largest logits and their ids at every training position, and what its tempered mass
+    outside them needs: from the cache, else computed now (batch by batch, on the training device) and written
+    there."""
+    path = bench.outputs / f"top{TOP_K}-tempered.pt"
     if path.is_file():
         note(f"teacher: top-{TOP_K} logits loaded from cache {path}")
-        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return TopK(saved["values"], saved["indices"], saved["rest"])
+        return _load_top_k(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
     train, device = bench.splits.train, bench.device
     teacher = bench.resident()
-    values = torch.empty(*train.shape, TOP_K, dtype=torch.float16)
-    indices = torch.empty(*train.shape, TOP_K, dtype=torch.int32)
-    rest = torch.empty(*train.shape, dtype=torch.float16)
-    batch = 16
+    parts, batch = [], 16
     with Bar(f"teacher top-{TOP_K} logits", total=len(train), unit="blocks") as bar:
         for start in range(0, len(train), batch):
-            logits = teacher(input_ids=device.put(train[start:start + batch])).logits.float()
-            top = _top(logits)
-            rows = slice(start, start + batch)
-            values[rows], indices[rows], rest[rows] = (part.cpu() for part in top)
+            logits = teacher(input_ids=device.put(train[start:start + batch])).logits
+            parts.append(_cpu(TopK.of(logits, TOP_K)))
             bar.update(len(logits))
-    save_atomically({"values": values, "indices": indices, "rest": rest}, path)
-    return TopK(values, indices, rest)
+    top = TopK.cat(parts)
+    save_atomically(_saved(top), path)
+    return top
 
 
-def _top(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The ``TOP_K`` largest logits (float16), their ids (int32) and the probability outside them (float16)."""
-    top = logits.topk(TOP_K, dim=-1)
-    covered = torch.logsumexp(top.values, -1) - torch.logsumexp(logits, -1)
-    return top.values.half(), top.indices.int(), (-torch.expm1(covered)).clamp_min(0).half()
+def _cpu(top: TopK) -> TopK:
+    return TopK(*(part.cpu() for part in (top.values, top.indices, top.rest, top.rest_mean)))
+
+
+def _saved(top: TopK, **more: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"values": top.values, "indices": top.indices, "rest": top.rest, "rest_mean": top.rest_mean, **more}
+
+
+def _load_top_k(saved: Mapping[str, torch.Tensor]) -> TopK:
+    return TopK(saved["values"], saved["indices"], saved["rest"], saved["rest_mean"])
 
 
 @torch.no_grad()
 def _continuations(bench: LmWorkbench) -> Sequences:
-    path = bench.outputs / f"continuations{CONTINUATIONS}-rest.pt"
+    path = bench.outputs / f"continuations{CONTINUATIONS}-tempered.pt"
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return Sequences(saved["ids"], saved["mask"], TopK(saved["values"], saved["indices"], saved["rest"]))
-    train, device, teacher = bench.splits.train, bench.device, bench.resident()
-    size = train.shape[1]
-    prompt = min(16, size // 2)
-    rows = train[torch.linspace(0, len(train) - 1, min(CONTINUATIONS, len(train))).long()]
-    ids, values, indices, rests = [], [], [], []
+        return Sequences(saved["ids"], saved["mask"], _load_top_k(saved))
+    s, device, teacher = bench.splits, bench.device, bench.resident()
+    size = s.train.shape[1]
+    chosen = torch.linspace(0, len(s.train) - 1, min(CONTINUATIONS, len(s.train))).long()
+    rows, row_mask = s.train[chosen], None if s.train_mask is None else s.train_mask[chosen]
+    lengths = prompt_lengths(rows, row_mask, min(16, size // 2)).clamp(1, size - 1)
+    ids, masks, parts = [], [], []
     with Bar("teacher continuations", total=len(rows), unit="prompts") as bar:
         for start in range(0, len(rows), 32):
-            prompts = device.put(rows[start:start + 32, :prompt])
-            out = teacher.generate(prompts, max_new_tokens=size - prompt, min_new_tokens=size - prompt,
-                                   do_sample=False, pad_token_id=bench.splits.pad_id)
-            top = _top(teacher(input_ids=out).logits.float())
+            out, mask = continue_prompts(teacher, device.put(rows[start:start + 32]),
+                                         lengths[start:start + 32].to(device.where), lambda length: size - length,
+                                         s.pad_id, do_sample=False)
+            parts.append(_cpu(TopK.of(teacher(input_ids=out).logits, TOP_K)))
             ids.append(out.cpu())
-            values.append(top[0].cpu())
-            indices.append(top[1].cpu())
-            rests.append(top[2].cpu())
-            bar.update(len(prompts))
-    all_ids = torch.cat(ids)
-    mask = torch.zeros_like(all_ids, dtype=torch.bool)
-    mask[:, prompt:] = True
-    saved = {"ids": all_ids, "mask": mask, "values": torch.cat(values), "indices": torch.cat(indices),
-             "rest": torch.cat(rests)}
-    save_atomically(saved, path)
-    return Sequences(saved["ids"], mask, TopK(saved["values"], saved["indices"], saved["rest"]))
+            masks.append(mask.cpu())
+            bar.update(len(out))
+    all_ids, mask, top = torch.cat(ids), torch.cat(masks), TopK.cat(parts)
+    save_atomically(_saved(top, ids=all_ids, mask=mask), path)
+    return Sequences(all_ids, mask, top)
 
 
 __all__ = ["FOLDER", "LmWorkbench", "TOP_K", "check_students", "measure_deployed", "prepare"]
