@@ -213,6 +213,89 @@ def test_a_student_family_must_keep_the_teachers_vocabulary(teacher) -> None:
         causal.build({"family": "wrong_vocabulary"}, model, torch.zeros(1, 4, dtype=torch.long))
 
 
+def layout(kind: str) -> torch.nn.Module:
+    """A small random model of each layout handled: Llama tied, Qwen2 with q/k/v biases and an untied head, Mistral
+    with grouped-query attention and an untied head."""
+    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config, \
+        Qwen2ForCausalLM
+
+    sizes = dict(vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=64)
+    torch.manual_seed(0)
+    model = {"llama": lambda: LlamaForCausalLM(LlamaConfig(**sizes, tie_word_embeddings=True)),
+             "qwen2": lambda: Qwen2ForCausalLM(Qwen2Config(**sizes, tie_word_embeddings=False)),
+             "mistral": lambda: MistralForCausalLM(MistralConfig(**sizes, tie_word_embeddings=False))}[kind]()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" in name or name.endswith("bias"):  # gains and biases far from their defaults
+                parameter.add_(torch.randn_like(parameter) * 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "mistral"])
+def test_a_smaller_student_at_the_teachers_own_sizes_is_the_teacher(kind) -> None:
+    model = layout(kind)
+    ids = torch.randint(3, 300, (2, 16))
+    same = causal.build({"family": "smaller"}, model, ids)
+    with torch.no_grad():
+        assert torch.allclose(same(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-4)
+    narrow = causal.build({"family": "smaller", "layers": 2, "hidden": 48, "heads": 2, "intermediate": 0.5}, model,
+                          ids)
+    c = narrow.config
+    assert (c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.head_dim) == (2, 48, 2, 16)  # head size kept
+    if kind == "qwen2":
+        kept = narrow.model.layers[0].self_attn.k_proj.bias
+        assert torch.isin(kept, model.model.layers[narrow.config.squeezer_layer_map[0]].self_attn.k_proj.bias).all()
+
+
+@pytest.mark.parametrize("kind", ["phi3", "gemma2", "qwen3"])
+def test_a_teacher_of_a_layout_not_handled_is_refused_before_it_loads(made, tmp_path, capsys, kind) -> None:
+    import transformers
+
+    config = {"phi3": lambda: transformers.Phi3Config(pad_token_id=2),
+              "gemma2": lambda: transformers.Gemma2Config(),
+              "qwen3": lambda: transformers.Qwen3Config()}[kind]()
+    config.architectures = [{"phi3": "Phi3ForCausalLM", "gemma2": "Gemma2ForCausalLM",
+                             "qwen3": "Qwen3ForCausalLM"}[kind]]
+    folder = tmp_path / kind
+    config.save_pretrained(folder)  # no weights at all: they are never read
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(made / "teacher" / name, folder / name)
+    path = experiment(tmp_path, made)
+    raw = yaml.safe_load(path.read_text())
+    raw["teacher"]["hf"] = kind
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["search", str(path), "--trials", "1"]) == 2
+    assert f"holds a {kind} model" in one_line(capsys.readouterr().err, "teacher.hf")
+    assert not (tmp_path / "squeezer.db").exists()
+
+
+def test_a_packed_model_missing_a_weight_does_not_load(teacher, tmp_path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    model, tokenizer = teacher
+    deployed = eager.deploy(LmQuantize({"bits": 4, "group_size": 16}).apply(model, None), tokenizer, tmp_path)
+    weights = load_file(deployed.folder / "model.safetensors")
+    weights.pop(next(k for k in weights if k.endswith("q_proj.qweight")))
+    save_file(weights, deployed.folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(RuntimeError, match="q_proj.qweight"):
+        weight_only.load(deployed.folder)
+
+
+def test_a_prompt_is_the_prompt_of_prompt_response_pairs(teacher) -> None:
+    from squeezer.compressors.lm.context import continue_prompts, prompt_lengths
+
+    model, _ = teacher
+    ids = torch.randint(3, 200, (3, 12))
+    mask = torch.zeros(3, 12, dtype=torch.bool)
+    mask[0, 5:], mask[1, 3:9], mask[2, 5:] = True, True, True  # prompts of 5, 3 and 5 tokens
+    lengths = prompt_lengths(ids, mask, 8)
+    assert lengths.tolist() == [5, 3, 5] and prompt_lengths(ids, None, 8).tolist() == [8, 8, 8]
+    out, written = continue_prompts(model, ids, lengths, lambda n: 4, 2, do_sample=False)
+    assert out.shape == (3, 9) and torch.equal(out[1, :3], ids[1, :3]) and torch.equal(out[0, :5], ids[0, :5])
+    assert written.sum(-1).tolist() == [4, 4, 4] and written[1, 3:7].all() and not written[1, 7:].any()
+
+
 def test_a_registered_family_that_changes_the_vocabulary_is_refused_before_anything_trains(made, tmp_path,
                                                                                           capsys) -> None:
     @causal.register("other_vocabulary")
@@ -536,10 +619,20 @@ def teacher_without_tokenizer(folder: Path, made: Path) -> None:
     (lambda c, f, m: c.update(measure={"runtime": "onnxruntime"}), "measure.runtime"),
     (lambda c, f, m: c["teacher"].update(hf="corpus.txt"), "teacher.hf"),
     (lambda c, f, m: (teacher_without_tokenizer(f / "t2", m), c["teacher"].update(hf="t2/teacher")), "teacher.hf"),
+    (lambda c, f, m: c.update(student={"family": {"choice": {"smaller": {"hidden": 100000}}}}), "student.hidden"),
+    (lambda c, f, m: c.update(student={"family": "smaller", "layers": 9}), "student.layers"),
+    (lambda c, f, m: c.update(objectives={"perplexity": "maximize"}), "objectives.perplexity"),
+    (lambda c, f, m: c["pipeline"][2]["lm_quantize"].update(bits=16), "lm_quantize.bits"),
+    (lambda c, f, m: c["pipeline"][2]["lm_quantize"].update(bits=4, group_size=48), "lm_quantize.group_size"),
+    (lambda c, f, m: c["pipeline"][1]["lm_distill"].update(soft_weight=0, hard_weight=1, on_policy_fraction=0.5),
+     "lm_distill.on_policy_fraction"),
+    (lambda c, f, m: c.update(measure={"runtime": "onnxruntime-genai", "device": "cuda"}), "measure.device"),
 ], ids=["block beyond positions", "block too small", "prompt without response", "missing text",
         "a classifier's setting", "text shorter than a block", "one document", "a classifier's compressor",
         "accuracy objective", "a classifier family", "unknown loss", "onnxruntime", "not a model folder",
-        "no tokenizer"])
+        "no tokenizer", "hidden beyond the teacher's", "more layers than the teacher", "perplexity maximised",
+        "bf16 on the CPU in genai", "a block size genai has not", "on-policy without the teacher's loss",
+        "genai on a GPU without its CUDA package"])
 def test_bad_language_model_input_is_one_line_and_writes_nothing(made, tmp_path, capsys, change, key) -> None:
     path = experiment(tmp_path, made)
     (tmp_path / "t2").mkdir()
@@ -549,3 +642,28 @@ def test_bad_language_model_input_is_one_line_and_writes_nothing(made, tmp_path,
     assert main(["search", str(path), "--trials", "1"]) == 2
     one_line(capsys.readouterr().err, key)
     assert not (tmp_path / "squeezer.db").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_ray_backend_is_refused_for_a_language_model_however_it_is_asked(made, tmp_path, capsys) -> None:
+    path = experiment(tmp_path, made)
+    assert main(["search", str(path), "--trials", "1", "--backend", "ray"]) == 2
+    one_line(capsys.readouterr().err, "search.backend")
+    assert not (tmp_path / "squeezer.db").exists()
+
+
+def test_a_teacher_the_builder_cannot_export_is_measured_in_torch_saying_so(made, tmp_path, capsys) -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)  # a head size of 8: ONNX Runtime's GroupQueryAttention takes multiples of 16
+    LlamaForCausalLM(LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+                     ).save_pretrained(tmp_path / "narrow")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(made / "teacher" / name, tmp_path / "narrow" / name)
+    path = experiment(tmp_path, made, pipeline=[{"lm_quantize": {"bits": 8}}])
+    raw = yaml.safe_load(path.read_text())
+    raw["teacher"]["hf"] = "narrow"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["search", str(path), "--trials", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "ONNX Runtime GenAI cannot export this teacher" in err and "measured in torch" in err

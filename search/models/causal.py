@@ -55,6 +55,9 @@ def check_dir(path: Path, key: str) -> dict[str, Any]:
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise ConfigError(key, "holds no tokenizer (save it beside the model: tokenizer.save_pretrained(DIR))",
                           str(path))
+    if config.get("model_type") not in surgery.LAYOUTS:  # refused before its weights load
+        raise ConfigError(key, f"holds a {config.get('model_type')} model; Squeezer prunes and shrinks decoders of "
+                          f"the Llama layout: {', '.join(surgery.LAYOUTS)}", str(path))
     return config
 
 

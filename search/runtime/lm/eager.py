@@ -43,10 +43,10 @@ class TorchLm:
         token = out.logits[:, -1:].argmax(-1)
         token.cpu()
         first = time.perf_counter()
-        cache = out.past_key_values
+        cache = out.cache
         for _ in range(new_tokens - 1):
-            out = model(input_ids=token, past_key_values=cache, use_cache=True)
-            cache, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+            out = model(input_ids=token, cache=cache, use_cache=True)
+            cache, token = out.cache, out.logits[:, -1:].argmax(-1)
         token.cpu()
         end = time.perf_counter()
         return (first - start) * 1e3, (end - first) * 1e3 / max(1, new_tokens - 1)
