@@ -103,7 +103,9 @@ def test_search_logs_one_parent_and_a_child_per_trial_with_the_pareto_front(tmp_
     history = sorted(client.get_metric_history(parent.info.run_id, "pareto.hypervolume"), key=lambda m: m.step)
     # 0 until a trial beats the teacher on some objective inside its box (tiny students can time slower than it)
     assert [m.step for m in history][:4] == [1, 2, 3, 4] and all(0 <= m.value < 1 for m in history)
-    assert [m.value for m in history][:4] == sorted(m.value for m in history[:4])  # a front only grows
+    # the plain front's hypervolume: a new trial never takes away what was reached (the noise-aware front shown and
+    # recommended may drop a member that a new one ties within noise, but the progress logged never goes back)
+    assert [m.value for m in history] == sorted(m.value for m in history)
     experiment = client.get_experiment(parent.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     # the teacher as a reference run beside the members, and the review view the printed link opens

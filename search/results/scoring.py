@@ -41,14 +41,17 @@ def reference(objectives: Mapping[str, str], teacher: Mapping[str, float],
 
 
 def hypervolume(metrics: Sequence[Mapping[str, float]], objectives: Mapping[str, str],
-                teacher: Mapping[str, float], given: Mapping[str, float] | None = None) -> float:
+                teacher: Mapping[str, float], given: Mapping[str, float] | None = None, plain: bool = False) -> float:
     """The scaled hypervolume the front of the trials' ``metrics`` dominates (``pareto.front_mask``: a point
     dominated but for measurement noise adds nothing; nor do points beyond the reference); ``given``: the reference
-    values that are not the teacher's (``reference``)."""
+    values that are not the teacher's (``reference``). ``plain``: every point counts, as measured — the plain
+    front's hypervolume, which never falls as trials are added (the noise-aware front's may: a new trial can tie a
+    member within noise and beat it beyond noise elsewhere, and push it off)."""
     import moocore
 
     ref = reference(objectives, teacher, given)
-    metrics = [m for m, on in zip(metrics, front_mask(metrics, objectives), strict=True) if on]
+    if not plain:
+        metrics = [m for m, on in zip(metrics, front_mask(metrics, objectives), strict=True) if on]
     points = scaled(metrics, objectives, teacher)
     points = points[(points < ref).all(axis=1)] if len(points) else points
     return float(moocore.hypervolume(points, ref=ref)) if len(points) else 0.0
@@ -56,12 +59,12 @@ def hypervolume(metrics: Sequence[Mapping[str, float]], objectives: Mapping[str,
 
 def history(trials: Sequence[Mapping[str, float] | None], objectives: Mapping[str, str],
             teacher: Mapping[str, float], given: Mapping[str, float] | None = None,
-            front: Callable[[int], Sequence[Mapping[str, float]]] | None = None) -> list[float]:
+            front: Callable[[int], Sequence[Mapping[str, float]]] | None = None, plain: bool = False) -> list[float]:
     """The hypervolume after each of ``trials`` in the order they ended (a trial's metrics, or None for one that
     was spent without a result: it adds nothing); ``front(k)``, where given, picks the points that count among the
-    first k (the front's entries, one per recipe)."""
+    first k (the front's entries, one per recipe); ``plain``: of the plain front (never falling)."""
     front = front or (lambda k: [m for m in trials[:k] if m is not None])
-    return [hypervolume(front(k), objectives, teacher, given) for k in range(1, len(trials) + 1)]
+    return [hypervolume(front(k), objectives, teacher, given, plain) for k in range(1, len(trials) + 1)]
 
 
 def knee(metrics: Sequence[Mapping[str, float]], objectives: Mapping[str, str],

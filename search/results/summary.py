@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from squeezer.search.results import scoring
 from squeezer.search.results import report
 from squeezer.search.trial.liveness import ran_and_failed
-from squeezer.search.results.pareto import feasible, members, pareto_trials
+from squeezer.search.results.pareto import feasible, pareto_trials
 from squeezer.search.trial.recipe import flatten, replay_params
 from squeezer.search.config.objectives import quality_of
 from squeezer.search.runtime.ort import OnnxModel
@@ -67,8 +67,7 @@ def record(session: Session) -> list[FrozenTrial]:
     figures = {"pareto.png": report.front_figure(completed, front, session.teacher, recommended),
                "hypervolume.png": report.hypervolume_figure(scoring.history(
                    [t.user_attrs["metrics"] for t in ended], session.config.objectives, session.teacher,
-                   session.config.search.reference, front=lambda k: [
-                       t.user_attrs["metrics"] for t in members(ended[:k], session.config.objectives)]))}
+                   session.config.search.reference, plain=True))}
     summary = {"trials.completed": len(completed), "trials.failed": len(failed),
                "trials.interrupted": len(interrupted), "trials.stopped_early": len(stopped),
                "pareto.size": len(front)}

@@ -249,7 +249,7 @@ class Session:
             return
         done = feasible(self.study)  # read once: the front's size and its hypervolume
         front = members(done, self.config.objectives)
-        hypervolume = self.log_hypervolume(done, front)
+        hypervolume = self.log_hypervolume(done)
         self.out(f"{position} {report.metrics_line(outcome.metrics)} | pareto {len(front)} hv {hypervolume:.4f} | "
                  f"{outcome.seconds:.1f}s | {recipe}")
 
@@ -266,14 +266,13 @@ class Session:
             key, _, rule = reason.removeprefix(CONFIG_FAULT).partition(": ")
             raise ConfigError(key, f"{rule} (the first {len(reasons)} trials all failed so; the study stops)")
 
-    def log_hypervolume(self, done: list[FrozenTrial] | None = None, front: list[FrozenTrial] | None = None) -> float:
-        """The front's hypervolume (``results.scoring``) on the parent run, at the count of completed trials:
-        the history shows how fast the search improves. ``done``, ``front``: the feasible trials and their front,
-        where just read."""
+    def log_hypervolume(self, done: list[FrozenTrial] | None = None) -> float:
+        """The hypervolume of every feasible run's plain front (``results.scoring``, ``plain``) on the parent run, at
+        the count of completed trials: the history shows how fast the search improves, and never goes back.
+        ``done``: the feasible trials, where just read."""
         done = feasible(self.study) if done is None else done
-        front = members(done, self.config.objectives) if front is None else front
-        value = scoring.hypervolume([t.user_attrs["metrics"] for t in front], self.config.objectives, self.teacher,
-                                    self.config.search.reference)
+        value = scoring.hypervolume([t.user_attrs["metrics"] for t in done], self.config.objectives, self.teacher,
+                                    self.config.search.reference, plain=True)
         self.tracker.log_metrics(self.parent, {"pareto.hypervolume": value}, step=len(done))
         return value
 
