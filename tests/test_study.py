@@ -15,6 +15,7 @@ import pandas as pd
 import optuna
 import pytest
 import torch
+import yaml
 from mlflow.tracking import MlflowClient
 from torch import nn
 
@@ -427,3 +428,29 @@ def test_a_study_whose_first_trials_all_fail_for_one_config_reason_stops_as_bad_
     study = optuna.load_study(study_name="digits", storage=stores(tmp_path)[1])
     assert [t.state.name for t in study.trials] == ["FAIL"] * 3
     assert runs(tmp_path, "study")[0].info.status == "FAILED"
+
+
+def test_a_study_stopped_before_its_end_shows_its_front_in_the_review(tmp_path: Path, monkeypatch) -> None:
+    """Trials take minutes and users stop studies to look: the runs carry the front's tags as each trial ends, not
+    only when the study records its summary (here it never does: stopped as Ctrl-C would)."""
+    from squeezer.search.study import session
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(session.summary, "record", interrupted)
+    config = tmp_path / "digits.yaml"
+    config.write_text(yaml.safe_dump({"name": "stopped", "data": {"name": "digits"},
+                                      "teacher": {"family": "mlp", "arch": {"depth": 1, "width": 32}, "epochs": 2},
+                                      "student": {"family": "mlp", "depth": 1, "width": {"choice": [8, 16, 32]}},
+                                      "pipeline": [{"distill": {"epochs": 1}}], "search": {"trials": 3}}))
+    main(["search", str(config), "--storage", f"sqlite:///{tmp_path}/s.db",
+          "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
+    study = optuna.load_study(study_name="stopped", storage=f"sqlite:///{tmp_path}/s.db")
+    front = {t.number for t in pareto_trials(study, {"accuracy": "maximize", "size_bytes": "minimize",
+                                                     "latency_ms": "minimize"})}
+    client = MlflowClient(f"sqlite:///{tmp_path}/m.db")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              "tags.`squeezer.role` = 'trial'")
+    tags = {int(r.data.tags["squeezer.trial"]): r.data.tags.get("pareto") for r in runs}
+    assert front and tags == {n: "true" if n in front else "false" for n in tags}

@@ -239,8 +239,13 @@ class Tracker:
         self._defer(lambda: self.client.set_tag(resolve(run_id), key, value))
 
     def trial_runs(self, study: str, status: str | None = None) -> list[Any]:
-        """The study's trial runs (all pages), optionally only those with ``status`` (e.g. RUNNING)."""
+        """The study's trial runs (all pages), optionally only those with ``status`` (e.g. RUNNING), once every
+        queued write is done."""
         self.flush()
+        return self._trial_runs(study, status)
+
+    def _trial_runs(self, study: str, status: str | None = None) -> list[Any]:
+        """``trial_runs`` without waiting: for a queued write, which runs after those queued before it."""
         query = f"tags.`{STUDY_TAG}` = '{study}' and tags.`{ROLE_TAG}` = 'trial'"
         query += f" and status = '{status}'" if status else ""
         runs, token = [], None
@@ -267,6 +272,17 @@ class Tracker:
     def run_link(self, run_id: str) -> str:
         """A run's address in the MLflow UI, relative to it (``#/experiments/E/runs/R``)."""
         return f"#/experiments/{self.experiment_id}/runs/{run_id}"
+
+    def tag_front(self, study: str, members: set[int]) -> None:
+        """Tag each trial run pareto=true/false as the front stands now (queued behind the trials' own writes), so
+        that a running, stopped or killed study's review shows its front; only changed tags are written."""
+        self._defer(self._tag_front, study, set(members))
+
+    def _tag_front(self, study: str, members: set[int]) -> None:
+        for r in self._trial_runs(study):
+            wanted = "true" if r.info.status == "FINISHED" and int(r.data.tags[TRIAL_TAG]) in members else "false"
+            if r.data.tags.get("pareto") != wanted:
+                self.client.set_tag(r.info.run_id, "pareto", wanted)
 
     def finish_study(self, parent: str, study: str, members: set[int], table_csv: str, figures: Mapping[str, Any],
                      summary: Mapping[str, float], recommended: int | None = None, page: str | None = None,

@@ -250,6 +250,7 @@ class Session:
         done = feasible(self.study)  # read once: the front's size and its hypervolume
         front = members(done, self.config.objectives)
         hypervolume = self.log_hypervolume(done)
+        self.tracker.tag_front(self.name, {t.number for t in front})  # the review shows the front as it stands
         self.out(f"{position} {report.metrics_line(outcome.metrics)} | pareto {len(front)} hv {hypervolume:.4f} | "
                  f"{outcome.seconds:.1f}s | {recipe}")
 
