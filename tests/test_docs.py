@@ -57,3 +57,9 @@ def test_the_readme_is_an_overview() -> None:
     assert len(readme.splitlines()) <= 250
     for page in re.findall(r"\]\(docs/([\w-]+\.md)", readme):
         assert (REPO / "docs" / page).is_file(), page
+
+
+def test_the_sites_home_is_the_readme_itself() -> None:
+    """One source: the home page includes README.md (links rewritten by mkdocs-include-markdown-plugin) instead of a
+    hand copy that drifts."""
+    assert '{% include-markdown "../README.md" %}' in (REPO / "docs" / "index.md").read_text()

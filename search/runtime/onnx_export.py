@@ -63,8 +63,8 @@ def _culprit(model: nn.Module, example: torch.Tensor) -> str | None:
     try:
         with torch.no_grad():
             model(example)
-    except Exception:  # noqa: BLE001 - a model that does not even run: the exporter's message is all there is
-        return None
+    except Exception as err:  # noqa: BLE001 - the user's model, whatever it raises: named, not hidden
+        return f"the model does not run on an example input ({type(err).__name__}: {_first_line(err)})"
     finally:
         for hook in hooks:
             hook.remove()

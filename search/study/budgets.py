@@ -16,7 +16,7 @@ from squeezer.search.errors import ConfigError
 from squeezer.search.config.objectives import CHEAP
 from squeezer.search.results.report import fmt, human_bytes, recipe
 from squeezer.search.trial.recipe import flatten
-from squeezer.search.trial.run import cheap_metrics, student
+from squeezer.search.trial.run import UNBUILDABLE, cheap_metrics, student
 from squeezer.search.trial.workbench import Workbench
 from squeezer.spaces import boundary_points
 
@@ -65,6 +65,6 @@ def _measure(bench: Workbench, params: dict[str, dict[str, Any]], metric: str) -
     try:
         model, ctx = student(bench, params, seed=0)
         return cheap_metrics(bench, model, params, ctx)[metric]
-    except Exception:  # noqa: BLE001 - a recipe that cannot be built reaches nothing; the trials say why
+    except UNBUILDABLE:  # a recipe that cannot be built reaches nothing; its trials say why
         return float("inf")
 

@@ -37,7 +37,7 @@ from squeezer.search.config.experiment import ExperimentConfig
 from squeezer.search.results.pareto import pareto_trials
 from squeezer.search.trial.recipe import joint_distributions, recipe_key, replay_params, suggest_params
 from squeezer.search.trial.workbench import Workbench
-from squeezer.search.trial.run import broken_budgets, cheap_metrics, cheap_names, student
+from squeezer.search.trial.run import UNBUILDABLE, broken_budgets, cheap_metrics, cheap_names, student
 
 WARMUP = 5
 MUTATE = 0.3  # share of a mutated candidate's knobs drawn afresh
@@ -110,7 +110,7 @@ class Screen:
         try:
             model, ctx = student(self.bench, params, seed=0)
             cheap = cheap_metrics(self.bench, model, params, ctx)
-        except Exception:  # noqa: BLE001 - a candidate that cannot be built is simply not proposed
+        except UNBUILDABLE:  # a candidate that cannot be built is not proposed; anything else is a bug
             return None
         return None if broken_budgets(self.bench, cheap) else cheap
 

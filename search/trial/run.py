@@ -26,6 +26,7 @@ from squeezer.search.config.experiment import ExperimentConfig
 from squeezer.search.trial.metrics import measure
 from squeezer.search.config.objectives import CHEAP, COUNTS, Constraint
 from squeezer.search.runtime import export
+from squeezer.search.runtime.onnx_export import ExportError
 from squeezer.search.errors import ConfigError
 from squeezer.search.models import causal
 from squeezer.search.trial.lm.workbench import LmWorkbench, measure_deployed
@@ -59,6 +60,11 @@ class Outcome:
             return TrialState.PRUNED, "KILLED"
         return (TrialState.FAIL, "FAILED") if self.metrics is None else (TrialState.COMPLETE, "FINISHED")
 
+
+#: What building and measuring a recipe raises when the recipe, not Squeezer, is at fault: a setting refused
+#: (``ConfigError``, ``InvalidConfig``: ValueErrors), a model that does not export, a result that is unusable. Screening
+#: and budget checks treat these as "this recipe reaches nothing"; anything else is a bug and propagates.
+UNBUILDABLE: tuple[type[Exception], ...] = (ValueError, ExportError, TrialFailed, torch.OutOfMemoryError)
 
 #: How a trial's reason starts when the config, not the trial, is at fault (``attempt`` writes the type first).
 CONFIG_FAULT = f"{ConfigError.__name__}: "
