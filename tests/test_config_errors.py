@@ -55,7 +55,8 @@ BAD = {
     "bf16 in ONNX Runtime": (mutate(lambda c: c["pipeline"][2]["quantize"].update(bits=16, half="bf16")),
                              "quantize.half: ONNX Runtime on CPU runs ['fp16']; bf16 needs measure.runtime: torch"),
     "unknown runtime": (mutate(lambda c: c.update(measure={"runtime": "tensorrt"})),
-                        "measure.runtime: must be one of ['onnxruntime', 'torch', 'onnxruntime-genai'], but got 'tensorrt'"),
+                        "measure.runtime: must be one of ['onnxruntime', 'torch', 'onnxruntime-genai'], "
+                        "but got 'tensorrt'"),
     "unknown layer for layer_bits": (
         mutate(lambda c: c["pipeline"][2]["quantize"].update(layer_bits={"9": 8})),
         "quantize.layer_bits.9: is not a weight layer; the student's are"),
