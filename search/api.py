@@ -36,9 +36,6 @@ from squeezer.search.config.yamlfile import read_yaml
 #: pipeline with each step's searched defaults (distilled, pruned, fp32/fp16/int8), as an experiment file that names
 #: no pipeline does.
 DEFAULTS: dict[str, Any] = {"name": "squeezer", "seed": 0, "search": {"trials": 20}}
-#: The students ``compress`` searches for a teacher given as an object, with no config: the teacher itself and MLPs
-#: of the ``mlp`` family's searched defaults.
-DEFAULT_STUDENT: dict[str, Any] = {"family": {"choice": {"teacher": {}, "mlp": {}}}}
 
 
 @dataclass(frozen=True)
@@ -116,7 +113,6 @@ def compress(config: str | Path | Mapping[str, Any] | None = None, *, teacher: n
         if not isinstance(teacher, nn.Module):
             raise ConfigError("teacher", "must be a torch.nn.Module", type(teacher).__name__)
         raw["teacher"] = {"family": "given", "given": _digest_module(teacher)}
-        raw.setdefault("student", copy.deepcopy(DEFAULT_STUDENT))
     parts = None
     if train is not None:  # the data section stands for the arrays (known by their digest), with its split settings
         parts, digest = _parts(train, val, test)

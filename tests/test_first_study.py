@@ -53,11 +53,10 @@ def test_a_family_or_step_named_without_settings_searches_its_defaults() -> None
     assert joint_distributions(fixed) == {} and recipe_count(fixed) == 1  # what the user set is what runs
 
 
-def test_compress_without_a_config_searches_what_a_file_without_a_pipeline_does() -> None:
-    from_file = parse_config({"name": "x", "data": {"name": "digits"}, "teacher": {"family": "mlp"},
-                              "student": api.DEFAULT_STUDENT})
-    from_api = parse_config({**api.DEFAULTS, "data": {"name": "digits"}, "teacher": {"family": "mlp"},
-                             "student": api.DEFAULT_STUDENT})
+def test_compress_without_a_config_searches_what_a_file_without_a_student_or_pipeline_does() -> None:
+    """One default for both ways in: what is left unsaid is searched, the student included."""
+    from_file = parse_config({"name": "x", "data": {"name": "digits"}, "teacher": {"family": "mlp"}})
+    from_api = parse_config({**api.DEFAULTS, "data": {"name": "digits"}, "teacher": {"family": "mlp"}})
     assert joint_distributions(from_file) == joint_distributions(from_api)
     assert len(joint_distributions(from_api)) == 8  # family, mlp depth and width, T and two weights, ratio, bits
 

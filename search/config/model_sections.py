@@ -3,6 +3,7 @@ sections: ``data_section``, ``teacher_section``)."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,6 +18,9 @@ DEFAULT_PIPELINE = ("distill", "prune", "quantize")
 #: A language model's: Minitron's order (prune the teacher, then distil), then the deployed precision.
 DEFAULT_LM_PIPELINE = ("lm_prune", "lm_distill", "lm_quantize")
 DEFAULT_LM_STUDENT = {"family": {"choice": {"teacher": {}, "smaller": {}}}}
+#: A classifier's students when the config names none (a file without ``student``, ``compress`` without a config):
+#: the teacher itself and MLPs of the ``mlp`` family's searched defaults.
+DEFAULT_STUDENT = {"family": {"choice": {"teacher": {}, "mlp": {}}}}
 
 
 @dataclass(frozen=True)
@@ -56,10 +60,11 @@ def user_model(section: dict[str, Any], base_dir: Path, key: str, own: str = "mo
 
 
 def student_space(raw: Any, base_dir: Path = Path("."), language_model: bool = False) -> Space:
-    """The student section as a space. A language model's students are ``causal``'s families (by default the
-    teacher pruned, or a smaller model of its architecture)."""
+    """The student section as a space; where the config has none, ``DEFAULT_STUDENT``. A language model's students
+    are ``causal``'s families (by default the teacher pruned, or a smaller model of its architecture)."""
     if language_model:
         return _lm_students(DEFAULT_LM_STUDENT if raw is None else raw)
+    raw = copy.deepcopy(DEFAULT_STUDENT) if raw is None else raw
     if isinstance(raw, dict):
         raw = user_model(dict(raw), base_dir, "student", own="factory")
     if not isinstance(raw, dict) or "family" not in raw:
