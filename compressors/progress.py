@@ -3,13 +3,19 @@ then, so that a log says how far the work is without a line per batch.
 
 ``SQUEEZER_PROGRESS=plain`` or ``live`` overrides what the terminal suggests.
 
-Every line a study prints goes through one ``Printer``: ``say`` for its results (one line per trial, the front),
-``note`` for what it is doing (the data, the teacher, caching: standard error), and the bars. A study sets its
-printer for what it runs (``printing``); ``QUIET`` silences all three (the Python API's ``quiet=True``).
+Every line Squeezer prints is a ``logging`` record of the ``squeezer`` logger's tree: ``say`` for a study's results
+(one line per trial, the front: ``squeezer.results``), ``note`` for what it is doing (the data, the teacher, caching:
+the logger named after the module that says it, e.g. ``squeezer.search.trial.workbench``), at INFO. Their default
+handler is a ``Printer`` — results to standard output, the rest to standard error, above the live bars — chosen per
+study (``printing``; ``QUIET`` silences it, the Python API's ``quiet=True``, which also raises the level to WARNING).
+A handler of the user's own on the ``squeezer`` logger takes over: the printer steps aside, and the user routes,
+filters or silences Squeezer's lines as with any library's (``logging.getLogger("squeezer").addHandler(...)``).
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 import os
 import sys
 import time
@@ -55,25 +61,54 @@ class Printer:
 QUIET = Printer(out=lambda line: None, note=lambda line: None, bars=False)
 _PRINTER: ContextVar[Printer] = ContextVar("squeezer_printer", default=Printer())  # noqa: B039 - frozen
 
+LOGGER = logging.getLogger("squeezer")
+RESULTS = "squeezer.results"  # the logger of a study's results (``say``)
+
+
+class PrinterHandler(logging.Handler):
+    """The ``squeezer`` logger's default handler: each record to the printer of the study running in this thread
+    (``printing``), results to its ``out``, the rest to its ``note``; silent while a handler of the user's own is on
+    the ``squeezer`` logger (theirs then has the lines)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if any(h is not self for h in LOGGER.handlers):
+            return
+        printer = _PRINTER.get()
+        (printer.out if record.name == RESULTS else printer.note)(record.getMessage())
+
+
+_HANDLER = PrinterHandler()
+if not any(isinstance(h, PrinterHandler) for h in LOGGER.handlers):
+    LOGGER.addHandler(_HANDLER)
+    LOGGER.setLevel(logging.INFO)
+    LOGGER.propagate = False  # printed once, by the printer; a user's own handler on ``squeezer`` gets them all
+
 
 @contextmanager
 def printing(printer: Printer) -> Iterator[Printer]:
-    """Send every line printed inside (in this thread) through ``printer``."""
+    """Send every line printed inside (in this thread) through ``printer``; ``QUIET`` also raises the ``squeezer``
+    logger's level to WARNING for the while (a user's handler then sees warnings only)."""
     token = _PRINTER.set(printer)
+    level = LOGGER.level
+    if printer is QUIET:
+        LOGGER.setLevel(logging.WARNING)
     try:
         yield printer
     finally:
+        LOGGER.setLevel(level)
         _PRINTER.reset(token)
 
 
 def say(line: str) -> None:
-    """A result line, through the current printer."""
-    _PRINTER.get().out(line)
+    """A result line: a record of ``squeezer.results``."""
+    logging.getLogger(RESULTS).info(line)
 
 
 def note(line: str) -> None:
-    """What the work is doing (standard error, unless the current printer sends it elsewhere)."""
-    _PRINTER.get().note(line)
+    """What the work is doing: a record of the logger named after the module that says it."""
+    caller = inspect.currentframe()
+    module = caller.f_back.f_globals.get("__name__", "squeezer") if caller and caller.f_back else "squeezer"
+    logging.getLogger(module if module.startswith("squeezer") else "squeezer").info(line)
 
 
 def duration(seconds: float) -> str:

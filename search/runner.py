@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from squeezer.compressors.progress import QUIET, Printer, printing, write
+from squeezer.compressors.progress import QUIET, Printer, printing, say, write
 from squeezer.search import backends
 from squeezer.search.config.experiment import ExperimentConfig
 from squeezer.search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
@@ -49,8 +49,8 @@ def run_study(config: ExperimentConfig, *, trials: int | None = None, study_name
     to ``out``, what it is doing to standard error, with progress bars; ``quiet`` prints nothing at all.
     """
     printer = QUIET if quiet else Printer(out=out)
-    with printing(printer):
-        return _run(config, trials, study_name, storage, tracking_uri, seed, printer.out, given, finish)
+    with printing(printer):  # every line a logging record; the printer is their default handler
+        return _run(config, trials, study_name, storage, tracking_uri, seed, say, given, finish)
 
 
 def _run(config: ExperimentConfig, trials: int | None, study_name: str | None, storage: str, tracking_uri: str,

@@ -148,3 +148,31 @@ def test_compress_quiet_prints_nothing_at_all(tmp_path: Path, capfd: pytest.Capt
     api.compress(config, quiet=True, storage=f"sqlite:///{tmp_path}/s.db", tracking_uri=f"sqlite:///{tmp_path}/m.db")
     captured = capfd.readouterr()
     assert captured.out == "" and captured.err == "", (captured.out + captured.err)[-2000:]
+
+
+def test_every_line_is_a_logging_record_a_users_handler_can_route(tmp_path: Path, capfd: pytest.CaptureFixture,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A handler of the user's own on the ``squeezer`` logger gets every line (results and what the study is doing,
+    each from its module's logger) and the printer steps aside; ``quiet`` is a level: warnings only."""
+    import logging
+
+    config = {**digits_config(), "student": {"family": "mlp", "depth": 1, "width": 16},
+              "pipeline": [{"distill": {"epochs": 1}}], "search": {"sampler": "random", "trials": 1}}
+    squeezer = logging.getLogger("squeezer")
+    squeezer.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="squeezer"):
+            api.compress(config, storage=f"sqlite:///{tmp_path}/s.db", tracking_uri=f"sqlite:///{tmp_path}/m.db")
+        routed = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
+        captured = capfd.readouterr()
+        assert "[trial 0" not in captured.out and "Pareto front" not in captured.out  # the printer stepped aside
+        assert any(name == "squeezer.results" and message.startswith("[trial 0") for name, _, message in routed)
+        assert any(name == "squeezer.results" and "Pareto front" in message for name, _, message in routed)
+        assert any(name.startswith("squeezer.search.trial") and message.startswith("teacher")
+                   for name, _, message in routed), routed
+        caplog.clear()
+        api.compress({**config, "name": "quiet"}, quiet=True, storage=f"sqlite:///{tmp_path}/s.db",
+                     tracking_uri=f"sqlite:///{tmp_path}/m.db")
+        assert all(r.levelno >= logging.WARNING for r in caplog.records)
+    finally:
+        squeezer.removeHandler(caplog.handler)
