@@ -231,3 +231,26 @@ def test_ray_runs_a_finite_space_once_and_repeats_a_sampled_recipe(tmp_path: Pat
     temperatures = [t.params["distill.temperature"] for t in optuna.load_study(study_name="repeated",
                                                                                storage=storage).trials]
     assert len(temperatures) == 4 and len(set(temperatures)) == 2  # two recipes, each run twice
+
+
+@pytest.mark.slow  # a Ray of its own in a fresh process
+def test_sigterm_stops_a_ray_study_with_the_one_resume_line(tmp_path: Path) -> None:
+    """Ray's core worker dumps a stack on SIGTERM (its failure handler); the study's own handler says what to do."""
+    import signal
+    import time
+
+    config = digits_config()
+    config["search"] = {"sampler": "random", "scheduler": "none"}
+    tracking, storage = stores(tmp_path)
+    process = subprocess.Popen([sys.executable, "-m", "squeezer.search.cli", "search",
+                                str(write_config(tmp_path, config)), "--backend", "ray", "--trials", "40",
+                                "--tracking-uri", tracking, "--storage", storage], cwd=tmp_path, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "RAY_ADDRESS": ""})
+    deadline = time.monotonic() + 300
+    for line in process.stdout:  # the first finished trial: the study is running on Ray
+        if line.startswith("[trial") or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err[-2000:]
+    assert "SIGTERM received" not in err and "stopped by SIGTERM; finished trials are kept" in err, err[-2000:]

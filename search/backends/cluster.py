@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
 from typing import Mapping
 
 import ray
@@ -63,11 +65,17 @@ def _connect(address: str | None) -> bool:
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
     # "token authentication is enabled": Ray's default, worth no warning on every start (a logger name, no API)
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    main = threading.current_thread() is threading.main_thread()
+    ours = signal.getsignal(signal.SIGTERM) if main else None  # the command line's: the one resume line
     if address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     else:  # bounded CPUs, no dashboard, loopback only
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1",
                  logging_level=logging.WARNING, log_to_driver=False)
+    if main and callable(ours):
+        # ray.init puts its own SIGTERM handler behind its core worker's failure handler, which dumps a stack on
+        # SIGTERM; the study's handler, installed again, replaces both at the C level
+        signal.signal(signal.SIGTERM, ours)
     return True
 
 
