@@ -70,10 +70,12 @@ class Result:
         return iter(self.front)
 
     def export(self, trial: Member | int, out: str | Path, format: str | None = None) -> Path:  # noqa: A002
-        """What ``squeezer export`` writes (the model and its README; ``format`` None: a language model's
-        save_pretrained folder, else ONNX); returns the README's path."""
+        """What ``squeezer export`` writes (the model and its README; ``format`` None: a language model's ONNX
+        Runtime GenAI folder where it was measured there, else its save_pretrained folder; a classifier's ONNX);
+        returns the README's path."""
         from squeezer.search.study.destinations import check_out
-        from squeezer.search.results.trial_export import FORMATS, export_trial
+        from squeezer.search.results.formats import FORMATS
+        from squeezer.search.results.trial_export import export_trial
 
         number = trial.number if isinstance(trial, Member) else trial
         if not isinstance(number, int) or isinstance(number, bool) or number < 0:
