@@ -65,8 +65,8 @@ def build(hf_folder: Path, out: Path, precision: Precision, threads: int = 1, de
                                                "onnxruntime.quantization.matmul_nbits_quantizer")]
     levels = [lg.level for lg in loggers]
     try:
-        for lg in loggers:
-            lg.setLevel(logging.WARNING)
+        for lg in loggers:  # its quantizer logs each node, and an ERROR where it leaves int8 embeddings whole
+            lg.setLevel(logging.CRITICAL)  # a build that fails raises
         with tempfile.TemporaryDirectory(prefix="squeezer-genai-") as cache, \
                 contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
             extra = parse_extra_options("", str(hf_folder), str(out), name, ep, cache, options)
