@@ -351,6 +351,33 @@ def test_soft_targets_alone_from_cached_top_k_outputs_lower_the_perplexity(teach
         assert perplexity(trained, blocks) < perplexity(student, blocks), loss
 
 
+def test_distilling_in_fp16_scales_the_loss(teacher, made, monkeypatch) -> None:
+    """fp16 passes scale the loss (GradScaler) so that small gradients survive; the student still learns."""
+    from squeezer.compressors.device import Device
+
+    model, tokenizer = teacher
+    blocks = corpus_blocks(made, tokenizer)
+    ctx = context(model, blocks)
+    ctx.device = Device(torch.device("cpu"), "fp16")
+    scaled: list[float] = []
+    original = torch.amp.GradScaler.scale
+    monkeypatch.setattr(torch.amp.GradScaler, "scale",
+                        lambda self, loss: scaled.append(self.get_scale()) or original(self, loss))
+    student = LmPrune({"keep_layers": 0.5}).apply(model, ctx)
+    trained = LmDistill({"steps": 12, "lr": 3e-3}).apply(student, ctx)
+    assert len(scaled) == 12 and scaled[0] > 1 and perplexity(trained, blocks) < perplexity(student, blocks)
+
+
+def test_a_prefill_computes_the_last_positions_logits_only(teacher, made, tmp_path) -> None:
+    """Time to the first token is not biased against a student by logits nobody reads."""
+    model, tokenizer = teacher
+    deployed = eager.deploy(model, tokenizer, tmp_path)
+    shapes: list[tuple] = []
+    deployed.model.register_forward_hook(lambda module, args, out: shapes.append(tuple(out.logits.shape)))
+    deployed.generate(corpus_blocks(made, tokenizer)[:2, :12], 3)
+    assert shapes[0] == (2, 1, model.config.vocab_size)
+
+
 def test_without_a_teacher_the_student_learns_from_the_text_alone(teacher, made) -> None:
     model, tokenizer = teacher
     blocks = corpus_blocks(made, tokenizer)
