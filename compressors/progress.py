@@ -8,8 +8,8 @@ Every line Squeezer prints is a ``logging`` record of the ``squeezer`` logger's 
 the logger named after the module that says it, e.g. ``squeezer.search.trial.workbench``), at INFO. Their default
 handler is a ``Printer`` — results to standard output, the rest to standard error, above the live bars — chosen per
 study (``printing``; ``QUIET`` silences it, the Python API's ``quiet=True``, which also raises the level to WARNING).
-A handler of the user's own on the ``squeezer`` logger takes over: the printer steps aside, and the user routes,
-filters or silences Squeezer's lines as with any library's (``logging.getLogger("squeezer").addHandler(...)``).
+Sending them on to the application's logging takes over: ``logging.getLogger("squeezer").propagate = True``, and the
+printer steps aside; the user's handlers then route, filter or silence Squeezer's lines as any library's.
 """
 
 from __future__ import annotations
@@ -67,11 +67,11 @@ RESULTS = "squeezer.results"  # the logger of a study's results (``say``)
 
 class PrinterHandler(logging.Handler):
     """The ``squeezer`` logger's default handler: each record to the printer of the study running in this thread
-    (``printing``), results to its ``out``, the rest to its ``note``; silent while a handler of the user's own is on
-    the ``squeezer`` logger (theirs then has the lines)."""
+    (``printing``), results to its ``out``, the rest to its ``note``; silent once the user sends Squeezer's records
+    on to the application's logging (``logging.getLogger("squeezer").propagate = True``: theirs then has them)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        if any(h is not self for h in LOGGER.handlers):
+        if LOGGER.propagate:
             return
         printer = _PRINTER.get()
         (printer.out if record.name == RESULTS else printer.note)(record.getMessage())
@@ -81,7 +81,7 @@ _HANDLER = PrinterHandler()
 if not any(isinstance(h, PrinterHandler) for h in LOGGER.handlers):
     LOGGER.addHandler(_HANDLER)
     LOGGER.setLevel(logging.INFO)
-    LOGGER.propagate = False  # printed once, by the printer; a user's own handler on ``squeezer`` gets them all
+    LOGGER.propagate = False  # printed once, by the printer; propagate = True hands them to the application
 
 
 @contextmanager

@@ -99,6 +99,7 @@ def compress(config: str | Path | Mapping[str, Any] | None = None, *, teacher: n
     from squeezer.search.results.pareto import pareto_trials
     from squeezer.search.runner import run_study
     from squeezer.search.trial.workbench import Given
+    from squeezer.search.trial import records
 
     raw, base = _raw(config)
     language_model = teacher is not None and _is_causal(teacher)
@@ -136,12 +137,12 @@ def compress(config: str | Path | Mapping[str, Any] | None = None, *, teacher: n
                               parsed.seed if seed is None else seed, spec.standardize)
     result = run_study(parsed, trials=trials, study_name=study_name, storage=storage, tracking_uri=tracking_uri,
                        seed=seed, quiet=quiet, given=Given(teacher, splits, tokenizer))
-    metric = quality_of(result.study.user_attrs.get("teacher") or {}).test_metric  # test_accuracy, test_perplexity
-    tested = {int(k): v for k, v in result.study.user_attrs.get(metric, {}).items()}
-    members = [Member(t.number, {**t.user_attrs["metrics"], **({metric: tested[t.number]}
-                                                                 if t.number in tested else {})}, dict(t.params))
+    recorded = records.StudyRecord.of(result.study)
+    metric = quality_of(recorded.teacher or {}).test_metric  # test_accuracy, test_perplexity
+    members = [Member(t.number, {**records.metrics(t), **({metric: recorded.tested[t.number]}
+                                                           if t.number in recorded.tested else {})}, dict(t.params))
                for t in pareto_trials(result.study, parsed.objectives)]
-    recommended = result.study.user_attrs.get("recommended")
+    recommended = recorded.recommended
     from squeezer.search.locking import absolute
 
     return Result(study_name or parsed.name, members, next((m for m in members if m.number == recommended), None),

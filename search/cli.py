@@ -112,6 +112,7 @@ def _stored_front(args: argparse.Namespace) -> tuple[Any, list[Any]]:
     from squeezer.search.errors import ConfigError
     from squeezer.search.results.pareto import pareto_trials
     from squeezer.search.study.halving import user_studies
+    from squeezer.search.trial import records
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     check_storage(args.storage, must_exist=True)
@@ -121,32 +122,31 @@ def _stored_front(args: argparse.Namespace) -> tuple[Any, list[Any]]:
         raise ConfigError("--study-name", f"no such study in {args.storage}; studies there: {names}",
                           args.study_name)
     study = optuna.load_study(study_name=args.study_name, storage=backend)
-    return study, pareto_trials(study, study.user_attrs["objectives"], strict=args.strict)
+    return study, pareto_trials(study, records.get(study, records.OBJECTIVES), strict=args.strict)
 
 
 def _pareto(args: argparse.Namespace) -> int:
-    from squeezer.search.config.objectives import quality_of
     from squeezer.search.results import report
+    from squeezer.search.trial.records import StudyRecord
 
     study, front = _stored_front(args)
-    teacher, recommended = study.user_attrs.get("teacher"), study.user_attrs.get("recommended")
-    tested = {int(k): v for k, v in study.user_attrs.get(quality_of(teacher or {}).test_metric, {}).items()}
-    names = {int(k): v for k, v in study.user_attrs.get("run_names", {}).items()}
-    samples, simple = study.user_attrs.get("validation_samples"), study.user_attrs.get("tfidf")
+    r = StudyRecord.of(study)
+    teacher, recommended, tested, names, samples, simple = (r.teacher, r.recommended, r.tested, r.run_names,
+                                                            r.validation_samples, r.tfidf)
     if args.format == "table":
         kind = "plain front of every run" if args.strict else "ties within measurement noise, one entry per recipe"
         print(f"Pareto front of {args.study_name!r} ({len(front)} trials; {kind}):")
-        print(report.front_table(front, teacher, tested, recommended, names,
-                                 study.user_attrs.get("recommended_because", ""), samples, simple))
+        print(report.front_table(front, teacher, tested, recommended, names, r.recommended_because, samples,
+                                 simple))
         return 0
-    records = report.front_records(front, teacher, tested, recommended, names, samples)
+    rows = report.front_records(front, teacher, tested, recommended, names, samples)
     if args.format == "json":
-        print(json.dumps({"study": args.study_name, "teacher": teacher, "tfidf": simple, "members": records},
+        print(json.dumps({"study": args.study_name, "teacher": teacher, "tfidf": simple, "members": rows},
                          indent=2))
     elif args.format == "markdown":
-        print(report.front_markdown(records, teacher, simple=simple))
+        print(report.front_markdown(rows, teacher, simple=simple))
     else:
-        flat = [{**{k: v for k, v in r.items() if k != "params"}, **r["params"]} for r in records]
+        flat = [{**{k: v for k, v in row.items() if k != "params"}, **row["params"]} for row in rows]
         writer = csv.DictWriter(sys.stdout, fieldnames=list(dict.fromkeys(k for r in flat for k in r)))
         writer.writeheader()
         writer.writerows(flat)
@@ -178,6 +178,7 @@ def _pick(args: argparse.Namespace) -> int:
     from squeezer.search.results.trial_export import export_trial
     from squeezer.search.locking import absolute
     from squeezer.search.results.pick import UNITS_BYTES, UNITS_MS, Budget, amount, pick
+    from squeezer.search.trial import records
     import math
 
     if args.min_accuracy is not None and not 0 < args.min_accuracy <= 1:
@@ -191,7 +192,7 @@ def _pick(args: argparse.Namespace) -> int:
     check_out(Path(args.out))
     check_tracking_uri(absolute(args.tracking_uri), must_exist=True)
     _, front = _stored_front(args)
-    picked, _, why = pick([(t.number, t.user_attrs["metrics"]) for t in front], budget)
+    picked, _, why = pick([(t.number, records.metrics(t)) for t in front], budget)
     if picked is None:
         print(why, file=sys.stderr)
         return 1

@@ -150,16 +150,17 @@ def test_compress_quiet_prints_nothing_at_all(tmp_path: Path, capfd: pytest.Capt
     assert captured.out == "" and captured.err == "", (captured.out + captured.err)[-2000:]
 
 
-def test_every_line_is_a_logging_record_a_users_handler_can_route(tmp_path: Path, capfd: pytest.CaptureFixture,
-                                                                   caplog: pytest.LogCaptureFixture) -> None:
-    """A handler of the user's own on the ``squeezer`` logger gets every line (results and what the study is doing,
-    each from its module's logger) and the printer steps aside; ``quiet`` is a level: warnings only."""
+def test_every_line_is_a_logging_record_a_users_handlers_can_route(tmp_path: Path, capfd: pytest.CaptureFixture,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """Sent on to the application's logging (propagate), every line reaches its handlers — results and what the
+    study is doing, each from its module's logger — and the printer steps aside; ``quiet`` is a level: warnings
+    only."""
     import logging
 
     config = {**digits_config(), "student": {"family": "mlp", "depth": 1, "width": 16},
               "pipeline": [{"distill": {"epochs": 1}}], "search": {"sampler": "random", "trials": 1}}
     squeezer = logging.getLogger("squeezer")
-    squeezer.addHandler(caplog.handler)
+    squeezer.propagate = True
     try:
         with caplog.at_level(logging.INFO, logger="squeezer"):
             api.compress(config, storage=f"sqlite:///{tmp_path}/s.db", tracking_uri=f"sqlite:///{tmp_path}/m.db")
@@ -175,4 +176,7 @@ def test_every_line_is_a_logging_record_a_users_handler_can_route(tmp_path: Path
                      tracking_uri=f"sqlite:///{tmp_path}/m.db")
         assert all(r.levelno >= logging.WARNING for r in caplog.records)
     finally:
-        squeezer.removeHandler(caplog.handler)
+        squeezer.propagate = False
+    api.compress({**config, "name": "printed"}, storage=f"sqlite:///{tmp_path}/s.db",
+                 tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    assert "[trial 0" in capfd.readouterr().out  # by default, the printer prints them

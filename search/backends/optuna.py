@@ -17,6 +17,7 @@ import torch
 from squeezer.compressors.progress import Bar
 from squeezer.search import hardware
 from squeezer.search.trial import liveness
+from squeezer.search.trial import records
 from squeezer.search.trial.recipe import flatten, queue_repeats, suggest_params
 from squeezer.search.study.squeezer_sampler import SqueezerSampler
 from squeezer.search.trial.liveness import INTERRUPTED
@@ -55,11 +56,11 @@ def _run(session: Session, target: int, bar: Bar) -> None:
             continue
         trial = session.study.ask()
         if isinstance(session.study.sampler, SqueezerSampler) and session.study.sampler.screened(trial.number):
-            trial.set_user_attr("screened", True)
+            records.write(trial, screened=True)
         liveness.claim(trial, session.me)
         rank = _rank(session, trial.number)
         if rank >= target:  # another process asked at the same moment and took the last place
-            trial.set_user_attr("fail_reason", f"{INTERRUPTED}: the target was reached by another process")
+            records.write(trial, fail_reason=f"{INTERRUPTED}: the target was reached by another process")
             session.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             continue
         one_trial(session, trial, f"{rank + 1}/{target}")
@@ -79,7 +80,7 @@ def one_trial(session: Session, trial: optuna.Trial, position: str) -> None:
                                   report=lambda step, metrics: bar.update(1, note=epoch_note(step, metrics)),
                                   watch=rule.watch if rule else None)
         except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", f"{INTERRUPTED} by the user")
+            records.write(trial, fail_reason=f"{INTERRUPTED} by the user")
             session.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             session.tracker.kill(run_id, f"{INTERRUPTED} by the user")
             raise

@@ -32,6 +32,7 @@ from squeezer.search.results.pareto import keep_metrics
 from squeezer.search.trial.recipe import flatten, queue_repeats, replay_params, suggest_params
 from squeezer.search.config.schedulers import SCHEDULERS
 from squeezer.search.study.squeezer_sampler import SqueezerSampler
+from squeezer.search.trial import records
 from squeezer.search.trial.liveness import INTERRUPTED
 from squeezer.search.study.halving import standing
 from squeezer.search.study.session import Session
@@ -194,7 +195,7 @@ class _Searcher(OptunaSearch):
             number = self.numbers[trial_id] = int(config[NUMBER])
             trial = _active().trial(number) if self.screening and self.screening.screened(number) else None
             if trial is not None:
-                trial.set_user_attr("screened", True)
+                records.write(trial, screened=True)
         return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -204,12 +205,12 @@ class _Searcher(OptunaSearch):
         trial = None if number is None else _active().unfinished_trial(number)
         if trial is not None:
             if not result:  # no result at all: its worker died, or the driver stopped it
-                trial.set_user_attr("fail_reason", f"{INTERRUPTED}: the Ray trial ended without a result (its "
-                                    "worker or the driver stopped)")
+                records.write(trial, fail_reason=f"{INTERRUPTED}: the Ray trial ended without a result (its worker "
+                              "or the driver stopped)")
             elif CURVES not in result:  # stopped early by the scheduler: PRUNED, as Optuna calls it
                 result = None
             elif result.get(ERROR):
-                trial.set_user_attr("fail_reason", str(result[ERROR])[:2000])
+                records.write(trial, fail_reason=str(result[ERROR])[:2000])
                 result, error = None, True
             elif all(k in result for k in self.objectives):
                 keep_metrics(trial, _metrics(result), self.constraints)

@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from squeezer.search.config.objectives import ERRORS, Constraint, quality_of
 from squeezer.search.trial.recipe import recipe_key
+from squeezer.search.trial import records
 
 
 def pareto_mask(values: np.ndarray, directions: Sequence[str], feasible: np.ndarray | None = None,
@@ -97,7 +98,7 @@ class Entry:
 
 def measured(trial: FrozenTrial, objectives: Mapping[str, str]) -> dict[str, float]:
     """A completed trial's metrics (``keep_metrics``); its objective values alone for one told without them."""
-    return trial.user_attrs.get("metrics") or dict(zip(objectives, trial.values, strict=True))
+    return records.metrics(trial) or dict(zip(objectives, trial.values, strict=True))
 
 
 def recipes(trials: Sequence[FrozenTrial], objectives: Mapping[str, str]) -> list[Entry]:
@@ -133,7 +134,7 @@ def _costs(values: np.ndarray | Sequence[Sequence[float]], directions: Sequence[
 
 def keep_metrics(trial: optuna.Trial, metrics: Mapping[str, float], constraints: Iterable[Constraint]) -> None:
     """Store a trial's metrics and its budget violations (Optuna's constraints) on it, before it is told."""
-    trial.set_user_attr("metrics", dict(metrics))
+    records.write(trial, metrics=dict(metrics))
     for constraint in constraints:
         trial.set_constraint(str(constraint), constraint.violation(metrics))
 

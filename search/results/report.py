@@ -13,6 +13,7 @@ from optuna.trial import FrozenTrial
 from squeezer import compressors
 from squeezer.search.trial import baselines
 from squeezer.search.trial import tfidf
+from squeezer.search.trial import records
 from squeezer.search.config.objectives import ACCURACY, PERPLEXITY, Quality, quality_of, standard_error
 from squeezer.search.trial.recipe import recipe_key
 from squeezer.spaces import plain_names
@@ -48,8 +49,8 @@ def repeat_lines(completed: Sequence[FrozenTrial]) -> list[str]:
         runs.setdefault(recipe_key(trial.params), []).append(trial)
     lines = []
     for group in (g for g in runs.values() if len(g) > 1):
-        q = quality_of(group[0].user_attrs["metrics"]).metric
-        spread = {key: [t.user_attrs["metrics"][key] for t in group] for key in (q, "size_bytes", "latency_ms")}
+        q = quality_of(records.metrics(group[0])).metric
+        spread = {key: [records.metrics(t)[key] for t in group] for key in (q, "size_bytes", "latency_ms")}
         (quality, sd), (size, size_sd), (latency, latency_sd) = (
             (statistics.mean(v), statistics.stdev(v)) for v in spread.values())
         lines.append(f"  trials {','.join(str(t.number) for t in group)}: {q} {quality:.4f} ± {sd:.4f}  "
@@ -113,9 +114,9 @@ def front_rows(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | None
     """One row per Pareto trial, best accuracy first: its number, metrics, test accuracy, ratios to the teacher
     (x smaller, x faster, share of its accuracy) and parameters."""
     rows = []
-    q = quality_of(teacher or (front[0].user_attrs.get("metrics", {}) if front else {}))
+    q = quality_of(teacher or (records.metrics(front[0]) if front else {}))
     for t in front:
-        m = t.user_attrs.get("metrics", {})
+        m = records.metrics(t)
         row: dict[str, Any] = {"trial": t.number, **{c: m.get(c) for c in columns(q)}}
         row[q.test_metric] = (tested or {}).get(t.number)
         if teacher:
@@ -149,7 +150,7 @@ def front_table(front: Sequence[FrozenTrial], teacher: Mapping[str, float] | Non
     sampled params); the recommended member marked ``*`` and ``why``; the teacher last, then a text study's TF-IDF
     baseline (``simple``) and whether a member matches it; a warning when the best member keeps less than
     ``WARN_SHARE`` of the teacher's accuracy."""
-    q = quality_of(teacher or (front[0].user_attrs.get("metrics", {}) if front else {}))
+    q = quality_of(teacher or (records.metrics(front[0]) if front else {}))
     name = q.metric if q is ACCURACY else "ppl"
     head = f"{'trial':>6} {name:>8} {'±se':>5} {'test':>6} {'size':>8} {'latency':>9}"
     head += f" {'smaller':>7} {'faster':>6} {'of ' + name[:3]:>6}" if teacher else ""
@@ -261,7 +262,7 @@ def front_figure(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial],
     colour, each member labelled with its trial number, the recommended one ringed, the teacher a star."""
     if not completed:
         return None
-    q = quality_of(teacher or completed[0].user_attrs["metrics"]).metric
+    q = quality_of(teacher or records.metrics(completed[0])).metric
     import matplotlib
 
     matplotlib.use("Agg")
@@ -276,11 +277,11 @@ def front_figure(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial],
     red: dict[str, Any] = {"c": "tab:red", "s": 36, "label": "Pareto front"}
     for ax, metric, label in ((axes[0], "size_bytes", "size on disk (bytes, log)"),
                               (axes[1], "latency_ms", "batch-1 latency (ms, log)")):
-        for subset, style in ((others, grey), (sorted(front, key=lambda t: t.user_attrs["metrics"][metric]), red)):
-            ax.scatter([t.user_attrs["metrics"][metric] for t in subset],
-                       [t.user_attrs["metrics"][q] for t in subset], **style)
+        for subset, style in ((others, grey), (sorted(front, key=lambda t: records.metrics(t)[metric]), red)):
+            ax.scatter([records.metrics(t)[metric] for t in subset],
+                       [records.metrics(t)[q] for t in subset], **style)
         for t in front:
-            m = t.user_attrs["metrics"]
+            m = records.metrics(t)
             ax.annotate(str(t.number), (m[metric], m[q]), textcoords="offset points", xytext=(4, 4),
                         fontsize=7)
             if t.number == recommended:
@@ -295,7 +296,7 @@ def front_figure(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial],
     axes[1].legend(loc="lower right")
     cube = fig.add_subplot(1, 3, 3, projection="3d")  # matplotlib's 3-D axes have no log scale: log10 by hand
     for subset, style in ((others, grey), (list(front), red)):
-        m = [t.user_attrs["metrics"] for t in subset]
+        m = [records.metrics(t) for t in subset]
         cube.scatter([math.log10(x["size_bytes"]) for x in m], [math.log10(x["latency_ms"]) for x in m],
                      [x[q] for x in m], **style)
     cube.set_xlabel("log10 bytes")
@@ -313,7 +314,7 @@ def front_html(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial], n
     recommended one marked."""
     if not completed:
         return None
-    q = quality_of(teacher or completed[0].user_attrs["metrics"]).metric
+    q = quality_of(teacher or records.metrics(completed[0])).metric
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -325,7 +326,7 @@ def front_html(completed: Sequence[FrozenTrial], front: Sequence[FrozenTrial], n
               ("Pareto front", list(front), "#d62728", 9),
               ("recommended", [t for t in front if t.number == recommended], "#1f77b4", 14))
     for name, trials, colour, size in groups:
-        m = [t.user_attrs["metrics"] for t in trials]
+        m = [records.metrics(t) for t in trials]
         text = [names[t.number] for t in trials]
         marker = {"color": colour, "size": size}
         for col, metric in ((1, "size_bytes"), (2, "latency_ms")):

@@ -11,6 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from squeezer.search.results import scoring
 from squeezer.search.results import report
+from squeezer.search.trial import records
 from squeezer.search.trial.liveness import ran_and_failed
 from squeezer.search.results.pareto import feasible, pareto_trials
 from squeezer.search.trial.recipe import flatten, replay_params
@@ -46,7 +47,7 @@ def record(session: Session) -> list[FrozenTrial]:
     runs = session.tracker.finished_runs(session.name)  # read once: the test split's re-evaluation, the model, links
     tested = test_front(session, front, runs)
     samples = session.bench.validation_count
-    chosen, why = scoring.recommend([t.user_attrs["metrics"] for t in front], session.config.objectives,
+    chosen, why = scoring.recommend([records.metrics(t) for t in front], session.config.objectives,
                                     session.teacher, samples, session.config.search.min_accuracy_share)
     recommended = None if chosen is None else front[chosen].number
     trials = session.study.get_trials(deepcopy=False)
@@ -57,7 +58,7 @@ def record(session: Session) -> list[FrozenTrial]:
     for key, value in (("recommended", recommended), ("recommended_because", why),
                        ("validation_samples", samples), ("run_names", {str(k): v for k, v in names.items()}),
                        ("mlflow_run_ids", {str(k): v for k, v in runs.items()})):
-        session.study.set_user_attr(key, value)  # what `squeezer pareto` prints again
+        records.write(session.study, **{key: value})  # what `squeezer pareto` prints again
     if recommended is not None:
         log_recommended(session, recommended, runs.get(recommended))
     failed = [t for t in trials if t.state == TrialState.FAIL and ran_and_failed(t)]
@@ -66,20 +67,20 @@ def record(session: Session) -> list[FrozenTrial]:
     ended = sorted(feasible(session.study), key=lambda t: t.number)
     figures = {"pareto.png": report.front_figure(completed, front, session.teacher, recommended),
                "hypervolume.png": report.hypervolume_figure(scoring.history(
-                   [t.user_attrs["metrics"] for t in ended], session.config.objectives, session.teacher,
+                   [records.metrics(t) for t in ended], session.config.objectives, session.teacher,
                    session.config.search.reference, plain=True))}
     summary = {"trials.completed": len(completed), "trials.failed": len(failed),
                "trials.interrupted": len(interrupted), "trials.stopped_early": len(stopped),
                "pareto.size": len(front)}
     session.log_hypervolume()  # at its step, like every trial's: a step-0 summary point would break its history
     page = report.front_html(completed, front, every_name, session.teacher, recommended)
-    records = report.front_records(front, session.teacher, tested, recommended, names, samples)
+    rows = report.front_records(front, session.teacher, tested, recommended, names, samples)
     links = {number: session.tracker.run_link(run_id) for number, run_id in runs.items()}
     measured = (f"± the standard error of the validation accuracy on {samples} samples" if "accuracy" in
                 session.teacher else f"validation perplexity on {samples} tokens")
     description = (f"**Pareto front of study {session.name}** ({len(front)} of {len(completed)} completed trials; "
                    f"{measured})\n\n"
-                   f"{report.front_markdown(records, session.teacher, links, session.tfidf)}\n\n"
+                   f"{report.front_markdown(rows, session.teacher, links, session.tfidf)}\n\n"
                    f"**Recommended**: {why or 'none'}")
     session.tracker.finish_study(session.parent, session.name, {t.number for t in front},
                               report.front_csv(front, session.teacher, tested), figures, summary, recommended, page,
@@ -114,7 +115,7 @@ def test_front(session: Session, front: list[FrozenTrial], runs: Mapping[int, st
     perplexity), from its deployed artifact in its MLflow run (``runs``, by trial number); logged there as
     ``test_accuracy`` (``test_perplexity``) and kept in the study for ``squeezer pareto``."""
     metric = quality_of(session.teacher).test_metric
-    tested = {int(k): v for k, v in session.study.user_attrs.get(metric, {}).items()}
+    tested = dict(records.StudyRecord.of(session.study, metric).tested)
     with tempfile.TemporaryDirectory(prefix="squeezer-test-") as tmp:
         for trial in front:
             if trial.number in tested:
@@ -125,5 +126,5 @@ def test_front(session: Session, front: list[FrozenTrial], runs: Mapping[int, st
                 continue
             tested[trial.number] = session.bench.test_quality(folder)  # the user's raw input, as deployed
             session.tracker.log_metrics(run_id, {metric: tested[trial.number]})
-    session.study.set_user_attr(metric, {str(k): v for k, v in tested.items()})
+    records.write(session.study, **{metric: {str(k): v for k, v in tested.items()}})
     return tested

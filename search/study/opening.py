@@ -13,7 +13,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 
-from squeezer.search.trial import baselines
+from squeezer.search.trial import baselines, records
 from squeezer.search.results import review
 from squeezer.search.study import samplers
 from squeezer.search.config.experiment import ExperimentConfig
@@ -37,7 +37,7 @@ def warm_start_params(config: ExperimentConfig, storage: str) -> list[dict[str, 
     if source not in names:
         raise ConfigError("search.warm_start", f"no such study in {storage}; studies there: {names}", source)
     study = optuna.load_study(study_name=source, storage=open_storage(storage))
-    front = pareto_trials(study, study.user_attrs.get("objectives", config.objectives))
+    front = pareto_trials(study, records.get(study, records.OBJECTIVES, config.objectives))
     return [dict(t.params) for t in front if not baselines.is_baseline(t)]  # the new study runs its own baselines
 
 
@@ -69,17 +69,16 @@ def _describe(study: optuna.Study, config: ExperimentConfig) -> None:
     with warnings.catch_warnings():  # experimental in Optuna, and the one way to name the objectives
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(config.objectives))  # optuna-dashboard and optuna.visualization name the axes
-    study.set_user_attr("objectives", config.objectives)
-    study.set_user_attr("constraints", [str(c) for c in config.constraints])
-    study.set_user_attr("config_digest", config.digest())  # last: joiners wait for it
+    records.write(study, objectives=config.objectives, constraints=[str(c) for c in config.constraints])
+    records.write(study, config_digest=config.digest())  # last: joiners wait for it
 
 
 def _check_same_config(study: optuna.Study, config: ExperimentConfig, name: str, storage: str, wait: float) -> None:
-    digest = wait_for(lambda: study.user_attrs.get("config_digest"), wait)
+    digest = wait_for(lambda: records.get(study, records.CONFIG_DIGEST), wait)
     if digest is None:  # its creator died before describing it: this process does
         _describe(study, config)
         return
-    if digest != config.digest() or study.user_attrs.get("objectives") != config.objectives:
+    if digest != config.digest() or records.get(study, records.OBJECTIVES) != config.objectives:
         raise ConfigError("--study-name", f"study {name!r} in {storage} was run with a different config; "
                           "pick a new --study-name to start a fresh study")
 

@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from squeezer.search.results import summary
 from squeezer.search.trial import liveness
+from squeezer.search.trial import records
 from squeezer.search.results import scoring
 from squeezer.search.results import report
 from squeezer.search.config.experiment import ExperimentConfig
@@ -59,7 +60,7 @@ class Session:
 
     def begin(self) -> None:
         """Record the teacher's baseline and make MLflow agree with the storage about what a crash left open."""
-        known = self.study.user_attrs.get("teacher")
+        known = records.get(self.study, records.TEACHER)
         # measured once per study: a resumed study keeps its reference (hypervolume, ratios) and starts sooner
         self.teacher = known or self.bench.baseline()
         # every student is timed against the teacher from now on (``metrics.Reference``); a study begun before it
@@ -67,13 +68,13 @@ class Session:
         if "latency_raw_ms" in self.teacher:
             self.bench.time_against(self.teacher)
         if not known:
-            self.study.set_user_attr("teacher", self.teacher)  # `squeezer pareto` shows ratios to it
+            records.write(self.study, teacher=self.teacher)  # `squeezer pareto` shows ratios to it
             self.tracker.log_metrics(self.parent, {f"teacher.{k}": v for k, v in self.teacher.items()})
             self.tracker.teacher_run(self.parent, self.name, self.teacher)
         tested = quality_of(self.teacher).test_metric
         self.out(f"teacher: {report.metrics_line(self.teacher)} {tested}={self.teacher[tested]:.4f}")
         if isinstance(self.bench, Workbench):  # a classifier study of texts: the TF-IDF baseline
-            self.tfidf = self.study.user_attrs.get("tfidf") or self.record_tfidf()
+            self.tfidf = records.get(self.study, records.TFIDF) or self.record_tfidf()
         if self.tfidf:
             self.out(f"TF-IDF baseline: {report.metrics_line(self.tfidf)} test_accuracy="
                      f"{self.tfidf['test_accuracy']:.4f}")
@@ -91,7 +92,7 @@ class Session:
         the study (``squeezer pareto`` prints it) and on its parent run."""
         measured = self.bench.tfidf
         if measured:
-            self.study.set_user_attr("tfidf", measured)
+            records.write(self.study, tfidf=measured)
             self.tracker.log_metrics(self.parent, {f"tfidf.{k}": v for k, v in measured.items()})
         return measured
 
@@ -135,7 +136,7 @@ class Session:
         """Tell trial ``number`` FAIL with its reason (a trial this process holds no ``optuna.Trial`` of)."""
         trial = self.trial(number)
         if trial is not None:
-            trial.set_user_attr("fail_reason", reason)
+            records.write(trial, fail_reason=reason)
         self.study.tell(number, state=TrialState.FAIL)
 
     def reconcile(self) -> int:
@@ -164,10 +165,10 @@ class Session:
     def _end_as_stored(self, run_id: RunId, trial: FrozenTrial) -> bool:
         """End ``run_id`` with the stored outcome of ``trial``; False when the trial has none."""
         if trial.state == TrialState.COMPLETE:
-            self.tracker.log_result(run_id, trial.user_attrs.get("metrics"))
+            self.tracker.log_result(run_id, records.metrics(trial) or None)
             self.tracker.end(run_id, "FINISHED")
         elif ran_and_failed(trial):
-            self.tracker.log_result(run_id, None, error=trial.user_attrs["fail_reason"])
+            self.tracker.log_result(run_id, None, error=records.fail_reason(trial))
             self.tracker.end(run_id, "FAILED")
         else:
             return False
@@ -197,10 +198,10 @@ class Session:
                            self.bench.validation_count)
         if search.scheduler not in ("pareto", "shadow"):
             return None
-        front = [(t.number, t.user_attrs["metrics"]) for t in pareto_trials(self.study, self.config.objectives)]
+        front = [(t.number, records.metrics(t)) for t in pareto_trials(self.study, self.config.objectives)]
         done = self.study.get_trials(deepcopy=False, states=[TrialState.COMPLETE])
-        gains = headroom([(t.user_attrs["val_curve"], t.user_attrs["metrics"]["accuracy"]) for t in done
-                          if "val_curve" in t.user_attrs])
+        gains = headroom([(records.get(t, records.VAL_CURVE), records.metrics(t)["accuracy"]) for t in done
+                          if records.get(t, records.VAL_CURVE) is not None])
         return ParetoStop(self.config.objectives, front, gains, search.stop_allowance,
                           shadow=search.scheduler == "shadow")
 
@@ -212,22 +213,22 @@ class Session:
         early-stopping ``rule``: the cheap metrics it judged (kept in the storage), and in shadow mode the reason it
         would have stopped the trial (kept on both)."""
         if (known := created(run_id)) is not None:
-            trial.set_user_attr("mlflow_run_id", known)  # optuna-dashboard shows it beside the trial
+            records.write(trial, mlflow_run_id=known)  # optuna-dashboard shows it beside the trial
         if rule is not None and rule.cheap is not None:
-            trial.set_user_attr("cheap", dict(rule.cheap))
+            records.write(trial, cheap=dict(rule.cheap))
         if isinstance(rule, Halving):
             rule.end(outcome)
         if isinstance(rule, ParetoStop) and rule.would_stop and rule.shadow:
-            trial.set_user_attr("would_stop", rule.would_stop)
+            records.write(trial, would_stop=rule.would_stop)
             self.tracker.set_tag(run_id, "squeezer.would_stop", rule.would_stop)
         self.tracker.log_result(run_id, outcome.metrics, outcome.curves, error=outcome.error, **artifacts)
-        trial.set_user_attr("val_curve", val_curve(outcome.curves))  # what early stopping learns from; its epochs
+        records.write(trial, val_curve=val_curve(outcome.curves))  # what early stopping learns from; its epochs
         state, status = outcome.recorded_as
         if state == TrialState.PRUNED:
-            trial.set_user_attr("stop_reason", outcome.reason)
+            records.write(trial, stop_reason=outcome.reason)
             self.study.tell(trial, state=state)
         elif state == TrialState.FAIL:
-            trial.set_user_attr("fail_reason", (outcome.error or "")[:2000])
+            records.write(trial, fail_reason=(outcome.error or "")[:2000])
             self.study.tell(trial, state=state)
         else:
             self.tell(trial, outcome.metrics)
@@ -262,7 +263,7 @@ class Session:
         trials = self.study.get_trials(deepcopy=False)
         if any(t.state == TrialState.COMPLETE for t in trials):
             return
-        reasons = [t.user_attrs["fail_reason"].splitlines()[0] for t in trials if ran_and_failed(t)]
+        reasons = [records.fail_reason(t).splitlines()[0] for t in trials if ran_and_failed(t)]
         if len(reasons) >= FIRST_FAILURES and set(reasons) == {reason}:
             key, _, rule = reason.removeprefix(CONFIG_FAULT).partition(": ")
             raise ConfigError(key, f"{rule} (the first {len(reasons)} trials all failed so; the study stops)")
@@ -272,7 +273,7 @@ class Session:
         the count of completed trials: the history shows how fast the search improves, and never goes back.
         ``done``: the feasible trials, where just read."""
         done = feasible(self.study) if done is None else done
-        value = scoring.hypervolume([t.user_attrs["metrics"] for t in done], self.config.objectives, self.teacher,
+        value = scoring.hypervolume([records.metrics(t) for t in done], self.config.objectives, self.teacher,
                                     self.config.search.reference, plain=True)
         self.tracker.log_metrics(self.parent, {"pareto.hypervolume": value}, step=len(done))
         return value

@@ -32,6 +32,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from squeezer.search.trial import baselines
+from squeezer.search.trial import records
 from squeezer.search.results import scoring
 from squeezer.search.config.experiment import ExperimentConfig
 from squeezer.search.results.pareto import pareto_trials
@@ -65,7 +66,7 @@ class Screen:
                 taken: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any] | None:
         """Flat params of the recipe to try next, or None for a plain random draw (too few trials to learn from, or
         every candidate drawn is a recipe already ``taken``: run, running or queued — never proposed again)."""
-        known = [t for t in done if t.user_attrs.get("metrics") and not baselines.is_baseline(t)]
+        known = [t for t in done if records.has_metrics(t) and not baselines.is_baseline(t)]
         if len(known) < WARMUP:
             return None
         durations = [t.duration.total_seconds() for t in known if t.duration is not None]
@@ -118,9 +119,9 @@ class Screen:
         """Two forests on the finished trials' features: one predicts accuracy, one the log of a trial's seconds."""
         from sklearn.ensemble import RandomForestRegressor
 
-        x = np.array([self.features(t.params, t.user_attrs["metrics"]) for t in known])
+        x = np.array([self.features(t.params, records.metrics(t)) for t in known])
         accuracy = RandomForestRegressor(n_estimators=TREES, min_samples_leaf=2, random_state=0).fit(
-            x, [t.user_attrs["metrics"]["accuracy"] for t in known])
+            x, [records.metrics(t)["accuracy"] for t in known])
         timed = [i for i, t in enumerate(known) if t.duration is not None]
         seconds = RandomForestRegressor(n_estimators=TREES // 2, min_samples_leaf=2, random_state=0).fit(
             x[timed], np.log([max(known[i].duration.total_seconds(), 1e-3) for i in timed]))
@@ -144,7 +145,7 @@ class Screen:
         would add to the front."""
         x = np.array([self.features(params, cheap) for params, cheap in candidates])
         predicted = np.stack([tree.predict(x) for tree in forest.estimators_])  # trees x candidates
-        members = [t.user_attrs["metrics"] for t in front]
+        members = [records.metrics(t) for t in front]
         objectives, reference = self.config.objectives, self.config.search.reference
         base = scoring.hypervolume(members, objectives, self.teacher, reference)
         return [float(np.mean([scoring.hypervolume([*members, {**cheap, "accuracy": float(accuracy)}], objectives,

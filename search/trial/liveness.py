@@ -14,6 +14,8 @@ from typing import Iterator
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from squeezer.search.trial import records
+
 INTERRUPTED = "interrupted"  # how a trial's reason starts when it did not run to an outcome (it is run again)
 STOPPED = f"{INTERRUPTED}: the study process stopped"
 OWNER = "owner"  # user attribute: "host:pid" of the process running the trial
@@ -77,5 +79,4 @@ def finished(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> li
 
 
 def ran_and_failed(trial: FrozenTrial) -> bool:
-    return trial.state == TrialState.FAIL and not trial.user_attrs.get("fail_reason", INTERRUPTED).startswith(
-        INTERRUPTED)
+    return trial.state == TrialState.FAIL and not records.fail_reason(trial, INTERRUPTED).startswith(INTERRUPTED)
