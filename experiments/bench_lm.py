@@ -21,6 +21,7 @@ Writes ``experiments/results/lm_kjv.json`` and ``lm_kjv.md``.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import tempfile
@@ -33,7 +34,10 @@ import optuna
 from squeezer.search.config.experiment import load_config
 from squeezer.search.results.pareto import pareto_trials
 from squeezer.search.results.report import human_bytes
+from squeezer.compressors.lm.quantize import Precision
+from squeezer.search.runtime import lm as lm_runtimes
 from squeezer.search.runtime.lm import hf
+from squeezer.search.trial.lm.metrics import measure
 from squeezer.search.trial.lm.workbench import FOLDER, prepare
 from squeezer.search.trial.recipe import replay_params
 from squeezer.search.trial.run import run_trial
@@ -85,6 +89,24 @@ def targets(teacher: dict[str, float], front: list[dict[str, Any]], int4: dict[s
             "met": best is not None and int4["latency_ms"] / best["latency_ms"] >= 1.5}
 
 
+def runtimes(bench: Any) -> dict[str, dict[str, float]]:
+    """The teacher deployed at each precision in each runtime (ONNX Runtime GenAI; transformers in eager torch),
+    each timed in the same rounds as the teacher's fp32 ONNX Runtime GenAI build: ms per generated token at batch 1,
+    to the first token, and its bytes."""
+    reference = bench.reference()
+    found = {}
+    for runtime, bits in (("onnxruntime-genai", 32), ("onnxruntime-genai", 8), ("onnxruntime-genai", 4),
+                          ("torch", 32), ("torch", 16), ("torch", 8), ("torch", 4)):
+        with tempfile.TemporaryDirectory(prefix="bench-lm-") as tmp:
+            model = Precision(bits, 32).mark(copy.deepcopy(bench.teacher))
+            deployed = lm_runtimes.deploy(model, bench.tokenizer, runtime, Path(tmp), bench.config.measure.threads)
+            timed = measure(deployed, bench.prompts(), bench.config.measure, reference)
+            found[f"{runtime} {bits}"] = {"latency_ms": timed["latency_ms"], "ttft_ms": timed["ttft_ms"],
+                                          "size_bytes": float(deployed.size_bytes())}
+        print(f"  teacher, {runtime} {bits} bits: {found[f'{runtime} {bits}']}", flush=True)
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=HERE / "lm_kjv.yaml")
@@ -118,6 +140,7 @@ def main() -> None:
         "recommended_because": study.user_attrs.get("recommended_because")}
     bench = prepare(config)
     bench.time_against(bench.baseline())
+    result["runtimes"] = runtimes(bench)
     if best is None:
         result["distillation_gain"] = "no trial of the study is at <= 1/4 of the teacher's non-embedding parameters"
     else:
@@ -172,6 +195,16 @@ def report(r: dict[str, Any]) -> str:
                      f"{test} | {human_bytes(m['size_bytes'])} | {m['latency_ms']:.3f} | {m['throughput']:.0f} | "
                      f"{m['non_embedding_params']:,.0f} | {recipe} |")
     lines += ["", f"\\* recommended: {r['recommended_because']}", ""]
+    lines += ["## The teacher in each runtime", "",
+              "Timed in the same rounds as its fp32 ONNX Runtime GenAI build (batch 1, KV cache, greedy):", "",
+              "| runtime | bits | ms / token | x the fp32 GenAI build | to first token (ms) | size |",
+              "|---|---:|---:|---:|---:|---:|"]
+    base = r["runtimes"]["onnxruntime-genai 32"]["latency_ms"]
+    for name, m in r["runtimes"].items():
+        runtime, bits = name.rsplit(" ", 1)
+        lines.append(f"| {runtime} | {bits} | {m['latency_ms']:.3f} | {base / m['latency_ms']:.2f}x | "
+                     f"{m['ttft_ms']:.2f} | {human_bytes(m['size_bytes'])} |")
+    lines.append("")
     target = r["targets"]
     if target.get("int4_baseline"):
         best = target["fastest_within_10pct"]
