@@ -5,7 +5,8 @@ weight is dequantized as the layer runs. The embedding (tied to the output head 
 It serves the ``torch`` runtime of a language model (``measure.runtime: torch``); the default runtime, ONNX Runtime
 GenAI, quantizes with its own model builder (``MatMulNBits``) and runs int4 faster than fp32. PyTorch's CPU
 weight-only kernels were measured here and not used: ``aten._weight_int8pack_mm`` (per-channel scales only) and
-``_weight_int4pack_mm_for_cpu`` ran a 1024 x 256 layer at batch 1 about 100x slower than the float matmul.
+``_weight_int4pack_mm_for_cpu`` ran a 1024 x 256 layer at batch 1 12x and 25x slower than the float matmul (one
+thread, interleaved, torch 2.13 on this CPU).
 
 Why our own: torchao 0.18's int8 weight-only layer runs on the CPU, but its int4 formats need CUDA or XPU kernels
 (its CPU int4, ``IntxWeightOnlyConfig``, keeps one value a byte: no smaller than int8), and its tensor subclasses do
