@@ -213,13 +213,13 @@ def test_a_student_family_must_keep_the_teachers_vocabulary(teacher) -> None:
         causal.build({"family": "wrong_vocabulary"}, model, torch.zeros(1, 4, dtype=torch.long))
 
 
-def layout(kind: str) -> torch.nn.Module:
+def layout(kind: str, vocab: int = 300) -> torch.nn.Module:
     """A small random model of each layout handled: Llama tied, Qwen2 with q/k/v biases and an untied head, Mistral
     with grouped-query attention and an untied head."""
     from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config, \
         Qwen2ForCausalLM
 
-    sizes = dict(vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+    sizes = dict(vocab_size=vocab, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
                  num_key_value_heads=2, max_position_embeddings=64)
     torch.manual_seed(0)
     model = {"llama": lambda: LlamaForCausalLM(LlamaConfig(**sizes, tie_word_embeddings=True)),
@@ -537,6 +537,28 @@ def test_a_language_model_study_runs_from_the_command_line_and_exports_what_it_l
     text = tokenizer.decode(again.generate(**tokenizer("the cat", return_tensors="pt"), max_new_tokens=5,
                                            do_sample=False)[0])
     assert text.startswith("the cat") and "--format ort-genai" in (tmp_path / "hf" / "README.md").read_text()
+
+
+def test_a_qwen2_study_with_biases_an_untied_head_and_no_pad_token_runs_in_onnx_runtime_genai(made, tmp_path,
+                                                                                             capsys) -> None:
+    """Qwen2's layout end to end: its q/k/v biases and untied head through shrink and the model builder, a tokenizer
+    without a pad token, every student measured in ONNX Runtime GenAI."""
+    tokenizer = tiny_tokenizer(tmp_path)
+    layout("qwen2", vocab=len(tokenizer) + 16).save_pretrained(tmp_path / "qwen")  # room for the tokens Qwen2 adds
+    tokenizer.save_pretrained(tmp_path / "qwen")
+    path = experiment(tmp_path, made, student={"family": {"choice": {"teacher": {}, "smaller": {
+        "layers": 1, "hidden": 48, "heads": 2, "intermediate": 0.5}}}},
+                      pipeline=[{"lm_distill": {"steps": 4, "eval_every": 2}}, {"lm_quantize": {"bits": 4}}])
+    raw = yaml.safe_load(path.read_text())
+    raw["teacher"]["hf"] = "qwen"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["search", str(path), "--trials", "4"]) == 0
+    captured = capsys.readouterr()
+    assert "measured in torch" not in captured.err and "Pareto front" in captured.out
+    import optuna
+
+    study = optuna.load_study(study_name="tiny-lm", storage=f"sqlite:///{tmp_path}/squeezer.db")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
 
 
 def test_a_language_model_study_runs_from_python(made, tmp_path) -> None:
