@@ -561,6 +561,27 @@ def test_a_qwen2_study_with_biases_an_untied_head_and_no_pad_token_runs_in_onnx_
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
 
 
+def test_the_teachers_continuations_are_made_once_and_continue_each_prompt_to_the_block(made, tmp_path,
+                                                                                       monkeypatch) -> None:
+    from squeezer.search.config.experiment import load_config
+    from squeezer.search.trial.lm.workbench import prepare
+
+    monkeypatch.setenv("SQUEEZER_CACHE", str(tmp_path / "cache"))
+    path = experiment(tmp_path, made, pipeline=[{"lm_distill": {"sequence_fraction": 0.5, "steps": 2}}])
+    bench = prepare(load_config(path))
+    made_now = bench.sequences()
+    blocks = bench.splits.train
+    assert made_now.ids.shape == (len(blocks), 32) and made_now.top_k.values.shape == (len(blocks), 32, 32)
+    assert torch.equal(made_now.ids[:, :16], blocks[:, :16])  # plain text: a block's first 16 tokens, then its own
+    assert made_now.mask[:, 16:].all() and not made_now.mask[:, :16].any()
+    with torch.no_grad():
+        expected = TopK.of(bench.teacher(input_ids=made_now.ids[:4]).logits, 32)
+    assert torch.equal(made_now.top_k.indices[:4], expected.indices)
+    assert torch.allclose(made_now.top_k.rest[:4], expected.rest, atol=1e-4)
+    bench._sequences = None
+    assert torch.equal(bench.sequences().ids, made_now.ids)  # the second time, from the study's cache
+
+
 def test_a_language_model_study_runs_from_python(made, tmp_path) -> None:
     from squeezer.search import compress
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from squeezer.compressors.base import Report
 from squeezer.compressors.device import Device
-from squeezer.compressors.lm.losses import next_token_loss, rest_statistics
+from squeezer.compressors.lm.losses import BETAS, next_token_loss, rest_statistics
 
 
 @dataclass(frozen=True)
@@ -34,14 +34,22 @@ class TopK:
         lse, mean = rest_statistics(logits, top.indices)
         return cls(top.values.half(), top.indices.int(), lse, mean)
 
+    @classmethod
+    def empty(cls, shape: tuple[int, ...], k: int) -> "TopK":
+        """Room for the cached form of ``shape`` (``[N, T]``) positions, filled block by block with ``put``."""
+        return cls(torch.empty(*shape, k, dtype=torch.float16), torch.empty(*shape, k, dtype=torch.int32),
+                   torch.empty(*shape, len(BETAS)), torch.empty(*shape, len(BETAS)))
+
+    def put(self, rows: slice, part: "TopK") -> None:
+        """``part``'s cached outputs into ``rows`` (copied to this one's device)."""
+        for mine, theirs in ((self.values, part.values), (self.indices, part.indices), (self.rest, part.rest),
+                             (self.rest_mean, part.rest_mean)):
+            mine[rows] = theirs.to(mine.device)
+
     def rows(self, idx: torch.Tensor) -> "TopK":
         return TopK(self.values[idx], self.indices[idx], None if self.rest is None else self.rest[idx],
                     None if self.rest_mean is None else self.rest_mean[idx])
 
-    @staticmethod
-    def cat(parts: list["TopK"]) -> "TopK":
-        fields = [[getattr(p, name) for p in parts] for name in ("values", "indices", "rest", "rest_mean")]
-        return TopK(*(None if any(f is None for f in items) else torch.cat(items) for items in fields))
 
 
 @dataclass(frozen=True)
@@ -116,18 +124,27 @@ def perplexity(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor | None = 
     device = device or Device()
     was_training = model.training
     model.eval()
+    try:
+        return perplexity_of(lambda x: model(input_ids=x).logits, ids, mask, batch, device.put)
+    finally:
+        model.train(was_training)
+
+
+def perplexity_of(logits_of: Callable[[torch.Tensor], torch.Tensor], ids: torch.Tensor,
+                  mask: torch.Tensor | None = None, batch: int = 16,
+                  put: Callable[[torch.Tensor], torch.Tensor] = lambda t: t) -> float:
+    """exp of the mean next-token cross-entropy of the logits ``logits_of`` gives for blocks of ``ids`` (the tokens
+    ``mask`` keeps), ``batch`` blocks at a time, each moved by ``put`` where the logits are computed."""
     total, count = 0.0, 0.0
     for start in range(0, len(ids), batch):
-        x = device.put(ids[start:start + batch])
-        m = None if mask is None else device.put(mask[start:start + batch])
+        x = put(ids[start:start + batch])
+        m = None if mask is None else put(mask[start:start + batch])
         weight = float(x[:, 1:].numel() if m is None else m[:, 1:].sum())
         if weight == 0:
             continue
-        logits = model(input_ids=x).logits
-        total += float(next_token_loss(logits, x, m)) * weight
+        total += float(next_token_loss(logits_of(x), x, m)) * weight
         count += weight
-    model.train(was_training)
-    return math.exp(total / max(count, 1.0)) if count else float("nan")
+    return math.exp(total / count) if count else float("nan")
 
 
-__all__ = ["LmContext", "Sequences", "TopK", "continue_prompts", "perplexity", "prompt_lengths"]
+__all__ = ["LmContext", "Sequences", "TopK", "continue_prompts", "perplexity", "perplexity_of", "prompt_lengths"]

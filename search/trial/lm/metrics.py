@@ -7,14 +7,13 @@ median ratio to the reference times the reference's own figure — as ``trial.me
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 
-from squeezer.compressors.lm.losses import next_token_loss
+from squeezer.compressors.lm.context import perplexity_of
 from squeezer.search.config.run_settings import MeasureSettings
 from squeezer.search.runtime.lm import DeployedLm
 from squeezer.search.trial.metrics import median_interval
@@ -33,16 +32,7 @@ class LmReference:
 def perplexity(model: DeployedLm, ids: torch.Tensor, mask: torch.Tensor | None = None, batch: int = 16) -> float:
     """exp of the mean next-token cross-entropy of the deployed ``model`` on blocks ``ids`` (the tokens ``mask``
     keeps)."""
-    total, count = 0.0, 0.0
-    for start in range(0, len(ids), batch):
-        x = ids[start:start + batch]
-        m = None if mask is None else mask[start:start + batch]
-        weight = float(x[:, 1:].numel() if m is None else m[:, 1:].sum())
-        if weight == 0:
-            continue
-        total += float(next_token_loss(model.logits(x), x, m)) * weight
-        count += weight
-    return math.exp(total / count) if count else float("nan")
+    return perplexity_of(model.logits, ids, mask, batch)
 
 
 def _rounds(models: list[DeployedLm], prompts: torch.Tensor, settings: MeasureSettings) -> Iterator[list[tuple]]:

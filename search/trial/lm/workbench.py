@@ -252,19 +252,14 @@ def _top_k(bench: LmWorkbench) -> TopK:
         return _load_top_k(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
     train, device = bench.splits.train, bench.device
     teacher = bench.resident()
-    parts, batch = [], 16
+    top, batch = TopK.empty(tuple(train.shape), TOP_K), 16  # filled in place: the cache's bytes held once
     with Bar(f"teacher top-{TOP_K} logits", total=len(train), unit="blocks") as bar:
         for start in range(0, len(train), batch):
             logits = teacher(input_ids=device.put(train[start:start + batch])).logits
-            parts.append(_cpu(TopK.of(logits, TOP_K)))
+            top.put(slice(start, start + batch), TopK.of(logits, TOP_K))
             bar.update(len(logits))
-    top = TopK.cat(parts)
     save_atomically(_saved(top), path)
     return top
-
-
-def _cpu(top: TopK) -> TopK:
-    return TopK(*(part.cpu() for part in (top.values, top.indices, top.rest, top.rest_mean)))
 
 
 def _saved(top: TopK, **more: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -286,17 +281,17 @@ def _continuations(bench: LmWorkbench) -> Sequences:
     chosen = torch.linspace(0, len(s.train) - 1, min(CONTINUATIONS, len(s.train))).long()
     rows, row_mask = s.train[chosen], None if s.train_mask is None else s.train_mask[chosen]
     lengths = prompt_lengths(rows, row_mask, min(16, size // 2)).clamp(1, size - 1)
-    ids, masks, parts = [], [], []
+    all_ids = torch.full((len(rows), size), s.pad_id, dtype=rows.dtype)  # each prompt continued to the block
+    mask, top = torch.zeros(len(rows), size, dtype=torch.bool), TopK.empty((len(rows), size), TOP_K)
     with Bar("teacher continuations", total=len(rows), unit="prompts") as bar:
         for start in range(0, len(rows), 32):
-            out, mask = continue_prompts(teacher, device.put(rows[start:start + 32]),
-                                         lengths[start:start + 32].to(device.where), lambda length: size - length,
-                                         s.pad_id, do_sample=False)
-            parts.append(_cpu(TopK.of(teacher(input_ids=out).logits, TOP_K)))
-            ids.append(out.cpu())
-            masks.append(mask.cpu())
+            out, written = continue_prompts(teacher, device.put(rows[start:start + 32]),
+                                            lengths[start:start + 32].to(device.where), lambda length: size - length,
+                                            s.pad_id, do_sample=False)
+            part = slice(start, start + len(out))
+            top.put(part, TopK.of(teacher(input_ids=out).logits, TOP_K))
+            all_ids[part], mask[part] = out.cpu(), written.cpu()
             bar.update(len(out))
-    all_ids, mask, top = torch.cat(ids), torch.cat(masks), TopK.cat(parts)
     save_atomically(_saved(top, ids=all_ids, mask=mask), path)
     return Sequences(all_ids, mask, top)
 
