@@ -278,11 +278,16 @@ class Tracker:
         that a running, stopped or killed study's review shows its front; only changed tags are written."""
         self._defer(self._tag_front, study, set(members))
 
-    def _tag_front(self, study: str, members: set[int]) -> None:
-        for r in self._trial_runs(study):
-            wanted = "true" if r.info.status == "FINISHED" and int(r.data.tags[TRIAL_TAG]) in members else "false"
-            if r.data.tags.get("pareto") != wanted:
-                self.client.set_tag(r.info.run_id, "pareto", wanted)
+    def _tag_front(self, study: str, members: set[int], runs: list[Any] | None = None) -> int:
+        """Tag ``runs`` (default: the study's trial runs) pareto=true/false where their tag differs; the number on
+        the front. Only a FINISHED run can be a member (an interrupted attempt keeps its KILLED run beside it)."""
+        on_front = 0
+        for r in self._trial_runs(study) if runs is None else runs:
+            member = r.info.status == "FINISHED" and int(r.data.tags[TRIAL_TAG]) in members
+            on_front += member
+            if r.data.tags.get("pareto") != ("true" if member else "false"):
+                self.client.set_tag(r.info.run_id, "pareto", "true" if member else "false")
+        return on_front
 
     def finish_study(self, parent: str, study: str, members: set[int], table_csv: str, figures: Mapping[str, Any],
                      summary: Mapping[str, float], recommended: int | None = None, page: str | None = None,
@@ -294,10 +299,7 @@ class Tracker:
         and run again keeps its KILLED run beside the finished one).
         """
         runs = self.trial_runs(study)
-        pareto_runs = {r.info.run_id: r.info.status == "FINISHED" and int(r.data.tags[TRIAL_TAG]) in members
-                       for r in runs}
-        for run_id, on_front in pareto_runs.items():
-            self.client.set_tag(run_id, "pareto", "true" if on_front else "false")
+        on_front = self._tag_front(study, members, runs)
         recommended_run = None if recommended is None else self.finished_runs(study, runs).get(recommended)
         if recommended_run is not None:
             self.client.set_tag(recommended_run, "recommended", "true")
@@ -312,5 +314,5 @@ class Tracker:
             self.client.set_tag(parent, "mlflow.note.content", description)
         now = int(time.time() * 1000)
         self.client.log_batch(parent, metrics=[Metric(k, float(v), now, 0) for k, v in summary.items()],
-                              tags=[RunTag("squeezer.pareto_size", str(sum(pareto_runs.values())))])
+                              tags=[RunTag("squeezer.pareto_size", str(on_front))])
         self.client.set_terminated(parent, status="FINISHED")
