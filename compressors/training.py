@@ -27,7 +27,8 @@ class DivergedError(RuntimeError):
 @dataclass(frozen=True)
 class Optim:
     """How to train: Adam at ``lr`` with linear warm-up over ``warmup_epochs`` and then a constant or cosine-decayed
-    rate; ``accumulate`` batches per optimizer step (gradient accumulation, for small batches)."""
+    rate; ``accumulate`` batches per optimizer step (gradient accumulation, for small batches); ``patience``: stop
+    once validation accuracy has not improved for that many epochs, keeping the best epoch's weights (0: never)."""
 
     epochs: int
     lr: float
@@ -35,6 +36,7 @@ class Optim:
     warmup_epochs: int = 0
     lr_schedule: str = "constant"
     accumulate: int = 1
+    patience: int = 0
 
     def validate(self) -> None:
         check(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", "must be an integer >= 1", self.epochs)
@@ -46,6 +48,8 @@ class Optim:
               self.lr_schedule)
         check(isinstance(self.accumulate, int) and self.accumulate >= 1, "accumulate", "must be an integer >= 1",
               self.accumulate)
+        check(isinstance(self.patience, int) and not isinstance(self.patience, bool) and self.patience >= 0,
+              "patience", "must be an integer >= 0", self.patience)
 
     def factor(self, step: int, steps_per_epoch: int) -> float:
         """The learning-rate multiplier at optimizer ``step``."""
@@ -77,6 +81,7 @@ def fit(model: nn.Module, ctx: TrialContext, loss_fn: BatchLoss, optim: Optim, *
     steps_per_epoch = math.ceil(batches / optim.accumulate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: optim.factor(step, steps_per_epoch))
     generator = ctx.generator(salt=sum(map(ord, stage)))
+    plateau = Plateau(optim.patience, higher_is_better=True)
     for epoch in range(optim.epochs):
         extra_metrics = dict(before_epoch(epoch)) if before_epoch else {}
         lr = optimizer.param_groups[0]["lr"]
@@ -98,9 +103,35 @@ def fit(model: nn.Module, ctx: TrialContext, loss_fn: BatchLoss, optim: Optim, *
         if not math.isfinite(mean):
             raise DivergedError(f"{stage}: training loss became {mean} in epoch {epoch + 1}; try a lower lr")
         extra_metrics.update(after_epoch(epoch) if after_epoch else {})
-        ctx.report(epoch, {f"{stage}.loss": mean, f"{stage}.lr": lr,
-                           f"{stage}.val_accuracy": accuracy(model, ctx.val_x, ctx.val_y), **extra_metrics})
-    return model.eval()
+        val = accuracy(model, ctx.val_x, ctx.val_y)
+        ctx.report(epoch, {f"{stage}.loss": mean, f"{stage}.lr": lr, f"{stage}.val_accuracy": val, **extra_metrics})
+        if plateau.stops(model, val):
+            break
+    return plateau.best(model).eval()
+
+
+class Plateau:
+    """Early stopping on a validation metric: ``stops`` once it has not improved for ``patience`` evaluations in a
+    row (never where ``patience`` is 0); ``best`` puts back the weights of the best evaluation."""
+
+    def __init__(self, patience: int, higher_is_better: bool) -> None:
+        self.patience, self.sign = patience, 1.0 if higher_is_better else -1.0
+        self.top, self.since, self.state = -math.inf, 0, None
+
+    def stops(self, model: nn.Module, value: float) -> bool:
+        if not self.patience:
+            return False
+        if math.isfinite(value) and self.sign * value > self.top:
+            self.top, self.since = self.sign * value, 0
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            return False
+        self.since += 1
+        return self.since >= self.patience
+
+    def best(self, model: nn.Module) -> nn.Module:
+        if self.state is not None:
+            model.load_state_dict(self.state)
+        return model
 
 
 def finetune(model: nn.Module, ctx: TrialContext, epochs: int, lr: float, *, stage: str) -> nn.Module:

@@ -170,6 +170,42 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finish(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from squeezer.compressors.progress import Printer, printing
+    from squeezer.search.config.experiment import load_config
+    from squeezer.search.errors import ConfigError
+    from squeezer.search.locking import absolute
+    from squeezer.search.results.report import metrics_line
+    from squeezer.search.results.trial_export import export_trial
+    from squeezer.search.study.destinations import check_out, check_storage, check_tracking_uri
+    from squeezer.search.study.finish import finish
+
+    config = load_config(args.config)
+    if args.out:
+        check_out(Path(args.out))
+    storage, tracking = absolute(args.storage), absolute(args.tracking_uri)
+    check_storage(storage, must_exist=True)
+    check_tracking_uri(tracking, must_exist=True)
+    given = {"steps": args.steps, "epochs": args.epochs}
+    wrong = "epochs" if config.language_model else "steps"
+    if given[wrong] is not None:
+        right = "steps" if config.language_model else "epochs"
+        raise ConfigError(f"--{wrong}", f"is a {'classifier' if wrong == 'epochs' else 'language model'}'s budget; "
+                          f"this study's is --{right}", given[wrong])
+    with printing(Printer()):
+        done = finish(config, args.trial, storage, tracking, study_name=args.study_name,
+                      budget=args.steps if config.language_model else args.epochs, until_plateau=args.until_plateau,
+                      patience=args.patience)
+    print(f"finished trial {args.trial}: {metrics_line(done.metrics)} (run {done.run_id})")
+    if args.out:
+        readme = export_trial(tracking, args.study_name or config.name, args.trial, Path(args.out), args.format,
+                              role="finish")
+        print(f"written to {readme.parent} (see {readme.name})")
+    return 0
+
+
 def _pick(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -257,6 +293,21 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=list(FORMATS), default=None, help=FORMAT_HELP)
     export.set_defaults(handler=_export)
 
+    fin = commands.add_parser("finish", help="train one trial's recipe to the end (a longer budget), log and export it")
+    fin.add_argument("config", help="the study's experiment YAML file (its data, teacher and pipeline)")
+    fin.add_argument("--trial", type=int, required=True, help="the trial number (as in the Pareto table)")
+    fin.add_argument("--study-name", help="study name (default: the config's name)")
+    budget = fin.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="a language model: lm_distill.steps to train")
+    budget.add_argument("--epochs", type=int, help="a classifier: distill.epochs to train")
+    fin.add_argument("--until-plateau", action="store_true",
+                     help="stop once validation quality has not improved for --patience evaluations (the budget: "
+                          "--steps / --epochs, else 10x the study's), keeping the best weights")
+    fin.add_argument("--patience", type=int, default=3, help="evaluations without improvement (default: 3)")
+    fin.add_argument("--out", help="also export the finished model to this folder")
+    fin.add_argument("--format", choices=list(FORMATS), default=None, help=FORMAT_HELP)
+    fin.set_defaults(handler=_finish)
+
     pick = commands.add_parser("pick", help="export the most accurate Pareto member within a size / latency budget")
     pick.add_argument("--study-name", required=True)
     pick.add_argument("--max-size", help="the deployed file's bytes at most, e.g. 100KB, 2MB")
@@ -268,10 +319,10 @@ def _parser() -> argparse.ArgumentParser:
     pick.add_argument("--format", choices=list(FORMATS), default=None, help=FORMAT_HELP)
     pick.set_defaults(handler=_pick)
 
-    for sub in (search, pareto, pick):
+    for sub in (search, pareto, pick, fin):
         sub.add_argument("--storage", default=DEFAULT_STORAGE,
                          help=f"Optuna storage: a database URL or journal:PATH (default: {DEFAULT_STORAGE})")
-    for sub in (search, export, pick):
+    for sub in (search, export, pick, fin):
         sub.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
                          help=f"MLflow tracking URI (default: {DEFAULT_TRACKING_URI})")
 

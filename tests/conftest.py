@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,45 @@ def install_plugin(where: Path, monkeypatch: pytest.MonkeyPatch, module: str, so
     (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(f"[{group}]\n{entry}\n")
     monkeypatch.syspath_prepend(str(where))
+
+
+#: the tiny language model's corpus: random sentences of these words
+WORDS = "the cat sat on a mat and dog ran to big red house with small blue car".split()
+
+
+@pytest.fixture(scope="session")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with ``teacher/`` (a 4-layer Llama trained briefly on the corpus, with its tokenizer; its head size
+    16, the least ONNX Runtime's GroupQueryAttention takes) and
+    ``corpus.txt`` (60 documents apart by blank lines)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    where = tmp_path_factory.mktemp("lm")
+    rng = random.Random(0)
+    docs = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(30, 80))) + "." for _ in range(60)]
+    (where / "corpus.txt").write_text("\n\n".join(docs))
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(docs, trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>", "<pad>"],
+                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=64,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    ids = [i for d in docs for i in tokenizer(d)["input_ids"] + [tokenizer.eos_token_id]]
+    blocks = torch.tensor(ids[: len(ids) // 32 * 32]).view(-1, 32)
+    optimizer = torch.optim.AdamW(model.parameters(), 3e-3)
+    for _ in range(120):
+        x = blocks[torch.randint(len(blocks), (16,))]
+        loss = model(input_ids=x, labels=x).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.save_pretrained(where / "teacher")
+    tokenizer.save_pretrained(where / "teacher")
+    return where

@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import random
 import shutil
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import one_line
+from conftest import WORDS, one_line
 from squeezer.compressors.lm import LmContext, LmDistill, LmPrune, LmQuantize, TopK, losses, perplexity, surgery
 from squeezer.compressors.lm import weight_only
 from squeezer.search.cli import main
@@ -27,47 +26,6 @@ from squeezer.search.errors import ConfigError
 from squeezer.search.models import causal
 from squeezer.search.runtime.lm import eager, genai, hf
 from squeezer.search.trial.lm.metrics import perplexity as deployed_perplexity
-
-WORDS = "the cat sat on a mat and dog ran to big red house with small blue car".split()
-
-
-@pytest.fixture(scope="session")
-def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with ``teacher/`` (a 4-layer Llama trained briefly on the corpus, with its tokenizer; its head size
-    16, the least ONNX Runtime's GroupQueryAttention takes) and
-    ``corpus.txt`` (60 documents apart by blank lines)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    where = tmp_path_factory.mktemp("lm")
-    rng = random.Random(0)
-    docs = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(30, 80))) + "." for _ in range(60)]
-    (where / "corpus.txt").write_text("\n\n".join(docs))
-    bpe = Tokenizer(models.BPE(unk_token=None))
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(docs, trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>", "<pad>"],
-                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=64,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    ids = [i for d in docs for i in tokenizer(d)["input_ids"] + [tokenizer.eos_token_id]]
-    blocks = torch.tensor(ids[: len(ids) // 32 * 32]).view(-1, 32)
-    optimizer = torch.optim.AdamW(model.parameters(), 3e-3)
-    for _ in range(120):
-        x = blocks[torch.randint(len(blocks), (16,))]
-        loss = model(input_ids=x, labels=x).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.save_pretrained(where / "teacher")
-    tokenizer.save_pretrained(where / "teacher")
-    return where
-
 
 @pytest.fixture(scope="session")
 def teacher(made: Path) -> tuple[torch.nn.Module, object]:
@@ -714,13 +672,6 @@ def test_bad_language_model_input_is_one_line_and_writes_nothing(made, tmp_path,
     assert not (tmp_path / "squeezer.db").exists() and not (tmp_path / "mlflow.db").exists()
 
 
-def test_the_ray_backend_is_refused_for_a_language_model_however_it_is_asked(made, tmp_path, capsys) -> None:
-    path = experiment(tmp_path, made)
-    assert main(["search", str(path), "--trials", "1", "--backend", "ray"]) == 2
-    one_line(capsys.readouterr().err, "search.backend")
-    assert not (tmp_path / "squeezer.db").exists()
-
-
 def test_a_teacher_the_builder_cannot_export_is_measured_in_torch_saying_so(made, tmp_path, capsys) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -737,3 +688,45 @@ def test_a_teacher_the_builder_cannot_export_is_measured_in_torch_saying_so(made
     assert main(["search", str(path), "--trials", "2"]) == 0
     err = capsys.readouterr().err
     assert "ONNX Runtime GenAI cannot export this teacher" in err and "measured in torch" in err
+
+
+# the search: Squeezer's sampler, successive halving and budgets, as for classifiers
+
+def test_squeezer_sampler_screens_language_model_recipes_on_their_deployed_size(made, tmp_path) -> None:
+    from squeezer.search.study.squeezer_sampler import WARMUP
+
+    path = experiment(tmp_path, made, search={"sampler": "squeezer", "candidates": 3})
+    trials = 2 + WARMUP + 2  # the two baselines first
+    assert main(["search", str(path), "--trials", str(trials)]) == 0
+    import optuna
+
+    study = optuna.load_study(study_name="tiny-lm", storage=f"sqlite:///{tmp_path}/squeezer.db")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * trials
+    screened = [t for t in study.trials if t.user_attrs.get("screened")]
+    assert screened and all(t.number >= 2 + WARMUP for t in screened)
+
+
+def test_successive_halving_stops_language_model_students_on_their_perplexity(made, tmp_path) -> None:
+    path = experiment(tmp_path, made, search={"sampler": "random", "scheduler": "halving"})
+    config = yaml.safe_load(path.read_text())
+    config["pipeline"][1]["lm_distill"]["lr"] = {"float": [1e-5, 1e-2], "log": True}  # some learn far slower
+    path.write_text(yaml.safe_dump(config))
+    assert main(["search", str(path), "--trials", "10"]) == 0
+    import optuna
+
+    study = optuna.load_study(study_name="tiny-lm", storage=f"sqlite:///{tmp_path}/squeezer.db")
+    states = [t.state.name for t in study.trials]
+    assert "PRUNED" in states and "COMPLETE" in states
+    reasons = [t.user_attrs["stop_reason"] for t in study.trials if t.state.name == "PRUNED"]
+    assert all(r.startswith("successive halving: after 1 evaluation(s), val perplexity") for r in reasons)
+
+
+def test_a_size_budget_rejects_a_language_model_student_before_it_trains(made, tmp_path) -> None:
+    path = experiment(tmp_path, made, constraints={"size_bytes": {"max": 1000}}, search={"sampler": "random"})
+    assert main(["search", str(path), "--trials", "3"]) == 0
+    import optuna
+
+    study = optuna.load_study(study_name="tiny-lm", storage=f"sqlite:///{tmp_path}/squeezer.db")
+    trained = [t for t in study.trials if "baseline" not in t.params]
+    assert trained and all(t.user_attrs["fail_reason"].startswith("TrialFailed: rejected before training")
+                           for t in trained)

@@ -19,6 +19,7 @@ from squeezer.search.config.experiment import SearchSettings
 from squeezer.search.study.squeezer_sampler import WARMUP
 
 from conftest import DIGITS_YAML, digits_config, one_line, write_config
+from test_language_models import experiment as tiny_lm
 from test_user_models import experiment
 from test_study import runs, stores
 
@@ -254,3 +255,73 @@ def test_sigterm_stops_a_ray_study_with_the_one_resume_line(tmp_path: Path) -> N
     _, err = process.communicate(timeout=120)
     assert process.returncode == 143, err[-2000:]
     assert "SIGTERM received" not in err and "stopped by SIGTERM; finished trials are kept" in err, err[-2000:]
+
+
+# language models on Ray
+
+def lm_experiment(folder: Path, made: Path, lr: object = None, **sections: object) -> Path:
+    """The tiny language model's experiment file (``test_language_models``), with ``lm_distill.lr`` if given."""
+    import yaml
+
+    path = tiny_lm(folder, made, **sections)
+    if lr is not None:
+        config = yaml.safe_load(path.read_text())
+        config["pipeline"][1]["lm_distill"]["lr"] = lr
+        path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_language_model_study_runs_on_ray_like_on_optuna(made, tmp_path: Path) -> None:
+    """Baselines first, every student deployed in ONNX Runtime GenAI on a worker, its curve and folder in MLflow; the
+    teacher's cached top-k outputs reach the workers as their file's path."""
+    tracking, storage = stores(tmp_path)
+    path = lm_experiment(tmp_path, made, search={"backend": "ray", "sampler": "random"})
+    assert main(["search", str(path), "--trials", "4", "--tracking-uri", tracking, "--storage", storage]) == 0
+    study = optuna.load_study(study_name="tiny-lm", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+    assert [t.params.get("baseline") for t in study.trials[:2]] == ["int4", "int8"]
+    client = MlflowClient(tracking)
+    children = runs(tmp_path, "trial", "tiny-lm")
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+    for child in children:
+        assert {"perplexity", "size_bytes", "latency_ms", "ttft_ms"} <= set(child.data.metrics)
+        assert child.data.tags["squeezer.node"] and child.data.tags["squeezer.device"] == "cpu"
+    trained = [c for c in children if "lm_distill.loss" in c.data.params]
+    assert trained and all(len(client.get_metric_history(c.info.run_id, "lm_distill.val_perplexity")) == 2
+                           for c in trained)
+    one = children[0]
+    folder = Path(client.download_artifacts(one.info.run_id, "onnxruntime-genai", str(tmp_path / "got")))
+    onnx = sum(p.stat().st_size for p in folder.iterdir() if p.name.startswith("model.onnx"))
+    assert onnx == one.data.metrics["size_bytes"]
+
+
+def test_a_language_model_bench_travels_to_this_machines_workers_without_its_teacher_outputs(made, tmp_path) -> None:
+    import pickle
+
+    from squeezer.search.config.experiment import load_config
+    from squeezer.search.trial.lm.workbench import prepare
+
+    bench = prepare(load_config(lm_experiment(tmp_path, made)))
+    cached = bench.top_k.values.nbytes + bench.top_k.indices.nbytes
+    by_value, by_path = pickle.dumps(bench), pickle.dumps(bench.sent_by_path())
+    assert len(by_value) > cached > len(by_path) - len(pickle.dumps(bench.teacher)) + cached // 2
+    again = pickle.loads(by_path)
+    assert torch.equal(again.top_k.values, bench.top_k.values) and torch.equal(again.top_k.rest, bench.top_k.rest)
+
+
+@pytest.mark.parametrize("sampler, scheduler", [("squeezer", "none"), ("random", "halving")])
+def test_squeezer_sampler_and_halving_run_language_model_studies_on_ray(made, tmp_path, sampler, scheduler) -> None:
+    tracking, storage = stores(tmp_path)
+    search = {"backend": "ray", "sampler": sampler, "scheduler": scheduler}
+    if sampler == "squeezer":
+        search["candidates"] = 3
+    path = lm_experiment(tmp_path, made, search=search, lr={"float": [1e-5, 1e-2], "log": True})
+    trials = 2 + WARMUP + 2 if sampler == "squeezer" else 10  # the two baselines first
+    assert main(["search", str(path), "--trials", str(trials), "--tracking-uri", tracking, "--storage", storage]) == 0
+    study = optuna.load_study(study_name="tiny-lm", storage=storage)
+    states = [t.state.name for t in study.trials]
+    if sampler == "squeezer":
+        assert states == ["COMPLETE"] * trials
+        assert [t.number for t in study.trials if t.user_attrs.get("screened")]
+    else:
+        assert "PRUNED" in states and "COMPLETE" in states

@@ -45,6 +45,7 @@ class DistillConfig(CompressorConfig):
     warmup_epochs: int = 0
     lr_schedule: str = "constant"
     accumulate: int = 1
+    patience: int = 0                 # > 0: stop once val accuracy has not improved for this many epochs
     augment: bool = False             # text: also train on augmented copies of the texts, labelled by the teacher
     augment_copies: int = 2           # ... this many of each text (token dropout, swap, span masking)
 
@@ -102,7 +103,8 @@ class DistillConfig(CompressorConfig):
         return {name: getattr(self, f"{name}_weight") for name in LOSSES}
 
     def optim(self) -> Optim:
-        return Optim(self.epochs, self.lr, self.weight_decay, self.warmup_epochs, self.lr_schedule, self.accumulate)
+        return Optim(self.epochs, self.lr, self.weight_decay, self.warmup_epochs, self.lr_schedule, self.accumulate,
+                     self.patience)
 
     @property
     def needs_probe(self) -> bool:

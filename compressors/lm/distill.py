@@ -35,6 +35,7 @@ from squeezer.compressors.distill.schedules import DynamicWeightAverage, tempera
 from squeezer.compressors.lm.context import LmContext, TopK, continue_prompts, perplexity, prompt_lengths
 from squeezer.compressors.lm.losses import DIVERGENCES, LOSSES, masked_mean, next_token_loss, on_support
 from squeezer.compressors.progress import Bar
+from squeezer.compressors.training import Plateau
 from squeezer.compressors.registry import register
 
 TEACHER_OUTPUTS = ("cached", "live")
@@ -62,6 +63,7 @@ class LmDistillConfig(CompressorConfig):
     lr: float = 1e-3
     warmup_steps: int = 20
     eval_every: int = 50
+    patience: int = 0                 # > 0: stop once val perplexity has not improved for this many evaluations
     teacher_outputs: str = "cached"   # the teacher's top-k, computed once per study; or the teacher run live
 
     def validate(self) -> None:
@@ -86,7 +88,7 @@ class LmDistillConfig(CompressorConfig):
         check(self.sequence_fraction == 0 or self.soft_weight + self.hard_weight > 0, "sequence_fraction",
               "needs soft_weight or hard_weight > 0: the teacher's continuations are learnt by one of them",
               self.sequence_fraction)
-        for name, low in (("steps", 0), ("warmup_steps", 0), ("eval_every", 1)):
+        for name, low in (("steps", 0), ("warmup_steps", 0), ("eval_every", 1), ("patience", 0)):
             value = getattr(self, name)
             check(isinstance(value, int) and not isinstance(value, bool) and value >= low, name,
                   f"must be an integer >= {low}", value)
@@ -132,6 +134,7 @@ class LmDistill(Compressor):
             raise InvalidConfig("sequence_fraction", "needs the teacher's continuations (a study with a teacher)",
                                 c.sequence_fraction)
         student.train()
+        plateau = Plateau(c.patience, higher_is_better=False)  # the best evaluation's weights, where it stops early
         with Bar("distilling", total=c.steps, unit="steps") as bar:
             for step in range(c.steps):
                 lr = c.lr * min(1.0, (step + 1) / max(1, c.warmup_steps)) * \
@@ -170,9 +173,9 @@ class LmDistill(Compressor):
                                                       f"{self.name}.loss": float(total.detach()),
                                                       f"{self.name}.temperature": temperature})
                     bar.update(0, note=f"step {step + 1}/{c.steps} val_perplexity={val:.2f}")
-                    if not math.isfinite(val):
+                    if not math.isfinite(val) or plateau.stops(student, val):
                         break
-        return student.eval()
+        return plateau.best(student).eval()
 
     def _batch(self, student: nn.Module, teacher: nn.Module | None, ctx: LmContext, kind: str, sequences: Any,
                rng: torch.Generator, temperature: float, live: bool,

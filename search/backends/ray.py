@@ -3,14 +3,15 @@
 Tune's ``OptunaSearch`` samples the same space (define-by-run, conditional knobs included) with the configured
 sampler into the same Optuna storage (Squeezer's sampler screens on the driver, before Tune starts each trial),
 so the study record, the Pareto front and the resume rules are the Optuna backend's. The data and the teacher reach
-the workers once, through Ray's object store (``tune.with_parameters``; memory-mapped data as its files' paths when
-the cluster is this one machine). MLflow is written by the driver only, from
-Tune's callbacks, so workers need no access to the tracking store.
+the workers once, through Ray's object store (``tune.with_parameters``; memory-mapped data, and a language model's
+cached top-k teacher outputs, as their files' paths when the cluster is this one machine). MLflow is written by the
+driver only, from Tune's callbacks, so workers need no access to the tracking store. Classifiers and language models
+run alike: a trial reports its validation quality at each evaluation (``EPOCH_METRIC``, higher is better:
+``Quality.score``), which ASHA and successive halving read.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import socket
@@ -27,7 +28,7 @@ from squeezer.search.backends import cluster
 from squeezer.search.backends.portable import Portable
 from squeezer.search.config.experiment import ExperimentConfig
 from squeezer.search.config.run_settings import SearchSettings
-from squeezer.search.config.objectives import METRICS
+from squeezer.search.config.objectives import METRICS, Quality, quality_of
 from squeezer.search.results.pareto import keep_metrics
 from squeezer.search.trial.recipe import flatten, queue_repeats, replay_params, suggest_params
 from squeezer.search.config.schedulers import SCHEDULERS
@@ -38,6 +39,7 @@ from squeezer.search.study.halving import standing
 from squeezer.search.study.session import Session
 from squeezer.search.results.tracking import RunId
 from squeezer.search.models import user
+from squeezer.search.trial.lm.workbench import LmWorkbench
 from squeezer.search.trial.workbench import Workbench
 from squeezer.search.trial.run import Outcome, attempt
 
@@ -49,7 +51,8 @@ NODE = "squeezer.node"        # the Ray node that ran the trial
 GPUS = "squeezer.gpus"        # the GPUs Tune gave it (their ids; empty: none)
 DEVICE = "squeezer.device"    # where it trained
 SECONDS = "squeezer.seconds"  # the trial's own run time on the worker
-EPOCH_METRIC = "val_accuracy"  # what ASHA watches, epoch by epoch
+EPOCH_METRIC = "squeezer.val_score"  # what ASHA watches, evaluation by evaluation: Quality.score of the val quality
+VALUE = "squeezer.val_quality"  # the validation quality itself (accuracy, perplexity) at that evaluation
 STANDING = "squeezer.standing"  # halving: a trial's standing at its epoch, set by the driver's scheduler
 CHEAP = "squeezer.cheap"      # halving: the trial's cheap metrics (JSON), with each epoch's report
 SKIPPED = "squeezer.skipped"  # a restored trial the storage holds as finished: not run again
@@ -105,14 +108,15 @@ def results_dir() -> Path:
     return Path(os.environ.get("SQUEEZER_RAY_RESULTS", "ray_results")).resolve()
 
 
-def _sent(bench: Workbench) -> Workbench:
+def _sent(bench: Workbench | LmWorkbench) -> Workbench | LmWorkbench:
     """What the workers get: the classes of the user's own Python files by value (a worker cannot import such a file
-    by its module name); on a cluster of one machine, memory-mapped data as its files' paths (reopened by each
-    worker, never copied); across machines, by value (the other nodes do not have this machine's cache)."""
+    by its module name); on a cluster of one machine, memory-mapped data and cached teacher outputs as their files'
+    paths (reopened by each worker, never copied); across machines, by value (the other nodes do not have this
+    machine's cache)."""
     for module in user.file_modules():
         cloudpickle.register_pickle_by_value(module)
     if len([node for node in ray.nodes() if node.get("Alive")]) == 1:
-        return dataclasses.replace(bench, splits=bench.splits.sent_by_path())
+        return bench.sent_by_path()
     return bench
 
 
@@ -130,7 +134,7 @@ def _new_tuner(session: Session, trainable: Any, samples: int, target: int, name
     scheduler = make(EPOCH_METRIC) if make else None
     if settings.scheduler == "halving":
         scheduler = FrontHalving(config.objectives, session.bench.validation_count, settings.rung_epochs,
-                                 settings.reduction_factor)
+                                 settings.reduction_factor, quality_of(config.objectives))
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=samples,
@@ -143,21 +147,22 @@ def _new_tuner(session: Session, trainable: Any, samples: int, target: int, name
 class FrontHalving(tune.schedulers.ASHAScheduler):
     """``search.scheduler: halving`` on Tune: Tune's ASHA keeps the rungs and promotions; it is fed each trial's
     standing on the front at its epoch (``study.halving.standing``), computed here on the driver, where every trial's
-    per-epoch results arrive, against the other trials' results at the same epoch."""
+    per-epoch results arrive, against the other trials' results at the same epoch (a language model's: evaluation)."""
 
-    def __init__(self, objectives: Mapping[str, str], samples: int, rung_epochs: int, reduction_factor: int) -> None:
+    def __init__(self, objectives: Mapping[str, str], samples: int, rung_epochs: int, reduction_factor: int,
+                 quality: Quality) -> None:
         super().__init__(metric=STANDING, mode="max", grace_period=rung_epochs, reduction_factor=reduction_factor,
                          max_t=10**6)  # no cap: a trial ends with its pipeline (its last report is one past it)
-        self.objectives, self.samples = objectives, samples
+        self.objectives, self.samples, self.quality = objectives, samples, quality
         self.points: dict[int, dict[str, tuple[float, dict[str, float]]]] = {}  # epoch -> trial -> its point
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         if CHEAP in result and CURVES not in result:  # an epoch's report
-            epoch, accuracy, cheap = result["training_iteration"], result[EPOCH_METRIC], json.loads(result[CHEAP])
+            epoch, value, cheap = result["training_iteration"], result[VALUE], json.loads(result[CHEAP])
             here = self.points.setdefault(epoch, {})
             others = [point for trial_id, point in here.items() if trial_id != trial.trial_id]
-            result = {**result, STANDING: standing(accuracy, cheap, others, self.objectives, self.samples)}
-            here[trial.trial_id] = (accuracy, cheap)
+            result = {**result, STANDING: standing(value, cheap, others, self.objectives, self.samples, self.quality)}
+            here[trial.trial_id] = (value, cheap)
         return super().on_trial_result(tune_controller, trial, result)
 
 
@@ -279,13 +284,13 @@ def _active() -> Session:
     return _session
 
 
-def _trainable(config: Mapping[str, Any], bench: Workbench, done: frozenset[int] = frozenset()) -> None:
+def _trainable(config: Mapping[str, Any], bench: Workbench | LmWorkbench, done: frozenset[int] = frozenset()) -> None:
     """One trial on a Ray worker: the same ``attempt`` the Optuna backend runs, reported to Tune. A trial the
     storage holds as finished (``done``) is skipped."""
     number, scheduler = int(config[NUMBER]), bench.config.search.scheduler
     nan = float("nan")
     # Tune wants the search metrics, and the scheduler its own, in every result
-    unknown = {**{k: nan for k in bench.config.objectives}, STANDING: 0.0}
+    unknown = {**{k: nan for k in bench.config.objectives}, STANDING: 0.0, VALUE: nan}
     if number in done:
         tune.report({**unknown, SKIPPED: True})
         return
@@ -293,11 +298,12 @@ def _trainable(config: Mapping[str, Any], bench: Workbench, done: frozenset[int]
     torch.set_num_threads(bench.config.training.threads or cpus)  # the CPUs Tune gave the trial, unless told
 
     cheap: dict[str, str] = {}
+    quality = quality_of(bench.config.objectives)
 
     def per_epoch(step: int, metrics: Mapping[str, float]) -> None:
-        accuracy = next((v for k, v in metrics.items() if k.endswith(".val_accuracy")), None)
-        if accuracy is not None:
-            tune.report({**unknown, EPOCH_METRIC: accuracy, **cheap})
+        value = next((v for k, v in metrics.items() if k.endswith("." + quality.val_metric)), None)
+        if value is not None:
+            tune.report({**unknown, EPOCH_METRIC: quality.score(value), VALUE: value, **cheap})
 
     def watch(measured: Mapping[str, float]) -> Any:  # halving: the cheap metrics go with every epoch's report
         cheap[CHEAP] = json.dumps(dict(measured))
@@ -307,8 +313,9 @@ def _trainable(config: Mapping[str, Any], bench: Workbench, done: frozenset[int]
         outcome = attempt(bench, replay_params(bench.config, config), int(config[SEED]) + number, Path(workdir),
                           report=per_epoch if scheduler == "asha" else lambda step, metrics: None,
                           watch=watch if scheduler == "halving" else None)
-        final = {**unknown, **(outcome.metrics or {}),
-                 EPOCH_METRIC: (outcome.metrics or {}).get("accuracy", nan), ERROR: outcome.error or "",
+        value = (outcome.metrics or {}).get(quality.metric, nan)
+        final = {**unknown, **(outcome.metrics or {}), EPOCH_METRIC: quality.score(value),
+                 VALUE: value, ERROR: outcome.error or "",
                  CURVES: json.dumps(outcome.curves), SECONDS: outcome.seconds,
                  NODE: ray.get_runtime_context().get_node_id(), "squeezer.host": socket.gethostname(),
                  GPUS: ",".join(map(str, ray.get_gpu_ids())), DEVICE: str(bench.device)}

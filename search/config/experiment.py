@@ -19,7 +19,7 @@ from squeezer.search.config.model_sections import (DEFAULT_LM_PIPELINE, DEFAULT_
                                                    student_space)
 from squeezer.search.config.teacher_section import TeacherSpec, teacher_section
 from squeezer.search.config.objectives import (BATCH_METRICS, CLASSIFIER_ONLY, LM_ONLY, METRIC_RANGES, METRICS,
-                                               Constraint, only_accuracy_trained,
+                                               Constraint, trained_quality,
                                                parse_constraints, parse_objectives)
 from squeezer.search.config.rules import LIMITS, MAX_SEED, check_name, integer, is_number, only
 from squeezer.search.config.run_settings import (TERNARY, MeasureSettings, SearchSettings, TrainingSettings,
@@ -159,15 +159,6 @@ def _language_model(config: ExperimentConfig) -> ExperimentConfig:
     return dataclasses.replace(config, measure=dataclasses.replace(config.measure, runtime=runtime_name))
 
 
-def _check_language_model_search(search: SearchSettings) -> None:
-    """What a language-model study searches with, however it is said (the file, or ``--backend`` and ``--sampler``
-    on the command line)."""
-    for key, value in (("backend", search.backend), ("sampler", search.sampler)):
-        if (key, value) in (("backend", "ray"), ("sampler", "squeezer")):
-            raise ConfigError(f"search.{key}", "is not supported for language models yet (use the optuna backend "
-                              "with nsga2, tpe or random)", value)
-
-
 def with_search(config: ExperimentConfig, **overrides: Any) -> ExperimentConfig:
     """``config`` with command-line overrides of its ``search`` section, validated like the file's own values."""
     given = {k: v for k, v in overrides.items() if v is not None}
@@ -207,15 +198,14 @@ def check_runtime(config: ExperimentConfig) -> None:
 
 def check_search(config: ExperimentConfig) -> ExperimentConfig:
     """``config`` with its sampler and early stopping decided: ``squeezer`` and ``pareto`` unless asked otherwise,
-    where they can judge (accuracy is the one trained objective; ``pareto`` also needs the optuna backend), else
+    where they can judge (the quality is the one trained objective; ``pareto`` also needs accuracy and the optuna
+    backend), else
     ``nsga2`` and ``none``; ``pareto``, ``shadow`` and ``squeezer`` are refused where they cannot."""
     search = config.search
-    if config.language_model:
-        _check_language_model_search(search)
-    judged = only_accuracy_trained(config.objectives)
+    judged = trained_quality(config.objectives)
+    stops = judged is not None and judged.metric in SCHEDULERS["pareto"].judges and search.backend == "optuna"
     search = dataclasses.replace(search, sampler=search.sampler or ("squeezer" if judged else "nsga2"),
-                                 scheduler=search.scheduler or ("pareto" if judged and search.backend == "optuna"
-                                                                else "none"))
+                                 scheduler=search.scheduler or ("pareto" if stops else "none"))
     config = dataclasses.replace(config, search=search)
     given = config.raw.get("search") or {}
     _check_reference(search.reference, config.objectives)
@@ -230,11 +220,13 @@ def check_search(config: ExperimentConfig) -> ExperimentConfig:
         if option in given and search.scheduler != "halving":
             raise ConfigError(f"search.{option}", f"is a setting of scheduler halving, not of {search.scheduler!r}",
                               given[option])
-    if not only_accuracy_trained(config.objectives):
-        for key, value in (("scheduler", search.scheduler), ("sampler", search.sampler)):
-            if value == "squeezer" or (key == "scheduler" and SCHEDULERS[value].judges):
-                raise ConfigError(f"search.{key}", "needs objectives whose one trained metric is accuracy "
-                                  f"(maximize); these are {config.objectives}", value)
+    if search.sampler == "squeezer" and judged is None:
+        raise ConfigError("search.sampler", "needs objectives whose one trained metric is the quality (accuracy, or a "
+                          f"language model's perplexity); these are {config.objectives}", search.sampler)
+    judges = SCHEDULERS[search.scheduler].judges
+    if judges and (judged is None or judged.metric not in judges):
+        raise ConfigError("search.scheduler", f"needs objectives whose one trained metric is "
+                          f"{' or '.join(judges)}; these are {config.objectives}", search.scheduler)
     if "jobs" in given and search.backend != "optuna":
         raise ConfigError("search.jobs", "is a setting of backend optuna; with ray, trials at once are "
                           "search.max_concurrent", given["jobs"])

@@ -42,21 +42,15 @@ LM_ONLY = ("perplexity", "ttft_ms", "non_embedding_params", "task_accuracy")
 #: The metrics timed at measure.batch (the rest at batch 1).
 BATCH_METRICS = ("latency_batch_ms", "latency_batch_p90_ms", "throughput")
 #: The cheap metrics that are counted, not timed: exact, and known at no cost.
-COUNTS = ("size_bytes", "params", "flops")
+COUNTS = ("size_bytes", "params", "flops", "non_embedding_params")
 #: Metrics that training does not change (much): known from the untrained compressed student, before training.
-CHEAP = ("size_bytes", "params", "flops", "latency_ms", "latency_raw_ms", "latency_p90_ms", "latency_batch_ms",
-         "latency_batch_p90_ms", "throughput")
+CHEAP = ("size_bytes", "params", "flops", "non_embedding_params", "latency_ms", "latency_raw_ms", "latency_p90_ms",
+         "latency_batch_ms", "latency_batch_p90_ms", "throughput", "ttft_ms")
 
 
 def standard_error(accuracy: float, samples: int) -> float:
     """The standard error of an accuracy measured on ``samples`` examples: sqrt(a (1 - a) / n) (0 without samples)."""
     return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / samples) if samples else 0.0
-
-
-def only_accuracy_trained(objectives: Mapping[str, str]) -> bool:
-    """Whether maximised accuracy is the one objective that training changes: then a trial's other objectives are
-    known before it trains, which Pareto-aware early stopping and screening rely on."""
-    return [name for name in objectives if name not in CHEAP] == ["accuracy"] and objectives["accuracy"] == "maximize"
 
 
 @dataclass(frozen=True)
@@ -80,8 +74,31 @@ class Quality:
     def better(self, a: float, b: float) -> bool:
         return a > b if self.higher_is_better else a < b
 
+    @property
+    def val_metric(self) -> str:
+        """The name training reports it under, suffixed to its step (``distill.val_accuracy``,
+        ``lm_distill.val_perplexity``)."""
+        return f"val_{self.metric}"
+
+    def score(self, value: float) -> float:
+        """A scale on which higher is better and differences compare across trials: accuracy itself; minus the log
+        of a perplexity (the mean cross-entropy, in nats)."""
+        return value if self.higher_is_better else -math.log(max(value, 1.0))
+
+    def score_error(self, value: float, samples: int) -> float:
+        """The standard error of ``score(value)`` over ``samples`` validation samples: accuracy's binomial one; 0 for
+        perplexity (its per-token spread is not kept)."""
+        return standard_error(value, samples) if self.higher_is_better else 0.0
+
 
 ACCURACY, PERPLEXITY = Quality("accuracy", True), Quality("perplexity", False)
+
+
+def trained_quality(objectives: Mapping[str, str]) -> Quality | None:
+    """The quality (accuracy, or a language model's perplexity) where it is the one objective that training changes:
+    then a trial's other objectives are known before it trains, which screening and halving rely on; else None."""
+    trained = [name for name in objectives if name not in CHEAP]
+    return next((q for q in (ACCURACY, PERPLEXITY) if trained == [q.metric]), None)
 
 
 def quality_of(metrics: Mapping[str, Any]) -> Quality:

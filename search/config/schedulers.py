@@ -3,7 +3,8 @@ reads it) and how the backend that runs it makes it. ``pareto`` and ``shadow`` a
 (``early_stop.ParetoStop``, judged in each trial's process against the current front; ``shadow`` only records its
 verdict); ``halving`` is successive halving over epochs judged on the front (``study.halving``: on Optuna's pruner,
 or on Ray Tune's ASHA);
-``asha`` is Ray Tune's ASHA on per-epoch validation accuracy; ``none`` lets every trial finish."""
+``asha`` is Ray Tune's ASHA on each evaluation's validation quality (accuracy; a language model's perplexity);
+``none`` lets every trial finish."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from typing import Any, Callable
 @dataclass(frozen=True)
 class Scheduler:
     backend: str | None  # the one backend it runs on (None: any)
-    judges: bool  # it compares trials on accuracy as the one trained objective
-    tune: Callable[[str], Any] | None = None  # ray: Tune's scheduler watching that per-epoch metric
+    #: the qualities it compares trials on, as the one trained objective (``objectives.trained_quality``); () none
+    judges: tuple[str, ...]
+    tune: Callable[[str], Any] | None = None  # ray: Tune's scheduler watching that per-epoch metric (higher: better)
 
 
 def _asha(metric: str) -> Any:
@@ -24,9 +26,9 @@ def _asha(metric: str) -> Any:
     return tune.schedulers.ASHAScheduler(metric=metric, mode="max", grace_period=2)
 
 
-SCHEDULERS = {"pareto": Scheduler("optuna", True), "shadow": Scheduler("optuna", True),
-              "halving": Scheduler(None, True),
-              "asha": Scheduler("ray", False, _asha), "none": Scheduler(None, False)}
+SCHEDULERS = {"pareto": Scheduler("optuna", ("accuracy",)), "shadow": Scheduler("optuna", ("accuracy",)),
+              "halving": Scheduler(None, ("accuracy", "perplexity")),
+              "asha": Scheduler("ray", (), _asha), "none": Scheduler(None, ())}
 
 
 def for_backend(backend: str) -> list[str]:

@@ -20,13 +20,15 @@ SHOWN = ("accuracy", "test_accuracy", "perplexity", "test_perplexity", "f1_macro
          "latency_p90_ms", "ttft_ms", "latency_batch_ms", "throughput", "params", "non_embedding_params", "flops")
 
 
-def export_trial(tracking_uri: str, study: str, number: int, out: Path, fmt: str | None = None) -> Path:
+def export_trial(tracking_uri: str, study: str, number: int, out: Path, fmt: str | None = None,
+                 role: str = "trial") -> Path:
     """Write trial ``number`` of ``study`` to ``out`` in ``fmt`` (onnx or torch; a language model's ort-genai folder,
     which onnxruntime_genai loads, or its save_pretrained folder, hf; None: the first a language model has of these,
-    else onnx) with its README; return the README."""
+    else onnx) with its README; return the README. ``role="finish"``: the trial as ``squeezer finish`` trained it
+    (its latest such run)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a few small files: no progress bars
     client = MlflowClient(tracking_uri)
-    run, parent = _runs(client, study, number)
+    run, parent = _runs(client, study, number, role)
     files = {a.path for a in client.list_artifacts(run.info.run_id)}
     language_model = "model" in files and "model.onnx" not in files
     fmt = fmt or (next((f for f in LANGUAGE_MODEL_FORMATS if FORMATS[f][0] in files), "hf") if language_model
@@ -48,19 +50,19 @@ def export_trial(tracking_uri: str, study: str, number: int, out: Path, fmt: str
     return readme
 
 
-def _runs(client: MlflowClient, study: str, number: int):  # noqa: ANN202 - MLflow Run objects
+def _runs(client: MlflowClient, study: str, number: int, role: str = "trial"):  # noqa: ANN202 - MLflow Run objects
     experiments = [e.experiment_id for e in client.search_experiments()]
     query = f"tags.`{STUDY_TAG}` = '{study}'"
     runs = client.search_runs(experiments, query, max_results=50_000)
     if not runs:
         raise ConfigError("--study-name", "no such study in the tracking store; run `squeezer search` first or "
                           "point --tracking-uri at its store", study)
-    trials = [r for r in runs if r.data.tags.get(ROLE_TAG) == "trial" and r.info.status == "FINISHED"]
-    chosen = [r for r in trials if int(r.data.tags[TRIAL_TAG]) == number]
+    trials = [r for r in runs if r.data.tags.get(ROLE_TAG) == role and r.info.status == "FINISHED"]
+    chosen = sorted((r for r in trials if int(r.data.tags[TRIAL_TAG]) == number), key=lambda r: -r.info.start_time)
     if not chosen:
         known = sorted(int(r.data.tags[TRIAL_TAG]) for r in trials)
-        raise ConfigError("--trial", f"no finished trial with this number in study {study!r}; finished trials: "
-                          f"{known}", number)
+        what = "finished trial" if role == "trial" else "trial finished by `squeezer finish`"
+        raise ConfigError("--trial", f"no {what} with this number in study {study!r}; those there: {known}", number)
     parent = next((r for r in runs if r.data.tags.get(ROLE_TAG) == "study"), None)
     return chosen[0], parent
 

@@ -11,6 +11,10 @@ many epochs. On that front it reports 0; dominated, the accuracy it lacks (beyon
 Every trial on the front at a rung therefore goes on; of the others, only as many as fill the top
 1/``reduction_factor``. A trial that completes has trained for the whole budget (the pipeline's epochs, e.g.
 ``distill.epochs``, are the maximum): only such trials are on the study's front.
+
+A language model's study halves the same way on its validation perplexity (compared as the mean cross-entropy,
+``Quality.score``), and its fidelity is ``lm_distill``'s evaluations: a rung of 1 is ``lm_distill.eval_every``
+training steps.
 """
 
 from __future__ import annotations
@@ -24,8 +28,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from squeezer.compressors.base import Report
-from squeezer.search.config.objectives import ERRORS, standard_error
-from squeezer.search.study.early_stop import ACCURACY
+from squeezer.search.config.objectives import ACCURACY, ERRORS, Quality
 from squeezer.search.trial.run import Outcome, StoppedEarly
 
 #: The twin trial's user attribute holding the cheap metrics, and the prefix of its per-epoch accuracies.
@@ -45,22 +48,26 @@ def user_studies(storage: BaseStorage) -> list[str]:
     return [s.study_name for s in optuna.get_all_study_summaries(storage) if not s.study_name.endswith(SUFFIX)]
 
 
-def standing(accuracy: float, cheap: Mapping[str, float], others: Iterable[tuple[float, Mapping[str, float]]],
-             objectives: Mapping[str, str], samples: int) -> float:
-    """A trial's standing at a fidelity: 0 if none of ``others`` (their accuracy after as many epochs, their cheap
-    metrics) that costs no more reached more accuracy, beyond the two standard errors over ``samples`` validation
-    samples; else the accuracy lacking, negative."""
-    best = max((theirs for theirs, their_cheap in others if no_dearer(their_cheap, cheap, objectives)), default=None)
+def standing(value: float, cheap: Mapping[str, float], others: Iterable[tuple[float, Mapping[str, float]]],
+             objectives: Mapping[str, str], samples: int, quality: Quality = ACCURACY) -> float:
+    """A trial's standing at a fidelity: 0 if none of ``others`` (their validation ``quality`` after as many
+    epochs, their cheap metrics) that costs no more reached a better one, beyond the two standard errors over
+    ``samples`` validation samples; else the score lacking (``Quality.score``: accuracy; minus the cross-entropy),
+    negative."""
+    best = max((quality.score(theirs) for theirs, their_cheap in others
+                if no_dearer(their_cheap, cheap, objectives)), default=None)
     if best is None:
         return 0.0
-    return min(0.0, accuracy + math.hypot(standard_error(accuracy, samples), standard_error(best, samples)) - best)
+    mine = quality.score(value)
+    error = math.hypot(quality.score_error(value, samples), quality.score_error(best, samples))
+    return min(0.0, mine + error - best)
 
 
 def no_dearer(other: Mapping[str, float], mine: Mapping[str, float], objectives: Mapping[str, str]) -> bool:
     """Whether a trial with cheap metrics ``other`` costs at most ``mine`` on every cheap objective (within the
     latencies' confidence intervals)."""
     for name, direction in objectives.items():
-        if name == ACCURACY or name not in mine or name not in other:
+        if name not in mine or name not in other:  # the trained quality is not a cheap metric
             continue
         margin = math.hypot(mine.get(ERRORS.get(name, ""), 0.0), other.get(ERRORS.get(name, ""), 0.0))
         if (1.0 if direction == "minimize" else -1.0) * (other[name] - mine[name]) > margin:
@@ -78,6 +85,7 @@ class Halving:
     rung_epochs: int
     reduction_factor: int
     validation_count: int = 0  # accuracy's standard error depends on it
+    quality: Quality = ACCURACY  # what trials are judged on
     cheap: Mapping[str, float] | None = field(default=None, init=False)
     twin: optuna.Trial | None = field(default=None, init=False)
     epochs: int = field(default=0, init=False)
@@ -90,19 +98,20 @@ class Halving:
         self.twin.set_user_attr(CHEAP, self.cheap)
 
         def check(step: int, metrics: Mapping[str, float]) -> None:
-            accuracy = next((v for k, v in metrics.items() if k.endswith(".val_accuracy")), None)
-            if accuracy is None or self.twin is None:
+            value = next((v for k, v in metrics.items() if k.endswith("." + self.quality.val_metric)), None)
+            if value is None or self.twin is None:
                 return
-            self.epochs += 1  # epochs trained so far, over every training step of the pipeline
+            self.epochs += 1  # epochs (evaluations) so far, over every training step of the pipeline
             if not self.at_rung(self.epochs):
                 return  # judged only at a rung: the pruner reads no other epoch, nor do other trials
-            self.last = standing = self.standing(accuracy)
-            self.twin.set_user_attr(f"{EPOCH}{self.epochs}", accuracy)
+            self.last = standing = self.standing(value)
+            self.twin.set_user_attr(f"{EPOCH}{self.epochs}", value)
             self.twin.report(standing, self.epochs)
             if self.twin.should_prune():
-                raise StoppedEarly(f"successive halving: after {self.epochs} epoch(s), val accuracy {accuracy:.4f} "
-                                   f"is {-standing:.4f} short of the front at that fidelity, outside the top "
-                                   f"1/{self.reduction_factor} of the trials that reached it")
+                unit = "epoch(s)" if self.quality is ACCURACY else "evaluation(s)"
+                raise StoppedEarly(f"successive halving: after {self.epochs} {unit}, val {self.quality.metric} "
+                                   f"{value:.4f} is {-standing:.4f} short of the front at that fidelity, outside the "
+                                   f"top 1/{self.reduction_factor} of the trials that reached it")
         return check
 
     def at_rung(self, epochs: int) -> bool:
@@ -112,12 +121,12 @@ class Halving:
             rung *= self.reduction_factor
         return rung == epochs
 
-    def standing(self, accuracy: float) -> float:
+    def standing(self, value: float) -> float:
         """This trial's standing after ``self.epochs`` epochs against every other trial's at as many (``standing``)."""
         key = f"{EPOCH}{self.epochs}"
         others = [(t.user_attrs[key], t.user_attrs.get(CHEAP, {})) for t in self.rungs.get_trials(deepcopy=False)
                   if t.number != self.twin.number and key in t.user_attrs]
-        return standing(accuracy, self.cheap or {}, others, self.objectives, self.validation_count)
+        return standing(value, self.cheap or {}, others, self.objectives, self.validation_count, self.quality)
 
     def end(self, outcome: Outcome) -> None:
         """Tell the twin how its trial ended."""

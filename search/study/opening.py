@@ -55,28 +55,30 @@ def open_study(config: ExperimentConfig, name: str, storage: BaseStorage, seed: 
                                     sampler=make_sampler(config, seed))
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(config, seed))
-        _check_same_config(study, config, name, where, wait)
+        _check_same_config(study, config, name, where, wait, seed)
         # A resuming or joining process must not replay the creator's random draws (the same seed would sample
         # the same first points again): its sampler's seed also depends on the trials so far and the process.
         stream = np.random.SeedSequence([seed, len(study.trials), os.getpid()]).generate_state(1)[0]
         study.sampler = make_sampler(config, int(stream % MAX_SEED))
         return study, False
-    _describe(study, config)
+    _describe(study, config, seed)
     return study, True
 
 
-def _describe(study: optuna.Study, config: ExperimentConfig) -> None:
+def _describe(study: optuna.Study, config: ExperimentConfig, seed: int) -> None:
     with warnings.catch_warnings():  # experimental in Optuna, and the one way to name the objectives
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(config.objectives))  # optuna-dashboard and optuna.visualization name the axes
     records.write(study, objectives=config.objectives, constraints=[str(c) for c in config.constraints])
+    records.write(study, seed=seed)  # trial n runs with seed + n (``squeezer finish`` runs it again so)
     records.write(study, config_digest=config.digest())  # last: joiners wait for it
 
 
-def _check_same_config(study: optuna.Study, config: ExperimentConfig, name: str, storage: str, wait: float) -> None:
+def _check_same_config(study: optuna.Study, config: ExperimentConfig, name: str, storage: str, wait: float,
+                       seed: int) -> None:
     digest = wait_for(lambda: records.get(study, records.CONFIG_DIGEST), wait)
     if digest is None:  # its creator died before describing it: this process does
-        _describe(study, config)
+        _describe(study, config, seed)
         return
     if digest != config.digest() or records.get(study, records.OBJECTIVES) != config.objectives:
         raise ConfigError("--study-name", f"study {name!r} in {storage} was run with a different config; "

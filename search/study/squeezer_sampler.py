@@ -1,9 +1,10 @@
 """Squeezer's sampler: screen many candidates on what is known before training, and train the most promising one.
 
 A student's size and speed are measured without training (``trial.run.cheap_metrics``: the pipeline's transforms on the
-untrained student, deployed and timed), so they need not be guessed; only accuracy must be. Each trial draws up to
+untrained student, deployed and timed), so they need not be guessed; only the quality must be (accuracy; a language
+model's perplexity). Each trial draws up to
 ``candidates`` recipes (random ones, and mutations of front members), measures their cheap metrics, drops those
-that break a budget, predicts their accuracy with a random forest (scikit-learn) fit on the trials so far, and runs
+that break a budget, predicts their quality with a random forest (scikit-learn) fit on the trials so far, and runs
 the candidate whose predicted points (one per tree: the forest's spread is its uncertainty) add the most
 hypervolume to the current front on average per second it should take (a second forest, fit on the finished
 trials' wall times): hypervolume per hour of the user's time, not per trial. Screening itself is held to a tenth
@@ -35,6 +36,7 @@ from squeezer.search.trial import baselines
 from squeezer.search.trial import records
 from squeezer.search.results import scoring
 from squeezer.search.config.experiment import ExperimentConfig
+from squeezer.search.config.objectives import quality_of
 from squeezer.search.results.pareto import pareto_trials
 from squeezer.search.trial.recipe import joint_distributions, recipe_key, replay_params, suggest_params
 from squeezer.search.trial.workbench import Workbench
@@ -57,6 +59,7 @@ class Screen:
         self.draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
         self.cheap = cheap_names(bench.config)  # what screening measures, and the forest reads
         self.cost: tuple[float, float] | None = None  # the last screening's seconds: fitting, and per candidate
+        self.quality = quality_of(bench.config.objectives)  # what the forest predicts
 
     @property
     def config(self) -> ExperimentConfig:
@@ -74,7 +77,7 @@ class Screen:
         if self.cost is not None and self.cost[0] + FEWEST * self.cost[1] > budget:
             return None  # trials this quick: a random draw buys more hypervolume than screening would
         started = time.perf_counter()
-        accuracy, seconds = self.fit(known)
+        quality, seconds = self.fit(known)
         fitted = time.perf_counter()
         seen = {recipe_key(params) for params in taken}
         measured: list[tuple[dict[str, Any], dict[str, float]]] = []
@@ -88,7 +91,7 @@ class Screen:
         self.cost = (fitted - started, each)
         if not measured:
             return None
-        gains = self.expected_gains(accuracy, measured, front)
+        gains = self.expected_gains(quality, measured, front)
         takes = self.expected_seconds(seconds, measured)
         return measured[max(range(len(measured)), key=lambda i: (gains[i] / takes[i], -takes[i]))][0]
 
@@ -116,16 +119,17 @@ class Screen:
         return None if broken_budgets(self.bench, cheap) else cheap
 
     def fit(self, known: Sequence[FrozenTrial]) -> tuple[Any, Any]:
-        """Two forests on the finished trials' features: one predicts accuracy, one the log of a trial's seconds."""
+        """Two forests on the finished trials' features: one predicts the quality's score (``Quality.score``:
+        accuracy; minus the log of a perplexity), one the log of a trial's seconds."""
         from sklearn.ensemble import RandomForestRegressor
 
         x = np.array([self.features(t.params, records.metrics(t)) for t in known])
-        accuracy = RandomForestRegressor(n_estimators=TREES, min_samples_leaf=2, random_state=0).fit(
-            x, [records.metrics(t)["accuracy"] for t in known])
+        quality = RandomForestRegressor(n_estimators=TREES, min_samples_leaf=2, random_state=0).fit(
+            x, [self.quality.score(records.metrics(t)[self.quality.metric]) for t in known])
         timed = [i for i, t in enumerate(known) if t.duration is not None]
         seconds = RandomForestRegressor(n_estimators=TREES // 2, min_samples_leaf=2, random_state=0).fit(
             x[timed], np.log([max(known[i].duration.total_seconds(), 1e-3) for i in timed]))
-        return accuracy, seconds
+        return quality, seconds
 
     def expected_seconds(self, forest: Any, candidates: Sequence[tuple[Mapping[str, Any], Mapping[str, float]]]
                          ) -> list[float]:
@@ -148,9 +152,14 @@ class Screen:
         members = [records.metrics(t) for t in front]
         objectives, reference = self.config.objectives, self.config.search.reference
         base = scoring.hypervolume(members, objectives, self.teacher, reference)
-        return [float(np.mean([scoring.hypervolume([*members, {**cheap, "accuracy": float(accuracy)}], objectives,
-                                                   self.teacher, reference) - base for accuracy in predicted[:, i]]))
+        return [float(np.mean([scoring.hypervolume([*members, {**cheap, self.quality.metric: self.value(score)}],
+                                                   objectives, self.teacher, reference) - base
+                               for score in predicted[:, i]]))
                 for i, (_, cheap) in enumerate(candidates)]
+
+    def value(self, score: float) -> float:
+        """The quality whose ``Quality.score`` is ``score``."""
+        return float(score) if self.quality.higher_is_better else math.exp(-float(score))
 
 
 class SqueezerSampler(BaseSampler):

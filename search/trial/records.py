@@ -27,6 +27,7 @@ TEACHER, TFIDF = "teacher", "tfidf"  # their metrics: what every ratio is to, an
 OBJECTIVES, CONSTRAINTS, CONFIG_DIGEST = "objectives", "constraints", "config_digest"  # what it was opened with
 RECOMMENDED, RECOMMENDED_BECAUSE = "recommended", "recommended_because"
 VALIDATION_SAMPLES, RUN_NAMES, MLFLOW_RUN_IDS = "validation_samples", "run_names", "mlflow_run_ids"
+SEED = "seed"                    # the study's seed: trial n runs with this plus n
 
 
 def metrics(trial: Any) -> dict[str, float]:
@@ -57,7 +58,7 @@ def write(trial_or_study: Any, **values: Any) -> None:
 
 KEYS = {METRICS, FAIL_REASON, STOP_REASON, VAL_CURVE, SCREENED, CHEAP, WOULD_STOP, MLFLOW_RUN_ID, TEACHER, TFIDF,
         OBJECTIVES, CONSTRAINTS, CONFIG_DIGEST, RECOMMENDED, RECOMMENDED_BECAUSE, VALIDATION_SAMPLES, RUN_NAMES,
-        MLFLOW_RUN_IDS, "test_accuracy", "test_perplexity"}
+        MLFLOW_RUN_IDS, SEED, "test_accuracy", "test_perplexity"}
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,13 @@ from squeezer.search import models
 from squeezer.search.trial import baselines
 from squeezer.search.config.experiment import ExperimentConfig
 from squeezer.search.trial.metrics import measure
-from squeezer.search.config.objectives import CHEAP, COUNTS, Constraint
+from squeezer.search.config.objectives import CHEAP, CLASSIFIER_ONLY, COUNTS, LM_ONLY, Constraint
 from squeezer.search.runtime import export
 from squeezer.search.runtime.onnx_export import ExportError
 from squeezer.search.errors import ConfigError
 from squeezer.search.models import causal
-from squeezer.search.trial.lm.workbench import LmWorkbench, measure_deployed
+from squeezer.compressors.lm import LmContext
+from squeezer.search.trial.lm.workbench import LmWorkbench, cheap_lm_metrics, measure_deployed
 from squeezer.search.trial.workbench import Workbench, named_by, teacher_arch
 
 
@@ -78,11 +79,9 @@ def run_trial(bench: Workbench | LmWorkbench, params: Mapping[str, Mapping[str, 
     ``watch`` then sees every epoch's report and may stop the trial (``StoppedEarly``).
 
     The compressed model is written to ``workdir`` as its runtime deploys it (model.onnx or model.pt; that file's
-    bytes are the ``size_bytes`` metric) and as an export (student.pt and architecture.json).
+    bytes are the ``size_bytes`` metric) and as an export (student.pt and architecture.json); a language model as
+    its runtime deploys it (``runtime.lm``) beside its save_pretrained folder.
     """
-    if isinstance(bench, LmWorkbench):
-        return _language_model(bench, params, seed, workdir, report)
-    s = bench.splits
     model, ctx = student(bench, params, seed, report)
     if watch is not None or any(c.metric in CHEAP for c in bench.config.constraints):
         cheap = cheap_metrics(bench, model, params, ctx)
@@ -92,7 +91,21 @@ def run_trial(bench: Workbench | LmWorkbench, params: Mapping[str, Mapping[str, 
     for name, settings in steps(bench.config, params):
         with named_by(name):
             model = compressors.get(name)(settings).apply(model, ctx)
-    model = model.cpu()
+    model = model.cpu().eval()
+    if isinstance(bench, LmWorkbench):
+        metrics = _deploy_language_model(bench, model, params, workdir)
+    else:
+        metrics = _deploy_classifier(bench, model, params, workdir)
+    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        raise TrialFailed(f"non-finite metrics {bad}")
+    return metrics
+
+
+def _deploy_classifier(bench: Workbench, model: nn.Module, params: Mapping[str, Mapping[str, Any]],
+                       workdir: Path) -> dict[str, float]:
+    """A classifier deployed in the study's runtime under ``workdir`` (and exported beside it), measured there."""
+    s = bench.splits
     if not torch.isfinite(predict(model, s.val_x[:256])).all():
         raise TrialFailed("the compressed model outputs NaN or inf")
     metrics = measure(model, s.val_raw, s.val_y, bench.config.measure, workdir, pad_id=s.pad_id, spec=s.spec,
@@ -101,30 +114,15 @@ def run_trial(bench: Workbench | LmWorkbench, params: Mapping[str, Mapping[str, 
               "tokens": None if s.tokens is None else vars(s.tokens), "spec": s.spec.describe()}
     built = models.resolve(dict(params["student"]), teacher_arch(bench.config))  # a teacher student: the teacher's
     export.save(model, built, workdir, inputs=inputs)  # beside the deployed file: users take it
-    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-    if bad:
-        raise TrialFailed(f"non-finite metrics {bad}")
     return metrics
 
 
-def _language_model(bench: LmWorkbench, params: Mapping[str, Mapping[str, Any]], seed: int, workdir: Path,
-                    report: Report) -> dict[str, float]:
-    """A language model's trial: the student built from the teacher (``models.causal``), the pipeline's steps on an
-    ``LmContext``, the result deployed as users take it (``runtime.lm``: ONNX Runtime GenAI, or torch), loaded from
-    there and measured."""
-    torch.manual_seed(seed)
-    model = causal.build(params["student"], bench.teacher, bench.calibration).to(bench.device.where)
-    ctx = bench.context(seed, report)
-    for name, settings in steps(bench.config, params):
-        with named_by(name):
-            model = compressors.get(name)(settings).apply(model, ctx)
-    model = model.cpu().eval()
+def _deploy_language_model(bench: LmWorkbench, model: nn.Module, params: Mapping[str, Mapping[str, Any]],
+                           workdir: Path) -> dict[str, float]:
+    """A language model deployed as users take it (``runtime.lm``: ONNX Runtime GenAI, or torch) under ``workdir``,
+    loaded from there and measured."""
     deployed = bench.deploy(model, workdir, summary=f"Recipe: {dict((k, dict(v)) for k, v in params.items())}")
-    metrics = measure_deployed(bench, deployed, model, bench.reference())
-    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-    if bad:
-        raise TrialFailed(f"non-finite metrics {bad}")
-    return metrics
+    return measure_deployed(bench, deployed, model, bench.reference())
 
 
 def steps(config: ExperimentConfig, params: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -135,10 +133,13 @@ def steps(config: ExperimentConfig, params: Mapping[str, Mapping[str, Any]]) -> 
     return [(name, dict(params[name])) for name in names]
 
 
-def student(bench: Workbench, params: Mapping[str, Mapping[str, Any]], seed: int,
-            report: Report = lambda step, metrics: None) -> tuple[nn.Module, TrialContext]:
+def student(bench: Workbench | LmWorkbench, params: Mapping[str, Mapping[str, Any]], seed: int,
+            report: Report = lambda step, metrics: None) -> tuple[nn.Module, TrialContext | LmContext]:
     """The untrained student ``params['student']`` describes (checked to fit in memory first, seeded), and the
-    context its compressors run in."""
+    context its compressors run in. A language model's student is built from its teacher (``models.causal``)."""
+    if isinstance(bench, LmWorkbench):
+        torch.manual_seed(seed)
+        return causal.build(params["student"], bench.teacher, bench.calibration), bench.context(seed, report)
     s = bench.splits
     if params["student"].get("family") in (models.TEACHER, models.GIVEN):  # the teacher, with its trained weights
         return copy.deepcopy(bench.teacher), _context(bench, seed, report)
@@ -171,8 +172,8 @@ class StoppedEarly(RuntimeError):
     """The trial was stopped while training because it cannot reach the Pareto front; the message says why."""
 
 
-def cheap_metrics(bench: Workbench, model: nn.Module, params: Mapping[str, Mapping[str, Any]],
-                  ctx: TrialContext) -> dict[str, float]:
+def cheap_metrics(bench: Workbench | LmWorkbench, model: nn.Module, params: Mapping[str, Mapping[str, Any]],
+                  ctx: TrialContext | LmContext) -> dict[str, float]:
     """Size and speed of ``model`` after the pipeline without its training (``Compressor.untrained``), deployed and
     measured like a trial: what is known before anything trains (``cheap_names``: timed only where a latency is
     searched on or budgeted, with its error)."""
@@ -180,17 +181,28 @@ def cheap_metrics(bench: Workbench, model: nn.Module, params: Mapping[str, Mappi
         quick = compressors.get(name)(settings).untrained()
         if quick is not None:
             model = quick.apply(model, ctx)
-    s = bench.splits
+    only = cheap_names(bench.config)
     with tempfile.TemporaryDirectory(prefix="squeezer-untrained-") as tmp:  # not the trial's folder: no artifact
+        if isinstance(bench, LmWorkbench):
+            deployed = bench.deploy(model.cpu().eval(), Path(tmp))
+            return {k: v for k, v in cheap_lm_metrics(bench, deployed, model, timed=only != counted(only)).items()
+                    if k in only or k.endswith("_ci_ms")}
+        s = bench.splits
         return measure(model, s.val_raw[:64], s.val_y[:64], bench.config.measure, Path(tmp), pad_id=s.pad_id,
-                       spec=s.spec, reference=bench.reference(), only=cheap_names(bench.config))
+                       spec=s.spec, reference=bench.reference(), only=only)
 
 
 def cheap_names(config: ExperimentConfig) -> list[str]:
-    """The cheap metrics ``cheap_metrics`` measures: the counts (size, parameters, FLOPs: no timing needed), and
-    the latencies the study searches on or budgets."""
+    """The cheap metrics ``cheap_metrics`` measures: the counts of the model's kind (size, parameters, FLOPs: no
+    timing needed), and the latencies the study searches on or budgets."""
     searched = {*config.objectives, *(c.metric for c in config.constraints)}
-    return [name for name in CHEAP if name in COUNTS or name in searched]
+    other_kinds = CLASSIFIER_ONLY if config.language_model else LM_ONLY
+    return [name for name in CHEAP if name not in other_kinds and (name in COUNTS or name in searched)]
+
+
+def counted(names: list[str]) -> list[str]:
+    """Those of ``names`` that are counted, not timed."""
+    return [name for name in names if name in COUNTS]
 
 
 def check_budgets(bench: Workbench, cheap: Mapping[str, float]) -> None:

@@ -135,6 +135,10 @@ class Workbench:
         deployed = export.reload(folder, self.config.measure.runtime, s, template=self.teacher)
         return (deployed.predict(s.test_raw).argmax(1) == s.test_y).float().mean().item()
 
+    def sent_by_path(self) -> Workbench:
+        """This bench, pickled for worker processes of this machine: memory-mapped data as its files' paths."""
+        return replace(self, splits=self.splits.sent_by_path())
+
     def __getstate__(self) -> dict[str, Any]:  # sent to Ray workers: each deploys its own teacher, has its device
         return {**self.__dict__, "_deployed": None, "_resident": None, "_copies": {}}
 

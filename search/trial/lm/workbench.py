@@ -6,6 +6,7 @@ asks), everything checked before anything trains."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ TOP_K = 32            # the teacher's logits kept per token (of the whole vocabu
 #: 131 k tokens, about a minute of a 4 M-parameter teacher's generation on 2 CPU cores, once per study
 CONTINUATIONS = 1024
 CALIBRATION = 32      # training blocks importance is measured on
+TOP_K_FILE = f"top{TOP_K}-tempered.pt"  # the teacher's top-k cache, in ``LmWorkbench.outputs``
 FOLDER = runtimes.HF_FOLDER  # a trial's save_pretrained folder, in its workdir (and its MLflow run's artifacts)
 
 
@@ -66,6 +68,8 @@ class LmWorkbench:
     _resident: nn.Module | None = field(default=None, repr=False)
     _deployed_teacher: DeployedLm | None = field(default=None, repr=False)
     _teacher_dir: Any = field(default=None, repr=False)
+    #: pickled, the teacher's cached outputs travel as their file's path (worker processes of this machine)
+    by_path: bool = field(default=False, repr=False)
 
     @property
     def calibration(self) -> torch.Tensor:
@@ -142,8 +146,25 @@ class LmWorkbench:
         s = self.splits
         return deployed_perplexity(model, s.test, s.test_mask)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_resident": None, "_deployed_teacher": None, "_teacher_dir": None}
+    def sent_by_path(self) -> LmWorkbench:
+        """This bench, pickled for worker processes of this machine: the teacher's top-k outputs as the path of
+        their cache file, memory-mapped again where it is unpickled (every worker shares the page cache), not
+        copied; pickled as it is (``by_path`` False), they travel by value (Ray's object store, to other machines)."""
+        return dataclasses.replace(self, by_path=True)
+
+    def __getstate__(self) -> dict[str, Any]:  # each process has its device, its resident teacher, its deployed one
+        state = {**self.__dict__, "_resident": None, "_deployed_teacher": None, "_teacher_dir": None,
+                 "_sequences": None}
+        if self.by_path and self.top_k is not None:
+            state["top_k"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.device = hardware.training_device(self.config.training.device, self.config.training.precision)
+        if self.by_path and any(step.name == "lm_distill" for step in self.config.pipeline):
+            self.top_k = _load_top_k(torch.load(self.outputs / TOP_K_FILE, map_location="cpu", weights_only=True,
+                                                mmap=True))
 
 
 def measure_deployed(bench: LmWorkbench, deployed: DeployedLm, model: nn.Module,
@@ -153,8 +174,15 @@ def measure_deployed(bench: LmWorkbench, deployed: DeployedLm, model: nn.Module,
     s = bench.splits
     scored = {} if bench.task is None else {"task_accuracy": task_accuracy(deployed, bench.task)}
     return {"perplexity": deployed_perplexity(deployed, s.val, s.val_mask), **scored,
-            "size_bytes": float(deployed.size_bytes()),
-            **measure(deployed, bench.prompts(), bench.config.measure, reference),
+            **cheap_lm_metrics(bench, deployed, model, timed=True, reference=reference)}
+
+
+def cheap_lm_metrics(bench: LmWorkbench, deployed: DeployedLm, model: nn.Module, timed: bool,
+                     reference: LmReference | None = None) -> dict[str, float]:
+    """What training does not change: the bytes of the deployed model's files and the parameters of the ``model``
+    it was deployed from; and where ``timed``, its generation speed (against ``reference``, else the study's)."""
+    speed = measure(deployed, bench.prompts(), bench.config.measure, reference or bench.reference()) if timed else {}
+    return {"size_bytes": float(deployed.size_bytes()), **speed,
             "params": float(surgery.parameters(model)),
             "non_embedding_params": float(surgery.non_embedding_parameters(model))}
 
@@ -246,7 +274,7 @@ def _top_k(bench: LmWorkbench) -> TopK:
     """The teacher's ``TOP_K`` largest logits and their ids at every training position, and what its tempered mass
     outside them needs: from the cache, else computed now (batch by batch, on the training device) and written
     there."""
-    path = bench.outputs / f"top{TOP_K}-tempered.pt"
+    path = bench.outputs / TOP_K_FILE
     if path.is_file():
         note(f"teacher: top-{TOP_K} logits loaded from cache {path}")
         return _load_top_k(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
@@ -296,4 +324,4 @@ def _continuations(bench: LmWorkbench) -> Sequences:
     return Sequences(all_ids, mask, top)
 
 
-__all__ = ["FOLDER", "LmWorkbench", "TOP_K", "check_students", "measure_deployed", "prepare"]
+__all__ = ["FOLDER", "LmWorkbench", "TOP_K", "cheap_lm_metrics", "check_students", "measure_deployed", "prepare"]
