@@ -147,10 +147,10 @@ class LmWorkbench:
         return deployed_perplexity(model, s.test, s.test_mask)
 
     def sent_by_path(self) -> LmWorkbench:
-        """This bench, pickled for worker processes of this machine: the teacher's top-k outputs as the path of
-        their cache file, memory-mapped again where it is unpickled (every worker shares the page cache), not
-        copied; pickled as it is (``by_path`` False), they travel by value (Ray's object store, to other machines)."""
-        return dataclasses.replace(self, by_path=True)
+        """This bench, pickled for worker processes of this machine: the tokenized text and the teacher's top-k
+        outputs as the paths of their files, memory-mapped again where it is unpickled (every worker shares the page
+        cache), not copied; pickled as it is, they travel by value (Ray's object store, to other machines)."""
+        return dataclasses.replace(self, by_path=True, splits=self.splits.sent_by_path())
 
     def __getstate__(self) -> dict[str, Any]:  # each process has its device, its resident teacher, its deployed one
         state = {**self.__dict__, "_resident": None, "_deployed_teacher": None, "_teacher_dir": None,
