@@ -730,3 +730,67 @@ def test_a_size_budget_rejects_a_language_model_student_before_it_trains(made, t
     trained = [t for t in study.trials if "baseline" not in t.params]
     assert trained and all(t.user_attrs["fail_reason"].startswith("TrialFailed: rejected before training")
                            for t in trained)
+
+
+# text and teacher outputs beyond memory
+
+def test_text_is_tokenized_once_into_mapped_files_read_a_chunk_at_a_time(made, teacher, monkeypatch) -> None:
+    """A .txt read 7 bytes at a time splits into the same documents as read whole; the blocks are memory-mapped
+    from the cache, and a second load reads them from there without tokenizing again."""
+    _, tokenizer = teacher
+    spec = data_section({"path": str(made / "corpus.txt"), "block_size": 16}, made, language_model=True)
+    whole = [p.strip() for p in (made / "corpus.txt").read_text().split("\n\n") if p.strip()]
+    monkeypatch.setattr(lm, "CHUNK_BYTES", 7)
+    assert list(lm.documents(spec)) == whole
+    splits = lm.load(spec, 0, tokenizer)
+    assert isinstance(splits.train.numpy().base, __import__("numpy").memmap) or splits.folder is not None
+    assert (splits.folder / "train.npy").is_file()
+    calls = []
+    monkeypatch.setattr(lm._Encoder, "encode", lambda self, batch: calls.append(batch) or [])
+    again = lm.load(spec, 0, tokenizer)
+    assert not calls and torch.equal(again.train, splits.train) and again.fingerprint() == splits.fingerprint()
+
+
+@pytest.mark.parametrize("stop_at", [2, 5])
+def test_the_teachers_top_k_cache_resumes_where_it_stopped(made, tmp_path, capsys, monkeypatch, stop_at) -> None:
+    from squeezer.search.config.experiment import load_config
+    from squeezer.search.trial.lm import workbench
+
+    monkeypatch.setattr(workbench, "SYNC_BYTES", 1)  # synced (and so resumable) after every batch of 16 blocks
+
+    config = load_config(experiment(tmp_path, made))
+    bench = workbench.prepare(config)
+    whole = {name: getattr(bench.top_k, name).clone() for name in ("values", "indices", "rest", "rest_mean")}
+    shutil.rmtree(bench.outputs / workbench.TOP_K_DIR)
+    forward, calls = bench.teacher.forward, []
+
+    def stopping(*args, **kwargs):  # the process stops while the cache is computed (Ctrl-C, a kill)
+        calls.append(1)
+        if len(calls) == stop_at:
+            raise KeyboardInterrupt
+        return forward(*args, **kwargs)
+    bench.teacher.forward = stopping
+    with pytest.raises(KeyboardInterrupt):
+        workbench._top_k(bench)
+    bench.teacher.forward = forward
+    done = int((bench.outputs / workbench.TOP_K_DIR / "values.npy.done").read_text())
+    assert done == (stop_at - 1) * 16  # the batches synced before it stopped
+    capsys.readouterr()
+    again = workbench._top_k(bench)
+    assert f"resuming at block {done:,} of 106" in capsys.readouterr().err
+    for name, values in whole.items():
+        assert torch.equal(getattr(again, name), values), name
+
+
+def test_a_top_k_cache_the_disk_cannot_hold_is_refused_before_it_is_computed(made, tmp_path, capsys,
+                                                                             monkeypatch) -> None:
+    import shutil as shutil_module
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))
+    path = experiment(tmp_path, made)
+    assert main(["search", str(path), "--trials", "1"]) == 2
+    line = one_line(capsys.readouterr().err, "lm_distill.teacher_outputs")
+    assert "MiB for the teacher's top-32 outputs" in line and "teacher_outputs: live" in line
+    assert not (tmp_path / "squeezer.db").exists()

@@ -85,6 +85,59 @@ class NpyWriter:
                 self.partial.unlink(missing_ok=True)
 
 
+class NpyRows:
+    """A ``.npy`` array of a known ``shape`` filled in any order, a range of rows at a time, through the file (as
+    ``NpyWriter``: its dirty pages synced and dropped every ``SYNC_BYTES``), resumable: ``done`` rows are recorded
+    beside it (``<name>.done``) as they are synced, and an existing file of the same shape is written on, not
+    begun again. ``finish`` marks it whole."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype | type) -> None:
+        self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
+        self.progress = path.with_name(path.name + ".done")
+        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        header = NpyWriter(path, shape, dtype)._header(shape)
+        self.offset, self.unsynced = len(header), 0
+        fresh = not (path.is_file() and self.progress.is_file() and path.stat().st_size == self.nbytes)
+        if fresh:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as file:
+                file.write(header)
+                file.truncate(self.nbytes)  # sparse: blocks are allocated as rows are written
+            self.progress.write_text("0")
+        self.file = open(path, "r+b")
+
+    @property
+    def nbytes(self) -> int:
+        return self.offset + self.shape[0] * self.row_bytes
+
+    @property
+    def done(self) -> int:
+        """The rows written and synced, from the first: where a resumed fill starts."""
+        return int(self.progress.read_text() or 0) if self.progress.is_file() else self.shape[0]
+
+    def write(self, start: int, rows: np.ndarray) -> None:
+        data = np.ascontiguousarray(rows, dtype=self.dtype)
+        if data.shape[1:] != self.shape[1:] or start + len(data) > self.shape[0]:
+            raise ValueError(f"rows of shape {data.shape} at {start} do not fit an array of shape {self.shape}")
+        self.file.seek(self.offset + start * self.row_bytes)
+        self.file.write(data.tobytes())
+        self.unsynced += data.nbytes
+
+    def sync(self, done: int) -> None:
+        """Flush what is written (rows ``[0, done)``: recorded as done) and drop it from the page cache."""
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(self.file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        self.progress.write_text(str(done))
+        self.unsynced = 0
+
+    def finish(self) -> None:
+        self.sync(self.shape[0])
+        self.file.close()
+        self.progress.unlink()
+
+
 @contextmanager
 def leaving_nothing(path: Path) -> Iterator[None]:
     """Removes the folders made for ``path`` (its parent and grandparent) again if what runs inside fails."""

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -20,11 +22,13 @@ from squeezer.compressors.base import Report
 from squeezer.compressors.device import Device
 from squeezer.compressors.lm import LmContext, Sequences, TopK, surgery
 from squeezer.compressors.lm.context import continue_prompts, prompt_lengths
+from squeezer.compressors.lm.losses import BETAS
 from squeezer.compressors.progress import Bar, note
 from squeezer.search import hardware
 from squeezer.search.config.experiment import ExperimentConfig
 from squeezer.search.config.teacher_section import CAUSAL_FACTORY, CAUSAL_GIVEN
 from squeezer.search.data import lm
+from squeezer.search.data.arrays import SYNC_BYTES, NpyRows, open_mapped
 from squeezer.search.data.spec import LmText
 from squeezer.search.defaults import cache_dir
 from squeezer.search.errors import ConfigError
@@ -41,7 +45,7 @@ TOP_K = 32            # the teacher's logits kept per token (of the whole vocabu
 #: 131 k tokens, about a minute of a 4 M-parameter teacher's generation on 2 CPU cores, once per study
 CONTINUATIONS = 1024
 CALIBRATION = 32      # training blocks importance is measured on
-TOP_K_FILE = f"top{TOP_K}-tempered.pt"  # the teacher's top-k cache, in ``LmWorkbench.outputs``
+TOP_K_FILE = f"top{TOP_K}-tempered.pt"  # the top-k cache as one file: what earlier versions wrote (still read)
 FOLDER = runtimes.HF_FOLDER  # a trial's save_pretrained folder, in its workdir (and its MLflow run's artifacts)
 
 
@@ -156,15 +160,14 @@ class LmWorkbench:
         state = {**self.__dict__, "_resident": None, "_deployed_teacher": None, "_teacher_dir": None,
                  "_sequences": None}
         if self.by_path and self.top_k is not None:
-            state["top_k"] = None
+            state["top_k"], state["_top_k_sent"] = None, True
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.device = hardware.training_device(self.config.training.device, self.config.training.precision)
-        if self.by_path and any(step.name == "lm_distill" for step in self.config.pipeline):
-            self.top_k = _load_top_k(torch.load(self.outputs / TOP_K_FILE, map_location="cpu", weights_only=True,
-                                                mmap=True))
+        if self.by_path and state.get("_top_k_sent"):
+            self.top_k = _open_top_k(self.outputs)
 
 
 def measure_deployed(bench: LmWorkbench, deployed: DeployedLm, model: nn.Module,
@@ -226,11 +229,13 @@ def prepare(config: ExperimentConfig, given_teacher: nn.Module | None = None, to
         raise ConfigError("teacher.hf", f"its tokenizer has {splits.vocab_size} tokens, more than the model's "
                           f"{teacher.config.vocab_size} embeddings", config.teacher.hub_dir)
     check_students(config, teacher, splits.train[:CALIBRATION])
+    outputs = cache_dir() / "outputs" / f"lm-{weights_digest(teacher)}-{splits.fingerprint()}"
+    if _cached_outputs_used(config) and _open_top_k(outputs) is None:  # the disk holds it: said before it starts
+        _check_room(outputs / TOP_K_DIR, _top_k_shapes(*splits.train.shape))
     note(f"data: {splits.documents[0]} training, {splits.documents[1]} validation, {splits.documents[2]} test "
          f"document(s); {len(splits.train)} x {splits.train.shape[1]} training tokens")  # the input is good
     device = hardware.training_device(config.training.device, config.training.precision)
     questions = None if config.data.task is None else lm.task(config.data.task, tokenizer)
-    outputs = cache_dir() / "outputs" / f"lm-{weights_digest(teacher)}-{splits.fingerprint()}"
     bench = LmWorkbench(config, splits, teacher, tokenizer, None, device, task=questions, outputs=outputs,
                         runtime=config.measure.runtime)
     if bench.runtime == runtimes.GENAI:
@@ -240,9 +245,15 @@ def prepare(config: ExperimentConfig, given_teacher: nn.Module | None = None, to
             note(f"measure: ONNX Runtime GenAI cannot export this teacher ({err}); students are deployed and "
                  f"measured in torch (measure.runtime: torch)")
             bench.runtime, bench._deployed_teacher = "torch", None
-    if any(step.name == "lm_distill" for step in config.pipeline):
+    if _cached_outputs_used(config):
         bench.top_k = _top_k(bench)
     return bench
+
+
+def _cached_outputs_used(config: ExperimentConfig) -> bool:
+    """Whether any ``lm_distill`` setting the space allows trains from the teacher's cached outputs."""
+    return any(point.get("teacher_outputs", "cached") == "cached" for step in config.pipeline
+               if step.name == "lm_distill" for point in boundary_points(step.space))
 
 
 def check_students(config: ExperimentConfig, teacher: nn.Module, calibration: torch.Tensor) -> None:
@@ -272,22 +283,77 @@ def check_students(config: ExperimentConfig, teacher: nn.Module, calibration: to
 @torch.no_grad()
 def _top_k(bench: LmWorkbench) -> TopK:
     """The teacher's ``TOP_K`` largest logits and their ids at every training position, and what its tempered mass
-    outside them needs: from the cache, else computed now (batch by batch, on the training device) and written
-    there."""
-    path = bench.outputs / TOP_K_FILE
-    if path.is_file():
-        note(f"teacher: top-{TOP_K} logits loaded from cache {path}")
-        return _load_top_k(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+    outside them needs: from the cache, else computed now (batch by batch, on the training device) into files that
+    are filled a batch at a time and memory-mapped — larger than memory if need be. Its size is said first, and
+    refused where the disk cannot hold it; a computation stopped part way resumes where it stopped."""
+    found = _open_top_k(bench.outputs)
+    if found is not None:
+        note(f"teacher: top-{TOP_K} logits loaded from cache {bench.outputs}")
+        return found
     train, device = bench.splits.train, bench.device
-    teacher = bench.resident()
-    top, batch = TopK.empty(tuple(train.shape), TOP_K), 16  # filled in place: the cache's bytes held once
-    with Bar(f"teacher top-{TOP_K} logits", total=len(train), unit="blocks") as bar:
-        for start in range(0, len(train), batch):
-            logits = teacher(input_ids=device.put(train[start:start + batch])).logits
-            top.put(slice(start, start + batch), TopK.of(logits, TOP_K))
-            bar.update(len(logits))
-    save_atomically(_saved(top), path)
-    return top
+    rows, width = train.shape
+    folder, shapes = bench.outputs / TOP_K_DIR, _top_k_shapes(rows, width)
+    size = _check_room(folder, shapes)
+    arrays = {name: NpyRows(folder / f"{name}.npy", shape, dtype) for name, (shape, dtype) in shapes.items()}
+    start = min(a.done for a in arrays.values())
+    note(f"teacher: top-{TOP_K} logits on {rows * width:,} training tokens take {_size(size)} on disk "
+         f"({folder})" + (f"; resuming at block {start:,} of {rows:,}" if start else ""))
+    teacher, batch = bench.resident(), 16
+    with Bar(f"teacher top-{TOP_K} logits", total=rows, unit="blocks", initial=start) as bar:
+        for first in range(start, rows, batch):
+            part = TopK.of(teacher(input_ids=device.put(train[first:first + batch])).logits, TOP_K)
+            for name, array in arrays.items():
+                array.write(first, getattr(part, name).cpu().numpy())
+            done = min(first + batch, rows)
+            if sum(a.unsynced for a in arrays.values()) >= SYNC_BYTES or done == rows:
+                for array in arrays.values():
+                    array.sync(done)
+            bar.update(done - first)
+    for array in arrays.values():
+        array.finish()
+    (folder / COMPLETE).write_text("")
+    return _open_top_k(bench.outputs)
+
+
+TOP_K_DIR, COMPLETE = f"top{TOP_K}", "complete"  # the cache's folder (one .npy per field), and its mark when whole
+
+
+def _open_top_k(outputs: Path) -> TopK | None:
+    """The teacher's top-k outputs cached under ``outputs``, memory-mapped (a cache of an earlier version: its one
+    file); None where none is whole."""
+    if (outputs / TOP_K_FILE).is_file():
+        return _load_top_k(torch.load(outputs / TOP_K_FILE, map_location="cpu", weights_only=True, mmap=True))
+    folder = outputs / TOP_K_DIR
+    if not (folder / COMPLETE).is_file():
+        return None
+    return TopK(*(torch.from_numpy(open_mapped(folder / f"{name}.npy", writable=True))
+                  for name in ("values", "indices", "rest", "rest_mean")))
+
+
+def _top_k_shapes(rows: int, width: int) -> dict[str, tuple[tuple[int, ...], type]]:
+    """The cache's arrays for ``rows`` blocks of ``width`` tokens: their shapes and types (``TopK.of``'s)."""
+    return {"values": ((rows, width, TOP_K), np.float16), "indices": ((rows, width, TOP_K), np.int32),
+            "rest": ((rows, width, len(BETAS)), np.float32), "rest_mean": ((rows, width, len(BETAS)), np.float32)}
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def _check_room(folder: Path, shapes: Mapping[str, tuple[tuple[int, ...], type]]) -> int:
+    """The bytes of a cache of ``shapes``; refused (before computing anything) where the disk cannot hold it: what is
+    already written of it counts."""
+    size = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in shapes.values())
+    there = folder
+    while not there.exists():
+        there = there.parent
+    written = sum(f.stat().st_blocks * 512 for f in folder.glob("*.npy")) if folder.is_dir() else 0
+    free = shutil.disk_usage(there).free
+    if size - written > free:
+        raise ConfigError("lm_distill.teacher_outputs", f"cached needs {_size(size)} for the teacher's top-{TOP_K} "
+                          f"outputs on the training text, and {there} has {_size(free)} free (free space, point "
+                          "$SQUEEZER_CACHE at a larger disk, or set teacher_outputs: live)", "cached")
+    return size
 
 
 def _saved(top: TopK, **more: torch.Tensor) -> dict[str, torch.Tensor]:
