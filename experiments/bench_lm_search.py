@@ -1,10 +1,10 @@
 """Which search spends a language-model study's minutes best? Hypervolume at equal wall time, several seeds.
 
-    python experiments/bench_lm_search.py --minutes 6 --seeds 3     # the KJV study (experiments/lm_kjv.yaml)
+    python experiments/bench_lm_search.py --minutes 6 --seeds 3 --steps 60   # the KJV study (experiments/lm_kjv.yaml)
 
 Each method — random search, NSGA-II, Squeezer's sampler, Squeezer's sampler with successive halving — runs the KJV
 study (``lm_distill.steps`` cut to ``--steps``, a third of it per evaluation) for the same wall time
-(``search.timeout_s``: no trial starts after it; the one running ends), seed by seed, the methods of a seed one after
+(``search.timeout_s``: no trial starts after it; the one running ends; ``measure.repeats`` cut to ``--repeats``), seed by seed, the methods of a seed one after
 another in a rotating order. The hypervolume is the front's of the completed trials (the study's own teacher-scaled
 units, ``squeezer.search.results.scoring``; the two baselines, int4 and int8 builds of the teacher, count for every
 method alike), read at each trial's end: the table gives it at the common time (the earliest a method's last trial
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=6.0, help="each method's wall time per seed")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=150, help="lm_distill.steps of every trial (the maximum)")
+    parser.add_argument("--repeats", type=int, default=10, help="measure.repeats: timing rounds per student")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_lm_search.json")
     args = parser.parse_args(argv)
@@ -74,7 +75,9 @@ def config(args: argparse.Namespace, method: str, seed: int) -> Any:
     search = {"sampler": sampler, "scheduler": scheduler, "trials": 1000, "timeout_s": args.minutes * 60}
     if sampler == "nsga2":
         search["population_size"] = 8
-    return parse_config({**raw, "seed": seed, "pipeline": pipeline, "search": search}, base_dir=args.config.parent)
+    measure = {**raw.get("measure", {}), "repeats": args.repeats}
+    return parse_config({**raw, "seed": seed, "pipeline": pipeline, "search": search, "measure": measure},
+                        base_dir=args.config.parent)
 
 
 def study(cfg: Any, tmp: Path, name: str, budget_s: float) -> dict[str, Any]:

@@ -26,13 +26,19 @@ class TopK:
     rest_mean: torch.Tensor | None = None
 
     @classmethod
-    def of(cls, logits: torch.Tensor, k: int) -> "TopK":
+    def of(cls, logits: torch.Tensor, k: int, positions: int = 512) -> "TopK":
         """The cached form of a teacher's ``logits [..., V]``: top-k logits (float16), ids (int32), the rest's
-        statistics (float32)."""
-        logits = logits.float()
-        top = logits.topk(k, dim=-1)
-        lse, mean = rest_statistics(logits, top.indices)
-        return cls(top.values.half(), top.indices.int(), lse, mean)
+        statistics (float32) — computed ``positions`` at a time, so that their temporaries stay a few times one
+        chunk of logits whatever the batch."""
+        flat = logits.reshape(-1, logits.shape[-1])
+        parts = []
+        for i in range(0, len(flat), positions):
+            chunk = flat[i:i + positions].float()
+            top = chunk.topk(k, dim=-1)
+            parts.append((top.values.half(), top.indices.int(), *rest_statistics(chunk, top.indices)))
+        values, indices, lse, mean = (torch.cat([p[j] for p in parts]).reshape(*logits.shape[:-1], -1)
+                                      for j in range(4))
+        return cls(values, indices, lse, mean)
 
     @classmethod
     def empty(cls, shape: tuple[int, ...], k: int) -> "TopK":

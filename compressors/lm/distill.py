@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from squeezer.compressors.base import Compressor, CompressorConfig, InvalidConfig, check, is_number
+from squeezer.compressors.device import trim_heap
 from squeezer.compressors.distill.schedules import DynamicWeightAverage, temperature_at
 from squeezer.compressors.lm.context import LmContext, TopK, continue_prompts, perplexity, prompt_lengths
 from squeezer.compressors.lm.losses import DIVERGENCES, LOSSES, masked_mean, next_token_loss, on_support
@@ -161,6 +162,8 @@ class LmDistill(Compressor):
                 for name in running:
                     running[name].append(float(parts[name].detach()))
                 bar.update(1)
+                if step % 16 == 0:
+                    trim_heap()  # the batches' tensors differ in size: a fragmented heap grows (device.trim_heap)
                 if (step + 1) % c.eval_every == 0 or step + 1 == c.steps:
                     val = perplexity(student, ctx.val[:64], None if ctx.val_mask is None else ctx.val_mask[:64],
                                      device=ctx.device)

@@ -67,11 +67,13 @@ def rest_statistics(logits: torch.Tensor, indices: torch.Tensor) -> tuple[torch.
     (A'(beta))."""
     logits = logits.float()
     others = logits.scatter(-1, indices.long(), float("-inf"))
+    kept = logits.scatter(-1, indices.long(), 0.0)  # the other tokens' logits, 0 at the top k (weighted 0 below)
     lse, mean = [], []
     for beta in BETAS:
         scaled = others * beta
-        lse.append(torch.logsumexp(scaled, -1))
-        mean.append((scaled.softmax(-1) * logits.masked_fill(others == float("-inf"), 0.0)).sum(-1))
+        a = torch.logsumexp(scaled, -1)
+        lse.append(a)
+        mean.append((scaled.sub_(a[..., None]).exp_() * kept).sum(-1))  # E[z] under the tempered rest
     return torch.stack(lse, -1), torch.stack(mean, -1)
 
 

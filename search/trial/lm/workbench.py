@@ -19,7 +19,7 @@ from torch import nn
 
 from squeezer import compressors
 from squeezer.compressors.base import Report
-from squeezer.compressors.device import Device
+from squeezer.compressors.device import Device, trim_heap
 from squeezer.compressors.lm import LmContext, Sequences, TopK, surgery
 from squeezer.compressors.lm.context import continue_prompts, prompt_lengths
 from squeezer.compressors.lm.losses import BETAS
@@ -298,7 +298,7 @@ def _top_k(bench: LmWorkbench) -> TopK:
     start = min(a.done for a in arrays.values())
     note(f"teacher: top-{TOP_K} logits on {rows * width:,} training tokens take {_size(size)} on disk "
          f"({folder})" + (f"; resuming at block {start:,} of {rows:,}" if start else ""))
-    teacher, batch = bench.resident(), 16
+    teacher, batch = bench.resident(), _rows_at_once(width, bench.teacher.config.vocab_size)
     with Bar(f"teacher top-{TOP_K} logits", total=rows, unit="blocks", initial=start) as bar:
         for first in range(start, rows, batch):
             part = TopK.of(teacher(input_ids=device.put(train[first:first + batch])).logits, TOP_K)
@@ -309,12 +309,20 @@ def _top_k(bench: LmWorkbench) -> TopK:
                 for array in arrays.values():
                     array.sync(done)
             bar.update(done - first)
+            trim_heap()
     for array in arrays.values():
         array.finish()
     (folder / COMPLETE).write_text("")
     return _open_top_k(bench.outputs)
 
 
+def _rows_at_once(width: int, vocabulary: int, most: int = 16) -> int:
+    """Blocks the teacher scores at once for its cache: at most ``most``, and as many as keep the batch's logits
+    (float32) within ``LOGIT_BYTES`` (at least one): what the cache costs in memory besides the teacher."""
+    return max(1, min(most, LOGIT_BYTES // (width * vocabulary * 4)))
+
+
+LOGIT_BYTES = 32 << 20
 TOP_K_DIR, COMPLETE = f"top{TOP_K}", "complete"  # the cache's folder (one .npy per field), and its mark when whole
 
 
