@@ -179,8 +179,9 @@ def render(r: dict) -> str:
              "time |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     if "text" in r:
         t = r["text"]
-        lines.append(f"| tokenize the text | {t['text_bytes'] / 1e9:.2f} GB of text | {t['token_files_bytes'] / gib:.2f}"
-                     f" GiB of blocks | {t['cap_bytes'] / gib:.2f} GiB | {t['cgroup_peak_bytes'] / gib:.2f} GiB | "
+        lines.append(f"| tokenize the text | {t['text_bytes'] / 1e9:.2f} GB of text | "
+                     f"{t['token_files_bytes'] / gib:.2f} GiB of blocks | {t['cap_bytes'] / gib:.2f} GiB | "
+                     f"{t['cgroup_peak_bytes'] / gib:.2f} GiB | "
                      f"{(t['peak_rss_bytes'] or 0) / gib:.2f} GiB | {t['oom_kills']} | {t['exit']} | "
                      f"{t['seconds'] / 60:.1f} min |")
     o = r["outputs"]

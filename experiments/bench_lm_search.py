@@ -1,15 +1,16 @@
 """Which search spends a language-model study's minutes best? Hypervolume at equal wall time, several seeds.
 
-    python experiments/bench_lm_search.py --minutes 6 --seeds 3 --steps 60   # the KJV study (experiments/lm_kjv.yaml)
+    python experiments/bench_lm_search.py --minutes 6 --seeds 3 --steps 60    # the KJV study, lm_kjv.yaml
 
 Each method — random search, NSGA-II, Squeezer's sampler, Squeezer's sampler with successive halving — runs the KJV
 study (``lm_distill.steps`` cut to ``--steps``, a third of it per evaluation) for the same wall time
-(``search.timeout_s``: no trial starts after it; the one running ends; ``measure.repeats`` cut to ``--repeats``), seed by seed, the methods of a seed one after
-another in a rotating order. The hypervolume is the front's of the completed trials (the study's own teacher-scaled
-units, ``squeezer.search.results.scoring``; the two baselines, int4 and int8 builds of the teacher, count for every
-method alike), read at each trial's end: the table gives it at the common time (the earliest a method's last trial
-ended, over the seeds: no method is read past its end) and at its own end. Prints a table, writes JSON and Markdown.
-The teacher's top-k cache is computed once (the first study) and loaded by every other.
+(``search.timeout_s``: no trial starts after it; the one running ends; ``measure.repeats`` cut to ``--repeats``),
+seed by seed, the methods of a seed one after another in a rotating order. The hypervolume is the front's of the
+completed trials (the study's own teacher-scaled units, ``squeezer.search.results.scoring``; the two baselines, int4
+and int8 builds of the teacher, count for every method alike), read at each trial's end: the table gives it at the
+common time (the earliest a method's last trial ended, over the seeds: no method is read past its end) and at its
+own end. Prints a table, writes JSON and Markdown. The teacher's top-k cache is computed once (the first study) and
+loaded by every other.
 """
 
 from __future__ import annotations

@@ -175,6 +175,7 @@ def _finish(args: argparse.Namespace) -> int:
 
     from squeezer.compressors.progress import Printer, printing
     from squeezer.search.config.experiment import load_config
+    from squeezer.search.config.kinds import KINDS
     from squeezer.search.errors import ConfigError
     from squeezer.search.locking import absolute
     from squeezer.search.results.report import metrics_line
@@ -188,16 +189,15 @@ def _finish(args: argparse.Namespace) -> int:
     storage, tracking = absolute(args.storage), absolute(args.tracking_uri)
     check_storage(storage, must_exist=True)
     check_tracking_uri(tracking, must_exist=True)
-    given = {"steps": args.steps, "epochs": args.epochs}
-    wrong = "epochs" if config.language_model else "steps"
-    if given[wrong] is not None:
-        right = "steps" if config.language_model else "epochs"
-        raise ConfigError(f"--{wrong}", f"is a {'classifier' if wrong == 'epochs' else 'language model'}'s budget; "
-                          f"this study's is --{right}", given[wrong])
+    budgets = {kind.budget[1]: kind for kind in KINDS.values()}  # --steps: a language model's; --epochs: ...
+    given = {setting: getattr(args, setting) for setting in budgets}
+    for setting, kind in budgets.items():
+        if given[setting] is not None and kind is not config.kind:
+            raise ConfigError(f"--{setting}", f"is {kind.title}'s budget; this study's is {config.kind.budget_flag}",
+                              given[setting])
     with printing(Printer()):
         done = finish(config, args.trial, storage, tracking, study_name=args.study_name,
-                      budget=args.steps if config.language_model else args.epochs, until_plateau=args.until_plateau,
-                      patience=args.patience)
+                      budget=given[config.kind.budget[1]], until_plateau=args.until_plateau, patience=args.patience)
     print(f"finished trial {args.trial}: {metrics_line(done.metrics)} (run {done.run_id})")
     if args.out:
         readme = export_trial(tracking, args.study_name or config.name, args.trial, Path(args.out), args.format,

@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 
+class TrialFailed(RuntimeError):
+    """A trial ran but its result is unusable (e.g. a NaN metric); recorded failed with this reason."""
+
+
 class ConfigError(ValueError):
     """An experiment config (or a file it names) is wrong; the CLI prints it and exits with code 2."""
 

@@ -25,9 +25,8 @@ from squeezer.search.study.session import Print, Session
 from squeezer.search.study.storage import open_storage
 from squeezer.search.trial import baselines
 from squeezer.search.trial.recipe import REPEAT, every_recipe, recipe_count, space_lines
-from squeezer.search.trial.lm.workbench import LmWorkbench
-from squeezer.search.trial.lm.workbench import prepare as prepare_lm
-from squeezer.search.trial.workbench import Given, Workbench, prepare
+from squeezer.search.trial import benches
+from squeezer.search.trial.workbench import Given
 
 
 @dataclass
@@ -66,16 +65,13 @@ def _run(config: ExperimentConfig, trials: int | None, study_name: str | None, s
         open_storage(storage)  # an unreachable database server is bad input too, found before any training
     warm = warm_start_params(config, storage)  # a missing earlier study is bad input too: nothing written yet
     given = given or Given()
-    if config.language_model:  # every input error surfaces here, before a study or run exists
-        bench: Workbench | LmWorkbench = prepare_lm(config, given.teacher, given.tokenizer)
-    else:
-        bench = prepare(config, given)
-        config = bench.config  # a TF-IDF baseline that knows more than the teacher adds a knob (``trial.tfidf``)
-        budgets.check_reachable(bench)  # a budget no recipe can meet: refused before a study or run exists
+    bench = benches.prepare(config, given)  # every input error surfaces here, before a study or run exists
+    config = bench.config  # a TF-IDF baseline that knows more than the teacher adds a knob (``trial.tfidf``)
+    budgets.check_reachable(bench)  # a budget no recipe can meet: refused before a study or run exists
     # A local store is opened by one process at a time, so what a killed creator left half done is finished
     # here at once; on a server storage, other processes poll for what the creator is still writing.
     wait = 0.0 if is_local(storage) else PARENT_WAIT_S
-    queued = baselines.queue(config.language_model) if baselines.wanted(config.student) else []
+    queued = baselines.queue(config.kind) if baselines.wanted(config.student) else []
     asked = target = trials or config.search.trials
     for line in space_lines(config):
         out(line)
@@ -92,7 +88,7 @@ def _run(config: ExperimentConfig, trials: int | None, study_name: str | None, s
         parent = parent_run(tracker, name, config, created, wait)
     if created and queued:
         out(f"baselines: the teacher as trained, quantized without training "
-            f"({', '.join(baselines.names(config.language_model))}), "
+            f"({', '.join(baselines.names(config.kind))}), "
             "is tried first")
     if warm and created:
         out(f"warm start: the {len(warm)} Pareto members of study {config.search.warm_start!r} are tried first")

@@ -89,7 +89,7 @@ def test_finish_trains_a_classifier_members_recipe_for_more_epochs(tmp_path) -> 
 
 
 @pytest.mark.parametrize("flags, key", [
-    (["--trial", "1", "--steps", "10"], "--steps: is a language model's budget"),
+    (["--trial", "1", "--steps", "10"], "--steps: is a language model's budget; this study's is --epochs"),
     (["--trial", "1"], "--epochs: is needed"),
     (["--trial", "7", "--epochs", "4"], "--trial: must be a trial number"),
     (["--trial", "1", "--epochs", "0"], "--epochs: must be an integer in [1,"),

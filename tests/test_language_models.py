@@ -794,3 +794,26 @@ def test_a_top_k_cache_the_disk_cannot_hold_is_refused_before_it_is_computed(mad
     line = one_line(capsys.readouterr().err, "lm_distill.teacher_outputs")
     assert "MiB for the teacher's top-32 outputs" in line and "teacher_outputs: live" in line
     assert not (tmp_path / "squeezer.db").exists()
+
+
+# on a GPU (skipped without one; experiments/gpu_check.sh runs them: pytest -m gpu)
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@CUDA
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["optuna", "ray"])
+def test_a_language_model_study_trains_on_the_gpu_in_bf16_several_trials_at_once(made, tmp_path, backend) -> None:
+    """The teacher's outputs computed on the GPU, students distilled there in bf16; on Ray, two trials share it."""
+    import optuna
+
+    search = {"sampler": "random"} if backend == "optuna" else \
+        {"sampler": "random", "backend": "ray", "gpus_per_trial": 0.5, "max_concurrent": 2}
+    path = experiment(tmp_path, made, training={"batch_size": 8, "device": "cuda", "precision": "bf16"},
+                      search=search)
+    assert main(["search", str(path), "--trials", "6"]) == 0
+    study = optuna.load_study(study_name="tiny-lm", storage=f"sqlite:///{tmp_path}/squeezer.db")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 6
+    trained = [t for t in study.trials if "baseline" not in t.params]
+    assert all(t.user_attrs["metrics"]["perplexity"] < 300 for t in trained)  # the vocabulary's size: learnt

@@ -326,3 +326,19 @@ def test_squeezer_sampler_and_halving_run_language_model_studies_on_ray(made, tm
         assert [t.number for t in study.trials if t.user_attrs.get("screened")]
     else:
         assert "PRUNED" in states and "COMPLETE" in states
+
+
+@pytest.mark.slow
+def test_a_language_model_study_runs_across_a_two_node_ray_cluster(made, tmp_path: Path, two_node_cluster) -> None:
+    """Across machines the teacher's outputs and the text travel by value (Ray's object store), not by path."""
+    address, env = two_node_cluster
+    tracking, storage = stores(tmp_path)
+    path = lm_experiment(tmp_path, made, search={"sampler": "random", "scheduler": "none"})
+    done = subprocess.run([sys.executable, "-m", "squeezer.search.cli", "search", str(path), "--backend", "ray",
+                           "--address", address, "--trials", "6", "--tracking-uri", tracking, "--storage", storage],
+                          env={**env, "SQUEEZER_CACHE": str(tmp_path / "cache")}, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    children = runs(tmp_path, "trial", "tiny-lm")
+    assert len(children) == 6 and all(c.info.status == "FINISHED" for c in children)
+    assert len({c.data.tags["squeezer.node"] for c in children}) == 2  # both nodes ran trials

@@ -101,10 +101,14 @@ class LmDistill(Compressor):
     Config = LmDistillConfig
     task = "language_model"
     training_fields = ("steps",)
+
     searched: ClassVar[dict[str, Any]] = {
         "loss": {"choice": list(LOSSES)}, "temperature": {"float": [0.5, 4.0], "log": True},
         "beta": {"float": [0.1, 0.9]}, "alpha": {"float": [0.0, 0.5]},
         "hard_weight": {"float": [0.0, 1.0]}}
+
+    def untrained(self) -> None:
+        return None  # distillation changes weights only: the untrained student's size and speed are its own
 
     def label(self) -> str:
         c = self.config

@@ -39,8 +39,7 @@ from squeezer.search.study.halving import standing
 from squeezer.search.study.session import Session
 from squeezer.search.results.tracking import RunId
 from squeezer.search.models import user
-from squeezer.search.trial.lm.workbench import LmWorkbench
-from squeezer.search.trial.workbench import Workbench
+from squeezer.search.trial.benches import Bench
 from squeezer.search.trial.run import Outcome, attempt
 
 NUMBER = "squeezer.trial"     # the Optuna trial number, put into each Tune trial's config
@@ -108,7 +107,7 @@ def results_dir() -> Path:
     return Path(os.environ.get("SQUEEZER_RAY_RESULTS", "ray_results")).resolve()
 
 
-def _sent(bench: Workbench | LmWorkbench) -> Workbench | LmWorkbench:
+def _sent(bench: Bench) -> Bench:
     """What the workers get: the classes of the user's own Python files by value (a worker cannot import such a file
     by its module name); on a cluster of one machine, memory-mapped data and cached teacher outputs as their files'
     paths (reopened by each worker, never copied); across machines, by value (the other nodes do not have this
@@ -284,7 +283,7 @@ def _active() -> Session:
     return _session
 
 
-def _trainable(config: Mapping[str, Any], bench: Workbench | LmWorkbench, done: frozenset[int] = frozenset()) -> None:
+def _trainable(config: Mapping[str, Any], bench: Bench, done: frozenset[int] = frozenset()) -> None:
     """One trial on a Ray worker: the same ``attempt`` the Optuna backend runs, reported to Tune. A trial the
     storage holds as finished (``done``) is skipped."""
     number, scheduler = int(config[NUMBER]), bench.config.search.scheduler

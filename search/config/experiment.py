@@ -15,11 +15,10 @@ from typing import Any, Mapping
 from squeezer.search import hardware
 from squeezer.search.config.data_section import LM_KEYS, data_section
 from squeezer.search.data.spec import DataSpec, LmText
-from squeezer.search.config.model_sections import (DEFAULT_LM_PIPELINE, DEFAULT_PIPELINE, Step, pipeline_steps,
-                                                   student_space)
+from squeezer.search.config.kinds import CAUSAL_LM, CLASSIFIER, ModelKind, foreign, owner
+from squeezer.search.config.model_sections import Step, pipeline_steps, student_space
 from squeezer.search.config.teacher_section import TeacherSpec, teacher_section
-from squeezer.search.config.objectives import (BATCH_METRICS, CLASSIFIER_ONLY, LM_ONLY, METRIC_RANGES, METRICS,
-                                               Constraint, trained_quality,
+from squeezer.search.config.objectives import (BATCH_METRICS, METRIC_RANGES, METRICS, Constraint, trained_quality,
                                                parse_constraints, parse_objectives)
 from squeezer.search.config.rules import LIMITS, MAX_SEED, check_name, integer, is_number, only
 from squeezer.search.config.run_settings import (TERNARY, MeasureSettings, SearchSettings, TrainingSettings,
@@ -49,9 +48,10 @@ class ExperimentConfig:
     raw: dict[str, Any] = field(repr=False, hash=False, compare=False)
 
     @property
-    def language_model(self) -> bool:
-        """Whether the study distils a causal language model (its data: ``LmText``)."""
-        return isinstance(self.data, LmText)
+    def kind(self) -> ModelKind:
+        """The kind of model the study compresses (``config.kinds``): a causal language model where its data is
+        text in blocks (``LmText``), else a classifier."""
+        return CAUSAL_LM if isinstance(self.data, LmText) else CLASSIFIER
 
     @property
     def batch_size(self) -> int:
@@ -83,34 +83,46 @@ def parse_config(raw: Any, base_dir: Path = Path(".")) -> ExperimentConfig:
         teacher = teacher_section(raw.get("teacher"), base_dir,
                                   language_model=isinstance(data, dict) and bool(LM_KEYS & set(map(str, data))))
         lm = teacher.language_model
+        kind = CAUSAL_LM if lm else CLASSIFIER
         config = ExperimentConfig(
             name=raw["name"], seed=integer(raw.get("seed", 0), "seed", maximum=MAX_SEED),
             # the user's trained model expects the data as the user has it, unless data.standardize says otherwise
             data=data_section(raw.get("data"), base_dir, "none" if teacher.pretrained_elsewhere else "feature",
                               language_model=lm),
             teacher=teacher,
-            student=student_space(raw.get("student"), base_dir, language_model=lm),
-            pipeline=pipeline_steps(raw.get("pipeline", list(DEFAULT_LM_PIPELINE if lm else DEFAULT_PIPELINE)),
-                                    language_model=lm),
-            objectives=parse_objectives(raw.get("objectives"), language_model=lm),
+            student=student_space(raw.get("student"), base_dir, language_model=lm, default=kind.student),
+            pipeline=pipeline_steps(raw.get("pipeline", list(kind.pipeline)), task=kind.name),
+            objectives=parse_objectives(raw.get("objectives"), kind.objectives),
             constraints=parse_constraints(raw.get("constraints")),
             search=settings_section(SearchSettings, raw.get("search"), "search"),
             measure=settings_section(MeasureSettings, raw.get("measure"), "measure"),
             training=settings_section(TrainingSettings, raw.get("training"), "training"), raw=raw)
     except SpaceError as err:
         raise ConfigError(err.knob, err.rule, err.value) from None
-    if config.language_model:
-        config = _language_model(config)
-    else:
-        for name in [*config.objectives, *(c.metric for c in config.constraints)]:
-            if name in LM_ONLY:
-                raise ConfigError("objectives" if name in config.objectives else "constraints", f"{name} is a "
-                                  "language model's metric (teacher: {hf: DIR} of a causal LM)", name)
-        if config.measure.runtime in LM_RUNTIMES and config.measure.runtime not in RUNTIMES:
-            raise ConfigError("measure.runtime", f"{config.measure.runtime} runs language models; a classifier runs in "
-                              f"{list(RUNTIMES)}", config.measure.runtime)
-        check_runtime(config)
+    for name in [*config.objectives, *(c.metric for c in config.constraints)]:
+        if name in foreign(config.kind):
+            raise ConfigError("objectives" if name in config.objectives else "constraints", f"{name} is "
+                              f"{owner(name).title}'s metric; {config.kind.title}'s quality is "
+                              f"{config.kind.quality.metric}", name)
+    config = KIND_CHECKS[config.kind.name](config)
     return check_search(_batch_rounds(config))
+
+
+def _classifier(config: ExperimentConfig) -> ExperimentConfig:
+    """A classifier is deployed and timed in a runtime of ``runtime.RUNTIMES``, which must run what it is asked (on a
+    GPU: with its GPU package)."""
+    if config.measure.runtime in LM_RUNTIMES and config.measure.runtime not in RUNTIMES:
+        raise ConfigError("measure.runtime", f"{config.measure.runtime} runs language models; a classifier runs in "
+                          f"{list(RUNTIMES)}", config.measure.runtime)
+    check_runtime(config)
+    measure = config.measure
+    if measure.device != "cpu":
+        runtime = RUNTIMES[measure.runtime]
+        if not runtime.on_gpu():
+            raise ConfigError("measure.device", f"{runtime.title} needs {runtime.gpu_package} to run on a GPU "
+                              f"(pip install {runtime.gpu_package}); what is installed runs on the CPU only",
+                              measure.device)
+    return config
 
 
 def _batch_rounds(config: ExperimentConfig) -> ExperimentConfig:
@@ -153,10 +165,11 @@ def _language_model(config: ExperimentConfig) -> ExperimentConfig:
         if name == "task_accuracy" and config.data.task is None:
             raise ConfigError("objectives" if name in config.objectives else "constraints", "task_accuracy needs "
                               "data.task_path: a JSONL of context, choices and answer", name)
-        if name in CLASSIFIER_ONLY:
-            raise ConfigError("objectives" if name in config.objectives else "constraints", f"{name} is a "
-                              "classifier's metric; a language model's quality is perplexity", name)
     return dataclasses.replace(config, measure=dataclasses.replace(config.measure, runtime=runtime_name))
+
+
+#: Each kind of model's checks across sections (``config.kinds``), by its name.
+KIND_CHECKS = {CLASSIFIER.name: _classifier, CAUSAL_LM.name: _language_model}
 
 
 def with_search(config: ExperimentConfig, **overrides: Any) -> ExperimentConfig:
@@ -256,12 +269,6 @@ def check_hardware(config: ExperimentConfig) -> None:
     else:
         hardware.training_device(training.device, training.precision)
         hardware.resolve(measure.device, "measure.device")
-    if measure.device != "cpu" and not config.language_model:  # a language model's runtime: _language_model
-        runtime = RUNTIMES[measure.runtime]
-        if not runtime.on_gpu():
-            raise ConfigError("measure.device", f"{runtime.title} needs {runtime.gpu_package} to run on a GPU "
-                              f"(pip install {runtime.gpu_package}); what is installed runs on the CPU only",
-                              measure.device)
 
 
 def _check_reference(reference: Any, objectives: Mapping[str, str]) -> None:

@@ -59,12 +59,13 @@ def user_model(section: dict[str, Any], base_dir: Path, key: str, own: str = "mo
     return {**section, **settings}
 
 
-def student_space(raw: Any, base_dir: Path = Path("."), language_model: bool = False) -> Space:
+def student_space(raw: Any, base_dir: Path = Path("."), language_model: bool = False,
+                  default: Mapping[str, Any] = DEFAULT_STUDENT) -> Space:
     """The student section as a space; where the config has none, ``DEFAULT_STUDENT``. A language model's students
     are ``causal``'s families (by default the teacher pruned, or a smaller model of its architecture)."""
     if language_model:
-        return _lm_students(DEFAULT_LM_STUDENT if raw is None else raw)
-    raw = copy.deepcopy(DEFAULT_STUDENT) if raw is None else raw
+        return _lm_students(copy.deepcopy(dict(default)) if raw is None else raw)
+    raw = copy.deepcopy(dict(default)) if raw is None else raw
     if isinstance(raw, dict):
         raw = user_model(dict(raw), base_dir, "student", own="factory")
     if not isinstance(raw, dict) or "family" not in raw:
@@ -102,12 +103,11 @@ def with_searched_families(student: dict[str, Any],
     return student
 
 
-def pipeline_steps(raw: Any, language_model: bool = False) -> tuple[Step, ...]:
+def pipeline_steps(raw: Any, task: str = "classifier") -> tuple[Step, ...]:
     if not isinstance(raw, list) or not raw:
         raise ConfigError("pipeline", "must be a non-empty list of compressor steps, e.g. [distill, prune, quantize]",
                           raw)
     steps = tuple(_step(item, i) for i, item in enumerate(raw))
-    task = "language_model" if language_model else "classifier"
     for i, step in enumerate(steps):
         if compressors.get(step.name).task != task:
             fitting = [n for n in compressors.available() if compressors.get(n).task == task]

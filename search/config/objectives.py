@@ -34,11 +34,6 @@ METRICS: dict[str, str] = {
 ERRORS = {"accuracy": "accuracy_se", "latency_ms": "latency_ci_ms", "latency_batch_ms": "latency_batch_ci_ms"}
 METRIC_RANGES = {"accuracy": (0.0, 1.0), "f1_macro": (0.0, 1.0), "perplexity": (1.0, math.inf),
                  "task_accuracy": (0.0, 1.0)}  # the others lie in [0, inf)
-DEFAULT_OBJECTIVES = {"accuracy": "maximize", "size_bytes": "minimize", "latency_ms": "minimize"}
-LM_OBJECTIVES = {"perplexity": "minimize", "size_bytes": "minimize", "latency_ms": "minimize"}
-#: The metrics only a classifier reports, and only a language model.
-CLASSIFIER_ONLY = ("accuracy", "f1_macro", "flops")
-LM_ONLY = ("perplexity", "ttft_ms", "non_embedding_params", "task_accuracy")
 #: The metrics timed at measure.batch (the rest at batch 1).
 BATCH_METRICS = ("latency_batch_ms", "latency_batch_p90_ms", "throughput")
 #: The cheap metrics that are counted, not timed: exact, and known at no cost.
@@ -124,11 +119,11 @@ class Constraint:
         return f"{self.metric} {'<=' if self.upper else '>='} {self.bound:g}"
 
 
-def parse_objectives(raw: Any, language_model: bool = False) -> dict[str, str]:
-    """``{metric: maximize|minimize}``; by default accuracy (a language model's: perplexity) against size and
-    latency."""
+def parse_objectives(raw: Any, defaults: Mapping[str, str]) -> dict[str, str]:
+    """``{metric: maximize|minimize}``; by default ``defaults`` (the kind of model's: its quality against size and
+    latency)."""
     if raw is None:
-        return dict(LM_OBJECTIVES if language_model else DEFAULT_OBJECTIVES)
+        return dict(defaults)
     if isinstance(raw, list):  # a list of names takes each metric's natural direction
         raw = {name: METRICS.get(name) for name in raw}
     if not isinstance(raw, dict) or not raw:

@@ -2,8 +2,7 @@
 
 FORMATS = {"onnx": ("model.onnx",), "torch": ("student.pt", "architecture.json"), "hf": ("model",),
            "ort-genai": ("onnxruntime-genai",)}
-LANGUAGE_MODEL_FORMATS = ("ort-genai", "hf")  # a language model's, the default first
 FORMAT_HELP = ("onnx (a classifier's default) or torch; a language model's ort-genai (its default where measured in "
                "ONNX Runtime GenAI: the folder onnxruntime_genai loads) or hf (its save_pretrained folder)")
 
-__all__ = ["FORMATS", "FORMAT_HELP", "LANGUAGE_MODEL_FORMATS"]
+__all__ = ["FORMATS", "FORMAT_HELP"]

@@ -24,7 +24,7 @@ class Session(Protocol):
     """What recording a study's front reads of its session (``study.session.Session`` is one)."""
 
     study: Any            # the optuna.Study
-    bench: Any            # the trial.workbench.Workbench its trials share
+    bench: Any            # the trial.benches.Bench its trials share
     tracker: Any          # the results.tracking.Tracker
     name: str
     parent: str           # the study's MLflow run

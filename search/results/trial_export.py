@@ -12,7 +12,8 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from squeezer.search.errors import ConfigError
-from squeezer.search.results.formats import FORMATS, LANGUAGE_MODEL_FORMATS
+from squeezer.search.config.kinds import CAUSAL_LM, CLASSIFIER, KINDS, ModelKind
+from squeezer.search.results.formats import FORMATS
 from squeezer.search.results.report import human_bytes, teacher_ratios
 from squeezer.search.results.tracking import ROLE_TAG, STUDY_TAG, TRIAL_TAG
 
@@ -30,9 +31,7 @@ def export_trial(tracking_uri: str, study: str, number: int, out: Path, fmt: str
     client = MlflowClient(tracking_uri)
     run, parent = _runs(client, study, number, role)
     files = {a.path for a in client.list_artifacts(run.info.run_id)}
-    language_model = "model" in files and "model.onnx" not in files
-    fmt = fmt or (next((f for f in LANGUAGE_MODEL_FORMATS if FORMATS[f][0] in files), "hf") if language_model
-                  else "onnx")
+    fmt = fmt or _default_format(files)
     missing = [f for f in FORMATS[fmt] if f not in files]
     if missing:
         raise ConfigError("--format", f"trial {number} has no {missing[0]} (it was measured in another runtime, or "
@@ -78,8 +77,25 @@ def describe(study: str, number: int, run, parent, fmt: str, out: Path) -> str: 
         ref = teacher.get(key)
         shown = "" if ref is None else human_bytes(ref) if key == "size_bytes" else f"{ref:.4g}"
         lines.append(f"| {key} | {value} | {shown} |")
-    if fmt in LANGUAGE_MODEL_FORMATS:
-        return "\n".join(lines + language_model(m, teacher, out, fmt)) + "\n"
+    return "\n".join(lines + README[kind_of(fmt).name](m, teacher, out, fmt)) + "\n"
+
+
+def _default_format(files: set[str]) -> str:
+    """The first format of the run's kind of model (``ModelKind.formats``) whose files the run holds."""
+    for kind in KINDS.values():
+        held = [f for f in kind.formats if FORMATS[f][0] in files]
+        if held:
+            return held[0]
+    return CLASSIFIER.formats[0]  # none: ``export_trial`` names what is missing
+
+
+def kind_of(fmt: str) -> ModelKind:
+    return next(kind for kind in KINDS.values() if fmt in kind.formats)
+
+
+def classifier(m: dict[str, float], teacher: dict[str, float], out: Path, fmt: str) -> list[str]:
+    """A classifier's README after its metrics: the ratios, what they mean, its input and how to reload it."""
+    lines: list[str] = []
     if teacher:
         r = teacher_ratios(m, teacher)
         lines += ["", f"{r['x_smaller']:.1f}x smaller and {r['x_faster']:.1f}x faster (batch 1) than the teacher, "
@@ -97,7 +113,7 @@ def describe(study: str, number: int, run, parent, fmt: str, out: Path) -> str: 
         lines += ["```python", "from pathlib import Path", "from squeezer.search.runtime.export import load", "",
                   f'model = load(Path("{out}"))   # a torch module; quantization realised as the torch runtime does',
                   "logits = model(x)   # x: a raw batch, as described above", "```"]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 HF_NOTE = (" A study measured in ONNX Runtime GenAI keeps here the student's weights before the builder quantized "
@@ -149,3 +165,8 @@ def input_section(out: Path, fmt: str) -> list[str]:
             f"- input `input`: {described['dtype']}, shape {described['input_shape']}, {raw}",
             f"- preprocessing: {done}",
             f"- output `logits`: one score per class, in this order: {described['classes']}", ""]
+
+
+#: A kind of model's README section after the metrics table, by the kind's name.
+README = {CLASSIFIER.name: classifier, CAUSAL_LM.name: language_model}
+

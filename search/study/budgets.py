@@ -17,7 +17,7 @@ from squeezer.search.config.objectives import CHEAP
 from squeezer.search.results.report import fmt, human_bytes, recipe
 from squeezer.search.trial.recipe import flatten
 from squeezer.search.trial.run import UNBUILDABLE, cheap_metrics, student
-from squeezer.search.trial.workbench import Workbench
+from squeezer.search.trial.benches import Bench
 from squeezer.spaces import boundary_points
 
 #: A measured latency varies by a few per cent between runs (more on a shared machine): a latency budget is refused
@@ -25,7 +25,7 @@ from squeezer.spaces import boundary_points
 LATENCY_SLACK = 1.25
 
 
-def check_reachable(bench: Workbench) -> None:
+def check_reachable(bench: Bench) -> None:
     """Raise ``ConfigError`` for the first budget on a size or speed metric that no recipe of the space meets."""
     budgets = [c for c in bench.config.constraints if c.upper and c.metric in CHEAP]
     for budget in budgets:
@@ -40,7 +40,7 @@ def check_reachable(bench: Workbench) -> None:
                               "the space", budget.bound)
 
 
-def smallest(bench: Workbench, metric: str) -> tuple[float, dict[str, dict[str, Any]]]:
+def smallest(bench: Bench, metric: str) -> tuple[float, dict[str, dict[str, Any]]]:
     """The least ``metric`` found over the space's boundary points, section by section, and the recipe reaching it."""
     config = bench.config
     sections = {"student": config.student, **{step.name: step.space for step in config.pipeline
@@ -61,7 +61,7 @@ def _changes_the_model(name: str, space: Any) -> bool:
     return compressors.get(name)(boundary_points(space)[0]).untrained() is not None
 
 
-def _measure(bench: Workbench, params: dict[str, dict[str, Any]], metric: str) -> float:
+def _measure(bench: Bench, params: dict[str, dict[str, Any]], metric: str) -> float:
     try:
         model, ctx = student(bench, params, seed=0)
         return cheap_metrics(bench, model, params, ctx)[metric]

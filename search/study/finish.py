@@ -25,14 +25,11 @@ from squeezer.search.results.tracking import ROLE_TAG, Tracker, resolve
 from squeezer.search.study.halving import user_studies
 from squeezer.search.study.storage import open_storage
 from squeezer.search.trial import baselines, records
-from squeezer.search.trial.lm.workbench import LmWorkbench
-from squeezer.search.trial.lm.workbench import prepare as prepare_lm
+from squeezer.search.trial import benches
 from squeezer.search.trial.recipe import flatten, replay_params
 from squeezer.search.trial.run import TrialFailed, attempt
-from squeezer.search.trial.workbench import Given, Workbench, prepare
+from squeezer.search.trial.workbench import Given
 
-#: the training step a longer budget is given to, and the setting that is its budget, by the kind of model
-BUDGETS = {True: ("lm_distill", "steps"), False: ("distill", "epochs")}
 PLATEAU_CAP = 10  # until_plateau without a budget: at most this many times the study's
 MOST = 10**7      # a budget beyond this is a typo, not a plan
 
@@ -53,7 +50,7 @@ def finish(config: ExperimentConfig, number: int, storage: str, tracking_uri: st
     """Retrain trial ``number`` of the study with ``budget`` (see the module's docstring) and log it; every input is
     checked before the data is read or anything trains."""
     name = study_name or config.name
-    step, setting = BUDGETS[config.language_model]
+    step, setting = config.kind.budget
     study = _study(name, storage, config)
     trial = _trial(study, number)
     params = replay_params(config, trial.params)
@@ -68,9 +65,7 @@ def finish(config: ExperimentConfig, number: int, storage: str, tracking_uri: st
     if long is None:
         raise ConfigError(f"--{setting}", f"is needed (the study trained {short}), or --until-plateau", None)
     params = {**params, step: {**params[step], setting: long, "patience": patience if until_plateau else 0}}
-    given = given or Given()
-    bench: Workbench | LmWorkbench = (prepare_lm(config, given.teacher, given.tokenizer) if config.language_model
-                                      else prepare(config, given))
+    bench = benches.prepare(config, given)
     teacher = records.get(study, records.TEACHER)
     if teacher and "latency_raw_ms" in teacher:
         bench.time_against(teacher)  # timed against the teacher, as the study's trials were

@@ -28,8 +28,7 @@ from squeezer.search.study.squeezer_sampler import Screen, SqueezerSampler
 from squeezer.search.trial.liveness import STOPPED, finished, ran_and_failed
 from squeezer.search.results.tracking import TRIAL_TAG, RunId, Tracker, created
 from squeezer.search.config.objectives import quality_of
-from squeezer.search.trial.lm.workbench import LmWorkbench
-from squeezer.search.trial.workbench import Workbench
+from squeezer.search.trial.benches import Bench
 from squeezer.search.trial.run import CONFIG_FAULT, Outcome
 
 Print = Callable[[str], None]
@@ -41,7 +40,7 @@ class Session:
     """One run of ``squeezer search`` over a (new, resumed or shared) study."""
 
     study: optuna.Study
-    bench: Workbench | LmWorkbench
+    bench: Bench
     tracker: Tracker
     parent: str
     name: str
@@ -73,8 +72,7 @@ class Session:
             self.tracker.teacher_run(self.parent, self.name, self.teacher)
         tested = quality_of(self.teacher).test_metric
         self.out(f"teacher: {report.metrics_line(self.teacher)} {tested}={self.teacher[tested]:.4f}")
-        if isinstance(self.bench, Workbench):  # a classifier study of texts: the TF-IDF baseline
-            self.tfidf = records.get(self.study, records.TFIDF) or self.record_tfidf()
+        self.tfidf = records.get(self.study, records.TFIDF) or self.record_tfidf()  # a text classifier's baseline
         if self.tfidf:
             self.out(f"TF-IDF baseline: {report.metrics_line(self.tfidf)} test_accuracy="
                      f"{self.tfidf['test_accuracy']:.4f}")

@@ -39,7 +39,7 @@ from squeezer.search.config.experiment import ExperimentConfig
 from squeezer.search.config.objectives import quality_of
 from squeezer.search.results.pareto import pareto_trials
 from squeezer.search.trial.recipe import joint_distributions, recipe_key, replay_params, suggest_params
-from squeezer.search.trial.workbench import Workbench
+from squeezer.search.trial.benches import Bench
 from squeezer.search.trial.run import UNBUILDABLE, broken_budgets, cheap_metrics, cheap_names, student
 
 WARMUP = 5
@@ -52,7 +52,7 @@ TREES = 48
 class Screen:
     """Proposes the next trial's recipe for a study; see the module's docstring."""
 
-    def __init__(self, bench: Workbench, teacher: Mapping[str, float], seed: int, candidates: int) -> None:
+    def __init__(self, bench: Bench, teacher: Mapping[str, float], seed: int, candidates: int) -> None:
         self.bench, self.teacher, self.candidates = bench, teacher, candidates
         self.rng = np.random.default_rng(seed)
         self.space = joint_distributions(bench.config)

@@ -23,8 +23,7 @@ def suggest_params(trial: optuna.trial.BaseTrial, config: ExperimentConfig) -> d
     """Sample the joint space: the student's architecture and every pipeline step's settings; or, for a trial
     queued as a baseline (``squeezer.search.trial.baselines``), its recipe."""
     if baselines.PARAM in trial.user_attrs:
-        lm = config.language_model
-        return baselines.params(_steps(config), baselines.suggest(trial, lm), lm)
+        return baselines.params(_steps(config), baselines.suggest(trial, config.kind), config.kind)
     return _joint(config, lambda space, prefix: suggest(trial, space, prefix))
 
 
@@ -68,7 +67,7 @@ def space_lines(config: ExperimentConfig) -> list[str]:
 def replay_params(config: ExperimentConfig, values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The nested params that flat sampled ``values`` (``{'student.width': 64, ...}``) stand for."""
     if baselines.PARAM in values:
-        return baselines.params(_steps(config), values[baselines.PARAM], config.language_model)
+        return baselines.params(_steps(config), values[baselines.PARAM], config.kind)
     return _joint(config, lambda space, prefix: sample(space, lambda name, knob: values[name], prefix))
 
 

@@ -1,9 +1,8 @@
-"""One trial, the same for every search backend: build the student, run the pipeline, measure the result (on the
-study's ``Workbench``)."""
+"""One trial, the same for every search backend and kind of model: build the student, run the pipeline, measure the
+result (the study's bench builds, deploys and measures: ``trial.benches``)."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import tempfile
@@ -18,24 +17,15 @@ from optuna.trial import TrialState
 from torch import nn
 
 from squeezer import compressors
-from squeezer.compressors.base import Report, TrialContext
-from squeezer.compressors.training import predict
-from squeezer.search import models
+from squeezer.compressors.base import Report
 from squeezer.search.trial import baselines
 from squeezer.search.config.experiment import ExperimentConfig
-from squeezer.search.trial.metrics import measure
-from squeezer.search.config.objectives import CHEAP, CLASSIFIER_ONLY, COUNTS, LM_ONLY, Constraint
-from squeezer.search.runtime import export
+from squeezer.search.config.kinds import foreign
+from squeezer.search.config.objectives import CHEAP, COUNTS, Constraint
 from squeezer.search.runtime.onnx_export import ExportError
-from squeezer.search.errors import ConfigError
-from squeezer.search.models import causal
-from squeezer.compressors.lm import LmContext
-from squeezer.search.trial.lm.workbench import LmWorkbench, cheap_lm_metrics, measure_deployed
-from squeezer.search.trial.workbench import Workbench, named_by, teacher_arch
-
-
-class TrialFailed(RuntimeError):
-    """The trial ran but its result is unusable (e.g. a NaN metric)."""
+from squeezer.search.errors import ConfigError, TrialFailed
+from squeezer.search.trial.benches import Bench
+from squeezer.search.trial.workbench import named_by
 
 
 @dataclass
@@ -71,7 +61,7 @@ UNBUILDABLE: tuple[type[Exception], ...] = (ValueError, ExportError, TrialFailed
 CONFIG_FAULT = f"{ConfigError.__name__}: "
 
 
-def run_trial(bench: Workbench | LmWorkbench, params: Mapping[str, Mapping[str, Any]], seed: int, workdir: Path,
+def run_trial(bench: Bench, params: Mapping[str, Mapping[str, Any]], seed: int, workdir: Path,
               report: Report = lambda step, metrics: None, watch: Watch | None = None) -> dict[str, float]:
     """Build the student from ``params['student']``, apply each pipeline step with its params, measure it.
 
@@ -82,7 +72,7 @@ def run_trial(bench: Workbench | LmWorkbench, params: Mapping[str, Mapping[str, 
     bytes are the ``size_bytes`` metric) and as an export (student.pt and architecture.json); a language model as
     its runtime deploys it (``runtime.lm``) beside its save_pretrained folder.
     """
-    model, ctx = student(bench, params, seed, report)
+    model, ctx = bench.student(params, seed, report)
     if watch is not None or any(c.metric in CHEAP for c in bench.config.constraints):
         cheap = cheap_metrics(bench, model, params, ctx)
         check_budgets(bench, cheap)
@@ -91,38 +81,11 @@ def run_trial(bench: Workbench | LmWorkbench, params: Mapping[str, Mapping[str, 
     for name, settings in steps(bench.config, params):
         with named_by(name):
             model = compressors.get(name)(settings).apply(model, ctx)
-    model = model.cpu().eval()
-    if isinstance(bench, LmWorkbench):
-        metrics = _deploy_language_model(bench, model, params, workdir)
-    else:
-        metrics = _deploy_classifier(bench, model, params, workdir)
+    metrics = bench.deploy_and_measure(model.cpu().eval(), params, workdir)
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise TrialFailed(f"non-finite metrics {bad}")
     return metrics
-
-
-def _deploy_classifier(bench: Workbench, model: nn.Module, params: Mapping[str, Mapping[str, Any]],
-                       workdir: Path) -> dict[str, float]:
-    """A classifier deployed in the study's runtime under ``workdir`` (and exported beside it), measured there."""
-    s = bench.splits
-    if not torch.isfinite(predict(model, s.val_x[:256])).all():
-        raise TrialFailed("the compressed model outputs NaN or inf")
-    metrics = measure(model, s.val_raw, s.val_y, bench.config.measure, workdir, pad_id=s.pad_id, spec=s.spec,
-                      reference=bench.reference())
-    inputs = {"input_shape": list(s.input_shape), "num_classes": s.num_classes,
-              "tokens": None if s.tokens is None else vars(s.tokens), "spec": s.spec.describe()}
-    built = models.resolve(dict(params["student"]), teacher_arch(bench.config))  # a teacher student: the teacher's
-    export.save(model, built, workdir, inputs=inputs)  # beside the deployed file: users take it
-    return metrics
-
-
-def _deploy_language_model(bench: LmWorkbench, model: nn.Module, params: Mapping[str, Mapping[str, Any]],
-                           workdir: Path) -> dict[str, float]:
-    """A language model deployed as users take it (``runtime.lm``: ONNX Runtime GenAI, or torch) under ``workdir``,
-    loaded from there and measured."""
-    deployed = bench.deploy(model, workdir, summary=f"Recipe: {dict((k, dict(v)) for k, v in params.items())}")
-    return measure_deployed(bench, deployed, model, bench.reference())
 
 
 def steps(config: ExperimentConfig, params: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -133,35 +96,11 @@ def steps(config: ExperimentConfig, params: Mapping[str, Mapping[str, Any]]) -> 
     return [(name, dict(params[name])) for name in names]
 
 
-def student(bench: Workbench | LmWorkbench, params: Mapping[str, Mapping[str, Any]], seed: int,
-            report: Report = lambda step, metrics: None) -> tuple[nn.Module, TrialContext | LmContext]:
-    """The untrained student ``params['student']`` describes (checked to fit in memory first, seeded), and the
-    context its compressors run in. A language model's student is built from its teacher (``models.causal``)."""
-    if isinstance(bench, LmWorkbench):
-        torch.manual_seed(seed)
-        return causal.build(params["student"], bench.teacher, bench.calibration), bench.context(seed, report)
-    s = bench.splits
-    if params["student"].get("family") in (models.TEACHER, models.GIVEN):  # the teacher, with its trained weights
-        return copy.deepcopy(bench.teacher), _context(bench, seed, report)
-    models.check_fits(dict(params["student"]), s.input_shape, s.num_classes, bench.config.batch_size,
-                      tokens=s.tokens)
-    torch.manual_seed(seed)
-    model = models.build(dict(params["student"]), s.input_shape, s.num_classes, tokens=s.tokens,
-                         teacher=bench.teacher, vocabulary=bench.vocabulary())
-    return model, _context(bench, seed, report)
-
-
-def _context(bench: Workbench, seed: int, report: Report) -> TrialContext:
-    r = bench.resident()
-    ctx = TrialContext(r.train_x, r.train_y, r.val_x, r.val_y, teacher=r.teacher,
-                       teachers=bench.outputs, seed=seed, batch_size=bench.config.batch_size,
-                       report=report, augment=bench.augment, device=r.device)
-
-    def copies(count: int) -> TrialContext:
-        x, y, outputs = bench.copies(count)
-        return dataclasses.replace(ctx, train_x=x, train_y=y, teachers=outputs, copies=None)
-    ctx.copies = copies if bench.splits.tokens is not None else None
-    return ctx
+def student(bench: Bench, params: Mapping[str, Mapping[str, Any]], seed: int,
+            report: Report = lambda step, metrics: None) -> tuple[nn.Module, Any]:
+    """The untrained student ``params['student']`` describes (checked to fit first, seeded), and the context its
+    compressors run in: the kind of model's bench builds it."""
+    return bench.student(params, seed, report)
 
 
 #: ``watch(cheap_metrics)`` -> the per-epoch report hook that may stop the trial (``StoppedEarly``); or None.
@@ -172,8 +111,8 @@ class StoppedEarly(RuntimeError):
     """The trial was stopped while training because it cannot reach the Pareto front; the message says why."""
 
 
-def cheap_metrics(bench: Workbench | LmWorkbench, model: nn.Module, params: Mapping[str, Mapping[str, Any]],
-                  ctx: TrialContext | LmContext) -> dict[str, float]:
+def cheap_metrics(bench: Bench, model: nn.Module, params: Mapping[str, Mapping[str, Any]],
+                  ctx: Any) -> dict[str, float]:
     """Size and speed of ``model`` after the pipeline without its training (``Compressor.untrained``), deployed and
     measured like a trial: what is known before anything trains (``cheap_names``: timed only where a latency is
     searched on or budgeted, with its error)."""
@@ -181,31 +120,18 @@ def cheap_metrics(bench: Workbench | LmWorkbench, model: nn.Module, params: Mapp
         quick = compressors.get(name)(settings).untrained()
         if quick is not None:
             model = quick.apply(model, ctx)
-    only = cheap_names(bench.config)
     with tempfile.TemporaryDirectory(prefix="squeezer-untrained-") as tmp:  # not the trial's folder: no artifact
-        if isinstance(bench, LmWorkbench):
-            deployed = bench.deploy(model.cpu().eval(), Path(tmp))
-            return {k: v for k, v in cheap_lm_metrics(bench, deployed, model, timed=only != counted(only)).items()
-                    if k in only or k.endswith("_ci_ms")}
-        s = bench.splits
-        return measure(model, s.val_raw[:64], s.val_y[:64], bench.config.measure, Path(tmp), pad_id=s.pad_id,
-                       spec=s.spec, reference=bench.reference(), only=only)
+        return bench.measure_untrained(model, cheap_names(bench.config), Path(tmp))
 
 
 def cheap_names(config: ExperimentConfig) -> list[str]:
     """The cheap metrics ``cheap_metrics`` measures: the counts of the model's kind (size, parameters, FLOPs: no
     timing needed), and the latencies the study searches on or budgets."""
     searched = {*config.objectives, *(c.metric for c in config.constraints)}
-    other_kinds = CLASSIFIER_ONLY if config.language_model else LM_ONLY
-    return [name for name in CHEAP if name not in other_kinds and (name in COUNTS or name in searched)]
+    return [name for name in CHEAP if name not in foreign(config.kind) and (name in COUNTS or name in searched)]
 
 
-def counted(names: list[str]) -> list[str]:
-    """Those of ``names`` that are counted, not timed."""
-    return [name for name in names if name in COUNTS]
-
-
-def check_budgets(bench: Workbench, cheap: Mapping[str, float]) -> None:
+def check_budgets(bench: Bench, cheap: Mapping[str, float]) -> None:
     """Reject (``TrialFailed``, with the reason) a trial whose untrained compressed student already breaks a size or
     speed budget: training cannot mend it."""
     broken = broken_budgets(bench, cheap)
@@ -214,7 +140,7 @@ def check_budgets(bench: Workbench, cheap: Mapping[str, float]) -> None:
             f"{c.metric} = {cheap[c.metric]:g} breaks {c}" for c in broken) + " (the untrained compressed student)")
 
 
-def broken_budgets(bench: Workbench, cheap: Mapping[str, float]) -> list[Constraint]:
+def broken_budgets(bench: Bench, cheap: Mapping[str, float]) -> list[Constraint]:
     """The budgets that ``cheap`` metrics (known before training) already break."""
     return [c for c in bench.config.constraints if c.metric in cheap and c.violation(cheap) > 0]
 
@@ -229,7 +155,7 @@ def _both(first: Report, second: Report | None) -> Report:
     return report
 
 
-def attempt(bench: Workbench | LmWorkbench, params: Mapping[str, Mapping[str, Any]], seed: int, workdir: Path,
+def attempt(bench: Bench, params: Mapping[str, Mapping[str, Any]], seed: int, workdir: Path,
             report: Report = lambda step, metrics: None, watch: Watch | None = None) -> Outcome:
     """``run_trial`` that never raises for a broken trial: a failure (MemoryError included) becomes its reason.
 

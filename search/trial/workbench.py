@@ -19,13 +19,14 @@ from squeezer.compressors.progress import note
 from squeezer import compressors
 from squeezer.compressors.device import Device
 from squeezer.compressors.distill import TeacherOutputs
-from squeezer.compressors.training import accuracy
+from squeezer.compressors.base import Report, TrialContext
+from squeezer.compressors.training import accuracy, predict
 from squeezer.search import data, hardware, models
 from squeezer.search.config.experiment import ExperimentConfig
 from squeezer.search.config.teacher_section import TeacherSpec
 from squeezer.search.data import token_augment
 from squeezer.search.data.augment import Augment
-from squeezer.search.errors import ConfigError
+from squeezer.search.errors import ConfigError, TrialFailed
 from squeezer.search.trial.metrics import Reference, deployed_for_timing, measure
 from squeezer.search.models import text as text_models
 from squeezer.search.runtime import Deployed, export
@@ -134,6 +135,55 @@ class Workbench:
         s = self.splits
         deployed = export.reload(folder, self.config.measure.runtime, s, template=self.teacher)
         return (deployed.predict(s.test_raw).argmax(1) == s.test_y).float().mean().item()
+
+    def student(self, params: Mapping[str, Mapping[str, Any]], seed: int,
+                report: Report = lambda step, metrics: None) -> tuple[nn.Module, TrialContext]:
+        """The untrained student ``params['student']`` describes (checked to fit in memory first, seeded), and the
+        context its compressors run in."""
+        s = self.splits
+        if params["student"].get("family") in (models.TEACHER, models.GIVEN):  # the teacher, its trained weights
+            return copy.deepcopy(self.teacher), self._context(seed, report)
+        models.check_fits(dict(params["student"]), s.input_shape, s.num_classes, self.config.batch_size,
+                          tokens=s.tokens)
+        torch.manual_seed(seed)
+        model = models.build(dict(params["student"]), s.input_shape, s.num_classes, tokens=s.tokens,
+                             teacher=self.teacher, vocabulary=self.vocabulary())
+        return model, self._context(seed, report)
+
+    def _context(self, seed: int, report: Report) -> TrialContext:
+        r = self.resident()
+        ctx = TrialContext(r.train_x, r.train_y, r.val_x, r.val_y, teacher=r.teacher, teachers=self.outputs,
+                           seed=seed, batch_size=self.config.batch_size, report=report, augment=self.augment,
+                           device=r.device)
+
+        def copies(count: int) -> TrialContext:
+            x, y, outputs = self.copies(count)
+            return replace(ctx, train_x=x, train_y=y, teachers=outputs, copies=None)
+        ctx.copies = copies if self.splits.tokens is not None else None
+        return ctx
+
+    def measure_untrained(self, model: nn.Module, only: list[str], workdir: Path) -> dict[str, float]:
+        """The ``only`` metrics of an untrained (compressed) student, deployed under ``workdir``: on a few
+        validation rows (size and speed do not depend on how many)."""
+        s = self.splits
+        return measure(model, s.val_raw[:64], s.val_y[:64], self.config.measure, workdir, pad_id=s.pad_id,
+                       spec=s.spec, reference=self.reference(), only=only)
+
+    def deploy_and_measure(self, model: nn.Module, params: Mapping[str, Mapping[str, Any]],
+                           workdir: Path) -> dict[str, float]:
+        """A trained student deployed in the study's runtime under ``workdir`` (model.onnx or model.pt: its bytes
+        are ``size_bytes``), measured there on the user's raw validation input, and exported beside it
+        (student.pt and architecture.json)."""
+        s = self.splits
+        if not torch.isfinite(predict(model, s.val_x[:256])).all():
+            raise TrialFailed("the compressed model outputs NaN or inf")
+        metrics = measure(model, s.val_raw, s.val_y, self.config.measure, workdir, pad_id=s.pad_id, spec=s.spec,
+                          reference=self.reference())
+        inputs = {"input_shape": list(s.input_shape), "num_classes": s.num_classes,
+                  "tokens": None if s.tokens is None else vars(s.tokens), "spec": s.spec.describe()}
+        built = models.resolve(dict(params["student"]), teacher_arch(self.config))  # a teacher student: its own
+        export.save(model, built, workdir, inputs=inputs)  # beside the deployed file: users take it
+        return metrics
 
     def sent_by_path(self) -> Workbench:
         """This bench, pickled for worker processes of this machine: memory-mapped data as its files' paths."""

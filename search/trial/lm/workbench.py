@@ -26,6 +26,7 @@ from squeezer.compressors.lm.losses import BETAS
 from squeezer.compressors.progress import Bar, note
 from squeezer.search import hardware
 from squeezer.search.config.experiment import ExperimentConfig
+from squeezer.search.config.objectives import COUNTS
 from squeezer.search.config.teacher_section import CAUSAL_FACTORY, CAUSAL_GIVEN
 from squeezer.search.data import lm
 from squeezer.search.data.arrays import SYNC_BYTES, NpyRows, open_mapped
@@ -60,6 +61,7 @@ class LmWorkbench:
     top_k: TopK | None
     device: Device = field(default_factory=Device)
     task: list[lm.Question] | None = None  # the user's questions (``data.task_path``)
+    tfidf: dict[str, float] | None = None  # a classifier's text baseline: none for a language model
     #: the teacher's (ttft, ms per token, ms per token at the batch) when the study started: students are timed
     #: against it
     timing: tuple[float, float, float] | None = None
@@ -149,6 +151,28 @@ class LmWorkbench:
     def test_perplexity(self, model: DeployedLm) -> float:
         s = self.splits
         return deployed_perplexity(model, s.test, s.test_mask)
+
+    def student(self, params: Mapping[str, Mapping[str, Any]], seed: int,
+                report: Report = lambda step, metrics: None) -> tuple[nn.Module, LmContext]:
+        """The untrained student ``params['student']`` describes, built from the teacher (``models.causal``,
+        seeded), and the context its compressors run in."""
+        torch.manual_seed(seed)
+        return causal.build(params["student"], self.teacher, self.calibration), self.context(seed, report)
+
+    def measure_untrained(self, model: nn.Module, only: list[str], workdir: Path) -> dict[str, float]:
+        """The ``only`` metrics of an untrained (compressed) student, deployed in the study's runtime under
+        ``workdir``: its bytes and parameters, and its speed where one is asked."""
+        deployed = self.deploy(model.cpu().eval(), workdir)
+        timed = any(name not in COUNTS for name in only)
+        return {k: v for k, v in cheap_lm_metrics(self, deployed, model, timed).items()
+                if k in only or k.endswith("_ci_ms")}
+
+    def deploy_and_measure(self, model: nn.Module, params: Mapping[str, Mapping[str, Any]],
+                           workdir: Path) -> dict[str, float]:
+        """A trained student deployed as users take it (``runtime.lm``: ONNX Runtime GenAI, or torch) under
+        ``workdir``, loaded from there and measured."""
+        deployed = self.deploy(model, workdir, summary=f"Recipe: {dict((k, dict(v)) for k, v in params.items())}")
+        return measure_deployed(self, deployed, model, self.reference())
 
     def sent_by_path(self) -> LmWorkbench:
         """This bench, pickled for worker processes of this machine: the tokenized text and the teacher's top-k
