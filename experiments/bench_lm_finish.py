@@ -145,7 +145,8 @@ def render(r: dict[str, Any]) -> str:
     lines = [f"`{r['command']}`", ""]
     if "ranking" in r:
         lines += [f"## Short ({r['study_steps']} steps) against long ({r['steps']} steps) training", "",
-                  "| trial | on the front | val ppl, short | val ppl, long | test ppl, long |", "|---:|---|---:|---:|---:|"]
+                  "| trial | on the front | val ppl, short | val ppl, long | test ppl, long |",
+                  "|---:|---|---:|---:|---:|"]
         lines += [f"| {x['trial']} | {'yes' if x['on_front'] else ''} | {x['short_ppl']:.2f} | {x['long_ppl']:.2f} | "
                   f"{x['long_test_ppl']:.2f} |" for x in r["ranking"]]
         if "spearman" in r:
@@ -155,8 +156,8 @@ def render(r: dict[str, Any]) -> str:
         lines += ["", f"## Trial {g['trial']}'s student ({g['non_embedding_params']:,.0f} non-embedding parameters) "
                   f"trained {r['steps']} steps", "", "| training | test ppl (mean) | runs |", "|---|---:|---|"]
         for name, runs in g["runs"].items():
-            lines.append(f"| {name} | {s['test_ppl'][name]:.2f} | "
-                         f"{', '.join(f'{x['test_perplexity']:.2f}' for x in runs)} |")
+            each = ", ".join(f"{x['test_perplexity']:.2f}" for x in runs)
+            lines.append(f"| {name} | {s['test_ppl'][name]:.2f} | {each} |")
         lines += ["", f"Teacher {s['teacher_test_ppl']:.2f}: distilled is {100 * s['over_teacher']:+.1f} % over it "
                   f"(target within 25 %); {100 * s['gain_vs_without_teacher']:.1f} % better than without the teacher "
                   f"(target >= 10 %), {100 * s['gain_vs_random_init']:.1f} % better than from random weights."]
