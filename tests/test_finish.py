@@ -71,13 +71,19 @@ def test_finish_until_a_plateau_stops_before_its_cap(made, tmp_path) -> None:
     assert m["lm_distill.steps_trained"] < 3000
 
 
-def test_finish_trains_a_classifier_members_recipe_for_more_epochs(tmp_path) -> None:
+def digits_study(tmp_path: Path, epochs: int) -> tuple[Path, str, str]:
+    """Two random trials of the digits study at ``epochs`` of distillation: its file and stores."""
     tracking, storage = stores(tmp_path)
     config = digits_config()
-    config["pipeline"][0]["distill"]["epochs"] = 3
+    config["pipeline"][0]["distill"]["epochs"] = epochs
     config["search"] = {"sampler": "random", "scheduler": "none"}
     path = write_config(tmp_path, config)
     assert main(["search", str(path), "--trials", "2", "--tracking-uri", tracking, "--storage", storage]) == 0
+    return path, tracking, storage
+
+
+def test_finish_trains_a_classifier_members_recipe_for_more_epochs(tmp_path) -> None:
+    path, tracking, storage = digits_study(tmp_path, epochs=3)
     assert main(["finish", str(path), "--trial", "1", "--epochs", "9", "--out", str(tmp_path / "done"),
                  "--tracking-uri", tracking, "--storage", storage]) == 0
     run = finished_run(tmp_path, "digits", 1)
@@ -97,12 +103,7 @@ def test_finish_trains_a_classifier_members_recipe_for_more_epochs(tmp_path) -> 
     (["--trial", "1", "--epochs", "4", "--study-name", "other"], "--study-name: no such study"),
 ], ids=["steps for a classifier", "no budget", "no such trial", "zero epochs", "no patience", "no such study"])
 def test_bad_finish_input_is_one_line_and_trains_nothing(tmp_path, capsys, flags, key) -> None:
-    tracking, storage = stores(tmp_path)
-    config = digits_config()
-    config["pipeline"][0]["distill"]["epochs"] = 1
-    config["search"] = {"sampler": "random", "scheduler": "none"}
-    path = write_config(tmp_path, config)
-    assert main(["search", str(path), "--trials", "2", "--tracking-uri", tracking, "--storage", storage]) == 0
+    path, tracking, storage = digits_study(tmp_path, epochs=1)
     capsys.readouterr()
     assert main(["finish", str(path), *flags, "--tracking-uri", tracking, "--storage", storage]) == 2
     one_line(capsys.readouterr().err, key)
