@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                 run = study(config(args, method, seed), Path(tmp), f"{method.replace('+', '-')}-{seed}",
                             args.minutes * 60)
                 runs[method].append(run)
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.with_suffix(".partial.json").write_text(json.dumps(runs))  # what finished, if stopped
                 print(f"{method} seed {seed}: {run['trials']} trials ({run['stopped']} stopped early), hypervolume "
                       f"{run['hv'][-1] if run['hv'] else 0:.4f} at {run['seconds'][-1] if run['seconds'] else 0:.0f} s",
                       file=sys.stderr)
@@ -84,8 +86,8 @@ def config(args: argparse.Namespace, method: str, seed: int) -> Any:
 def study(cfg: Any, tmp: Path, name: str, budget_s: float) -> dict[str, Any]:
     """Run one study for its wall time; the hypervolume after each trial ended, and when (seconds since its first
     trial started: the teacher's measurement and cache are not the method's time)."""
-    result = run_study(cfg, study_name=name, storage=f"sqlite:///{tmp}/optuna.db",
-                       tracking_uri=f"sqlite:///{tmp}/mlflow.db", out=lambda line: None, quiet=True)
+    result = run_study(cfg, study_name=name, storage=f"sqlite:///{tmp}/{name}.db",  # a store per study
+                       tracking_uri=f"sqlite:///{tmp}/{name}-mlflow.db", out=lambda line: None, quiet=True)
     s = result.study
     teacher = s.user_attrs["teacher"]
     spent = sorted((t for t in s.trials if t.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)),
