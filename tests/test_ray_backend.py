@@ -273,7 +273,7 @@ def lm_experiment(folder: Path, made: Path, lr: object = None, **sections: objec
 
 def test_a_language_model_study_runs_on_ray_like_on_optuna(made, tmp_path: Path) -> None:
     """Baselines first, every student deployed in ONNX Runtime GenAI on a worker, its curve and folder in MLflow; the
-    teacher's cached top-k outputs reach the workers as their file's path."""
+    teacher's cached top-k outputs reach the workers as their file's path; a raised target resumes the study."""
     tracking, storage = stores(tmp_path)
     path = lm_experiment(tmp_path, made, search={"backend": "ray", "sampler": "random"})
     assert main(["search", str(path), "--trials", "4", "--tracking-uri", tracking, "--storage", storage]) == 0
@@ -293,6 +293,10 @@ def test_a_language_model_study_runs_on_ray_like_on_optuna(made, tmp_path: Path)
     folder = Path(client.download_artifacts(one.info.run_id, "onnxruntime-genai", str(tmp_path / "got")))
     onnx = sum(p.stat().st_size for p in folder.iterdir() if p.name.startswith("model.onnx"))
     assert onnx == one.data.metrics["size_bytes"]
+    # resumed to a raised target: the finished trials kept, one more run
+    assert main(["search", str(path), "--trials", "5", "--tracking-uri", tracking, "--storage", storage]) == 0
+    study = optuna.load_study(study_name="tiny-lm", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 5 and len(runs(tmp_path, "trial", "tiny-lm")) == 5
 
 
 def test_a_language_model_bench_travels_to_this_machines_workers_as_the_paths_of_its_files(made, tmp_path) -> None:

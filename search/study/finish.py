@@ -85,7 +85,11 @@ def finish(config: ExperimentConfig, number: int, storage: str, tracking_uri: st
         def report(at: int, metrics: Mapping[str, float]) -> None:  # the curve in MLflow as it goes
             tracker.log_metrics(run_id, metrics, step=at)
         with tempfile.TemporaryDirectory(prefix="squeezer-finish-") as workdir:
-            outcome = attempt(bench, params, _seed(study, config, number), Path(workdir), report=report)
+            try:
+                outcome = attempt(bench, params, _seed(study, config, number), Path(workdir), report=report)
+            except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the run says it was stopped
+                tracker.end(run_id, "KILLED", "interrupted: stopped while it trained")
+                raise
             if outcome.metrics is None:
                 tracker.log_result(run_id, None, error=outcome.error)
                 tracker.end(run_id, "FAILED")
