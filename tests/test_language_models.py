@@ -721,15 +721,28 @@ def test_successive_halving_stops_language_model_students_on_their_perplexity(ma
     assert all(r.startswith("successive halving: after 1 evaluation(s), val perplexity") for r in reasons)
 
 
-def test_a_size_budget_rejects_a_language_model_student_before_it_trains(made, tmp_path) -> None:
-    path = experiment(tmp_path, made, constraints={"size_bytes": {"max": 1000}}, search={"sampler": "random"})
-    assert main(["search", str(path), "--trials", "3"]) == 0
+def test_size_budgets_refuse_unreachable_and_reject_language_model_students_before_they_train(made, tmp_path,
+                                                                                              capsys) -> None:
     import optuna
 
+    from squeezer.search.config.experiment import load_config
+    from squeezer.search.study.budgets import smallest
+    from squeezer.search.trial import benches
+
+    path = experiment(tmp_path, made, constraints={"size_bytes": {"max": 1000}}, search={"sampler": "random"})
+    assert main(["search", str(path), "--trials", "3"]) == 2  # no recipe of the space is that small
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # after the data's and the cache's lines: one line, naming budget and value
+    assert last.startswith("squeezer: error: constraints.size_bytes.max: cannot be met by any recipe of the space: "
+                           "the smallest reachable is ") and last.endswith("but got 1000.0") and "Traceback" not in err
+    assert not (tmp_path / "squeezer.db").exists()
+    least, _ = smallest(benches.prepare(load_config(path)), "size_bytes")
+    path = experiment(tmp_path, made, constraints={"size_bytes": {"max": 1.2 * least}}, search={"sampler": "random"})
+    assert main(["search", str(path), "--trials", "6"]) == 0
     study = optuna.load_study(study_name="tiny-lm", storage=f"sqlite:///{tmp_path}/squeezer.db")
-    trained = [t for t in study.trials if "baseline" not in t.params]
-    assert trained and all(t.user_attrs["fail_reason"].startswith("TrialFailed: rejected before training")
-                           for t in trained)
+    reasons = [t.user_attrs.get("fail_reason", "") for t in study.trials]
+    assert any(r.startswith("TrialFailed: rejected before training") for r in reasons)  # fp32, or the teacher's size
+    assert all(t.user_attrs["metrics"]["size_bytes"] <= 1.2 * least for t in study.trials if t.state.name == "COMPLETE")
 
 
 # text and teacher outputs beyond memory
