@@ -26,14 +26,21 @@ from test_study import runs, stores
 RAY = Path(sys.executable).parent / "ray"
 
 
+def start_local_ray() -> None:
+    """A new local Ray (never one left running), with one GPU declared on this CPU machine."""
+    import ray
+
+    ray.init(address="local", num_cpus=os.cpu_count(), num_gpus=1, include_dashboard=False,
+             _node_ip_address="127.0.0.1", log_to_driver=False, logging_level="WARNING")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
     """One local Ray for this file's studies (each would otherwise start and stop its own), with one GPU declared on
     this CPU machine so that Tune's GPU packing runs too. The backend joins a running Ray and leaves it running."""
     import ray
 
-    ray.init(num_cpus=os.cpu_count(), num_gpus=1, include_dashboard=False, _node_ip_address="127.0.0.1",
-             log_to_driver=False, logging_level="WARNING")
+    start_local_ray()
     yield
     ray.shutdown()
 
@@ -107,7 +114,12 @@ def test_a_failing_trial_on_ray_is_failed_with_its_reason(tmp_path: Path) -> Non
 
 @pytest.fixture
 def two_node_cluster(tmp_path: Path):
-    """A real Ray cluster on loopback: a head and a second node, one CPU each, with its own auth token."""
+    """A real Ray cluster on loopback: a head and a second node, one CPU each, with its own auth token. ``ray stop``
+    stops every Ray of the machine: this process's own local Ray is shut down first and started again after (else its
+    core worker, finding its raylet gone, ends the test process with exit status 1 and no word)."""
+    import ray
+
+    ray.shutdown()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     port = str(6400 + secrets.randbelow(1000))
     common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
@@ -119,6 +131,7 @@ def two_node_cluster(tmp_path: Path):
         yield f"127.0.0.1:{port}", env
     finally:
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        start_local_ray()
 
 
 @pytest.mark.slow
