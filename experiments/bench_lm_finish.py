@@ -15,7 +15,7 @@ does the teacher give a student trained to the end?
    teacher's; the targets: within 25 % of the teacher's perplexity and >= 10 % better than without the teacher.
 
 Every run is logged to MLflow beside the study (role ``finish`` for part 1). Writes results/lm_finish.json and .md
-after every run (a stopped run keeps what finished).
+after every run; run again, it keeps the recipes already finished there and trains the others.
 """
 
 from __future__ import annotations
@@ -66,8 +66,11 @@ def main() -> int:
         front = [t for t in pareto_trials(study, config.objectives) if "baseline" not in t.params]
         rest = sorted((t for t in done if t not in front), key=lambda t: t.user_attrs["metrics"]["perplexity"])
         chosen = (front + rest)[:args.recipes]
-        rows = result["ranking"] = []
+        earlier = json.loads(args.out.read_text()).get("ranking", []) if args.out.is_file() else []
+        rows = result["ranking"] = [r for r in earlier if r["trial"] in {t.number for t in chosen}]
         for t in chosen:
+            if any(r["trial"] == t.number for r in rows):
+                continue  # finished by an earlier run of this script (its result kept)
             started = time.monotonic()
             long = finish(config, t.number, args.storage, args.tracking_uri, budget=args.steps)
             rows.append({"trial": t.number, "on_front": t in front, "short_ppl": t.user_attrs["metrics"]["perplexity"],
