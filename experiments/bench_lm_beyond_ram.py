@@ -35,6 +35,7 @@ from pathlib import Path
 import yaml
 
 from bench_streaming import Cgroup
+from lm_teacher import train_tokenizer
 
 HERE = Path(__file__).resolve().parent
 KJV, TEACHER = HERE.parent / "data" / "kjv", HERE.parent / "data" / "lm_teacher"
@@ -107,19 +108,13 @@ def corpus_of(path: Path, size: int) -> Path:
 
 def outputs_step(args: argparse.Namespace) -> dict:
     """A one-trial study whose teacher's cached outputs take ``--cache-gib``, under ``--cache-cap-mib``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     work = args.work / "outputs"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     chapters = [json.loads(line)["text"] for line in (KJV / "train.jsonl").read_text().splitlines()]
-    bpe = Tokenizer(models.BPE(unk_token=None))
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(chapters, trainers.BpeTrainer(vocab_size=512, special_tokens=["<s>", "</s>", "<pad>"],
-                                                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    tokenizer = train_tokenizer(chapters, 512)  # the KJV teacher's recipe, a smaller vocabulary
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,

@@ -109,19 +109,13 @@ def _stored_front(args: argparse.Namespace) -> tuple[Any, list[Any]]:
 
     from squeezer.search.study import storage
     from squeezer.search.study.destinations import check_storage
-    from squeezer.search.errors import ConfigError
     from squeezer.search.results.pareto import pareto_trials
-    from squeezer.search.study.halving import user_studies
+    from squeezer.search.study.halving import user_study
     from squeezer.search.trial import records
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     check_storage(args.storage, must_exist=True)
-    backend = storage.open_storage(args.storage)
-    names = user_studies(backend)
-    if args.study_name not in names:
-        raise ConfigError("--study-name", f"no such study in {args.storage}; studies there: {names}",
-                          args.study_name)
-    study = optuna.load_study(study_name=args.study_name, storage=backend)
+    study = user_study(storage.open_storage(args.storage), args.study_name, args.storage)
     return study, pareto_trials(study, records.get(study, records.OBJECTIVES), strict=args.strict)
 
 

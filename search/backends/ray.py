@@ -28,7 +28,7 @@ from squeezer.search.backends import cluster
 from squeezer.search.backends.portable import Portable
 from squeezer.search.config.experiment import ExperimentConfig
 from squeezer.search.config.run_settings import SearchSettings
-from squeezer.search.config.objectives import METRICS, Quality, quality_of
+from squeezer.search.config.objectives import METRICS, Quality
 from squeezer.search.results.pareto import keep_metrics
 from squeezer.search.trial.recipe import flatten, queue_repeats, replay_params, suggest_params
 from squeezer.search.config.schedulers import SCHEDULERS
@@ -133,7 +133,7 @@ def _new_tuner(session: Session, trainable: Any, samples: int, target: int, name
     scheduler = make(EPOCH_METRIC) if make else None
     if settings.scheduler == "halving":
         scheduler = FrontHalving(config.objectives, session.bench.validation_count, settings.rung_epochs,
-                                 settings.reduction_factor, quality_of(config.objectives))
+                                 settings.reduction_factor, config.kind.quality)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=samples,
@@ -297,7 +297,7 @@ def _trainable(config: Mapping[str, Any], bench: Bench, done: frozenset[int] = f
     torch.set_num_threads(bench.config.training.threads or cpus)  # the CPUs Tune gave the trial, unless told
 
     cheap: dict[str, str] = {}
-    quality = quality_of(bench.config.objectives)
+    quality = bench.config.kind.quality
 
     def per_epoch(step: int, metrics: Mapping[str, float]) -> None:
         value = next((v for k, v in metrics.items() if k.endswith("." + quality.val_metric)), None)

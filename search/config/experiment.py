@@ -18,7 +18,7 @@ from squeezer.search.data.spec import DataSpec, LmText
 from squeezer.search.config.kinds import CAUSAL_LM, CLASSIFIER, ModelKind, foreign, owner
 from squeezer.search.config.model_sections import Step, pipeline_steps, student_space
 from squeezer.search.config.teacher_section import TeacherSpec, teacher_section
-from squeezer.search.config.objectives import (BATCH_METRICS, METRIC_RANGES, METRICS, Constraint, trained_quality,
+from squeezer.search.config.objectives import (BATCH_METRICS, METRIC_RANGES, METRICS, Constraint, only_quality_trained,
                                                parse_constraints, parse_objectives)
 from squeezer.search.config.rules import LIMITS, MAX_SEED, check_name, integer, is_number, only
 from squeezer.search.config.run_settings import (TERNARY, MeasureSettings, SearchSettings, TrainingSettings,
@@ -115,14 +115,15 @@ def _classifier(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError("measure.runtime", f"{config.measure.runtime} runs language models; a classifier runs in "
                           f"{list(RUNTIMES)}", config.measure.runtime)
     check_runtime(config)
-    measure = config.measure
-    if measure.device != "cpu":
-        runtime = RUNTIMES[measure.runtime]
-        if not runtime.on_gpu():
-            raise ConfigError("measure.device", f"{runtime.title} needs {runtime.gpu_package} to run on a GPU "
-                              f"(pip install {runtime.gpu_package}); what is installed runs on the CPU only",
-                              measure.device)
+    _check_gpu_package(RUNTIMES[config.measure.runtime], config.measure.device)
     return config
+
+
+def _check_gpu_package(runtime: Any, device: str) -> None:
+    """A runtime (``runtime.RUNTIMES``' or ``runtime.lm.LM_RUNTIMES``') asked to measure on a GPU has its GPU build."""
+    if device != "cpu" and not runtime.on_gpu():
+        raise ConfigError("measure.device", f"{runtime.title} needs {runtime.gpu_package} to run on a GPU (pip install "
+                          f"{runtime.gpu_package}); what is installed runs on the CPU only", device)
 
 
 def _batch_rounds(config: ExperimentConfig) -> ExperimentConfig:
@@ -158,9 +159,7 @@ def _language_model(config: ExperimentConfig) -> ExperimentConfig:
             if bits in (8, 4) and runtime.group_sizes and group not in runtime.group_sizes:
                 raise ConfigError("lm_quantize.group_size", f"{runtime.title} takes blocks of "
                                   f"{list(runtime.group_sizes)} input channels", group)
-    if gpu and not runtime.on_gpu():
-        raise ConfigError("measure.device", f"{runtime.title} needs {runtime.gpu_package} to run on a GPU (pip install "
-                          f"{runtime.gpu_package}); what is installed runs on the CPU only", config.measure.device)
+    _check_gpu_package(runtime, config.measure.device)
     for name in [*config.objectives, *(c.metric for c in config.constraints)]:
         if name == "task_accuracy" and config.data.task is None:
             raise ConfigError("objectives" if name in config.objectives else "constraints", "task_accuracy needs "
@@ -215,7 +214,7 @@ def check_search(config: ExperimentConfig) -> ExperimentConfig:
     backend), else
     ``nsga2`` and ``none``; ``pareto``, ``shadow`` and ``squeezer`` are refused where they cannot."""
     search = config.search
-    judged = trained_quality(config.objectives)
+    judged = config.kind.quality if only_quality_trained(config.objectives, config.kind.quality) else None
     stops = judged is not None and judged.metric in SCHEDULERS["pareto"].judges and search.backend == "optuna"
     search = dataclasses.replace(search, sampler=search.sampler or ("squeezer" if judged else "nsga2"),
                                  scheduler=search.scheduler or ("pareto" if stops else "none"))

@@ -89,11 +89,11 @@ class Quality:
 ACCURACY, PERPLEXITY = Quality("accuracy", True), Quality("perplexity", False)
 
 
-def trained_quality(objectives: Mapping[str, str]) -> Quality | None:
-    """The quality (accuracy, or a language model's perplexity) where it is the one objective that training changes:
-    then a trial's other objectives are known before it trains, which screening and halving rely on; else None."""
-    trained = [name for name in objectives if name not in CHEAP]
-    return next((q for q in (ACCURACY, PERPLEXITY) if trained == [q.metric]), None)
+def only_quality_trained(objectives: Mapping[str, str], quality: Quality) -> bool:
+    """Whether ``quality`` (the kind of model's: accuracy, or a language model's perplexity) is the one objective that
+    training changes: then a trial's other objectives are known before it trains, which screening and halving rely
+    on."""
+    return [name for name in objectives if name not in CHEAP] == [quality.metric]
 
 
 def quality_of(metrics: Mapping[str, Any]) -> Quality:

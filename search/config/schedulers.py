@@ -15,7 +15,7 @@ from typing import Any, Callable
 @dataclass(frozen=True)
 class Scheduler:
     backend: str | None  # the one backend it runs on (None: any)
-    #: the qualities it compares trials on, as the one trained objective (``objectives.trained_quality``); () none
+    #: the qualities it compares trials on, as the one trained objective (``objectives.only_quality_trained``); () none
     judges: tuple[str, ...]
     tune: Callable[[str], Any] | None = None  # ray: Tune's scheduler watching that per-epoch metric (higher: better)
 

@@ -7,7 +7,7 @@ any finished trial gained from that stage's epoch to its final accuracy, plus a 
 the current front beats that optimistic point on every objective, the trial stops, and says which trial beat it.
 Until enough trials have finished (``MIN_CURVES``), nothing is stopped.
 
-It judges studies whose one trained objective is accuracy (``objectives.trained_quality``). The optimistic
+It judges studies whose one trained objective is accuracy (``objectives.only_quality_trained``). The optimistic
 point is generous on purpose: latency measured before training may come out lower once measured again (timing
 noise: at 0.03 ms a busy machine tripled one reading in the benchmark), so it is taken ``speed_allowance`` (half)
 lower; bytes and counts are exact.

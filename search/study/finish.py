@@ -19,10 +19,9 @@ import optuna
 
 from squeezer.compressors.progress import say
 from squeezer.search.config.experiment import ExperimentConfig
-from squeezer.search.config.objectives import quality_of
 from squeezer.search.errors import ConfigError
 from squeezer.search.results.tracking import ROLE_TAG, Tracker, resolve
-from squeezer.search.study.halving import user_studies
+from squeezer.search.study.halving import user_study
 from squeezer.search.study.storage import open_storage
 from squeezer.search.trial import baselines, records
 from squeezer.search.trial import benches
@@ -69,7 +68,7 @@ def finish(config: ExperimentConfig, number: int, storage: str, tracking_uri: st
     teacher = records.get(study, records.TEACHER)
     if teacher and "latency_raw_ms" in teacher:
         bench.time_against(teacher)  # timed against the teacher, as the study's trials were
-    quality = quality_of(config.objectives)
+    quality = config.kind.quality
     tracker = Tracker(tracking_uri, f"squeezer-{config.name}")
     try:
         parent = tracker.find_study_run(name)
@@ -106,11 +105,7 @@ def finish(config: ExperimentConfig, number: int, storage: str, tracking_uri: st
 
 
 def _study(name: str, storage: str, config: ExperimentConfig) -> optuna.Study:
-    store = open_storage(storage)
-    names = user_studies(store)
-    if name not in names:
-        raise ConfigError("--study-name", f"no such study in {storage}; studies there: {names}", name)
-    study = optuna.load_study(study_name=name, storage=store)
+    study = user_study(open_storage(storage), name, storage)
     if records.get(study, records.CONFIG_DIGEST) not in (None, config.digest()):
         raise ConfigError("config", f"is not the one study {name!r} was run with: give the study's experiment file",
                           config.name)

@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 
 from squeezer.compressors.base import Report
 from squeezer.search.config.objectives import ACCURACY, ERRORS, Quality
+from squeezer.search.errors import ConfigError
 from squeezer.search.trial.run import Outcome, StoppedEarly
 
 #: The twin trial's user attribute holding the cheap metrics, and the prefix of its per-epoch accuracies.
@@ -46,6 +47,14 @@ def rungs_study(name: str, storage: BaseStorage, rung_epochs: int, reduction_fac
 def user_studies(storage: BaseStorage) -> list[str]:
     """The names of the studies in ``storage`` that users made (not successive halving's twins)."""
     return [s.study_name for s in optuna.get_all_study_summaries(storage) if not s.study_name.endswith(SUFFIX)]
+
+
+def user_study(storage: BaseStorage, name: str, where: str) -> optuna.Study:
+    """Study ``name`` of ``storage`` (at ``where``), refused in one line where no user's study has that name."""
+    names = user_studies(storage)
+    if name not in names:
+        raise ConfigError("--study-name", f"no such study in {where}; studies there: {names}", name)
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 def standing(value: float, cheap: Mapping[str, float], others: Iterable[tuple[float, Mapping[str, float]]],

@@ -193,7 +193,7 @@ class Session:
             if self.rungs is None:
                 self.rungs = rungs_study(self.name, self.storage, search.rung_epochs, search.reduction_factor)
             return Halving(self.rungs, self.config.objectives, search.rung_epochs, search.reduction_factor,
-                           self.bench.validation_count, quality_of(self.config.objectives))
+                           self.bench.validation_count, self.config.kind.quality)
         if search.scheduler not in ("pareto", "shadow"):
             return None
         front = [(t.number, records.metrics(t)) for t in pareto_trials(self.study, self.config.objectives)]

@@ -36,7 +36,6 @@ from squeezer.search.trial import baselines
 from squeezer.search.trial import records
 from squeezer.search.results import scoring
 from squeezer.search.config.experiment import ExperimentConfig
-from squeezer.search.config.objectives import quality_of
 from squeezer.search.results.pareto import pareto_trials
 from squeezer.search.trial.recipe import joint_distributions, recipe_key, replay_params, suggest_params
 from squeezer.search.trial.benches import Bench
@@ -59,7 +58,7 @@ class Screen:
         self.draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
         self.cheap = cheap_names(bench.config)  # what screening measures, and the forest reads
         self.cost: tuple[float, float] | None = None  # the last screening's seconds: fitting, and per candidate
-        self.quality = quality_of(bench.config.objectives)  # what the forest predicts
+        self.quality = bench.config.kind.quality  # what the forest predicts
 
     @property
     def config(self) -> ExperimentConfig:

@@ -183,15 +183,15 @@ class LmWorkbench:
     def __getstate__(self) -> dict[str, Any]:  # each process has its device, its resident teacher, its deployed one
         state = {**self.__dict__, "_resident": None, "_deployed_teacher": None, "_teacher_dir": None,
                  "_sequences": None}
-        if self.by_path and self.top_k is not None:
-            state["top_k"], state["_top_k_sent"] = None, True
+        if self.by_path:
+            state["top_k"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.device = hardware.training_device(self.config.training.device, self.config.training.precision)
-        if self.by_path and state.get("_top_k_sent"):
-            self.top_k = _open_top_k(self.outputs)
+        if self.by_path:
+            self.top_k = _open_top_k(self.outputs)  # None where the study has no cache (its teacher runs live)
 
 
 def measure_deployed(bench: LmWorkbench, deployed: DeployedLm, model: nn.Module,
