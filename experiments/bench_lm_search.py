@@ -1,6 +1,8 @@
 """Which search spends a language-model study's minutes best? Hypervolume at equal wall time, several seeds.
 
     python experiments/bench_lm_search.py --minutes 6 --seeds 3 --steps 60    # the KJV study, lm_kjv.yaml
+    python experiments/bench_lm_search.py --config experiments/lm_rotten_tomatoes.yaml \
+        --out experiments/results/bench_lm_search_rt.json                    # a second corpus
 
 Each method — random search, NSGA-II, Squeezer's sampler, Squeezer's sampler with successive halving — runs the KJV
 study (``lm_distill.steps`` cut to ``--steps``, a third of it per evaluation) for the same wall time
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=150, help="lm_distill.steps of every trial (the maximum)")
     parser.add_argument("--repeats", type=int, default=10, help="measure.repeats: timing rounds per student")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--threads", type=int, help="torch and ONNX Runtime threads (training.threads and "
+                                                    "measure.threads); default: the study's own")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_lm_search.json")
     args = parser.parse_args(argv)
     methods = [m for m in METHODS if m in args.methods.split(",")]
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
     common = min(r["seconds"][-1] for rs in runs.values() for r in rs if r["seconds"])
     rows = [row(m, runs[m], common) for m in methods]
-    table = render(rows, common, args)
+    table = render(rows, common, args, load_config(args.config).name)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "common_s": common,
@@ -79,8 +83,11 @@ def config(args: argparse.Namespace, method: str, seed: int) -> Any:
     if sampler == "nsga2":
         search["population_size"] = 8
     measure = {**raw.get("measure", {}), "repeats": args.repeats}
-    return parse_config({**raw, "seed": seed, "pipeline": pipeline, "search": search, "measure": measure},
-                        base_dir=args.config.parent)
+    training = dict(raw.get("training", {}))
+    if args.threads:
+        measure["threads"] = training["threads"] = args.threads
+    return parse_config({**raw, "seed": seed, "pipeline": pipeline, "search": search, "measure": measure,
+                         "training": training}, base_dir=args.config.parent)
 
 
 def study(cfg: Any, tmp: Path, name: str, budget_s: float) -> dict[str, Any]:
@@ -115,9 +122,9 @@ def row(method: str, runs: list[dict[str, Any]], common: float) -> dict[str, Any
             "stopped": [r["stopped"] for r in runs], "end_s": [r["seconds"][-1] if r["seconds"] else 0 for r in runs]}
 
 
-def render(rows: list[dict[str, Any]], common: float, args: argparse.Namespace) -> str:
-    lines = [f"Hypervolume of the KJV front at equal wall time ({args.minutes:g} min per method and seed, "
-             f"lm_distill.steps {args.steps}; read at {common:.0f} s, the earliest end)", "",
+def render(rows: list[dict[str, Any]], common: float, args: argparse.Namespace, name: str) -> str:
+    lines = [f"Hypervolume of the {name} front at equal wall time ({args.minutes:g} min per method and seed, "
+             f"lm_distill.steps {args.steps}, {args.seeds} seeds; read at {common:.0f} s, the earliest end)", "",
              "| method | hv at common time (mean ± sd) | per seed | hv at own end | trials (stopped) |",
              "|---|---:|---|---:|---|"]
     for r in sorted(rows, key=lambda r: -r["mean_common"]):

