@@ -36,7 +36,7 @@ from typing import Any
 import optuna
 from scipy import stats
 
-from squeezer.search.config.experiment import load_config
+from squeezer.search.config.experiment import load_config, parse_config
 from squeezer.search.models import causal
 from squeezer.search.results.pareto import pareto_trials
 from squeezer.search.study.finish import finish
@@ -92,7 +92,9 @@ def main() -> int:
     if "gain" in args.parts:
         result["gain_command"] = (f"{command} --parts gain --gain-steps {args.gain_steps} --patience {args.patience} "
                                   f"--seeds {args.seeds}")
-        bench = benches.prepare(config)
+        raw = config.raw  # the students' speed is not this part's question: timed in 3 rounds, not the file's
+        bench = benches.prepare(parse_config({**raw, "measure": {**raw.get("measure", {}), "repeats": 3, "warmup": 1}},
+                                             base_dir=args.config.parent))
         bench.time_against(teacher)
         gains = result["gain"] = result.get("gain", {})
         for share, conditions in ((4, ("distilled", "without_teacher", "without_teacher_random_init")),
