@@ -57,6 +57,8 @@ def main() -> int:
     parser.add_argument("--gain-steps", type=int, default=1500, help="part 2: the most training steps")
     parser.add_argument("--patience", type=int, default=3, help="part 2: evaluations without improvement to stop")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--shares", default="4,2", help="part 2: the student sizes, as fractions 1/N of the "
+                                                       "teacher's non-embedding parameters")
     parser.add_argument("--parts", default="rank,gain")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "lm_finish.json")
     args = parser.parse_args()
@@ -97,8 +99,10 @@ def main() -> int:
                                              base_dir=args.config.parent))
         bench.time_against(teacher)
         gains = result["gain"] = result.get("gain", {})
-        for share, conditions in ((4, ("distilled", "without_teacher", "without_teacher_random_init")),
-                                  (2, ("distilled",))):
+        shares = {4: ("distilled", "without_teacher", "without_teacher_random_init"), 2: ("distilled",)}
+        for share, conditions in shares.items():
+            if str(share) not in args.shares.split(","):
+                continue
             best = best_within(done, teacher["non_embedding_params"] / share)
             key = f"1/{share}"
             if gains.get(key, {}).get("trial") != best.number or gains[key].get("steps") != args.gain_steps:
